@@ -1,0 +1,618 @@
+# Copyright 2026 The hf_bort developers.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+"""PyTorch Bort model.
+
+Bort is a BERT-style post-LayerNorm encoder with no token-type embeddings. The module names follow
+`transformers.BertModel` (`embeddings`, `encoder.layer.N.attention.self.query`, ...) so BERT-format
+checkpoints such as `amazon/bort` convert by renaming, and OSE extraction slices Bort and BERT alike.
+
+This file imports only from `transformers`, `torch` and its sibling `configuration_bort.py`: it is copied
+next to saved checkpoints so they load with `trust_remote_code=True` where `hf_bort` is not installed.
+"""
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from torch.nn import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.masking_utils import create_bidirectional_mask
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import (
+    BaseModelOutput,
+    MaskedLMOutput,
+    MultipleChoiceModelOutput,
+    QuestionAnsweringModelOutput,
+    SequenceClassifierOutput,
+    TokenClassifierOutput,
+)
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.processing_utils import Unpack
+from transformers.utils import TransformersKwargs, logging
+from transformers.utils.generic import can_return_tuple
+from transformers.utils.output_capturing import capture_outputs
+
+from .configuration_bort import BortConfig
+
+
+logger = logging.get_logger(__name__)
+
+# Every head, so a checkpoint saved from any of them loads with any Auto class under trust_remote_code.
+_AUTO_MAP = {
+    "AutoConfig": "configuration_bort.BortConfig",
+    "AutoModel": "modeling_bort.BortModel",
+    "AutoModelForMaskedLM": "modeling_bort.BortForMaskedLM",
+    "AutoModelForSequenceClassification": "modeling_bort.BortForSequenceClassification",
+    "AutoModelForMultipleChoice": "modeling_bort.BortForMultipleChoice",
+    "AutoModelForTokenClassification": "modeling_bort.BortForTokenClassification",
+    "AutoModelForQuestionAnswering": "modeling_bort.BortForQuestionAnswering",
+}
+
+
+def _is_tracing() -> bool:
+    """True under torch.compile, torch.export/ONNX and jit tracing, where data-dependent checks cannot run."""
+    return torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+
+
+class BortEmbeddings(nn.Module):
+    """Word and absolute position embeddings (no token types), then LayerNorm and dropout."""
+
+    def __init__(self, config: BortConfig):
+        super().__init__()
+        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.position_ids = nn.Buffer(torch.arange(config.max_position_embeddings).expand((1, -1)), persistent=False)
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        seq_length = input_ids.shape[1] if input_ids is not None else inputs_embeds.shape[1]
+        if position_ids is None:
+            position_ids = self.position_ids[:, :seq_length]
+        if inputs_embeds is None:
+            inputs_embeds = self.word_embeddings(input_ids)
+        embeddings = inputs_embeds + self.position_embeddings(position_ids)
+        embeddings = self.LayerNorm(embeddings)
+        return self.dropout(embeddings)
+
+
+def eager_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    dropout: float = 0.0,
+    **kwargs: Unpack[TransformersKwargs],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    attn_weights = torch.matmul(query, key.transpose(2, 3)) * scaling
+    if attention_mask is not None:
+        attn_weights = attn_weights + attention_mask
+    attn_weights = nn.functional.softmax(attn_weights, dim=-1)
+    attn_weights = nn.functional.dropout(attn_weights, p=dropout, training=module.training)
+    attn_output = torch.matmul(attn_weights, value)
+    attn_output = attn_output.transpose(1, 2).contiguous()
+    return attn_output, attn_weights
+
+
+class BortSelfAttention(nn.Module):
+    def __init__(self, config: BortConfig, layer_idx: int | None = None):
+        super().__init__()
+        self.config = config
+        self.num_attention_heads = config.num_attention_heads
+        self.attention_head_size = config.head_dim
+        self.all_head_size = config.num_attention_heads * config.head_dim
+        self.scaling = self.attention_head_size**-0.5
+        self.is_causal = False
+        self.layer_idx = layer_idx
+
+        self.query = nn.Linear(config.hidden_size, self.all_head_size)
+        self.key = nn.Linear(config.hidden_size, self.all_head_size)
+        self.value = nn.Linear(config.hidden_size, self.all_head_size)
+        self.dropout = nn.Dropout(config.attention_probs_dropout_prob)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        input_shape = hidden_states.shape[:-1]
+        hidden_shape = (*input_shape, -1, self.attention_head_size)
+        query_layer = self.query(hidden_states).view(hidden_shape).transpose(1, 2)
+        key_layer = self.key(hidden_states).view(hidden_shape).transpose(1, 2)
+        value_layer = self.value(hidden_states).view(hidden_shape).transpose(1, 2)
+
+        attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
+            self.config._attn_implementation, eager_attention_forward
+        )
+        attn_output, attn_weights = attention_interface(
+            self,
+            query_layer,
+            key_layer,
+            value_layer,
+            attention_mask,
+            dropout=0.0 if not self.training else self.dropout.p,
+            scaling=self.scaling,
+            **kwargs,
+        )
+        attn_output = attn_output.reshape(*input_shape, -1).contiguous()
+        return attn_output, attn_weights
+
+
+class BortSelfOutput(nn.Module):
+    def __init__(self, config: BortConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.num_attention_heads * config.head_dim, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden_states: torch.Tensor, input_tensor: torch.Tensor) -> torch.Tensor:
+        hidden_states = self.dropout(self.dense(hidden_states))
+        return self.LayerNorm(hidden_states + input_tensor)
+
+
+class BortAttention(nn.Module):
+    def __init__(self, config: BortConfig, layer_idx: int | None = None):
+        super().__init__()
+        self.self = BortSelfAttention(config, layer_idx=layer_idx)
+        self.output = BortSelfOutput(config)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        attention_output, attn_weights = self.self(hidden_states, attention_mask=attention_mask, **kwargs)
+        return self.output(attention_output, hidden_states), attn_weights
+
+
+class BortIntermediate(nn.Module):
+    def __init__(self, config: BortConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.intermediate_act_fn = ACT2FN[config.hidden_act]
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.intermediate_act_fn(self.dense(hidden_states))
+
+
+class BortOutput(nn.Module):
+    def __init__(self, config: BortConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden_states: torch.Tensor, input_tensor: torch.Tensor) -> torch.Tensor:
+        hidden_states = self.dropout(self.dense(hidden_states))
+        return self.LayerNorm(hidden_states + input_tensor)
+
+
+class BortLayer(GradientCheckpointingLayer):
+    def __init__(self, config: BortConfig, layer_idx: int | None = None):
+        super().__init__()
+        self.attention = BortAttention(config, layer_idx=layer_idx)
+        self.intermediate = BortIntermediate(config)
+        self.output = BortOutput(config)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> torch.Tensor:
+        attention_output, _ = self.attention(hidden_states, attention_mask, **kwargs)
+        return self.output(self.intermediate(attention_output), attention_output)
+
+
+class BortEncoder(nn.Module):
+    def __init__(self, config: BortConfig):
+        super().__init__()
+        self.config = config
+        self.layer = nn.ModuleList([BortLayer(config, layer_idx=i) for i in range(config.num_hidden_layers)])
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> BaseModelOutput:
+        for layer_module in self.layer:
+            hidden_states = layer_module(hidden_states, attention_mask, **kwargs)
+        return BaseModelOutput(last_hidden_state=hidden_states)
+
+
+class BortPreTrainedModel(PreTrainedModel):
+    config_class = BortConfig
+    config: BortConfig
+    base_model_prefix = "bort"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["BortEmbeddings", "BortLayer"]
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
+    _can_record_outputs = {
+        "hidden_states": BortLayer,
+        "attentions": BortSelfAttention,
+    }
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """Save as transformers does; when registered for the Auto classes, map all of them in `auto_map`."""
+        if self._auto_class is not None:
+            self.config.auto_map = dict(_AUTO_MAP)
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        """BERT's initialisation through `transformers.initialization`, which skips weights loaded from a checkpoint."""
+        super()._init_weights(module)
+        if isinstance(module, BortEmbeddings):
+            init.copy_(module.position_ids, torch.arange(module.position_ids.shape[-1]).expand((1, -1)))
+
+
+class BortModel(BortPreTrainedModel):
+    """The bare Bort encoder: embeddings and `num_hidden_layers` post-LayerNorm transformer layers, no pooler."""
+
+    def __init__(self, config: BortConfig):
+        super().__init__(config)
+        self.config = config
+        self.gradient_checkpointing = False
+        self.embeddings = BortEmbeddings(config)
+        self.encoder = BortEncoder(config)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embeddings.word_embeddings
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.embeddings.word_embeddings = value
+
+    def _check_inputs(
+        self,
+        input_ids: torch.Tensor | None,
+        attention_mask: torch.Tensor | None,
+        inputs_embeds: torch.Tensor | None,
+    ) -> None:
+        """Turn out-of-range ids, over-long sequences and mis-shaped masks into errors that name the fix."""
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("Pass exactly one of `input_ids` or `inputs_embeds`.")
+        shape = tuple(input_ids.shape) if input_ids is not None else tuple(inputs_embeds.shape[:-1])
+        if len(shape) != 2:
+            raise ValueError(f"Bort expects inputs of shape (batch, sequence); got {shape}.")
+        if shape[1] > self.config.max_position_embeddings:
+            raise ValueError(
+                f"Sequence length {shape[1]} exceeds max_position_embeddings={self.config.max_position_embeddings}. "
+                "Truncate the inputs (e.g. tokenizer(..., truncation=True, max_length=...))."
+            )
+        if attention_mask is not None and attention_mask.dim() == 2 and tuple(attention_mask.shape) != shape:
+            raise ValueError(
+                f"attention_mask has shape {tuple(attention_mask.shape)} but the inputs have shape {shape}; "
+                "pass the mask the tokenizer returned with these input_ids."
+            )
+        if input_ids is not None and input_ids.numel() > 0 and not _is_tracing():
+            low, high = int(input_ids.min()), int(input_ids.max())
+            if low < 0 or high >= self.config.vocab_size:
+                raise ValueError(
+                    f"input_ids contain token id {high if high >= self.config.vocab_size else low}, outside "
+                    f"[0, {self.config.vocab_size}). The tokenizer does not match this model's vocabulary "
+                    f"(vocab_size={self.config.vocab_size}); use the checkpoint's own tokenizer."
+                )
+
+    @capture_outputs
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> BaseModelOutput:
+        r"""
+        input_ids: token ids of shape (batch, sequence), in [0, vocab_size).
+        attention_mask: 1 for tokens to attend to, 0 for padding; shape (batch, sequence).
+        position_ids: optional absolute positions; defaults to 0..sequence-1.
+        inputs_embeds: precomputed word embeddings instead of `input_ids`.
+        """
+        kwargs.pop("token_type_ids", None)  # Bort has no token types; tokenizers of BERT-format checkpoints send them.
+        self._check_inputs(input_ids, attention_mask, inputs_embeds)
+        embedding_output = self.embeddings(
+            input_ids=input_ids, position_ids=position_ids, inputs_embeds=inputs_embeds
+        )
+        attention_mask = create_bidirectional_mask(
+            config=self.config, inputs_embeds=embedding_output, attention_mask=attention_mask
+        )
+        encoder_outputs = self.encoder(embedding_output, attention_mask=attention_mask, **kwargs)
+        return BaseModelOutput(last_hidden_state=encoder_outputs.last_hidden_state)
+
+
+class BortLMHead(nn.Module):
+    """Masked-LM head: dense + activation + LayerNorm, then a decoder tied to the input embeddings."""
+
+    def __init__(self, config: BortConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.activation = ACT2FN[config.hidden_act]
+        self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.decoder = nn.Linear(config.hidden_size, config.vocab_size)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.layer_norm(self.activation(self.dense(features))))
+
+
+class BortForMaskedLM(BortPreTrainedModel):
+    _tied_weights_keys = {"lm_head.decoder.weight": "bort.embeddings.word_embeddings.weight"}
+
+    def __init__(self, config: BortConfig):
+        super().__init__(config)
+        self.bort = BortModel(config)
+        self.lm_head = BortLMHead(config)
+        self.post_init()
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.lm_head.decoder
+
+    def set_output_embeddings(self, new_embeddings: nn.Linear) -> None:
+        self.lm_head.decoder = new_embeddings
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> MaskedLMOutput:
+        r"""
+        labels: token ids to predict, -100 where no loss is taken (unmasked positions).
+        """
+        outputs = self.bort(
+            input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            return_dict=True,
+            **kwargs,
+        )
+        logits = self.lm_head(outputs.last_hidden_state)
+        loss = None
+        if labels is not None:
+            loss = CrossEntropyLoss()(logits.view(-1, self.config.vocab_size), labels.to(logits.device).view(-1))
+        return MaskedLMOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+
+class BortClassificationHead(nn.Module):
+    """Bort's sentence head: dropout, dense + tanh on the first token, dropout, linear."""
+
+    def __init__(self, config: BortConfig, num_outputs: int):
+        super().__init__()
+        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        self.dropout = nn.Dropout(dropout)
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.out_proj = nn.Linear(config.hidden_size, num_outputs)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        x = self.dropout(features[:, 0, :])
+        x = torch.tanh(self.dense(x))
+        return self.out_proj(self.dropout(x))
+
+
+def _sequence_classification_loss(config: BortConfig, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """transformers' convention: regression for one label, cross-entropy for int labels, BCE for multi-label."""
+    num_labels = config.num_labels
+    if config.problem_type is None:
+        if num_labels == 1:
+            config.problem_type = "regression"
+        elif labels.dtype in (torch.long, torch.int):
+            config.problem_type = "single_label_classification"
+        else:
+            config.problem_type = "multi_label_classification"
+    if config.problem_type == "regression":
+        if num_labels == 1:
+            return MSELoss()(logits.squeeze(-1), labels.squeeze(-1).to(logits.dtype))
+        return MSELoss()(logits, labels.to(logits.dtype))
+    if config.problem_type == "single_label_classification":
+        return CrossEntropyLoss()(logits.view(-1, num_labels), labels.view(-1))
+    return BCEWithLogitsLoss()(logits, labels.to(logits.dtype))
+
+
+class BortForSequenceClassification(BortPreTrainedModel):
+    def __init__(self, config: BortConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.bort = BortModel(config)
+        self.classifier = BortClassificationHead(config, config.num_labels)
+        self.post_init()
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> SequenceClassifierOutput:
+        r"""
+        labels: class ids (single-label), floats (regression when num_labels == 1) or multi-hot floats
+            (problem_type="multi_label_classification").
+        """
+        outputs = self.bort(
+            input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            return_dict=True,
+            **kwargs,
+        )
+        logits = self.classifier(outputs.last_hidden_state)
+        loss = None
+        if labels is not None:
+            loss = _sequence_classification_loss(self.config, logits, labels.to(logits.device))
+        return SequenceClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+
+class BortForMultipleChoice(BortPreTrainedModel):
+    def __init__(self, config: BortConfig):
+        super().__init__(config)
+        self.bort = BortModel(config)
+        self.classifier = BortClassificationHead(config, 1)
+        self.post_init()
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> MultipleChoiceModelOutput:
+        r"""
+        input_ids: shape (batch, num_choices, sequence).
+        labels: index of the right choice, shape (batch,).
+        """
+        reference = input_ids if input_ids is not None else inputs_embeds
+        num_choices = reference.shape[1]
+
+        def flat(tensor: torch.Tensor | None, keep: int) -> torch.Tensor | None:
+            return tensor.reshape(-1, *tensor.shape[2 : 2 + keep]) if tensor is not None else None
+
+        outputs = self.bort(
+            flat(input_ids, 1),
+            attention_mask=flat(attention_mask, 1),
+            position_ids=flat(position_ids, 1),
+            inputs_embeds=flat(inputs_embeds, 2),
+            return_dict=True,
+            **kwargs,
+        )
+        reshaped_logits = self.classifier(outputs.last_hidden_state).view(-1, num_choices)
+        loss = None
+        if labels is not None:
+            loss = CrossEntropyLoss()(reshaped_logits, labels.to(reshaped_logits.device))
+        return MultipleChoiceModelOutput(
+            loss=loss, logits=reshaped_logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+
+class BortForTokenClassification(BortPreTrainedModel):
+    def __init__(self, config: BortConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.bort = BortModel(config)
+        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> TokenClassifierOutput:
+        r"""
+        labels: a class id per token, -100 where no loss is taken.
+        """
+        outputs = self.bort(
+            input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            return_dict=True,
+            **kwargs,
+        )
+        logits = self.classifier(self.dropout(outputs.last_hidden_state))
+        loss = None
+        if labels is not None:
+            loss = CrossEntropyLoss()(logits.view(-1, self.num_labels), labels.to(logits.device).view(-1))
+        return TokenClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+
+class BortForQuestionAnswering(BortPreTrainedModel):
+    def __init__(self, config: BortConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.bort = BortModel(config)
+        self.qa_outputs = nn.Linear(config.hidden_size, 2)
+        self.post_init()
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        start_positions: torch.Tensor | None = None,
+        end_positions: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> QuestionAnsweringModelOutput:
+        r"""
+        start_positions / end_positions: token index of the answer span's first and last token, shape (batch,).
+        """
+        outputs = self.bort(
+            input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            return_dict=True,
+            **kwargs,
+        )
+        start_logits, end_logits = self.qa_outputs(outputs.last_hidden_state).split(1, dim=-1)
+        start_logits = start_logits.squeeze(-1).contiguous()
+        end_logits = end_logits.squeeze(-1).contiguous()
+        total_loss = None
+        if start_positions is not None and end_positions is not None:
+            ignored_index = start_logits.size(1)
+            start_positions = start_positions.clamp(0, ignored_index).to(start_logits.device)
+            end_positions = end_positions.clamp(0, ignored_index).to(end_logits.device)
+            loss_fct = CrossEntropyLoss(ignore_index=ignored_index)
+            total_loss = (loss_fct(start_logits, start_positions) + loss_fct(end_logits, end_positions)) / 2
+        return QuestionAnsweringModelOutput(
+            loss=total_loss,
+            start_logits=start_logits,
+            end_logits=end_logits,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+        )
+
+
+__all__ = [
+    "BortForMaskedLM",
+    "BortForMultipleChoice",
+    "BortForQuestionAnswering",
+    "BortForSequenceClassification",
+    "BortForTokenClassification",
+    "BortModel",
+    "BortPreTrainedModel",
+]

