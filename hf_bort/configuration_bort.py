@@ -84,7 +84,9 @@ class BortConfig(PreTrainedConfig):
         ):
             value = getattr(self, name)
             if value <= 0:
-                raise ValueError(f"BortConfig.{name} must be a positive integer, got {value}. Pass {name}=<n> with n >= 1.")
+                raise ValueError(
+                    f"BortConfig.{name} must be a positive integer, got {value}. Pass {name}=<n> with n >= 1."
+                )
         if self.head_dim is None:
             raise ValueError(
                 f"BortConfig.hidden_size ({self.hidden_size}) is not divisible by num_attention_heads "

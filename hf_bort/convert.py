@@ -10,7 +10,7 @@ import warnings
 from pathlib import Path
 
 import torch
-from transformers import AutoTokenizer, BertConfig, BertForMaskedLM, BertPreTrainedModel
+from transformers import AutoConfig, AutoTokenizer, BertConfig, BertForMaskedLM, BertPreTrainedModel
 from transformers.utils import logging
 
 from .configuration_bort import BortConfig
@@ -90,12 +90,13 @@ def convert_bert_checkpoint(
                 f"{target} already exists and is not empty; pass overwrite=True (or --overwrite) to replace it, "
                 "or choose another folder."
             )
-    bert = source if isinstance(source, BertPreTrainedModel) else BertForMaskedLM.from_pretrained(source)
-    if not isinstance(bert.config, BertConfig):
+    config = source.config if isinstance(source, BertPreTrainedModel) else AutoConfig.from_pretrained(source)
+    if not isinstance(config, BertConfig):
         raise ValueError(
-            f"convert_bert_checkpoint expects a BERT-format checkpoint (model_type 'bert'); got "
-            f"model_type {bert.config.model_type!r}."
+            f"convert_bert_checkpoint expects a BERT-format checkpoint (model_type 'bert'); {source} has "
+            f"model_type {config.model_type!r}. A Bort checkpoint needs no conversion: load it with AutoModel."
         )
+    bert = source if isinstance(source, BertPreTrainedModel) else BertForMaskedLM.from_pretrained(source)
     if bert.config.type_vocab_size != 1:
         logger.warning(
             f"The source has type_vocab_size={bert.config.type_vocab_size}; Bort has no token types, so only token "
@@ -111,8 +112,12 @@ def convert_bert_checkpoint(
     missing, unexpected = bort.load_state_dict(bort_state, strict=False)
     expected_missing = set() if has_head else {k for k in bort.state_dict() if k.startswith("lm_head.")}
     if unexpected or set(missing) - expected_missing:
-        raise ValueError(f"Checkpoint layout not recognised: missing {sorted(missing)}, unexpected {sorted(unexpected)}.")
-    message = UNTRAINED_HEAD_WARNING if has_head else "The source has no masked-LM head: Bort's is freshly initialised."
+        raise ValueError(
+            f"Checkpoint layout not recognised: missing {sorted(missing)}, unexpected {sorted(unexpected)}."
+        )
+    message = (
+        UNTRAINED_HEAD_WARNING if has_head else "The source has no masked-LM head: Bort's is freshly initialised."
+    )
     warnings.warn(message, UserWarning, stacklevel=2)
     logger.warning(message)
 

@@ -331,9 +331,7 @@ class BortModel(BortPreTrainedModel):
         """
         kwargs.pop("token_type_ids", None)  # Bort has no token types; tokenizers of BERT-format checkpoints send them.
         self._check_inputs(input_ids, attention_mask, inputs_embeds)
-        embedding_output = self.embeddings(
-            input_ids=input_ids, position_ids=position_ids, inputs_embeds=inputs_embeds
-        )
+        embedding_output = self.embeddings(input_ids=input_ids, position_ids=position_ids, inputs_embeds=inputs_embeds)
         attention_mask = create_bidirectional_mask(
             config=self.config, inputs_embeds=embedding_output, attention_mask=attention_mask
         )

