@@ -28,8 +28,8 @@ test-fast: install
 	$(PY) -m pytest -q -m "not slow"
 
 lint: install
-	$(VENV)/bin/ruff check hf_bort recipes benchmarks tests
-	$(VENV)/bin/ruff format --check hf_bort recipes benchmarks tests
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 demo: install
 	$(PY) recipes/demo.py $(if $(QUICK),--quick) $(if $(TASK),--task $(TASK))
