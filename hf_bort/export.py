@@ -29,7 +29,6 @@ import torch
 from torch import nn
 from transformers.utils import ModelOutput
 
-
 INPUT_NAMES = ("input_ids", "attention_mask")
 _METADATA_PREFIX = "hf_bort."
 # A single .onnx file is a protobuf, capped at 2 GiB; larger models keep their weights in a side file.
