@@ -4,7 +4,8 @@ The paper's headline is that Bort runs 7.9x faster than BERT-base and 20x faster
 One run of this script measures, with the same inputs and a fixed thread count:
 
 - headline: Bort (released dims), BERT-base and BERT-large (random weights: speed does not depend on them);
-  paths: PyTorch eager with SDPA, torch.compile, PyTorch dynamic int8, ONNX Runtime fp32 and int8;
+  paths: PyTorch eager fp32 with SDPA, torch.compile (Inductor, frozen weights), PyTorch dynamic int8,
+  PyTorch bf16 (the CPU has AVX512-BF16 here), ONNX Runtime fp32 (full graph optimisations) and int8;
 - parity: `BortModel` against `transformers.BertModel` at identical dims and identical weights (goal <= 1.0);
 - student: the real MiniLM-L6 parent against a student extracted from it (OSE when `hf_bort.ose` is
   available, else a clearly labelled first-k-layers fallback).
@@ -35,7 +36,7 @@ SWEEP_SHAPES = [(1, 32), (1, 64), (1, 256)]  # with the batch-1 headline shapes:
 PARITY_SHAPES = [(1, 128), (8, 128)]
 QUICK_SHAPES = [(1, 32), (1, 128), (8, 128)]
 CHECK_SHAPE = (2, 128)
-TORCH_PATHS = ("eager", "compile", "torch-int8")
+TORCH_PATHS = ("eager", "compile", "torch-int8", "bf16")
 ONNX_PATHS = ("onnx", "onnx-int8")
 STUDENT_LAYERS = 3
 
@@ -192,7 +193,11 @@ def _runner(model_name: str, path: str, threads: int, out_dir: Path):
         return (lambda ids, mask: encoder(ids, mask).last_hidden_state), ""
     model, note = build_model(model_name)
     if path == "compile":
-        model = torch.compile(model, dynamic=True)
+        from hf_bort.export import compile_for_cpu
+
+        model = compile_for_cpu(model)
+    elif path == "bf16":
+        model = model.to(torch.bfloat16)
     elif path == "torch-int8":
         from hf_bort.export import quantize_dynamic_int8
 
@@ -244,6 +249,43 @@ def run_worker(spec: dict) -> dict:
                 "peak_mb": (_memory_kb("VmHWM") - baseline_kb) / 1024,
             }
     return result
+
+
+_OP_GROUPS = {  # aten op name fragments -> what they are in a transformer layer
+    "GEMM (linear)": ("addmm", "aten::mm", "linear", "matmul", "bmm"),
+    "attention (SDPA)": ("scaled_dot_product", "flash_attention", "softmax"),
+    "LayerNorm": ("layer_norm",),
+    "GELU": ("gelu",),
+    "embedding": ("embedding", "index_select"),
+}
+
+
+def run_profile(spec: dict) -> dict:
+    """Where eager time goes: self CPU time of aten ops, grouped, for one model and shape."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.set_num_threads(spec["threads"])
+    model, _ = build_model(spec["model"])
+    input_ids, attention_mask = _inputs(*spec["shape"])
+    with torch.inference_mode():
+        model(input_ids=input_ids, attention_mask=attention_mask)
+        with profile(activities=[ProfilerActivity.CPU]) as profiler:
+            for _ in range(spec["repeats"]):
+                model(input_ids=input_ids, attention_mask=attention_mask)
+    events = [e for e in profiler.key_averages() if e.key.startswith("aten::")]
+    total = sum(e.self_cpu_time_total for e in events)
+    groups = dict.fromkeys([*_OP_GROUPS, "other"], 0.0)
+    for event in events:
+        group = next((g for g, keys in _OP_GROUPS.items() if any(k in event.key for k in keys)), "other")
+        groups[group] += event.self_cpu_time_total
+    top = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:6]
+    return {
+        **spec,
+        "ms_per_forward": total / 1000 / spec["repeats"],
+        "share": {g: t / total for g, t in groups.items()},
+        "top_ops": {e.key: e.self_cpu_time_total / total for e in top},
+    }
 
 
 # ----------------------------------------------------------------------------------------------- driver
@@ -363,6 +405,21 @@ def _plot(results: list[dict], path: Path, metric: str) -> None:
     figure.savefig(path, dpi=120)
 
 
+def _profile(args: argparse.Namespace) -> dict:
+    """torch.profiler op shares for eager Bort, BERT-base and BERT-large: what bounds the speed-up ratios."""
+    report = {}
+    for model in args.only or ("bort", "bert-base", "bert-large"):
+        for shape in ((1, 128), (8, 128)):
+            spec = {"model": model, "shape": shape, "threads": args.threads, "repeats": 3 if shape[0] == 1 else 1}
+            result = _subprocess(args, "--profile-worker", spec)
+            report[f"{model} {shape[0]}x{shape[1]}"] = result
+            shares = ", ".join(f"{g} {100 * v:.0f}%" for g, v in result["share"].items())
+            print(f"{model:10s} {shape[0]}x{shape[1]:<4d} {result['ms_per_forward']:8.1f} ms/forward (CPU) | {shares}")
+            print("           top ops: " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in result["top_ops"].items()))
+    (args.out_dir / "cpu_profile.json").write_text(json.dumps(report, indent=2))
+    return report
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=1, help="Threads for PyTorch and ONNX Runtime (fixed).")
@@ -372,6 +429,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--budget-s", type=float, default=15.0, help="Stop repeating a shape after this (>= 3 runs).")
     parser.add_argument("--only", nargs="*", help="Run only these models (e.g. bort bert-base).")
+    parser.add_argument("--profile", action="store_true", help="Profile eager Bort/BERT (op shares) instead.")
     parser.add_argument(
         "--metric",
         choices=["wall_ms", "cpu_ms"],
@@ -390,6 +448,8 @@ def main(argv: list[str] | None = None) -> dict:
         f"torch {torch.__version__} ({torch.backends.cpu.get_cpu_capability()}) | repeats <= {repeats}, "
         f"warm-up {args.warmup}, median reported"
     )
+    if args.profile:
+        return _profile(args)
     results = []
     for model, path, shapes in _plan(args):
         payload = {"model": model, "path": path, "out_dir": str(args.out_dir)}
@@ -411,10 +471,12 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] in ("--worker", "--prepare"):
+    if len(sys.argv) == 3 and sys.argv[1] in ("--worker", "--prepare", "--profile-worker"):
         payload = json.loads(sys.argv[2])
         if sys.argv[1] == "--worker":
             output = run_worker(payload)
+        elif sys.argv[1] == "--profile-worker":
+            output = run_profile(payload)
         else:
             output = prepare_onnx(payload["model"], payload["path"], Path(payload["out_dir"]))
         print(json.dumps(output))

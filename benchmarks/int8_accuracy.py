@@ -2,13 +2,14 @@
 
 Fine-tunes the offline MiniLM-L6 (a real pretrained BERT) briefly on SST-2 (cached after the first run), then
 scores the official SST-2 dev set (872 sentences) with fp32 eager PyTorch, PyTorch dynamic int8, ONNX Runtime
-fp32 and ONNX Runtime int8 (per-tensor and per-channel weight scales). The target is an int8 cost of at most
-one accuracy point.
+fp32 and ONNX Runtime int8 (per-tensor and per-channel weight scales), and PyTorch bf16 for comparison. The
+target is an int8 cost of at most one accuracy point.
 
     HF_HUB_OFFLINE=1 PYTHONPATH=. python benchmarks/int8_accuracy.py --work-dir /tmp/int8 --threads 1
 """
 
 import argparse
+import copy
 import json
 import os
 import random
@@ -115,6 +116,7 @@ def main(argv: list[str] | None = None) -> dict:
         onnx_fp32, args.work_dir / "sst2-minilm-int8-per-channel.onnx", per_channel=True, overwrite=True
     )
     torch_int8 = quantize_dynamic_int8(model)
+    bf16 = copy.deepcopy(model).to(torch.bfloat16)
 
     def torch_path(m):
         return lambda batch: m(**batch).logits
@@ -126,6 +128,7 @@ def main(argv: list[str] | None = None) -> dict:
     paths = {
         "pytorch fp32 (eager)": torch_path(model),
         "pytorch int8 (dynamic)": torch_path(torch_int8),
+        "pytorch bf16": lambda batch: bf16(**batch).logits.float(),
         "onnxruntime fp32": onnx_path(onnx_fp32),
         "onnxruntime int8": onnx_path(onnx_int8),
         "onnxruntime int8 per-channel": onnx_path(onnx_int8_pc),

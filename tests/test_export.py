@@ -16,6 +16,7 @@ from hf_bort import BortForSequenceClassification, BortModel
 from hf_bort.export import (
     OnnxEncoder,
     add_export_subcommand,
+    compile_for_cpu,
     export_onnx,
     quantize_dynamic_int8,
     quantize_onnx_int8,
@@ -129,10 +130,10 @@ def test_int8_paths_stay_close_to_fp32(tiny_models, exported, tmp_path, name):
         _assert_int8_close(quantized(input_ids=input_ids, attention_mask=attention_mask).logits, expected)
 
 
-def test_torch_compile_matches_eager(tiny_models):
+def test_compile_for_cpu_matches_eager(tiny_models):
     model = tiny_models["bort-cls"]
-    compiled = torch.compile(model, dynamic=True)
-    with torch.no_grad():
+    compiled = compile_for_cpu(model)
+    with torch.inference_mode():
         for batch, length in [(3, 17), (2, 30)]:
             input_ids, attention_mask = _inputs(batch, length, model.config.vocab_size)
             expected = model(input_ids=input_ids, attention_mask=attention_mask).logits
