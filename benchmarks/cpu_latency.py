@@ -38,7 +38,7 @@ QUICK_SHAPES = [(1, 32), (1, 128), (8, 128)]
 CHECK_SHAPE = (2, 128)
 TORCH_PATHS = ("eager", "compile", "torch-int8", "bf16")
 ONNX_PATHS = ("onnx", "onnx-int8")
-STUDENT_LAYERS = 3
+STUDENT_ARCH = {"depth": 3, "heads": 6, "hidden": 384, "intermediate": 768}  # from MiniLM's 6/12/384/1536
 
 
 # ----------------------------------------------------------------------------------------------- models
@@ -91,18 +91,19 @@ def _bort_from_bert(bert):
 def _student(parent):
     """The student extracted from MiniLM: OSE if hf_bort.ose provides it, else the first k layers."""
     try:
-        from hf_bort.ose import extract_subnetwork
-
-        return extract_subnetwork(parent), "OSE (hf_bort.ose.extract_subnetwork)"
-    except (ImportError, TypeError, ValueError) as error:
+        from hf_bort.ose import Architecture, extract_subnetwork
+    except ImportError as error:
         from transformers import BertModel
 
-        config = parent.config.__class__(**{**parent.config.to_dict(), "num_hidden_layers": STUDENT_LAYERS})
+        config = parent.config.__class__(**{**parent.config.to_dict(), "num_hidden_layers": STUDENT_ARCH["depth"]})
         student = BertModel(config, add_pooling_layer=False)
         missing, _ = student.load_state_dict(parent.state_dict(), strict=False)
         assert not missing, missing
-        label = f"fallback: first {STUDENT_LAYERS} of {parent.config.num_hidden_layers} MiniLM layers"
-        return student, f"{label} ({type(error).__name__}: {error})"
+        layers = f"{STUDENT_ARCH['depth']} of {parent.config.num_hidden_layers}"
+        return student, f"fallback: first {layers} MiniLM layers, full width ({error})"
+    architecture = Architecture(**STUDENT_ARCH)
+    student = extract_subnetwork(parent, architecture, as_bort=True)
+    return student, f"OSE: hf_bort.ose.extract_subnetwork(MiniLM, {architecture}, as_bort=True)"
 
 
 def build_model(name: str):

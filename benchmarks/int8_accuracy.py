@@ -111,11 +111,10 @@ def main(argv: list[str] | None = None) -> dict:
     onnx_fp32 = args.work_dir / "sst2-minilm.onnx"
     if not onnx_fp32.is_file():
         export_onnx(model, onnx_fp32)
-    onnx_int8 = quantize_onnx_int8(onnx_fp32, args.work_dir / "sst2-minilm-int8.onnx", overwrite=True)
-    onnx_int8_pc = quantize_onnx_int8(
-        onnx_fp32, args.work_dir / "sst2-minilm-int8-per-channel.onnx", per_channel=True, overwrite=True
+    onnx_int8 = quantize_onnx_int8(
+        onnx_fp32, args.work_dir / "sst2-minilm-int8-per-tensor.onnx", per_channel=False, overwrite=True
     )
-    torch_int8 = quantize_dynamic_int8(model)
+    onnx_int8_pc = quantize_onnx_int8(onnx_fp32, args.work_dir / "sst2-minilm-int8.onnx", overwrite=True)
     bf16 = copy.deepcopy(model).to(torch.bfloat16)
 
     def torch_path(m):
@@ -127,10 +126,11 @@ def main(argv: list[str] | None = None) -> dict:
 
     paths = {
         "pytorch fp32 (eager)": torch_path(model),
-        "pytorch int8 (dynamic)": torch_path(torch_int8),
+        "pytorch int8 per-tensor": torch_path(quantize_dynamic_int8(model, per_channel=False)),
+        "pytorch int8 per-channel": torch_path(quantize_dynamic_int8(model)),
         "pytorch bf16": lambda batch: bf16(**batch).logits.float(),
         "onnxruntime fp32": onnx_path(onnx_fp32),
-        "onnxruntime int8": onnx_path(onnx_int8),
+        "onnxruntime int8 per-tensor": onnx_path(onnx_int8),
         "onnxruntime int8 per-channel": onnx_path(onnx_int8_pc),
     }
     results, reference = {}, None

@@ -126,16 +126,21 @@ def export_onnx(
     return path
 
 
-def quantize_dynamic_int8(model: nn.Module) -> nn.Module:
+def quantize_dynamic_int8(model: nn.Module, *, per_channel: bool = True) -> nn.Module:
     """A copy of `model` whose `nn.Linear` layers run int8 GEMMs (weights int8, activations quantized per call).
 
     The input model is left untouched. Embeddings and LayerNorms stay fp32, as in `quantize_onnx_int8`.
+    Per-channel weight scales are the default: on fine-tuned MiniLM / SST-2 dev they cost 0.6 accuracy points
+    where per-tensor scales cost 1.4 (benchmarks/int8_accuracy.py), at the same speed.
     """
+    from torch.ao.quantization import default_dynamic_qconfig, per_channel_dynamic_qconfig
+
     with _eval_mode(model):
         quantized = copy.deepcopy(model)
+    qconfig = per_channel_dynamic_qconfig if per_channel else default_dynamic_qconfig
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao points users to torchao; its eager API still does this job.
-        return torch.ao.quantization.quantize_dynamic(quantized, {nn.Linear}, dtype=torch.qint8)
+        return torch.ao.quantization.quantize_dynamic(quantized, {nn.Linear: qconfig}, dtype=torch.qint8)
 
 
 def compile_for_cpu(model: nn.Module, *, dynamic: bool = True) -> nn.Module:
@@ -165,10 +170,13 @@ def quantize_onnx_int8(
     source: str | os.PathLike,
     destination: str | os.PathLike,
     *,
-    per_channel: bool = False,
+    per_channel: bool = True,
     overwrite: bool = False,
 ) -> Path:
-    """Dynamic int8 quantization of an exported model's MatMuls with ONNX Runtime; returns `destination`."""
+    """Dynamic int8 quantization of an exported model's MatMuls with ONNX Runtime; returns `destination`.
+
+    Per-channel weight scales are the default, as in `quantize_dynamic_int8` (same speed, smaller accuracy cost).
+    """
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -321,7 +329,7 @@ def add_export_subcommand(subparsers: argparse._SubParsersAction) -> argparse.Ar
         help="Which head to export; 'auto' follows the checkpoint's `architectures`.",
     )
     parser.add_argument("--int8", action="store_true", help="Write a dynamically int8-quantized model.")
-    parser.add_argument("--per-channel", action="store_true", help="With --int8: per-channel weight scales.")
+    parser.add_argument("--per-tensor", action="store_true", help="With --int8: one weight scale per tensor.")
     parser.add_argument("--opset", type=int, default=18, help="ONNX opset (default: 18).")
     parser.add_argument("--overwrite", action="store_true", help="Replace OUTPUT if it exists.")
     parser.set_defaults(func=run_export)
@@ -342,7 +350,7 @@ def run_export(args: argparse.Namespace) -> int:
     if args.int8:
         with tempfile.TemporaryDirectory() as tmp:
             fp32 = export_onnx(model, Path(tmp) / "model.onnx", opset=args.opset)
-            quantize_onnx_int8(fp32, args.output, per_channel=args.per_channel, overwrite=args.overwrite)
+            quantize_onnx_int8(fp32, args.output, per_channel=not args.per_tensor, overwrite=args.overwrite)
     else:
         export_onnx(model, args.output, opset=args.opset, overwrite=args.overwrite)
     encoder = OnnxEncoder(args.output)
