@@ -430,6 +430,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--budget-s", type=float, default=15.0, help="Stop repeating a shape after this (>= 3 runs).")
     parser.add_argument("--only", nargs="*", help="Run only these models (e.g. bort bert-base).")
+    parser.add_argument(
+        "--resume", action="store_true", help="Keep the (model, path) rows already in OUT_DIR/cpu_latency.json."
+    )
     parser.add_argument("--profile", action="store_true", help="Profile eager Bort/BERT (op shares) instead.")
     parser.add_argument(
         "--metric",
@@ -451,8 +454,12 @@ def main(argv: list[str] | None = None) -> dict:
     )
     if args.profile:
         return _profile(args)
-    results = []
+    report_path = args.out_dir / "cpu_latency.json"
+    results = json.loads(report_path.read_text())["results"] if args.resume and report_path.is_file() else []
+    done = {(r["model"], r["path"]) for r in results if r["threads"] == args.threads}
     for model, path, shapes in _plan(args):
+        if (model, path) in done:
+            continue
         payload = {"model": model, "path": path, "out_dir": str(args.out_dir)}
         prepared = _subprocess(args, "--prepare", payload) if path in ONNX_PATHS else {}
         spec = {"model": model, "path": path, "shapes": shapes, "threads": args.threads, "repeats": repeats}
@@ -462,11 +469,12 @@ def main(argv: list[str] | None = None) -> dict:
         summary = ", ".join(f"{k} {v['wall_ms']:.1f}/{v['cpu_ms']:.1f} ms" for k, v in result["shapes"].items())
         print(f"[{result['wall_s']:4d} s] {model} / {path} (wall/cpu): {summary}", flush=True)
         results.append(result)
+        report_path.write_text(json.dumps({"threads": args.threads, "results": results}, indent=2))  # resumable
     metric = args.metric or ("cpu_ms" if args.threads == 1 else "wall_ms")
     ratios = _print_tables(results, args.out_dir, metric)
     _plot(results, args.out_dir / "cpu_latency.png", metric)
     report = {"threads": args.threads, "quick": args.quick, "metric": metric, "results": results, "ratios": ratios}
-    (args.out_dir / "cpu_latency.json").write_text(json.dumps(report, indent=2))
+    report_path.write_text(json.dumps(report, indent=2))
     print(f"\nwrote {args.out_dir / 'cpu_latency.json'} and {args.out_dir / 'cpu_latency.png'}")
     return report
 
