@@ -390,14 +390,17 @@ def _plot(results: list[dict], path: Path, metric: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axis = plt.subplots(figsize=(8, 5.5))
+    figure, axis = plt.subplots(figsize=(9, 6))
+    colors = {model: f"C{i}" for i, model in enumerate(dict.fromkeys(r["model"] for r in results))}
+    styles = dict(zip(TORCH_PATHS + ONNX_PATHS, [("-", "o"), ("--", "s"), (":", "v"), ("-.", "^"), ("-", "D"), ("--", "*")]))
     for r in results:
         points = sorted(
             (int(shape.split("x")[1]), s[metric]) for shape, s in r["shapes"].items() if shape.startswith("1x")
         )
         if len(points) > 1:
-            style = "-" if r["model"].startswith("bort") else "--"
-            axis.plot(*zip(*points), style, marker="o", label=f"{r['model']} / {r['path']}")
+            line, marker = styles[r["path"]]
+            label = f"{r['model']} / {r['path']}"
+            axis.plot(*zip(*points), linestyle=line, marker=marker, color=colors[r["model"]], label=label)
     axis.set(xscale="log", yscale="log", xlabel="sequence length (batch 1)", ylabel=f"median latency, {metric.split('_')[0]} time (ms)")
     axis.set_title(f"CPU latency, {results[0]['threads']} thread(s)")
     axis.grid(True, which="both", alpha=0.3)
@@ -470,6 +473,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"[{result['wall_s']:4d} s] {model} / {path} (wall/cpu): {summary}", flush=True)
         results.append(result)
         report_path.write_text(json.dumps({"threads": args.threads, "results": results}, indent=2))  # resumable
+    order = [(model, path) for model, path, _ in _plan(args)]
+    results.sort(key=lambda r: order.index((r["model"], r["path"])) if (r["model"], r["path"]) in order else len(order))
     metric = args.metric or ("cpu_ms" if args.threads == 1 else "wall_ms")
     ratios = _print_tables(results, args.out_dir, metric)
     _plot(results, args.out_dir / "cpu_latency.png", metric)
