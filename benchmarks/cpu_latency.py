@@ -418,7 +418,7 @@ def _profile(args: argparse.Namespace) -> dict:
             result = _subprocess(args, "--profile-worker", spec)
             report[f"{model} {shape[0]}x{shape[1]}"] = result
             shares = ", ".join(f"{g} {100 * v:.0f}%" for g, v in result["share"].items())
-            print(f"{model:10s} {shape[0]}x{shape[1]:<4d} {result['ms_per_forward']:8.1f} ms/forward (CPU) | {shares}")
+            print(f"{model:10s} {shape[0]}x{shape[1]:<4d} {result['ms_per_forward']:8.1f} ms/forward (profiler wall clock) | {shares}")
             print("           top ops: " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in result["top_ops"].items()))
     (args.out_dir / "cpu_profile.json").write_text(json.dumps(report, indent=2))
     return report
