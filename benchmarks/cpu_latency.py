@@ -30,6 +30,7 @@ import sys
 import time
 from pathlib import Path
 
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 HEADLINE_SHAPES = [(1, 128), (8, 128), (32, 128), (1, 512)]
 SWEEP_SHAPES = [(1, 32), (1, 64), (1, 256)]  # with the batch-1 headline shapes: latency against length
@@ -392,7 +393,9 @@ def _plot(results: list[dict], path: Path, metric: str) -> None:
 
     figure, axis = plt.subplots(figsize=(9, 6))
     colors = {model: f"C{i}" for i, model in enumerate(dict.fromkeys(r["model"] for r in results))}
-    styles = dict(zip(TORCH_PATHS + ONNX_PATHS, [("-", "o"), ("--", "s"), (":", "v"), ("-.", "^"), ("-", "D"), ("--", "*")]))
+    styles = dict(
+        zip(TORCH_PATHS + ONNX_PATHS, [("-", "o"), ("--", "s"), (":", "v"), ("-.", "^"), ("-", "D"), ("--", "*")])
+    )
     for r in results:
         points = sorted(
             (int(shape.split("x")[1]), s[metric]) for shape, s in r["shapes"].items() if shape.startswith("1x")
@@ -401,7 +404,12 @@ def _plot(results: list[dict], path: Path, metric: str) -> None:
             line, marker = styles[r["path"]]
             label = f"{r['model']} / {r['path']}"
             axis.plot(*zip(*points), linestyle=line, marker=marker, color=colors[r["model"]], label=label)
-    axis.set(xscale="log", yscale="log", xlabel="sequence length (batch 1)", ylabel=f"median latency, {metric.split('_')[0]} time (ms)")
+    axis.set(
+        xscale="log",
+        yscale="log",
+        xlabel="sequence length (batch 1)",
+        ylabel=f"median latency, {metric.split('_')[0]} time (ms)",
+    )
     axis.set_title(f"CPU latency, {results[0]['threads']} thread(s)")
     axis.grid(True, which="both", alpha=0.3)
     axis.legend(fontsize=7, ncol=2)
@@ -418,7 +426,9 @@ def _profile(args: argparse.Namespace) -> dict:
             result = _subprocess(args, "--profile-worker", spec)
             report[f"{model} {shape[0]}x{shape[1]}"] = result
             shares = ", ".join(f"{g} {100 * v:.0f}%" for g, v in result["share"].items())
-            print(f"{model:10s} {shape[0]}x{shape[1]:<4d} {result['ms_per_forward']:8.1f} ms/forward (profiler wall clock) | {shares}")
+            print(
+                f"{model:10s} {shape[0]}x{shape[1]:<4d} {result['ms_per_forward']:8.1f} ms/forward (profiler wall clock) | {shares}"
+            )
             print("           top ops: " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in result["top_ops"].items()))
     (args.out_dir / "cpu_profile.json").write_text(json.dumps(report, indent=2))
     return report
@@ -474,7 +484,9 @@ def main(argv: list[str] | None = None) -> dict:
         results.append(result)
         report_path.write_text(json.dumps({"threads": args.threads, "results": results}, indent=2))  # resumable
     order = [(model, path) for model, path, _ in _plan(args)]
-    results.sort(key=lambda r: order.index((r["model"], r["path"])) if (r["model"], r["path"]) in order else len(order))
+    results.sort(
+        key=lambda r: order.index((r["model"], r["path"])) if (r["model"], r["path"]) in order else len(order)
+    )
     metric = args.metric or ("cpu_ms" if args.threads == 1 else "wall_ms")
     ratios = _print_tables(results, args.out_dir, metric)
     _plot(results, args.out_dir / "cpu_latency.png", metric)

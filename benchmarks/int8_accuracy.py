@@ -22,6 +22,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer, BertForSequenceClassification
 
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 SHARED = Path(os.environ.get("HF_BORT_SHARED", REPO_ROOT.parent / "shared"))
@@ -49,7 +50,9 @@ def fine_tune(args: argparse.Namespace, glue_dir: Path, output_dir: Path) -> Non
     torch.manual_seed(args.seed)
     tokenizer = AutoTokenizer.from_pretrained(args.parent)
     model = BertForSequenceClassification.from_pretrained(args.parent, num_labels=2)
-    train = load_glue("sst2", glue_dir, splits=("train",))["train"].shuffle(seed=args.seed).select(range(args.train_rows))
+    train = (
+        load_glue("sst2", glue_dir, splits=("train",))["train"].shuffle(seed=args.seed).select(range(args.train_rows))
+    )
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr)
     steps = (len(train) + args.batch_size - 1) // args.batch_size
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 - step / steps)

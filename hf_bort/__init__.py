@@ -6,6 +6,7 @@ Importing the package registers the `bort` model type with transformers' Auto cl
 
 from .configuration_bort import BortConfig
 from .convert import convert_bert_checkpoint
+from .export import OnnxEncoder, compile_for_cpu, export_onnx, quantize_dynamic_int8, quantize_onnx_int8
 from .modeling_bort import (
     BortForMaskedLM,
     BortForMultipleChoice,
@@ -31,6 +32,11 @@ __all__ = [
     "BortForTokenClassification",
     "BortModel",
     "BortPreTrainedModel",
+    "OnnxEncoder",
+    "compile_for_cpu",
     "convert_bert_checkpoint",
+    "export_onnx",
+    "quantize_dynamic_int8",
+    "quantize_onnx_int8",
     "register_bort",
 ]

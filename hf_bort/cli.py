@@ -3,6 +3,8 @@
 import argparse
 from collections.abc import Sequence
 
+from .export import add_export_subcommand
+
 
 def _convert(args: argparse.Namespace) -> int:
     from .convert import convert_bert_checkpoint
@@ -22,19 +24,20 @@ def add_convert_subcommand(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("source", help="Hub id (e.g. amazon/bort) or local folder of a BertForMaskedLM checkpoint")
     parser.add_argument("destination", help="folder to write the Bort checkpoint to")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty destination folder")
-    parser.set_defaults(handler=_convert)
+    parser.set_defaults(func=_convert)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hf-bort", description="Bort for the Hugging Face ecosystem.")
     subparsers = parser.add_subparsers(dest="command", required=True)
     add_convert_subcommand(subparsers)
+    add_export_subcommand(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.handler(args)
+    return args.func(args)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 from transformers.utils import ModelOutput
 
+
 INPUT_NAMES = ("input_ids", "attention_mask")
 _METADATA_PREFIX = "hf_bort."
 # A single .onnx file is a protobuf, capped at 2 GiB; larger models keep their weights in a side file.
@@ -265,7 +266,9 @@ class OnnxEncoder:
             ) from error
         inputs = [i.name for i in self.session.get_inputs()]
         if tuple(inputs) != INPUT_NAMES:
-            raise ValueError(f"{self.path} takes inputs {inputs}, not {list(INPUT_NAMES)}: export it with export_onnx.")
+            raise ValueError(
+                f"{self.path} takes inputs {inputs}, not {list(INPUT_NAMES)}: export it with export_onnx."
+            )
         self.output_names = [o.name for o in self.session.get_outputs()]
         metadata = self.session.get_modelmeta().custom_metadata_map
         self.metadata = {k[len(_METADATA_PREFIX) :]: v for k, v in metadata.items() if k.startswith(_METADATA_PREFIX)}
@@ -324,7 +327,10 @@ def _infer_task(model_dir: Path) -> str:
     from transformers import AutoConfig
 
     architectures = AutoConfig.from_pretrained(model_dir).architectures or []
-    suffixes = {"ForSequenceClassification": "sequence-classification", "ForTokenClassification": "token-classification"}
+    suffixes = {
+        "ForSequenceClassification": "sequence-classification",
+        "ForTokenClassification": "token-classification",
+    }
     suffixes["ForMaskedLM"] = "masked-lm"
     for architecture in architectures:
         for suffix, task in suffixes.items():

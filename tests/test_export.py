@@ -22,6 +22,7 @@ from hf_bort.export import (
     quantize_onnx_int8,
 )
 
+
 FP32_ATOL = 1e-4
 INT8_LOGIT_RTOL = 0.05
 INT8_ARGMAX_AGREEMENT = 0.9
