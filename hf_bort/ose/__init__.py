@@ -3,7 +3,6 @@
 from .costs import LatencyModel, inference_flops, parameter_count, pareto_front
 from .space import Architecture, SearchSpace
 
-
 __all__ = [
     "Architecture",
     "LatencyModel",

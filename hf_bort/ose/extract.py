@@ -23,14 +23,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 from transformers import PreTrainedModel
 
 from ..configuration_bort import BortConfig
 from ..convert import bert_state_dict_to_bort, bort_config_from_bert
 from ..modeling_bort import BortModel
 from .space import Architecture, candidate_config, read_dimension
-
 
 SUPPORTED_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "camembert", "bort")
 

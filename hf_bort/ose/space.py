@@ -17,7 +17,6 @@ import numpy as np
 from transformers import PreTrainedConfig
 from transformers.utils import logging
 
-
 logger = logging.get_logger(__name__)
 
 _DIMS = ("depth", "heads", "hidden", "intermediate")
