@@ -1,0 +1,461 @@
+"""OSE, the FPTAS of de Wynter & Perry (2020) that extracted Bort from RoBERTa-large, for any BERT-layout parent.
+
+`OSESearch(...).run()` follows the paper's structure:
+
+1. p(ξ) and i(ξ) for every candidate of the space, in closed form (`costs.py`); the maximum point T.
+2. ABnC ordering and ε-trimming. Under the ABnC property a network is an input stage A, n copies of a block B
+   and an output stage C, with A and C cheaper than the blocks, so p and i are affine and increasing in the depth
+   and every block dimension; sorting by (p, i) is then a linear extension of cost dominance. The ordered space
+   is cut into buckets of relative width ε in both p and i (bucket = (⌊log_{1+ε} p/p_min⌋, ⌊log_{1+ε} i/i_min⌋))
+   and only the first (cheapest) candidate of each bucket is kept: every discarded candidate has a kept one whose p
+   and i are each within a factor 1 + ε of its own. A smaller ε keeps more candidates.
+3. The error of each kept candidate is estimated by a short training run from its extracted weights (never full
+   training): `steps = interval * ceil(1 / ε)` optimiser steps, the loss averaged over the last `interval` steps.
+   The averaging window is an ε share of the budget, so tighter ε buys a longer, steadier estimate: the work is
+   polynomial in 1/ε, as an FPTAS's must be. Objectives: "distill" (default), MSE between the candidate's final
+   hidden states, through a learned linear map (least-squares initialised), and the parent's on unlabelled text;
+   or "task", cross-entropy (or MSE for float labels) of a linear head on the first token.
+4. The W-coefficient (`w_coefficient`) relative to T ranks the candidates; the Pareto front in (p, i, ê) and
+   the lowest-W point are returned.
+
+Candidates are shared out across Accelerate processes (each seeded by its architecture alone, so results do not
+depend on the sharding), and each finished candidate is appended to a JSONL file, so a rerun resumes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.utils import logging
+
+from .costs import LatencyModel, inference_flops, parameter_count, pareto_front
+from .extract import compute_importance, extract_subnetwork
+from .result import CandidateRecord, OSEResult
+from .space import Architecture, SearchSpace
+
+logger = logging.get_logger(__name__)
+
+_TEXT_COLUMNS = ("text", "sentence", "content", "question", "premise", "document")
+_PAIR_COLUMNS = (("sentence1", "sentence2"), ("question1", "question2"), ("premise", "hypothesis"), ("question", "sentence"))
+
+
+def read_text_lines(path: str | os.PathLike, min_words: int = 4) -> list[str]:
+    """Non-empty paragraphs of a raw text file such as WikiText's `wiki.valid.raw` (headings `= x =` dropped)."""
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    return [ln.strip() for ln in lines if len(ln.split()) >= min_words and not ln.strip().startswith("=")]
+
+
+def epsilon_buckets(params: np.ndarray, cost: np.ndarray, epsilon: float) -> np.ndarray:
+    """Step 2: indices of one representative per ε-bucket, in ABnC (p, then i) order; see the module docstring."""
+    _check_epsilon(epsilon)
+    order = np.lexsort((cost, params))
+    base = math.log1p(epsilon)
+    bucket_p = np.floor(np.log(params[order] / params.min()) / base + 1e-9).astype(np.int64)
+    bucket_i = np.floor(np.log(cost[order] / cost.min()) / base + 1e-9).astype(np.int64)
+    keys = bucket_p * (int(bucket_i.max()) + 1) + bucket_i
+    _, first = np.unique(keys, return_index=True)  # first occurrence in the sorted order = cheapest of its bucket
+    return order[np.sort(first)]
+
+
+def w_coefficient(
+    params: np.ndarray,
+    cost: np.ndarray,
+    error: np.ndarray,
+    max_point: dict,
+    epsilon: float,
+    weights: Sequence[float] = (1.0, 1.0, 1.0),
+) -> np.ndarray:
+    """W(ξ) = max(w_p ⌈p(ξ)/p(T)⌉_ε, w_i ⌈i(ξ)/i(T)⌉_ε, w_e ⌈e(ξ)/e(T)⌉_ε); lower is better.
+
+    T is the maximum point: the largest p and i of the space, and e(T) the error of the best input-independent
+    predictor (the teacher's mean hidden state for "distill", the label prior for "task"), so every ratio reads
+    "share of the worst case" and lies in (0, 1] for any useful candidate. ⌈r⌉_ε rounds r up to the next power of
+    1 + ε: differences finer than the search's own resolution do not decide the ranking.
+
+    Why a Chebyshev (max) scalarisation: its minimiser is always Pareto-optimal in (p, i, e) (up to ties), it can
+    reach every point of the front, including on non-convex stretches that a weighted sum skips, and it picks the
+    candidate whose worst relative cost is smallest: no model that is tiny but useless (e ≈ e(T)), and no model that
+    is accurate but as large as the parent (p ≈ p(T)). `weights` trade the three off.
+    """
+    rounded = []
+    for value, top in ((params, max_point["params"]), (cost, max_point["inference_cost"]), (error, max_point["error"])):
+        ratio = np.maximum(np.asarray(value, dtype=np.float64) / top, 1e-12)
+        rounded.append(np.power(1 + epsilon, np.ceil(np.log(ratio) / math.log1p(epsilon) - 1e-9)))
+    return np.max(np.stack([w * r for w, r in zip(weights, rounded)]), axis=0)
+
+
+def _check_epsilon(epsilon: float) -> None:
+    if not (isinstance(epsilon, (int, float)) and 0 < epsilon <= 1):
+        raise ValueError(f"epsilon must lie in (0, 1], got {epsilon!r}. Smaller values keep more candidates (e.g. 0.1).")
+
+
+def _candidate_seed(arch: Architecture, seed: int) -> int:
+    """A seed that depends only on the architecture and the search seed: sharding cannot change a result."""
+    return zlib.crc32(f"{arch.depth}-{arch.heads}-{arch.hidden}-{arch.intermediate}-{seed}".encode())
+
+
+class OSESearch:
+    """Optimal subarchitecture extraction over `space` for a BERT-layout `parent`.
+
+    Args:
+        parent: a model or a local folder / Hub id (loaded with `AutoModel`).
+        space: the candidates; default `SearchSpace.from_config(parent.config)`.
+        epsilon: the FPTAS's ε in (0, 1]: bucket width and training budget (see the module docstring).
+        interval: s, the number of final steps whose loss is averaged into the error estimate.
+        train_dataset: texts for the error estimates: a `datasets.Dataset`, or a list of strings.
+        eval_dataset: optional held-out texts; each candidate's loss on them is recorded as `eval_error`.
+        objective: "distill" (match the parent's final hidden states, unlabelled text) or "task" (labels).
+        tokenizer: defaults to the parent's (when `parent` is a path).
+        text_column / label_column: dataset columns; the text column is found automatically when unset.
+        seq_len / batch_size / learning_rate: the short training runs (64 tokens and 8 rows keep CPU runs short).
+        max_steps: cap on the budget from ε and s.
+        inference_cost: "flops" (closed form) or "latency" (measured with `latency_model`, fitted if not given).
+        weights: (w_p, w_i, w_e) of the W-coefficient.
+        importance: "magnitude" or "gradient" (Taylor scores over the first training batches) for extraction.
+        output_dir: where candidates are appended as they finish (`candidates-<rank>.jsonl`); a rerun resumes.
+        max_candidates: evaluate only the cheapest this many kept candidates (a hard cap on the run time).
+    """
+
+    def __init__(
+        self,
+        parent: PreTrainedModel | str | os.PathLike,
+        space: SearchSpace | None = None,
+        *,
+        epsilon: float = 0.1,
+        interval: int = 5,
+        train_dataset=None,
+        eval_dataset=None,
+        objective: str = "distill",
+        tokenizer: PreTrainedTokenizerBase | None = None,
+        text_column: str | tuple[str, str] | None = None,
+        label_column: str = "label",
+        seq_len: int = 64,
+        batch_size: int = 8,
+        learning_rate: float = 3e-4,
+        max_steps: int | None = None,
+        inference_cost: str = "flops",
+        latency_model: LatencyModel | None = None,
+        weights: Sequence[float] = (1.0, 1.0, 1.0),
+        importance: str = "magnitude",
+        seed: int = 0,
+        output_dir: str | os.PathLike | None = None,
+        max_candidates: int | None = None,
+        show_progress: bool = True,
+    ):
+        _check_epsilon(epsilon)
+        if not isinstance(interval, int) or interval < 1:
+            raise ValueError(f"interval (s) must be a positive integer, got {interval!r}.")
+        if objective not in ("distill", "task"):
+            raise ValueError(f"objective must be 'distill' or 'task', got {objective!r}.")
+        if inference_cost not in ("flops", "latency"):
+            raise ValueError(f"inference_cost must be 'flops' or 'latency', got {inference_cost!r}.")
+        if importance not in ("magnitude", "gradient"):
+            raise ValueError(f"importance must be 'magnitude' or 'gradient', got {importance!r}.")
+        if train_dataset is None:
+            raise ValueError("train_dataset is required: texts (distill) or labelled texts (task) for the error estimates.")
+        if isinstance(parent, (str, os.PathLike)):
+            tokenizer = tokenizer or AutoTokenizer.from_pretrained(parent)
+            parent = AutoModel.from_pretrained(parent)
+        if tokenizer is None:
+            raise ValueError("Pass tokenizer= when the parent is a model object rather than a path.")
+        self.parent = parent.eval()
+        self.space = space if space is not None else SearchSpace.from_config(parent.config)
+        self.tokenizer = tokenizer
+        self.epsilon, self.interval, self.objective = float(epsilon), interval, objective
+        self.steps = interval * math.ceil(1 / epsilon - 1e-9)
+        if max_steps is not None:
+            self.steps = max(interval, min(self.steps, max_steps))
+        self.seq_len, self.batch_size, self.learning_rate = seq_len, batch_size, learning_rate
+        self.inference_cost, self.latency_model = inference_cost, latency_model
+        self.weights, self.importance, self.seed = tuple(weights), importance, seed
+        self.output_dir = Path(output_dir) if output_dir is not None else None
+        self.max_candidates, self.show_progress = max_candidates, show_progress
+        self.label_column = label_column
+        self._train = self._encode(train_dataset, text_column, "train_dataset")
+        self._eval = self._encode(eval_dataset, text_column, "eval_dataset") if eval_dataset is not None else None
+
+    # ----- data -----
+
+    def _encode(self, dataset, text_column, name: str) -> dict[str, torch.Tensor]:
+        """Tokenised rows (fixed length, so every step costs the same) and, for "task", labels."""
+        if isinstance(dataset, (list, tuple)):
+            if not all(isinstance(t, str) for t in dataset):
+                raise ValueError(f"{name} as a list must hold strings; got {type(dataset[0]).__name__} items.")
+            first, second, labels = list(dataset), None, None
+        else:
+            columns = list(dataset.column_names)
+            first_col, second_col = _find_text_columns(columns, text_column, name)
+            first = list(dataset[first_col])
+            second = list(dataset[second_col]) if second_col else None
+            labels = list(dataset[self.label_column]) if self.label_column in columns else None
+        if not first:
+            raise ValueError(f"{name} is empty; pass at least one text.")
+        if self.objective == "task" and labels is None:
+            raise ValueError(f"objective='task' needs a '{self.label_column}' column in {name} (or label_column=...).")
+        encoded = self.tokenizer(
+            first, second, truncation=True, max_length=self.seq_len, padding="max_length", return_tensors="pt"
+        )
+        out = {k: encoded[k] for k in ("input_ids", "attention_mask")}
+        if self.objective == "task":
+            out["labels"] = torch.tensor(labels)
+        return out
+
+    def _batches(self, data: dict[str, torch.Tensor], n_batches: int) -> list[dict[str, torch.Tensor]]:
+        """`n_batches` batches cycling through the rows in order: every candidate sees exactly the same data."""
+        rows = len(data["input_ids"])
+        index = torch.arange(n_batches * self.batch_size) % rows
+        return [{k: v[index[b * self.batch_size : (b + 1) * self.batch_size]] for k, v in data.items()} for b in range(n_batches)]
+
+    # ----- the FPTAS -----
+
+    def _costs(self) -> tuple[np.ndarray, np.ndarray]:
+        params = parameter_count(self.space)
+        if self.inference_cost == "flops":
+            return params, inference_flops(self.space, self.seq_len)
+        if self.latency_model is None:
+            self.latency_model = LatencyModel.fit(self.space, seq_len=self.seq_len, seed=self.seed)
+            logger.warning(f"Latency model held-out error: {self.latency_model.holdout_error:.1%}.")
+        return params, self.latency_model.predict(self.space)
+
+    def settings(self) -> dict:
+        """Everything that determines a candidate's numbers; a resumed run must match it."""
+        digest = hashlib.sha256(self._train["input_ids"].numpy().tobytes()).hexdigest()[:16]
+        return {
+            "parent": self.space.parent_architecture.as_dict(),
+            "epsilon": self.epsilon,
+            "interval": self.interval,
+            "steps": self.steps,
+            "objective": self.objective,
+            "seq_len": self.seq_len,
+            "batch_size": self.batch_size,
+            "learning_rate": self.learning_rate,
+            "importance": self.importance,
+            "seed": self.seed,
+            "inference_cost": self.inference_cost,
+            "train_data": digest,
+        }
+
+    def run(self) -> OSEResult:
+        from accelerate import PartialState
+        from accelerate.utils import gather_object
+
+        state = PartialState()
+        params, cost = self._costs()  # step 1
+        kept = epsilon_buckets(params, cost, self.epsilon)  # step 2
+        if self.max_candidates is not None:
+            kept = kept[: self.max_candidates]
+        finished = self._load_finished(state)
+        state.wait_for_everyone()  # every process reads the same finished set before anyone appends to it
+        pending = [int(k) for k in kept if self.space[int(k)] not in finished]
+        mine = pending[state.process_index :: state.num_processes]
+
+        teacher, reference = self._prepare_targets()
+        scores = compute_importance(
+            self.parent, self._batches(self._train, 4) if self.importance == "gradient" else None
+        )
+        new_records = []
+        bar = tqdm(mine, desc=f"OSE candidates (rank {state.process_index})", disable=not self.show_progress or not state.is_main_process)
+        for index in bar:
+            arch = self.space[index]
+            record = self._evaluate(arch, float(params[index]), float(cost[index]), teacher, reference, scores)
+            self._append(record, state.process_index)
+            new_records.append(record.to_dict())
+            bar.set_postfix(arch=str(arch), err=f"{record.error:.3f}")
+        gathered = gather_object(new_records) if state.num_processes > 1 else new_records
+        records = [*finished.values(), *(CandidateRecord.from_dict(r) for r in gathered)]
+        kept_archs = {self.space[int(k)] for k in kept}
+        records = sorted((r for r in records if r.architecture in kept_archs), key=lambda r: (r.params, r.inference_cost))
+        return self._result(records, params, cost, reference)
+
+    def _result(self, records: list[CandidateRecord], params, cost, reference: float) -> OSEResult:
+        max_point = {"params": float(params.max()), "inference_cost": float(cost.max()), "error": 1.0, "reference_loss": reference}
+        p = np.array([r.params for r in records])
+        i = np.array([r.inference_cost for r in records])
+        e = np.array([r.error for r in records])
+        w = w_coefficient(p, i, e, max_point, self.epsilon, self.weights)
+        for rec, value in zip(records, w):
+            rec.w = float(value)
+        front = [records[k].architecture for k in pareto_front(np.stack([p, i, e], axis=1))]
+        best = min(records, key=lambda r: (r.w, r.error, r.params)).architecture
+        return OSEResult(
+            parent_architecture=self.space.parent_architecture,
+            max_point=max_point,
+            epsilon=self.epsilon,
+            interval=self.interval,
+            steps=self.steps,
+            objective=self.objective,
+            inference_cost_unit="flops" if self.inference_cost == "flops" else "latency_ms",
+            seq_len=self.seq_len,
+            space_size=len(self.space),
+            records=records,
+            front=front,
+            best=best,
+            parent_config=self.parent.config.to_dict(),
+            settings=self.settings(),
+        )
+
+    # ----- step 3: error estimates -----
+
+    @torch.no_grad()
+    def _prepare_targets(self) -> tuple[list[torch.Tensor] | None, float]:
+        """Teacher hidden states per training batch (distill) and the reference error e(T).
+
+        e(T) is the loss of the best input-independent prediction: the per-dimension variance of the teacher's
+        hidden states over tokens (distill), the entropy of the label prior, or the label variance (task).
+        """
+        batches = self._batches(self._train, self.steps)
+        if self.objective == "task":
+            labels = self._train["labels"]
+            if labels.is_floating_point():
+                return None, float(labels.var(unbiased=False))
+            prior = torch.bincount(labels).float() / len(labels)
+            return None, float(-(prior[prior > 0] * prior[prior > 0].log()).sum())
+        base = self.parent.base_model
+        hidden = [base(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).last_hidden_state for b in batches]
+        tokens = torch.cat([h[b["attention_mask"].bool()] for h, b in zip(hidden, batches)])
+        return hidden, float(tokens.var(dim=0, unbiased=False).mean())
+
+    def _evaluate(self, arch, params, cost, teacher, reference, scores) -> CandidateRecord:
+        seed = _candidate_seed(arch, self.seed)
+        torch.manual_seed(seed)
+        start = time.perf_counter()
+        student = extract_subnetwork(self.parent, arch, importance=scores, seed=seed).base_model
+        student.eval()  # no dropout: a short estimate measures capacity, and stays deterministic
+        batches = self._batches(self._train, self.steps)
+        head = self._make_head(student, batches[0], teacher[0] if teacher else None, arch)
+        optimizer = torch.optim.AdamW([*student.parameters(), *head.parameters()], lr=self.learning_rate)
+        losses = []
+        for step, batch in enumerate(batches):
+            loss = self._loss(student, head, batch, teacher[step] if teacher else None)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.detach().item())
+        raw = float(np.mean(losses[-self.interval :]))
+        eval_error = None
+        if self._eval is not None:
+            eval_error = self._eval_loss(student, head) / reference
+        return CandidateRecord(
+            architecture=arch,
+            params=params,
+            inference_cost=cost,
+            error=raw / reference,
+            raw_loss=raw,
+            steps=self.steps,
+            seconds=time.perf_counter() - start,
+            seed=seed,
+            eval_error=eval_error,
+        )
+
+    def _make_head(self, student, batch, target, arch: Architecture) -> nn.Module:
+        """Distill: a linear map to the parent's width, ridge least-squares fitted on the first batch; task: a classifier."""
+        if self.objective == "task":
+            labels = self._train["labels"]
+            n_out = 1 if labels.is_floating_point() else int(labels.max()) + 1
+            return nn.Linear(arch.hidden, n_out)
+        with torch.no_grad():
+            mask = batch["attention_mask"].bool()
+            x = student(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state[mask]
+            y = target[mask]
+            ridge = 1e-3 * x.pow(2).sum() / x.shape[1]
+            solution = torch.linalg.solve(x.T @ x + ridge * torch.eye(x.shape[1]), x.T @ y)
+        head = nn.Linear(arch.hidden, target.shape[-1], bias=False)
+        head.weight.data.copy_(solution.T)
+        return head
+
+    def _loss(self, student, head, batch, target) -> torch.Tensor:
+        hidden = student(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+        if self.objective == "distill":
+            mask = batch["attention_mask"].bool()
+            return nn.functional.mse_loss(head(hidden[mask]), target[mask])
+        logits = head(hidden[:, 0])
+        labels = batch["labels"]
+        if labels.is_floating_point():
+            return nn.functional.mse_loss(logits.squeeze(-1), labels)
+        return nn.functional.cross_entropy(logits, labels)
+
+    @torch.no_grad()
+    def _eval_loss(self, student, head) -> float:
+        n_batches = math.ceil(len(self._eval["input_ids"]) / self.batch_size)
+        batches = self._batches(self._eval, n_batches)
+        base = self.parent.base_model
+        losses = []
+        for batch in batches:
+            target = None
+            if self.objective == "distill":
+                target = base(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+            losses.append(float(self._loss(student, head, batch, target)))
+        return float(np.mean(losses))
+
+    # ----- resumability -----
+
+    def _load_finished(self, state) -> dict[Architecture, CandidateRecord]:
+        if self.output_dir is None:
+            return {}
+        meta = self.output_dir / "search.json"
+        settings = self.settings()
+        if meta.exists():
+            saved = json.loads(meta.read_text())
+            if saved != settings:
+                changed = sorted(k for k in settings if saved.get(k) != settings[k])
+                raise ValueError(
+                    f"{self.output_dir} holds a search with different settings ({', '.join(changed)}); resume with the "
+                    "same settings, or use another output_dir."
+                )
+        state.wait_for_everyone()
+        if state.is_main_process:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            meta.write_text(json.dumps(settings, indent=1))
+        finished = {}
+        for path in sorted(self.output_dir.glob("candidates-*.jsonl")) if self.output_dir.exists() else []:
+            for line in path.read_text().splitlines():
+                if line.strip():
+                    try:
+                        record = CandidateRecord.from_dict(json.loads(line))
+                    except (json.JSONDecodeError, TypeError, KeyError):
+                        continue  # a line cut short by a crash: that candidate is simply evaluated again
+                    finished[record.architecture] = record
+        return finished
+
+    def _append(self, record: CandidateRecord, rank: int) -> None:
+        if self.output_dir is None:
+            return
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.output_dir / f"candidates-{rank}.jsonl", "a") as f:
+            f.write(json.dumps(record.to_dict()) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def _find_text_columns(columns: list[str], text_column, name: str) -> tuple[str, str | None]:
+    if text_column is not None:
+        wanted = (text_column,) if isinstance(text_column, str) else tuple(text_column)
+        missing = [c for c in wanted if c not in columns]
+        if missing:
+            raise ValueError(f"{name} has no column {missing[0]!r}; its columns are {columns}.")
+        return wanted[0], (wanted[1] if len(wanted) > 1 else None)
+    for pair in _PAIR_COLUMNS:
+        if all(c in columns for c in pair):
+            return pair
+    for column in _TEXT_COLUMNS:
+        if column in columns:
+            return column, None
+    raise ValueError(
+        f"{name} has no text column: found columns {columns}, expected one of {list(_TEXT_COLUMNS)} or a pair "
+        f"{[list(p) for p in _PAIR_COLUMNS]}. Pass text_column='your_column'."
+    )
+
+
+__all__ = ["OSESearch", "epsilon_buckets", "read_text_lines", "w_coefficient"]
