@@ -120,6 +120,7 @@ class OSESearch:
         tokenizer: defaults to the parent's (when `parent` is a path).
         text_column / label_column: dataset columns; the text column is found automatically when unset.
         seq_len / batch_size / learning_rate: the short training runs (64 tokens and 8 rows keep CPU runs short).
+        head_learning_rate: for the freshly fitted distillation map or task head, which start far from trained.
         max_steps: cap on the budget from ε and s.
         inference_cost: "flops" (closed form) or "latency" (measured with `latency_model`, fitted if not given).
         weights: (w_p, w_i, w_e) of the W-coefficient.
@@ -127,6 +128,8 @@ class OSESearch:
         output_dir: where candidates are appended as they finish (`candidates-<rank>.jsonl`); a rerun resumes.
         max_candidates: evaluate only the cheapest this many kept candidates (a hard cap on the run time).
     """
+
+    _HEAD_FIT_BATCHES = 8
 
     def __init__(
         self,
@@ -143,7 +146,8 @@ class OSESearch:
         label_column: str = "label",
         seq_len: int = 64,
         batch_size: int = 8,
-        learning_rate: float = 3e-4,
+        learning_rate: float = 5e-5,
+        head_learning_rate: float = 1e-3,
         max_steps: int | None = None,
         inference_cost: str = "flops",
         latency_model: LatencyModel | None = None,
@@ -178,6 +182,7 @@ class OSESearch:
         if max_steps is not None:
             self.steps = max(interval, min(self.steps, max_steps))
         self.seq_len, self.batch_size, self.learning_rate = seq_len, batch_size, learning_rate
+        self.head_learning_rate = head_learning_rate
         self.inference_cost, self.latency_model = inference_cost, latency_model
         self.weights, self.importance, self.seed = tuple(weights), importance, seed
         self.output_dir = Path(output_dir) if output_dir is not None else None
@@ -241,6 +246,7 @@ class OSESearch:
             "seq_len": self.seq_len,
             "batch_size": self.batch_size,
             "learning_rate": self.learning_rate,
+            "head_learning_rate": self.head_learning_rate,
             "importance": self.importance,
             "seed": self.seed,
             "inference_cost": self.inference_cost,
@@ -325,6 +331,11 @@ class OSESearch:
         base = self.parent.base_model
         hidden = [base(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).last_hidden_state for b in batches]
         tokens = torch.cat([h[b["attention_mask"].bool()] for h, b in zip(hidden, batches)])
+        if self._eval is not None:
+            self._eval_targets = [
+                base(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).last_hidden_state
+                for b in self._eval_batches()
+            ]
         return hidden, float(tokens.var(dim=0, unbiased=False).mean())
 
     def _evaluate(self, arch, params, cost, teacher, reference, scores) -> CandidateRecord:
@@ -334,8 +345,14 @@ class OSESearch:
         student = extract_subnetwork(self.parent, arch, importance=scores, seed=seed).base_model
         student.eval()  # no dropout: a short estimate measures capacity, and stays deterministic
         batches = self._batches(self._train, self.steps)
-        head = self._make_head(student, batches[0], teacher[0] if teacher else None, arch)
-        optimizer = torch.optim.AdamW([*student.parameters(), *head.parameters()], lr=self.learning_rate)
+        head = self._make_head(student, batches, teacher, arch)
+        # The word embeddings (most of a small encoder's weights) stay as extracted: updating them densely would
+        # dominate every step, and a short run measures what the architecture's layers can do with them.
+        student.get_input_embeddings().weight.requires_grad_(False)
+        trainable = [p for p in student.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(
+            [{"params": trainable}, {"params": head.parameters(), "lr": self.head_learning_rate}], lr=self.learning_rate
+        )
         losses = []
         for step, batch in enumerate(batches):
             loss = self._loss(student, head, batch, teacher[step] if teacher else None)
@@ -359,20 +376,29 @@ class OSESearch:
             eval_error=eval_error,
         )
 
-    def _make_head(self, student, batch, target, arch: Architecture) -> nn.Module:
-        """Distill: a linear map to the parent's width, ridge least-squares fitted on the first batch; task: a classifier."""
+    def _make_head(self, student, batches, targets, arch: Architecture) -> nn.Module:
+        """Distill: an affine map to the parent's width, ridge least-squares fitted on the first few batches (enough
+        tokens per feature not to interpolate), so training starts from the best map for the extracted weights;
+        task: a fresh linear classifier."""
         if self.objective == "task":
             labels = self._train["labels"]
             n_out = 1 if labels.is_floating_point() else int(labels.max()) + 1
             return nn.Linear(arch.hidden, n_out)
+        xs, ys = [], []
         with torch.no_grad():
-            mask = batch["attention_mask"].bool()
-            x = student(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state[mask]
-            y = target[mask]
-            ridge = 1e-3 * x.pow(2).sum() / x.shape[1]
-            solution = torch.linalg.solve(x.T @ x + ridge * torch.eye(x.shape[1]), x.T @ y)
-        head = nn.Linear(arch.hidden, target.shape[-1], bias=False)
+            for batch, target in zip(batches[: self._HEAD_FIT_BATCHES], targets):
+                mask = batch["attention_mask"].bool()
+                out = student(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+                xs.append(out[mask])
+                ys.append(target[mask])
+            x, y = torch.cat(xs), torch.cat(ys)
+            x_mean, y_mean = x.mean(0), y.mean(0)
+            xc = x - x_mean
+            ridge = 1e-2 * xc.pow(2).sum() / x.shape[1] + 1e-8
+            solution = torch.linalg.solve(xc.T @ xc + ridge * torch.eye(x.shape[1]), xc.T @ (y - y_mean))
+        head = nn.Linear(arch.hidden, y.shape[-1])
         head.weight.data.copy_(solution.T)
+        head.bias.data.copy_(y_mean - x_mean @ solution)
         return head
 
     def _loss(self, student, head, batch, target) -> torch.Tensor:
@@ -388,16 +414,12 @@ class OSESearch:
 
     @torch.no_grad()
     def _eval_loss(self, student, head) -> float:
-        n_batches = math.ceil(len(self._eval["input_ids"]) / self.batch_size)
-        batches = self._batches(self._eval, n_batches)
-        base = self.parent.base_model
-        losses = []
-        for batch in batches:
-            target = None
-            if self.objective == "distill":
-                target = base(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
-            losses.append(float(self._loss(student, head, batch, target)))
-        return float(np.mean(losses))
+        batches = self._eval_batches()
+        targets = self._eval_targets if self.objective == "distill" else [None] * len(batches)
+        return float(np.mean([float(self._loss(student, head, b, t)) for b, t in zip(batches, targets)]))
+
+    def _eval_batches(self) -> list[dict[str, torch.Tensor]]:
+        return self._batches(self._eval, math.ceil(len(self._eval["input_ids"]) / self.batch_size))
 
     # ----- resumability -----
 
