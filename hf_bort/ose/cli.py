@@ -75,7 +75,7 @@ def run_search(args: argparse.Namespace) -> int:
     result = search.run()
     from accelerate import PartialState
 
-    if PartialState().is_main_process:
+    if PartialState(cpu=True).is_main_process:
         result.save(args.output_dir / "result.json", overwrite=True)
         result.plot(args.output_dir / "front.png")
         print(result)

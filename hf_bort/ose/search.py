@@ -7,8 +7,8 @@
    and an output stage C, with A and C cheaper than the blocks, so p and i are affine and increasing in the depth
    and every block dimension; sorting by (p, i) is then a linear extension of cost dominance. The ordered space
    is cut into buckets of relative width ε in both p and i (bucket = (⌊log_{1+ε} p/p_min⌋, ⌊log_{1+ε} i/i_min⌋))
-   and only the first (cheapest) candidate of each bucket is kept: every discarded candidate has a kept one whose p
-   and i are each within a factor 1 + ε of its own. A smaller ε keeps more candidates.
+   and one candidate per bucket is kept, the largest (expected to be the most accurate): every discarded candidate
+   has a kept one whose p and i are each within a factor 1 + ε of its own. A smaller ε keeps more candidates.
 3. The error of each kept candidate is estimated by a short training run from its extracted weights (never full
    training): `steps = interval * ceil(1 / ε)` optimiser steps, the loss averaged over the last `interval` steps.
    The averaging window is an ε share of the budget, so tighter ε buys a longer, steadier estimate: the work is
@@ -58,15 +58,19 @@ def read_text_lines(path: str | os.PathLike, min_words: int = 4) -> list[str]:
 
 
 def epsilon_buckets(params: np.ndarray, cost: np.ndarray, epsilon: float) -> np.ndarray:
-    """Step 2: indices of one representative per ε-bucket, in ABnC (p, then i) order; see the module docstring."""
+    """Step 2: indices of one representative per ε-bucket, in ABnC (p, then i) order; see the module docstring.
+
+    The representative is the last member of its bucket in that order, the largest: all members cost the same up to
+    a factor 1 + ε, and the largest is the one expected to have the lowest error, so it ε-dominates the others.
+    """
     _check_epsilon(epsilon)
     order = np.lexsort((cost, params))
     base = math.log1p(epsilon)
     bucket_p = np.floor(np.log(params[order] / params.min()) / base + 1e-9).astype(np.int64)
     bucket_i = np.floor(np.log(cost[order] / cost.min()) / base + 1e-9).astype(np.int64)
     keys = bucket_p * (int(bucket_i.max()) + 1) + bucket_i
-    _, first = np.unique(keys, return_index=True)  # first occurrence in the sorted order = cheapest of its bucket
-    return order[np.sort(first)]
+    _, last_reversed = np.unique(keys[::-1], return_index=True)
+    return order[np.sort(len(keys) - 1 - last_reversed)]
 
 
 def w_coefficient(
@@ -74,26 +78,25 @@ def w_coefficient(
     cost: np.ndarray,
     error: np.ndarray,
     max_point: dict,
-    epsilon: float,
     weights: Sequence[float] = (1.0, 1.0, 1.0),
 ) -> np.ndarray:
-    """W(ξ) = max(w_p ⌈p(ξ)/p(T)⌉_ε, w_i ⌈i(ξ)/i(T)⌉_ε, w_e ⌈e(ξ)/e(T)⌉_ε); lower is better.
+    """W(ξ) = max(w_p p(ξ)/p(T), w_i i(ξ)/i(T), w_e e(ξ)/e(T)); lower is better.
 
     T is the maximum point: the largest p and i of the space, and e(T) the error of the best input-independent
     predictor (the teacher's mean hidden state for "distill", the label prior for "task"), so every ratio reads
-    "share of the worst case" and lies in (0, 1] for any useful candidate. ⌈r⌉_ε rounds r up to the next power of
-    1 + ε: differences finer than the search's own resolution do not decide the ranking.
+    "share of the worst case" and lies in (0, 1] for any useful candidate. The candidates compared are ε-bucket
+    representatives, each standing for every architecture within a factor 1 + ε of its costs.
 
     Why a Chebyshev (max) scalarisation: its minimiser is always Pareto-optimal in (p, i, e) (up to ties), it can
     reach every point of the front, including on non-convex stretches that a weighted sum skips, and it picks the
     candidate whose worst relative cost is smallest: no model that is tiny but useless (e ≈ e(T)), and no model that
     is accurate but as large as the parent (p ≈ p(T)). `weights` trade the three off.
     """
-    rounded = []
-    for value, top in ((params, max_point["params"]), (cost, max_point["inference_cost"]), (error, max_point["error"])):
-        ratio = np.maximum(np.asarray(value, dtype=np.float64) / top, 1e-12)
-        rounded.append(np.power(1 + epsilon, np.ceil(np.log(ratio) / math.log1p(epsilon) - 1e-9)))
-    return np.max(np.stack([w * r for w, r in zip(weights, rounded)]), axis=0)
+    ratios = [
+        np.asarray(value, dtype=np.float64) / top
+        for value, top in ((params, max_point["params"]), (cost, max_point["inference_cost"]), (error, max_point["error"]))
+    ]
+    return np.max(np.stack([w * r for w, r in zip(weights, ratios)]), axis=0)
 
 
 def _check_epsilon(epsilon: float) -> None:
@@ -126,7 +129,7 @@ class OSESearch:
         weights: (w_p, w_i, w_e) of the W-coefficient.
         importance: "magnitude" or "gradient" (Taylor scores over the first training batches) for extraction.
         output_dir: where candidates are appended as they finish (`candidates-<rank>.jsonl`); a rerun resumes.
-        max_candidates: evaluate only the cheapest this many kept candidates (a hard cap on the run time).
+        max_candidates: evaluate only the first this many kept candidates in ABnC order (a hard cap on run time).
     """
 
     _HEAD_FIT_BATCHES = 8
@@ -257,7 +260,9 @@ class OSESearch:
         from accelerate import PartialState
         from accelerate.utils import gather_object
 
-        state = PartialState()
+        # cpu=True: the short training runs happen on CPU, and under `accelerate launch` on a machine without
+        # accelerators this is what makes the processes one gloo group instead of independent single runs.
+        state = PartialState(cpu=True)
         params, cost = self._costs()  # step 1
         kept = epsilon_buckets(params, cost, self.epsilon)  # step 2
         if self.max_candidates is not None:
@@ -290,7 +295,7 @@ class OSESearch:
         p = np.array([r.params for r in records])
         i = np.array([r.inference_cost for r in records])
         e = np.array([r.error for r in records])
-        w = w_coefficient(p, i, e, max_point, self.epsilon, self.weights)
+        w = w_coefficient(p, i, e, max_point, self.weights)
         for rec, value in zip(records, w):
             rec.w = float(value)
         front = [records[k].architecture for k in pareto_front(np.stack([p, i, e], axis=1))]
