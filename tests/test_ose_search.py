@@ -17,6 +17,7 @@ import transformers as tr
 from hf_bort.glue import load_glue
 from hf_bort.ose import (
     Architecture,
+    LatencyModel,
     OSEResult,
     OSESearch,
     SearchSpace,
@@ -156,6 +157,15 @@ def test_task_objective_on_glue(parent, tokenizer, glue_dir):
     prior = torch.bincount(labels).float() / len(labels)
     assert result.max_point["reference_loss"] == pytest.approx(float(-(prior * prior.log()).sum()))
     assert all(np.isfinite(r.error) for r in result.records)
+
+
+def test_measured_latency_as_inference_cost(parent, tokenizer, texts):
+    space = SearchSpace.from_config(parent.config, step=16)
+    latency = LatencyModel.fit(space, n_samples=4, seq_len=24, repeats=1)
+    result = _search(parent, tokenizer, texts, space=space, epsilon=1.0, inference_cost="latency", latency_model=latency).run()
+    predicted = dict(zip(space, latency.predict(space)))
+    assert result.inference_cost_unit == "latency_ms"
+    assert all(r.inference_cost == pytest.approx(predicted[r.architecture]) for r in result.records)
 
 
 def test_bad_inputs_raise_clear_errors(parent, tokenizer, texts):

@@ -132,7 +132,7 @@ class OSEResult:
         """A PNG of p against i and against ê: evaluated candidates, the front, the best, the parent, the released Bort.
 
         The released Bort <4, 8, 1024, 768> is marked in the (p, i) panel at its cost under the parent's family
-        (vocabulary included), when it fits in the parent.
+        (the parent's vocabulary included), even when it is larger than the parent.
         """
         import matplotlib
 
@@ -160,9 +160,9 @@ class OSEResult:
             ax.grid(alpha=0.3)
         parent_config = self.to_config(self.parent_architecture)
         space = SearchSpace.from_config(parent_config, depths=[1], num_heads=[1], hidden_sizes=[64], intermediate_sizes=[64])
-        marks = [(self.parent_architecture, "parent", "k", "s")]
-        if all(getattr(RELEASED_BORT, d) <= getattr(self.parent_architecture, d) for d in ("depth", "heads", "hidden", "intermediate")):
-            marks.append((RELEASED_BORT, "released Bort <4, 8, 1024, 768>", "C2", "D"))
+        inside = all(getattr(RELEASED_BORT, d) <= getattr(self.parent_architecture, d) for d in RELEASED_BORT.as_dict())
+        bort_label = "released Bort <4, 8, 1024, 768>" + ("" if inside else " (outside this parent's grid)")
+        marks = [(self.parent_architecture, "parent", "k", "s"), (RELEASED_BORT, bort_label, "C2", "D")]
         for arch, label, color, marker in marks:
             single = SearchSpace.from_architectures(space, [arch])
             p = float(parameter_count(single)[0])
