@@ -13,8 +13,10 @@
    training): `steps = interval * ceil(1 / ε)` optimiser steps, the loss averaged over the last `interval` steps.
    The averaging window is an ε share of the budget, so tighter ε buys a longer, steadier estimate: the work is
    polynomial in 1/ε, as an FPTAS's must be. Objectives: "distill" (default), MSE between the candidate's final
-   hidden states, through a learned linear map (least-squares initialised), and the parent's on unlabelled text;
-   or "task", cross-entropy (or MSE for float labels) of a linear head on the first token.
+   hidden states, through the best affine map to the parent's width (ridge least squares, closed form), and the
+   parent's on unlabelled text; or "task", cross-entropy (or MSE for float labels) of a linear head on the first
+   token. Each batch's loss is divided by that of the best input-independent prediction on it, so ê reads like
+   1 - R² and stays comparable across batches and candidates.
 4. The W-coefficient (`w_coefficient`) relative to T ranks the candidates; the Pareto front in (p, i, ê) and
    the lowest-W point are returned.
 
@@ -31,6 +33,7 @@ import os
 import time
 import zlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -109,6 +112,18 @@ def _candidate_seed(arch: Architecture, seed: int) -> int:
     return zlib.crc32(f"{arch.depth}-{arch.heads}-{arch.hidden}-{arch.intermediate}-{seed}".encode())
 
 
+@dataclass
+class _Targets:
+    """The fixed data every candidate is trained and scored on, with the teacher's outputs and reference errors."""
+
+    train: list[dict[str, torch.Tensor]]
+    train_hidden: list[torch.Tensor | None]
+    train_reference: list[float]
+    eval: list[dict[str, torch.Tensor]]
+    eval_hidden: list[torch.Tensor | None]
+    eval_reference: list[float]
+
+
 class OSESearch:
     """Optimal subarchitecture extraction over `space` for a BERT-layout `parent`.
 
@@ -123,7 +138,7 @@ class OSESearch:
         tokenizer: defaults to the parent's (when `parent` is a path).
         text_column / label_column: dataset columns; the text column is found automatically when unset.
         seq_len / batch_size / learning_rate: the short training runs (64 tokens and 8 rows keep CPU runs short).
-        head_learning_rate: for the freshly fitted distillation map or task head, which start far from trained.
+        head_learning_rate: for the fresh task head ("task"); the distillation map is solved in closed form.
         max_steps: cap on the budget from ε and s.
         inference_cost: "flops" (closed form) or "latency" (measured with `latency_model`, fitted if not given).
         weights: (w_p, w_i, w_e) of the W-coefficient.
@@ -131,8 +146,6 @@ class OSESearch:
         output_dir: where candidates are appended as they finish (`candidates-<rank>.jsonl`); a rerun resumes.
         max_candidates: evaluate only the first this many kept candidates in ABnC order (a hard cap on run time).
     """
-
-    _HEAD_FIT_BATCHES = 8
 
     def __init__(
         self,
@@ -272,7 +285,7 @@ class OSESearch:
         pending = [int(k) for k in kept if self.space[int(k)] not in finished]
         mine = pending[state.process_index :: state.num_processes]
 
-        teacher, reference = self._prepare_targets()
+        targets = self._prepare_targets()
         scores = compute_importance(
             self.parent, self._batches(self._train, 4) if self.importance == "gradient" else None
         )
@@ -280,7 +293,7 @@ class OSESearch:
         bar = tqdm(mine, desc=f"OSE candidates (rank {state.process_index})", disable=not self.show_progress or not state.is_main_process)
         for index in bar:
             arch = self.space[index]
-            record = self._evaluate(arch, float(params[index]), float(cost[index]), teacher, reference, scores)
+            record = self._evaluate(arch, float(params[index]), float(cost[index]), targets, scores)
             self._append(record, state.process_index)
             new_records.append(record.to_dict())
             bar.set_postfix(arch=str(arch), err=f"{record.error:.3f}")
@@ -288,9 +301,10 @@ class OSESearch:
         records = [*finished.values(), *(CandidateRecord.from_dict(r) for r in gathered)]
         kept_archs = {self.space[int(k)] for k in kept}
         records = sorted((r for r in records if r.architecture in kept_archs), key=lambda r: (r.params, r.inference_cost))
-        return self._result(records, params, cost, reference)
+        return self._result(records, params, cost, float(np.mean(targets.train_reference)))
 
     def _result(self, records: list[CandidateRecord], params, cost, reference: float) -> OSEResult:
+        # Errors are already relative to e(T) batch by batch, so T's error is 1; its mean loss is kept for reading.
         max_point = {"params": float(params.max()), "inference_cost": float(cost.max()), "error": 1.0, "reference_loss": reference}
         p = np.array([r.params for r in records])
         i = np.array([r.inference_cost for r in records])
@@ -320,78 +334,84 @@ class OSESearch:
     # ----- step 3: error estimates -----
 
     @torch.no_grad()
-    def _prepare_targets(self) -> tuple[list[torch.Tensor] | None, float]:
-        """Teacher hidden states per training batch (distill) and the reference error e(T).
+    def _prepare_targets(self) -> _Targets:
+        """Training and eval batches, the teacher's hidden states on them (distill), and per-batch reference errors.
 
-        e(T) is the loss of the best input-independent prediction: the per-dimension variance of the teacher's
-        hidden states over tokens (distill), the entropy of the label prior, or the label variance (task).
+        A batch's reference is the loss of the best input-independent prediction on it: the per-dimension variance
+        of the teacher's hidden states over its tokens (distill), or the entropy of the label prior / the label
+        variance over the training set (task). Dividing by it makes ê = 1 - R²-like and batches comparable.
         """
-        batches = self._batches(self._train, self.steps)
+        train = self._batches(self._train, self.steps)
+        evaluation = self._batches(self._eval, math.ceil(len(self._eval["input_ids"]) / self.batch_size)) if self._eval else []
         if self.objective == "task":
             labels = self._train["labels"]
             if labels.is_floating_point():
-                return None, float(labels.var(unbiased=False))
-            prior = torch.bincount(labels).float() / len(labels)
-            return None, float(-(prior[prior > 0] * prior[prior > 0].log()).sum())
+                reference = float(labels.var(unbiased=False))
+            else:
+                prior = torch.bincount(labels).float() / len(labels)
+                reference = float(-(prior[prior > 0] * prior[prior > 0].log()).sum())
+            return _Targets(train, [None] * len(train), [reference] * len(train), evaluation, [None] * len(evaluation), [reference] * len(evaluation))
         base = self.parent.base_model
-        hidden = [base(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).last_hidden_state for b in batches]
-        tokens = torch.cat([h[b["attention_mask"].bool()] for h, b in zip(hidden, batches)])
-        if self._eval is not None:
-            self._eval_targets = [
-                base(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).last_hidden_state
-                for b in self._eval_batches()
-            ]
-        return hidden, float(tokens.var(dim=0, unbiased=False).mean())
 
-    def _evaluate(self, arch, params, cost, teacher, reference, scores) -> CandidateRecord:
+        def teacher(batches):
+            hidden = [base(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).last_hidden_state for b in batches]
+            refs = [float(h[b["attention_mask"].bool()].var(dim=0, unbiased=False).mean()) for h, b in zip(hidden, batches)]
+            return hidden, refs
+
+        return _Targets(train, *teacher(train), evaluation, *teacher(evaluation))
+
+    def _evaluate(self, arch, params, cost, targets: _Targets, scores) -> CandidateRecord:
         seed = _candidate_seed(arch, self.seed)
         torch.manual_seed(seed)
         start = time.perf_counter()
         student = extract_subnetwork(self.parent, arch, importance=scores, seed=seed).base_model
         student.eval()  # no dropout: a short estimate measures capacity, and stays deterministic
-        batches = self._batches(self._train, self.steps)
-        head = self._make_head(student, batches, teacher, arch)
+        head = self._make_head(student, targets, arch)
         # The word embeddings (most of a small encoder's weights) stay as extracted: updating them densely would
         # dominate every step, and a short run measures what the architecture's layers can do with them.
         student.get_input_embeddings().weight.requires_grad_(False)
-        trainable = [p for p in student.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(
-            [{"params": trainable}, {"params": head.parameters(), "lr": self.head_learning_rate}], lr=self.learning_rate
-        )
+        groups = [{"params": [p for p in student.parameters() if p.requires_grad]}]
+        if self.objective == "task":
+            groups.append({"params": list(head.parameters()), "lr": self.head_learning_rate})
+        optimizer = torch.optim.AdamW(groups, lr=self.learning_rate)
         losses = []
-        for step, batch in enumerate(batches):
-            loss = self._loss(student, head, batch, teacher[step] if teacher else None)
+        for batch, target in zip(targets.train, targets.train_hidden):
+            loss = self._loss(student, head, batch, target)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             losses.append(loss.detach().item())
-        raw = float(np.mean(losses[-self.interval :]))
+        last = slice(len(losses) - self.interval, None)
         eval_error = None
-        if self._eval is not None:
-            eval_error = self._eval_loss(student, head) / reference
+        if targets.eval:
+            with torch.no_grad():
+                ratios = [
+                    float(self._loss(student, head, b, t)) / r
+                    for b, t, r in zip(targets.eval, targets.eval_hidden, targets.eval_reference)
+                ]
+            eval_error = float(np.mean(ratios))
         return CandidateRecord(
             architecture=arch,
             params=params,
             inference_cost=cost,
-            error=raw / reference,
-            raw_loss=raw,
+            error=float(np.mean(np.array(losses[last]) / np.array(targets.train_reference[last]))),
+            raw_loss=float(np.mean(losses[last])),
             steps=self.steps,
             seconds=time.perf_counter() - start,
             seed=seed,
             eval_error=eval_error,
         )
 
-    def _make_head(self, student, batches, targets, arch: Architecture) -> nn.Module:
-        """Distill: an affine map to the parent's width, ridge least-squares fitted on the first few batches (enough
-        tokens per feature not to interpolate), so training starts from the best map for the extracted weights;
-        task: a fresh linear classifier."""
+    def _make_head(self, student, targets: _Targets, arch: Architecture) -> nn.Module:
+        """Distill: the best affine map from the candidate's width to the parent's, by ridge least squares over all
+        training tokens, then fixed (a closed-form optimum that Adam's noisy steps would only degrade); task: a fresh
+        linear classifier, trained with `head_learning_rate`."""
         if self.objective == "task":
             labels = self._train["labels"]
-            n_out = 1 if labels.is_floating_point() else int(labels.max()) + 1
-            return nn.Linear(arch.hidden, n_out)
+            return nn.Linear(arch.hidden, 1 if labels.is_floating_point() else int(labels.max()) + 1)
         xs, ys = [], []
         with torch.no_grad():
-            for batch, target in zip(batches[: self._HEAD_FIT_BATCHES], targets):
+            for batch, target in zip(targets.train, targets.train_hidden):
                 mask = batch["attention_mask"].bool()
                 out = student(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
                 xs.append(out[mask])
@@ -404,7 +424,7 @@ class OSESearch:
         head = nn.Linear(arch.hidden, y.shape[-1])
         head.weight.data.copy_(solution.T)
         head.bias.data.copy_(y_mean - x_mean @ solution)
-        return head
+        return head.requires_grad_(False)
 
     def _loss(self, student, head, batch, target) -> torch.Tensor:
         hidden = student(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
@@ -416,15 +436,6 @@ class OSESearch:
         if labels.is_floating_point():
             return nn.functional.mse_loss(logits.squeeze(-1), labels)
         return nn.functional.cross_entropy(logits, labels)
-
-    @torch.no_grad()
-    def _eval_loss(self, student, head) -> float:
-        batches = self._eval_batches()
-        targets = self._eval_targets if self.objective == "distill" else [None] * len(batches)
-        return float(np.mean([float(self._loss(student, head, b, t)) for b, t in zip(batches, targets)]))
-
-    def _eval_batches(self) -> list[dict[str, torch.Tensor]]:
-        return self._batches(self._eval, math.ceil(len(self._eval["input_ids"]) / self.batch_size))
 
     # ----- resumability -----
 
