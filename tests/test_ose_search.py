@@ -124,7 +124,8 @@ def test_candidates_start_from_extracted_weights(parent, tokenizer, texts):
 
 
 def test_resume_after_a_crash_loses_no_finished_candidate(parent, tokenizer, texts, tmp_path, monkeypatch):
-    clean = _search(parent, tokenizer, texts).run()
+    clean = _search(parent, tokenizer, texts, epsilon=1.0).run()
+    assert len(clean.records) >= 4
     evaluate = OSESearch._evaluate
     calls = []
 
@@ -136,16 +137,16 @@ def test_resume_after_a_crash_loses_no_finished_candidate(parent, tokenizer, tex
 
     monkeypatch.setattr(OSESearch, "_evaluate", crash_on_third)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        _search(parent, tokenizer, texts, output_dir=tmp_path).run()
+        _search(parent, tokenizer, texts, epsilon=1.0, output_dir=tmp_path).run()
     assert len((tmp_path / "candidates-0.jsonl").read_text().splitlines()) == 2
 
     calls.clear()
     monkeypatch.setattr(OSESearch, "_evaluate", lambda self, *a, **k: calls.append(a[0]) or evaluate(self, *a, **k))
-    resumed = _search(parent, tokenizer, texts, output_dir=tmp_path).run()
+    resumed = _search(parent, tokenizer, texts, epsilon=1.0, output_dir=tmp_path).run()
     assert len(calls) == len(clean.records) - 2
     assert [(r.architecture, r.error) for r in resumed.records] == [(r.architecture, r.error) for r in clean.records]
     with pytest.raises(ValueError, match="different settings.*epsilon"):
-        _search(parent, tokenizer, texts, output_dir=tmp_path, epsilon=0.25).run()
+        _search(parent, tokenizer, texts, output_dir=tmp_path, epsilon=0.5).run()
 
 
 def test_task_objective_on_glue(parent, tokenizer, glue_dir):
