@@ -32,7 +32,7 @@ def add_search_subcommand(subparsers: argparse._SubParsersAction) -> argparse.Ar
     parser.add_argument("--importance", choices=("magnitude", "gradient"), default="magnitude")
     parser.add_argument("--seq-len", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--learning-rate", type=float, default=3e-4)
+    parser.add_argument("--learning-rate", type=float, default=5e-5, help="For the candidates during the short runs.")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output-dir", type=Path, required=True, help="Results; rerunning with it resumes.")
     parser.set_defaults(func=run_search)
