@@ -171,7 +171,7 @@ def test_latency_model_fits_and_reports_holdout_error():
     assert model.n_fitted + model.n_holdout == 6 and np.isfinite(model.holdout_error)
     predicted = model.predict(space)
     assert predicted.shape == (len(space),) and (predicted >= 0).all()
-    constrained = SearchSpace.from_config(
-        _configs()["bert"], step=8, max_latency_ms=float(np.median(predicted)), latency_model=model, seq_len=16
-    )
-    assert 0 < len(constrained) < len(space)
+    limit = float(np.median(predicted))
+    constrained = SearchSpace.from_config(_configs()["bert"], step=8, max_latency_ms=limit, latency_model=model)
+    assert len(constrained) == int((predicted <= limit).sum()) >= 1
+    assert (model.predict(constrained) <= limit).all()
