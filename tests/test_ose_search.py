@@ -204,3 +204,20 @@ def test_two_processes_give_the_same_front_as_one(tmp_path, wikitext_dir, minilm
     for (arch_2, err_2, *costs_2), (arch_1, err_1, *costs_1) in zip(two["records"], one["records"]):
         assert arch_2 == arch_1 and costs_2 == costs_1
         assert err_2 == pytest.approx(err_1, rel=1e-5, abs=1e-7)
+
+
+def test_cli_search_writes_result_plot_and_resumes(parent, tokenizer, wikitext_dir, tmp_path, capsys):
+    from hf_bort.ose.cli import main
+
+    parent.save_pretrained(tmp_path / "parent")
+    tokenizer.save_pretrained(tmp_path / "parent")
+    argv = ["search", "--model", str(tmp_path / "parent"), "--train-file", str(wikitext_dir / "wiki.valid.raw")]
+    argv += ["--epsilon", "1", "--interval", "2", "--seq-len", "16", "--batch-size", "4", "--step", "16"]
+    argv += ["--max-texts", "32", "--output-dir", str(tmp_path / "run")]
+    assert main(argv) == 0
+    result = OSEResult.load(tmp_path / "run" / "result.json")
+    assert str(result.best) in capsys.readouterr().out
+    assert (tmp_path / "run" / "front.png").read_bytes()[:4] == b"\x89PNG"
+    lines = (tmp_path / "run" / "candidates-0.jsonl").read_text()
+    assert main(argv) == 0  # resumes: every candidate is already there, nothing is evaluated again
+    assert (tmp_path / "run" / "candidates-0.jsonl").read_text() == lines
