@@ -1,0 +1,186 @@
+"""`OSEResult`: every evaluated candidate with its numbers, the Pareto front, the chosen point; save, load, plot."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from transformers import AutoConfig, PreTrainedConfig
+
+from .space import Architecture, candidate_config
+
+RELEASED_BORT = Architecture(depth=4, heads=8, hidden=1024, intermediate=768)
+
+
+@dataclass
+class CandidateRecord:
+    """One evaluated candidate: its costs, its error estimate, and how that estimate was obtained."""
+
+    architecture: Architecture
+    params: float
+    inference_cost: float
+    error: float  # ê: loss averaged over the last `interval` steps, divided by the reference error e(T)
+    raw_loss: float
+    steps: int
+    seconds: float
+    seed: int
+    eval_error: float | None = None  # the same ratio on held-out data, when an eval dataset was given
+    w: float | None = None
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "architecture": self.architecture.as_dict()}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> CandidateRecord:
+        return cls(**{**values, "architecture": Architecture(**values["architecture"])})
+
+
+@dataclass
+class OSEResult:
+    """The outcome of `OSESearch.run()`.
+
+    `records` holds every evaluated candidate; `front` the architectures non-dominated in (p, i, ê);
+    `best` the one with the lowest W-coefficient (see `hf_bort.ose.search.w_coefficient`).
+    """
+
+    parent_architecture: Architecture
+    max_point: dict  # T: {"params", "inference_cost", "error"}
+    epsilon: float
+    interval: int
+    steps: int
+    objective: str
+    inference_cost_unit: str  # "flops" or "latency_ms"
+    seq_len: int
+    space_size: int
+    records: list[CandidateRecord]
+    front: list[Architecture]
+    best: Architecture
+    parent_config: dict = field(repr=False, default_factory=dict)
+    settings: dict = field(default_factory=dict)
+
+    def record(self, arch: Architecture) -> CandidateRecord:
+        for rec in self.records:
+            if rec.architecture == arch:
+                return rec
+        raise KeyError(f"{arch} was not evaluated in this search.")
+
+    def to_config(self, arch: Architecture | None = None) -> PreTrainedConfig:
+        """The parent's config resized to `arch` (default: the best point); `AutoModel.from_config` builds it."""
+        values = dict(self.parent_config)
+        config = AutoConfig.for_model(values.pop("model_type"), **values)
+        return candidate_config(config, arch or self.best)
+
+    def to_dict(self) -> dict:
+        return {
+            **{k: v for k, v in asdict(self).items() if k not in ("records", "front", "best", "parent_architecture")},
+            "parent_architecture": self.parent_architecture.as_dict(),
+            "best": self.best.as_dict(),
+            "front": [a.as_dict() for a in self.front],
+            "records": [r.to_dict() for r in self.records],
+        }
+
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> None:
+        path = Path(path)
+        if path.exists() and not overwrite:
+            raise FileExistsError(f"{path} exists; pass overwrite=True to replace it, or choose another path.")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=1))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> OSEResult:
+        values = json.loads(Path(path).read_text())
+        return cls(
+            **{
+                **values,
+                "parent_architecture": Architecture(**values["parent_architecture"]),
+                "best": Architecture(**values["best"]),
+                "front": [Architecture(**a) for a in values["front"]],
+                "records": [CandidateRecord.from_dict(r) for r in values["records"]],
+            }
+        )
+
+    def table(self, front_only: bool = False) -> str:
+        """A fixed-width table of the candidates (sorted by parameters); * marks the front, > the best."""
+        unit = "i (GFLOPs)" if self.inference_cost_unit == "flops" else "i (ms)"
+        scale = 1e9 if self.inference_cost_unit == "flops" else 1.0
+        header = f"{'':2}{'D':>3} {'A':>3} {'H':>5} {'I':>5} {'p (M)':>9} {unit:>11} {'ê':>7} {'W':>7} {'eval ê':>7}"
+        lines = [header, "-" * len(header)]
+        front = set(self.front)
+        for rec in sorted(self.records, key=lambda r: (r.params, r.inference_cost)):
+            if front_only and rec.architecture not in front:
+                continue
+            a = rec.architecture
+            mark = (">" if a == self.best else " ") + ("*" if a in front else " ")
+            ev = f"{rec.eval_error:7.4f}" if rec.eval_error is not None else f"{'-':>7}"
+            lines.append(
+                f"{mark}{a.depth:>3} {a.heads:>3} {a.hidden:>5} {a.intermediate:>5} {rec.params / 1e6:9.3f} "
+                f"{rec.inference_cost / scale:11.4f} {rec.error:7.4f} {rec.w:7.4f} {ev}"
+            )
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        best = self.record(self.best)
+        return (
+            f"OSE over {self.space_size} candidates of {self.parent_architecture} (ε={self.epsilon}, s={self.interval}, "
+            f"{self.steps} steps, objective {self.objective}): {len(self.records)} evaluated, {len(self.front)} on the "
+            f"front; best {self.best}, p={best.params / 1e6:.2f}M, ê={best.error:.4f}, W={best.w:.4f}\n{self.table()}"
+        )
+
+    def plot(self, path: str | os.PathLike) -> Path:
+        """A PNG of p against i and against ê: evaluated candidates, the front, the best, the parent, the released Bort.
+
+        The released Bort <4, 8, 1024, 768> is marked in the (p, i) panel at its cost under the parent's family
+        (the parent's vocabulary included), even when it is larger than the parent.
+        """
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        from .costs import inference_flops, parameter_count
+        from .space import SearchSpace
+
+        scale = 1e9 if self.inference_cost_unit == "flops" else 1.0
+        front = set(self.front)
+        fig, (ax_cost, ax_err) = plt.subplots(1, 2, figsize=(12, 5))
+        for ax, y_of, label in (
+            (ax_cost, lambda r: r.inference_cost / scale, "i (GFLOPs)" if scale != 1.0 else "i (ms)"),
+            (ax_err, lambda r: r.error, "ê (error / e(T))"),
+        ):
+            rest = [r for r in self.records if r.architecture not in front]
+            on = sorted((r for r in self.records if r.architecture in front), key=lambda r: r.params)
+            ax.scatter([r.params / 1e6 for r in rest], [y_of(r) for r in rest], s=14, c="0.7", label="evaluated")
+            ax.plot([r.params / 1e6 for r in on], [y_of(r) for r in on], "o-", c="C0", ms=5, label="Pareto front (p, i, ê)")
+            best = self.record(self.best)
+            ax.scatter([best.params / 1e6], [y_of(best)], marker="*", s=220, c="C3", zorder=5, label=f"best W {self.best}")
+            ax.set_xlabel("p (M parameters)")
+            ax.set_ylabel(label)
+            ax.grid(alpha=0.3)
+        parent_config = self.to_config(self.parent_architecture)
+        space = SearchSpace.from_config(parent_config, depths=[1], num_heads=[1], hidden_sizes=[64], intermediate_sizes=[64])
+        inside = all(getattr(RELEASED_BORT, d) <= getattr(self.parent_architecture, d) for d in RELEASED_BORT.as_dict())
+        bort_label = "released Bort <4, 8, 1024, 768>" + ("" if inside else " (outside this parent's grid)")
+        marks = [(self.parent_architecture, "parent", "k", "s"), (RELEASED_BORT, bort_label, "C2", "D")]
+        for arch, label, color, marker in marks:
+            single = SearchSpace.from_architectures(space, [arch])
+            p = float(parameter_count(single)[0])
+            i = float(inference_flops(single, self.seq_len)[0]) / scale if self.inference_cost_unit == "flops" else None
+            if i is not None:
+                ax_cost.scatter([p / 1e6], [i], marker=marker, s=80, c=color, zorder=6, label=label)
+            if arch == self.parent_architecture:
+                ax_err.axvline(p / 1e6, c=color, ls="--", lw=1, label=label)
+        ax_cost.set_title(f"cost (ε={self.epsilon}, seq {self.seq_len})")
+        ax_err.set_title(f"estimated error ({self.objective}, {self.steps} steps, last {self.interval} averaged)")
+        ax_cost.legend(fontsize=7)
+        ax_err.legend(fontsize=7)
+        fig.tight_layout()
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        return path
+
+
+__all__ = ["CandidateRecord", "OSEResult", "RELEASED_BORT"]

@@ -1,0 +1,129 @@
+"""Subnetwork extraction: exact at the parent's own architecture, function-preserving head widening, save/load."""
+
+import pytest
+import torch
+import transformers as tr
+
+from hf_bort import BortConfig, BortModel
+from hf_bort.ose import Architecture, extract_subnetwork
+from hf_bort.ose.extract import compute_importance
+
+BERT = dict(
+    vocab_size=99,
+    hidden_size=32,
+    num_hidden_layers=3,
+    num_attention_heads=4,
+    intermediate_size=37,
+    max_position_embeddings=64,
+    hidden_dropout_prob=0.0,
+    attention_probs_dropout_prob=0.0,
+)
+PARENT = Architecture(3, 4, 32, 37)
+
+
+def _inputs():
+    ids = torch.randint(2, 99, (2, 10), generator=torch.Generator().manual_seed(0))  # no padding id (RoBERTa positions)
+    mask = torch.ones_like(ids)
+    mask[1, 7:] = 0
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+@pytest.mark.parametrize(
+    "model_class", [tr.BertModel, tr.BertForSequenceClassification, tr.BertForMaskedLM, tr.RobertaModel, BortModel]
+)
+def test_parent_architecture_reproduces_outputs_exactly(model_class):
+    torch.manual_seed(0)
+    config_class = {tr.RobertaModel: tr.RobertaConfig, BortModel: BortConfig}.get(model_class, tr.BertConfig)
+    config = config_class(**{**BERT, "max_position_embeddings": 66} if config_class is tr.RobertaConfig else BERT)
+    parent = model_class(config).eval()
+    child = extract_subnetwork(parent, PARENT).eval()
+    assert type(child) is model_class
+    with torch.no_grad():
+        assert torch.equal(parent(**_inputs())[0], child(**_inputs())[0])
+
+
+@pytest.mark.parametrize("config_class", [tr.BertConfig, tr.RobertaConfig])
+def test_as_bort_matches_the_parent(config_class):
+    torch.manual_seed(0)
+    config = config_class(**{**BERT, "max_position_embeddings": 66, "type_vocab_size": 1})
+    parent = tr.AutoModel.from_config(config).eval()
+    bort = extract_subnetwork(parent, PARENT, as_bort=True).eval()
+    assert isinstance(bort, BortModel)
+    with torch.no_grad():
+        torch.testing.assert_close(parent(**_inputs())[0], bort(**_inputs())[0], atol=1e-5, rtol=1e-5)
+
+
+def test_widened_heads_preserve_the_pruned_network():
+    """2 heads out of 4 as BERT (head_dim 16) compute what Bort's pruned 2 heads of 8 compute: new dims add 0."""
+    torch.manual_seed(0)
+    parent = tr.BertModel(tr.BertConfig(**BERT, type_vocab_size=1)).eval()
+    arch = Architecture(3, 2, 32, 37)
+    pruned = extract_subnetwork(parent, arch, as_bort=True).eval()
+    widened = extract_subnetwork(parent, arch).eval()
+    assert pruned.config.head_dim == 8 and widened.config.num_attention_heads == 2
+    with torch.no_grad():
+        torch.testing.assert_close(pruned(**_inputs())[0], widened(**_inputs())[0], atol=1e-5, rtol=1e-5)
+    # Widened dims are trainable: the query side is zero, the key side is not (no zero-gradient saddle).
+    query = widened.encoder.layer[0].attention.self.query.weight.view(2, 16, 32)
+    key = widened.encoder.layer[0].attention.self.key.weight.view(2, 16, 32)
+    assert (query[:, 8:] == 0).all() and (key[:, 8:] != 0).any()
+
+
+def test_most_important_units_are_kept():
+    torch.manual_seed(0)
+    parent = tr.BertModel(tr.BertConfig(**BERT)).eval()
+    layer = parent.encoder.layer[1]
+    with torch.no_grad():
+        layer.attention.self.value.weight[24:32] *= 50  # head 3 of layer 1
+        layer.intermediate.dense.weight[5] *= 50  # neuron 5
+        for other in (0, 2):
+            for p in parent.encoder.layer[other].parameters():
+                p.mul_(0.01)
+    child = extract_subnetwork(parent, Architecture(1, 1, 32, 1))
+    kept = child.encoder.layer[0]
+    assert torch.equal(kept.attention.self.value.weight[:8], layer.attention.self.value.weight[24:32])
+    assert torch.equal(kept.intermediate.dense.weight, layer.intermediate.dense.weight[5:6])
+
+
+def test_smaller_extractions_run_save_and_load_with_plain_transformers(tmp_path):
+    torch.manual_seed(0)
+    parent = tr.BertForSequenceClassification(tr.BertConfig(**BERT, num_labels=3)).eval()
+    for arch in (Architecture(2, 2, 16, 20), Architecture(1, 4, 16, 8), Architecture(2, 1, 24, 37)):
+        child = extract_subnetwork(parent, arch).eval()
+        folder = tmp_path / f"{arch.depth}-{arch.heads}-{arch.hidden}"
+        child.save_pretrained(folder)
+        reloaded = tr.AutoModelForSequenceClassification.from_pretrained(folder).eval()
+        assert type(reloaded) is tr.BertForSequenceClassification and reloaded.config.model_type == "bert"
+        assert "auto_map" not in reloaded.config.to_dict()
+        assert (reloaded.config.num_hidden_layers, reloaded.config.hidden_size) == (arch.depth, arch.hidden)
+        assert sum(p.numel() for p in child.bert.parameters()) < sum(p.numel() for p in parent.bert.parameters())
+        with torch.no_grad():
+            assert torch.equal(child(**_inputs()).logits, reloaded(**_inputs()).logits)
+    bort = extract_subnetwork(parent, Architecture(2, 3, 24, 20), as_bort=True)
+    bort.save_pretrained(tmp_path / "bort")
+    assert BortModel.from_pretrained(tmp_path / "bort").config.head_dim == 8
+
+
+def test_gradient_importance_uses_data():
+    torch.manual_seed(0)
+    parent = tr.BertModel(tr.BertConfig(**BERT)).eval()
+    batches = [_inputs() for _ in range(2)]
+    gradient = compute_importance(parent, batches)
+    magnitude = compute_importance(parent)
+    assert gradient.kind == "gradient" and magnitude.kind == "magnitude"
+    assert not torch.equal(gradient.head_scores(0, 8), magnitude.head_scores(0, 8))
+    child = extract_subnetwork(parent, Architecture(2, 2, 16, 20), importance="gradient", data=batches)
+    assert child.config.num_hidden_layers == 2
+
+
+def test_bad_extraction_requests_raise():
+    parent = tr.BertModel(tr.BertConfig(**BERT))
+    with pytest.raises(ValueError, match="does not divide hidden"):
+        extract_subnetwork(parent, Architecture(2, 3, 32, 20))
+    with pytest.raises(ValueError, match="must lie in"):
+        extract_subnetwork(parent, Architecture(4, 4, 32, 37))
+    with pytest.raises(ValueError, match="needs data="):
+        extract_subnetwork(parent, Architecture(2, 2, 32, 20), importance="gradient")
+    gpt2 = tr.GPT2Model(tr.GPT2Config(vocab_size=99, n_embd=32, n_layer=2, n_head=4, n_positions=64))
+    with pytest.raises(ValueError, match="BERT-layout"):
+        extract_subnetwork(gpt2, Architecture(1, 2, 32, 64))

@@ -1,0 +1,223 @@
+"""The OSE FPTAS end to end on a tiny parent and real WikiText, plus its building blocks and failure modes."""
+
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pytest
+import torch
+import transformers as tr
+
+from hf_bort.glue import load_glue
+from hf_bort.ose import (
+    Architecture,
+    LatencyModel,
+    OSEResult,
+    OSESearch,
+    SearchSpace,
+    epsilon_buckets,
+    inference_flops,
+    parameter_count,
+    read_text_lines,
+    w_coefficient,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CONFIG = dict(
+    vocab_size=30522,
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    intermediate_size=37,
+    max_position_embeddings=64,
+    hidden_dropout_prob=0.0,
+    attention_probs_dropout_prob=0.0,
+)
+
+
+@pytest.fixture
+def parent():
+    torch.manual_seed(0)
+    return tr.BertModel(tr.BertConfig(**CONFIG)).eval()
+
+
+@pytest.fixture
+def tokenizer(minilm_path):
+    return tr.AutoTokenizer.from_pretrained(minilm_path)
+
+
+@pytest.fixture
+def texts(wikitext_dir):
+    return read_text_lines(wikitext_dir / "wiki.valid.raw")[:32]
+
+
+def _search(parent, tokenizer, texts, **kwargs):
+    options = dict(epsilon=0.5, interval=2, train_dataset=texts, tokenizer=tokenizer, seq_len=24, batch_size=4)
+    options["space"] = kwargs.pop("space", SearchSpace.from_config(parent.config, step=16))
+    return OSESearch(parent, show_progress=False, **{**options, **kwargs})
+
+
+def test_epsilon_buckets_grow_as_epsilon_shrinks_and_cover_the_space():
+    config = tr.BertConfig(hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536)
+    space = SearchSpace.from_config(config)
+    p, i = parameter_count(space), inference_flops(space, 64)
+    counts = []
+    for eps in (1.0, 0.5, 0.2, 0.1, 0.05):
+        kept = epsilon_buckets(p, i, eps)
+        counts.append(len(kept))
+        # Every candidate has a kept representative within a factor 1 + ε in both p and i (the trimming guarantee).
+        ratio_p = np.abs(np.log(p[:, None] / p[kept][None, :]))
+        ratio_i = np.abs(np.log(i[:, None] / i[kept][None, :]))
+        assert (np.minimum(ratio_p, ratio_i) >= 0).all()
+        assert (np.maximum(ratio_p, ratio_i) <= math.log1p(eps) + 1e-9).any(axis=1).all()
+    assert all(a < b for a, b in zip(counts, counts[1:])), counts
+
+
+def test_w_coefficient_definition():
+    top = {"params": 100.0, "inference_cost": 1000.0, "error": 2.0}
+    # Ratios 0.5, 0.1 and 0.15: W is the largest, weighted.
+    args = (np.array([50.0, 20.0]), np.array([100.0, 800.0]), np.array([0.3, 1.0]), top)
+    assert w_coefficient(*args).tolist() == pytest.approx([0.5, 0.8])
+    assert w_coefficient(*args, weights=(1, 1, 4)).tolist() == pytest.approx([0.6, 2.0])
+
+
+def test_search_end_to_end(parent, tokenizer, texts, tmp_path):
+    search = _search(parent, tokenizer, texts, eval_dataset=texts[-8:], output_dir=tmp_path / "run")
+    assert search.steps == 2 * math.ceil(1 / 0.5)
+    result = search.run()
+    p, i = parameter_count(search.space), inference_flops(search.space, 24)
+    assert len(result.records) == len(epsilon_buckets(p, i, 0.5))
+    assert len((tmp_path / "run" / "candidates-0.jsonl").read_text().splitlines()) == len(result.records)
+    points = {r.architecture: np.array([r.params, r.inference_cost, r.error]) for r in result.records}
+    for arch, point in points.items():
+        dominated = any((q <= point).all() and (q < point).any() for q in points.values())
+        assert dominated == (arch not in result.front)
+    assert result.best == min(result.records, key=lambda r: (r.w, r.error, r.params)).architecture
+    for rec in result.records:
+        assert rec.steps == search.steps and 0 <= rec.error and rec.eval_error is not None
+        assert rec.params == sum(x.numel() for x in tr.AutoModel.from_config(result.to_config(rec.architecture)).parameters())
+
+    result.save(tmp_path / "result.json")
+    loaded = OSEResult.load(tmp_path / "result.json")
+    loaded.save(tmp_path / "again.json")
+    assert (tmp_path / "result.json").read_bytes() == (tmp_path / "again.json").read_bytes()
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        loaded.save(tmp_path / "result.json")
+    assert str(result.best.hidden) in loaded.table() and ">" in loaded.table()
+    png = loaded.plot(tmp_path / "front.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_candidates_start_from_extracted_weights(parent, tokenizer, texts):
+    """The parent's own architecture starts as an exact copy of the teacher, so its error is ~0; a half-width one is not."""
+    base = SearchSpace.from_config(parent.config, step=8)
+    space = SearchSpace.from_architectures(base, [Architecture(2, 4, 32, 37), Architecture(2, 4, 16, 37)])
+    result = _search(parent, tokenizer, texts, space=space, epsilon=1.0).run()
+    assert result.record(Architecture(2, 4, 32, 37)).error < 0.01
+    assert result.record(Architecture(2, 4, 16, 37)).error > 0.1
+
+
+def test_resume_after_a_crash_loses_no_finished_candidate(parent, tokenizer, texts, tmp_path, monkeypatch):
+    clean = _search(parent, tokenizer, texts, epsilon=1.0).run()
+    assert len(clean.records) >= 4
+    evaluate = OSESearch._evaluate
+    calls = []
+
+    def crash_on_third(self, *args, **kwargs):
+        calls.append(args[0])
+        if len(calls) == 3:
+            raise RuntimeError("simulated crash")
+        return evaluate(self, *args, **kwargs)
+
+    monkeypatch.setattr(OSESearch, "_evaluate", crash_on_third)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        _search(parent, tokenizer, texts, epsilon=1.0, output_dir=tmp_path).run()
+    assert len((tmp_path / "candidates-0.jsonl").read_text().splitlines()) == 2
+
+    calls.clear()
+    monkeypatch.setattr(OSESearch, "_evaluate", lambda self, *a, **k: calls.append(a[0]) or evaluate(self, *a, **k))
+    resumed = _search(parent, tokenizer, texts, epsilon=1.0, output_dir=tmp_path).run()
+    assert len(calls) == len(clean.records) - 2
+    assert [(r.architecture, r.error) for r in resumed.records] == [(r.architecture, r.error) for r in clean.records]
+    with pytest.raises(ValueError, match="different settings.*epsilon"):
+        _search(parent, tokenizer, texts, output_dir=tmp_path, epsilon=0.5).run()
+
+
+def test_task_objective_on_glue(parent, tokenizer, glue_dir):
+    train = load_glue("sst2", glue_dir, splits=("validation",))["validation"].select(range(32))
+    base = SearchSpace.from_config(parent.config, step=8)
+    space = SearchSpace.from_architectures(base, [Architecture(1, 2, 16, 16), Architecture(2, 4, 32, 37)])
+    result = _search(parent, tokenizer, train, space=space, objective="task", epsilon=1.0).run()
+    labels = torch.tensor(train["label"])
+    prior = torch.bincount(labels).float() / len(labels)
+    assert result.max_point["reference_loss"] == pytest.approx(float(-(prior * prior.log()).sum()))
+    assert all(np.isfinite(r.error) for r in result.records)
+
+
+def test_measured_latency_as_inference_cost(parent, tokenizer, texts):
+    space = SearchSpace.from_config(parent.config, step=16)
+    latency = LatencyModel.fit(space, n_samples=4, seq_len=24, repeats=1)
+    result = _search(parent, tokenizer, texts, space=space, epsilon=1.0, inference_cost="latency", latency_model=latency).run()
+    predicted = dict(zip(space, latency.predict(space)))
+    assert result.inference_cost_unit == "latency_ms"
+    assert all(r.inference_cost == pytest.approx(predicted[r.architecture]) for r in result.records)
+
+
+def test_bad_inputs_raise_clear_errors(parent, tokenizer, texts):
+    for epsilon in (0, 1.5, -0.1):
+        with pytest.raises(ValueError, match=r"epsilon must lie in \(0, 1\]"):
+            _search(parent, tokenizer, texts, epsilon=epsilon)
+    with pytest.raises(ValueError, match=r"no text column.*\['idx', 'score'\].*text_column="):
+        _search(parent, tokenizer, datasets.Dataset.from_dict({"idx": [1, 2], "score": [0.1, 0.2]}))
+    with pytest.raises(ValueError, match="needs a 'label' column"):
+        _search(parent, tokenizer, texts, objective="task")
+    with pytest.raises(ValueError, match="tokenizer="):
+        OSESearch(parent, train_dataset=texts)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_processes_give_the_same_front_as_one(tmp_path, wikitext_dir, minilm_path):
+    script = REPO_ROOT / "tests" / "scripts" / "ose_sharded_search.py"
+    args = [str(wikitext_dir / "wiki.valid.raw"), str(minilm_path)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT), "HF_HUB_OFFLINE": "1"}
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
+    launcher += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    launcher += ["--main_process_port", str(_free_port())]
+    subprocess.run([*launcher, str(script), str(tmp_path / "two.json"), *args], check=True, env=env, timeout=300)
+    subprocess.run([sys.executable, str(script), str(tmp_path / "one.json"), *args], check=True, env=env, timeout=300)
+    two, one = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("two", "one"))
+    assert two["num_processes"] == 2 and one["num_processes"] == 1
+    assert two["front"] == one["front"] and two["best"] == one["best"]
+    assert len(two["records"]) == len(one["records"]) >= 4
+    for (arch_2, err_2, *costs_2), (arch_1, err_1, *costs_1) in zip(two["records"], one["records"]):
+        assert arch_2 == arch_1 and costs_2 == costs_1
+        assert err_2 == pytest.approx(err_1, rel=1e-5, abs=1e-7)
+
+
+def test_cli_search_writes_result_plot_and_resumes(parent, tokenizer, wikitext_dir, tmp_path, capsys):
+    from hf_bort.ose.cli import main
+
+    parent.save_pretrained(tmp_path / "parent")
+    tokenizer.save_pretrained(tmp_path / "parent")
+    argv = ["search", "--model", str(tmp_path / "parent"), "--train-file", str(wikitext_dir / "wiki.valid.raw")]
+    argv += ["--epsilon", "1", "--interval", "2", "--seq-len", "16", "--batch-size", "4", "--step", "16"]
+    argv += ["--max-texts", "32", "--output-dir", str(tmp_path / "run")]
+    assert main(argv) == 0
+    result = OSEResult.load(tmp_path / "run" / "result.json")
+    assert str(result.best) in capsys.readouterr().out
+    assert (tmp_path / "run" / "front.png").read_bytes()[:4] == b"\x89PNG"
+    lines = (tmp_path / "run" / "candidates-0.jsonl").read_text()
+    assert main(argv) == 0  # resumes: every candidate is already there, nothing is evaluated again
+    assert (tmp_path / "run" / "candidates-0.jsonl").read_text() == lines
