@@ -44,10 +44,14 @@ def main() -> None:
 
     print(f"BERT-large grid: {len(space)} candidates, parent {space.parent_architecture}")
     print(f"{'':32}{'vectorised':>12}{'python loop':>14}{'ratio':>8}")
-    print(f"{'costs + (p, i) front, seconds':32}{vectorised:12.3f}{loop:14.1f}{loop / vectorised:8.0f}x  (target < 10 s)")
+    print(
+        f"{'costs + (p, i) front, seconds':32}{vectorised:12.3f}{loop:14.1f}{loop / vectorised:8.0f}x  (target < 10 s)"
+    )
 
     bort_p, bort_i = costs_of(space, RELEASED_BORT, args.seq_len)
-    print(f"\nReleased Bort {RELEASED_BORT}: p = {bort_p / 1e6:.2f}M, i = {bort_i / 1e9:.2f} GFLOPs at {args.seq_len} tokens")
+    print(
+        f"\nReleased Bort {RELEASED_BORT}: p = {bort_p / 1e6:.2f}M, i = {bort_i / 1e9:.2f} GFLOPs at {args.seq_len} tokens"
+    )
     front_archs = [space[int(k)] for k in front]
     on_front = RELEASED_BORT in front_archs
     print(f"cost-only front in (p, i): {len(front)} point(s): {', '.join(map(str, front_archs[:5]))}")
@@ -70,7 +74,9 @@ def main() -> None:
         )
         rep = space[int(kept[np.flatnonzero(same)[0]])]
         rp, ri = costs_of(space, rep, args.seq_len)
-        print(f"{eps:6.2f}{len(kept):8d}  {str(rep == RELEASED_BORT):<11}{str(rep):<34}{rp / bort_p:9.3f}{ri / bort_i:9.3f}")
+        print(
+            f"{eps:6.2f}{len(kept):8d}  {str(rep == RELEASED_BORT):<11}{str(rep):<34}{rp / bort_p:9.3f}{ri / bort_i:9.3f}"
+        )
     assert Architecture(4, 8, 1024, 768) in space
 
 

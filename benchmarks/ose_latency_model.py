@@ -29,11 +29,15 @@ def main() -> None:
     space = SearchSpace.from_config(AutoConfig.from_pretrained(args.model))
     start = time.perf_counter()
     model = LatencyModel.fit(space, n_samples=args.samples, seq_len=args.seq_len)
-    print(f"{len(space)} candidates; timed {args.samples} in {time.perf_counter() - start:.1f} s ({args.threads} thread(s))")
+    print(
+        f"{len(space)} candidates; timed {args.samples} in {time.perf_counter() - start:.1f} s ({args.threads} thread(s))"
+    )
     print(f"latency model: fitted on {model.n_fitted}, held-out MAPE {model.holdout_error:.1%} on {model.n_holdout}")
     predicted, flops = model.predict(space), inference_flops(space, args.seq_len)
     print(f"predicted latency over the space: {predicted.min():.2f} .. {predicted.max():.2f} ms")
-    print(f"rank correlation latency model vs FLOPs over the space: {np.corrcoef(predicted.argsort().argsort(), flops.argsort().argsort())[0, 1]:.3f}")
+    print(
+        f"rank correlation latency model vs FLOPs over the space: {np.corrcoef(predicted.argsort().argsort(), flops.argsort().argsort())[0, 1]:.3f}"
+    )
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from .modeling_bort import (
     BortModel,
     BortPreTrainedModel,
 )
+from .ose import Architecture, OSEResult, OSESearch, SearchSpace, extract_subnetwork
 from .registration import register_bort
 
 
@@ -24,6 +25,11 @@ register_bort()
 __version__ = "0.1.0"
 
 __all__ = [
+    "Architecture",
+    "OSEResult",
+    "OSESearch",
+    "SearchSpace",
+    "extract_subnetwork",
     "BortConfig",
     "BortForMaskedLM",
     "BortForMultipleChoice",

@@ -4,6 +4,7 @@ import argparse
 from collections.abc import Sequence
 
 from .export import add_export_subcommand
+from .ose.cli import add_search_subcommand
 
 
 def _convert(args: argparse.Namespace) -> int:
@@ -32,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True)
     add_convert_subcommand(subparsers)
     add_export_subcommand(subparsers)
+    add_search_subcommand(subparsers)
     return parser
 
 

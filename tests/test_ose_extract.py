@@ -8,6 +8,7 @@ from hf_bort import BortConfig, BortModel
 from hf_bort.ose import Architecture, extract_subnetwork
 from hf_bort.ose.extract import compute_importance
 
+
 BERT = dict(
     vocab_size=99,
     hidden_size=32,
@@ -22,7 +23,9 @@ PARENT = Architecture(3, 4, 32, 37)
 
 
 def _inputs():
-    ids = torch.randint(2, 99, (2, 10), generator=torch.Generator().manual_seed(0))  # no padding id (RoBERTa positions)
+    ids = torch.randint(
+        2, 99, (2, 10), generator=torch.Generator().manual_seed(0)
+    )  # no padding id (RoBERTa positions)
     mask = torch.ones_like(ids)
     mask[1, 7:] = 0
     return {"input_ids": ids, "attention_mask": mask}

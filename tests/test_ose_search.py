@@ -28,6 +28,7 @@ from hf_bort.ose import (
     w_coefficient,
 )
 
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIG = dict(
     vocab_size=30522,
@@ -101,7 +102,9 @@ def test_search_end_to_end(parent, tokenizer, texts, tmp_path):
     assert result.best == min(result.records, key=lambda r: (r.w, r.error, r.params)).architecture
     for rec in result.records:
         assert rec.steps == search.steps and 0 <= rec.error and rec.eval_error is not None
-        assert rec.params == sum(x.numel() for x in tr.AutoModel.from_config(result.to_config(rec.architecture)).parameters())
+        assert rec.params == sum(
+            x.numel() for x in tr.AutoModel.from_config(result.to_config(rec.architecture)).parameters()
+        )
 
     result.save(tmp_path / "result.json")
     loaded = OSEResult.load(tmp_path / "result.json")
@@ -163,7 +166,9 @@ def test_task_objective_on_glue(parent, tokenizer, glue_dir):
 def test_measured_latency_as_inference_cost(parent, tokenizer, texts):
     space = SearchSpace.from_config(parent.config, step=16)
     latency = LatencyModel.fit(space, n_samples=4, seq_len=24, repeats=1)
-    result = _search(parent, tokenizer, texts, space=space, epsilon=1.0, inference_cost="latency", latency_model=latency).run()
+    result = _search(
+        parent, tokenizer, texts, space=space, epsilon=1.0, inference_cost="latency", latency_model=latency
+    ).run()
     predicted = dict(zip(space, latency.predict(space)))
     assert result.inference_cost_unit == "latency_ms"
     assert all(r.inference_cost == pytest.approx(predicted[r.architecture]) for r in result.records)

@@ -12,6 +12,7 @@ from hf_bort import BortConfig
 from hf_bort.ose import Architecture, LatencyModel, SearchSpace, inference_flops, parameter_count, pareto_front
 from hf_bort.ose.costs import costs_of, flops_breakdown
 
+
 TINY = dict(vocab_size=99, max_position_embeddings=64)
 
 
@@ -39,7 +40,9 @@ def _configs():
         "deberta-v2-unshared": tr.DebertaV2Config(
             **bert, relative_attention=True, share_att_key=False, pos_att_type=["p2c", "c2p"], embedding_size=16
         ),
-        "gpt2": tr.GPT2Config(vocab_size=99, n_positions=64, n_embd=32, n_layer=3, n_head=4, bos_token_id=0, eos_token_id=0),
+        "gpt2": tr.GPT2Config(
+            vocab_size=99, n_positions=64, n_embd=32, n_layer=3, n_head=4, bos_token_id=0, eos_token_id=0
+        ),
         "gpt2-inner": tr.GPT2Config(
             vocab_size=99, n_positions=64, n_embd=32, n_layer=3, n_head=4, n_inner=40, bos_token_id=0, eos_token_id=0
         ),
@@ -92,7 +95,9 @@ def test_default_grids_and_grouped_query_heads():
 
 def test_explicit_grids_and_constraints():
     config = _configs()["bert"]
-    space = SearchSpace.from_config(config, depths=[1, 3], num_heads=[2], hidden_sizes=[16, 32], intermediate_sizes=[20])
+    space = SearchSpace.from_config(
+        config, depths=[1, 3], num_heads=[2], hidden_sizes=[16, 32], intermediate_sizes=[20]
+    )
     assert list(space) == [Architecture(d, 2, h, 20) for d in (1, 3) for h in (16, 32)]
     full = SearchSpace.from_config(config, step=8)
     limit = float(np.median(parameter_count(full)))
@@ -100,7 +105,9 @@ def test_explicit_grids_and_constraints():
     assert len(constrained) == int((parameter_count(full) <= limit).sum()) < len(full)
     assert (parameter_count(constrained) <= limit).all()
     flops_limit = float(np.median(inference_flops(full, 32)))
-    assert (inference_flops(SearchSpace.from_config(config, step=8, max_flops=flops_limit, seq_len=32), 32) <= flops_limit).all()
+    assert (
+        inference_flops(SearchSpace.from_config(config, step=8, max_flops=flops_limit, seq_len=32), 32) <= flops_limit
+    ).all()
 
 
 def test_bad_spaces_raise_clear_errors():
@@ -110,7 +117,9 @@ def test_bad_spaces_raise_clear_errors():
     with pytest.raises(ValueError, match="divides any hidden size"):
         SearchSpace.from_config(config, num_heads=[3], hidden_sizes=[32])
     with pytest.raises(ValueError, match=r"intermediate.*parent_dims=\{'intermediate'"):
-        SearchSpace.from_config(tr.PreTrainedConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, vocab_size=9))
+        SearchSpace.from_config(
+            tr.PreTrainedConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, vocab_size=9)
+        )
     with pytest.raises(ValueError, match="latency_model"):
         SearchSpace.from_config(config, max_latency_ms=1.0)
     explicit = SearchSpace.from_config(

@@ -6,6 +6,7 @@ from .result import CandidateRecord, OSEResult
 from .search import OSESearch, epsilon_buckets, read_text_lines, w_coefficient
 from .space import Architecture, SearchSpace
 
+
 __all__ = [
     "Architecture",
     "CandidateRecord",

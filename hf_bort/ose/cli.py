@@ -25,7 +25,9 @@ def add_search_subcommand(subparsers: argparse._SubParsersAction) -> argparse.Ar
     parser.add_argument("--epsilon", type=float, default=0.1, help="FPTAS ε in (0, 1]: smaller keeps more candidates.")
     parser.add_argument("--interval", type=int, default=5, help="s: final steps averaged into the error estimate.")
     parser.add_argument("--max-steps", type=int, help="Cap on the training budget interval * ceil(1/ε).")
-    parser.add_argument("--max-candidates", type=int, help="Evaluate at most this many (the cheapest) kept candidates.")
+    parser.add_argument(
+        "--max-candidates", type=int, help="Evaluate at most this many (the cheapest) kept candidates."
+    )
     parser.add_argument("--step", type=int, default=64, help="Spacing of the hidden and intermediate grids.")
     parser.add_argument("--max-params", type=float, help="Keep candidates with at most this many parameters.")
     parser.add_argument("--inference-cost", choices=("flops", "latency"), default="flops")
@@ -81,9 +83,6 @@ def run_search(args: argparse.Namespace) -> int:
         print(result)
         print(f"Best architecture: {result.best}; config: result.to_config() or {args.output_dir / 'result.json'}")
     return 0
-
-
-
 
 
 def main(argv: list[str] | None = None) -> int:

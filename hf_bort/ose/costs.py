@@ -23,6 +23,7 @@ import torch
 
 from .space import Architecture, SearchSpace
 
+
 # Element-wise FLOPs per element: LayerNorm (mean, variance, normalise, scale and shift), RMSNorm, softmax
 # (max, subtract, exp, sum, divide) and the FFN activation (GELU's tanh approximation, SiLU).
 _LAYER_NORM_FLOPS = 8

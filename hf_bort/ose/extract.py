@@ -30,6 +30,7 @@ from ..convert import bert_state_dict_to_bort, bort_config_from_bert
 from ..modeling_bort import BortModel
 from .space import Architecture, candidate_config, read_dimension
 
+
 SUPPORTED_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "camembert", "bort")
 
 # Per-layer weights (BERT naming) and what their (rows, columns) index: "hidden" the residual stream, "neuron" the
@@ -78,17 +79,27 @@ class ImportanceScores:
 
     def layer_scores(self, depth: int) -> torch.Tensor:
         return torch.stack(
-            [sum(s.sum() for n, s in self.scores.items() if n.startswith(f"encoder.layer.{layer}.")) for layer in range(depth)]
+            [
+                sum(s.sum() for n, s in self.scores.items() if n.startswith(f"encoder.layer.{layer}."))
+                for layer in range(depth)
+            ]
         )
 
     def qk_dim_scores(self, layer: int) -> torch.Tensor:
         """One score per query/key row (attention width)."""
-        return sum(self._layer(layer, m).sum(1) + self._layer(layer, m, "bias") for m in ("attention.self.query", "attention.self.key"))
+        return sum(
+            self._layer(layer, m).sum(1) + self._layer(layer, m, "bias")
+            for m in ("attention.self.query", "attention.self.key")
+        )
 
     def v_dim_scores(self, layer: int) -> torch.Tensor:
         """One score per value row / output-projection column."""
         value = self._layer(layer, "attention.self.value")
-        return value.sum(1) + self._layer(layer, "attention.self.value", "bias") + self._layer(layer, "attention.output.dense").sum(0)
+        return (
+            value.sum(1)
+            + self._layer(layer, "attention.self.value", "bias")
+            + self._layer(layer, "attention.output.dense").sum(0)
+        )
 
     def head_scores(self, layer: int, head_dim: int) -> torch.Tensor:
         return (self.qk_dim_scores(layer) + self.v_dim_scores(layer)).view(-1, head_dim).sum(1)
@@ -209,7 +220,11 @@ def _select(
                 if head_dim <= parent_head_dim:
                     rows.append(offset + _top_sorted(dim_scores, head_dim))
                 else:
-                    rows.append(torch.cat([offset + torch.arange(parent_head_dim), torch.full((head_dim - parent_head_dim,), -1)]))
+                    rows.append(
+                        torch.cat(
+                            [offset + torch.arange(parent_head_dim), torch.full((head_dim - parent_head_dim,), -1)]
+                        )
+                    )
         qk.append(torch.cat(qk_rows))
         v.append(torch.cat(v_rows))
         neurons.append(_top_sorted(scores.neuron_scores(layer), arch.intermediate))
@@ -289,7 +304,9 @@ def extract_subnetwork(
     parent = Architecture(*(read_dimension(config, d) for d in ("depth", "heads", "hidden", "intermediate")))
     for dim in ("depth", "heads", "hidden", "intermediate"):
         if not 1 <= getattr(arch, dim) <= getattr(parent, dim):
-            raise ValueError(f"Candidate {dim}={getattr(arch, dim)} must lie in [1, {getattr(parent, dim)}] (the parent's).")
+            raise ValueError(
+                f"Candidate {dim}={getattr(arch, dim)} must lie in [1, {getattr(parent, dim)}] (the parent's)."
+            )
     parent_head_dim = getattr(config, "head_dim", None) or parent.hidden // parent.heads
     if not as_bort and arch.hidden % arch.heads:
         raise ValueError(

@@ -11,6 +11,7 @@ from transformers import AutoConfig, PreTrainedConfig
 
 from .space import Architecture, candidate_config
 
+
 RELEASED_BORT = Architecture(depth=4, heads=8, hidden=1024, intermediate=768)
 
 
@@ -152,21 +153,33 @@ class OSEResult:
             rest = [r for r in self.records if r.architecture not in front]
             on = sorted((r for r in self.records if r.architecture in front), key=lambda r: r.params)
             ax.scatter([r.params / 1e6 for r in rest], [y_of(r) for r in rest], s=14, c="0.7", label="evaluated")
-            ax.plot([r.params / 1e6 for r in on], [y_of(r) for r in on], "o-", c="C0", ms=5, label="Pareto front (p, i, ê)")
+            ax.plot(
+                [r.params / 1e6 for r in on], [y_of(r) for r in on], "o-", c="C0", ms=5, label="Pareto front (p, i, ê)"
+            )
             best = self.record(self.best)
-            ax.scatter([best.params / 1e6], [y_of(best)], marker="*", s=220, c="C3", zorder=5, label=f"best W {self.best}")
+            ax.scatter(
+                [best.params / 1e6], [y_of(best)], marker="*", s=220, c="C3", zorder=5, label=f"best W {self.best}"
+            )
             ax.set_xlabel("p (M parameters)")
             ax.set_ylabel(label)
             ax.grid(alpha=0.3)
         parent_config = self.to_config(self.parent_architecture)
-        space = SearchSpace.from_config(parent_config, depths=[1], num_heads=[1], hidden_sizes=[64], intermediate_sizes=[64])
-        inside = all(getattr(RELEASED_BORT, d) <= getattr(self.parent_architecture, d) for d in RELEASED_BORT.as_dict())
+        space = SearchSpace.from_config(
+            parent_config, depths=[1], num_heads=[1], hidden_sizes=[64], intermediate_sizes=[64]
+        )
+        inside = all(
+            getattr(RELEASED_BORT, d) <= getattr(self.parent_architecture, d) for d in RELEASED_BORT.as_dict()
+        )
         bort_label = "released Bort <4, 8, 1024, 768>" + ("" if inside else " (outside this parent's grid)")
         marks = [(self.parent_architecture, "parent", "k", "s"), (RELEASED_BORT, bort_label, "C2", "D")]
         for arch, label, color, marker in marks:
             single = SearchSpace.from_architectures(space, [arch])
             p = float(parameter_count(single)[0])
-            i = float(inference_flops(single, self.seq_len)[0]) / scale if self.inference_cost_unit == "flops" else None
+            i = (
+                float(inference_flops(single, self.seq_len)[0]) / scale
+                if self.inference_cost_unit == "flops"
+                else None
+            )
             if i is not None:
                 ax_cost.scatter([p / 1e6], [i], marker=marker, s=80, c=color, zorder=6, label=label)
             if arch == self.parent_architecture:

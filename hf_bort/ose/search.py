@@ -48,10 +48,16 @@ from .extract import compute_importance, extract_subnetwork
 from .result import CandidateRecord, OSEResult
 from .space import Architecture, SearchSpace
 
+
 logger = logging.get_logger(__name__)
 
 _TEXT_COLUMNS = ("text", "sentence", "content", "question", "premise", "document")
-_PAIR_COLUMNS = (("sentence1", "sentence2"), ("question1", "question2"), ("premise", "hypothesis"), ("question", "sentence"))
+_PAIR_COLUMNS = (
+    ("sentence1", "sentence2"),
+    ("question1", "question2"),
+    ("premise", "hypothesis"),
+    ("question", "sentence"),
+)
 
 
 def read_text_lines(path: str | os.PathLike, min_words: int = 4) -> list[str]:
@@ -97,14 +103,20 @@ def w_coefficient(
     """
     ratios = [
         np.asarray(value, dtype=np.float64) / top
-        for value, top in ((params, max_point["params"]), (cost, max_point["inference_cost"]), (error, max_point["error"]))
+        for value, top in (
+            (params, max_point["params"]),
+            (cost, max_point["inference_cost"]),
+            (error, max_point["error"]),
+        )
     ]
     return np.max(np.stack([w * r for w, r in zip(weights, ratios)]), axis=0)
 
 
 def _check_epsilon(epsilon: float) -> None:
     if not (isinstance(epsilon, (int, float)) and 0 < epsilon <= 1):
-        raise ValueError(f"epsilon must lie in (0, 1], got {epsilon!r}. Smaller values keep more candidates (e.g. 0.1).")
+        raise ValueError(
+            f"epsilon must lie in (0, 1], got {epsilon!r}. Smaller values keep more candidates (e.g. 0.1)."
+        )
 
 
 def _candidate_seed(arch: Architecture, seed: int) -> int:
@@ -184,7 +196,9 @@ class OSESearch:
         if importance not in ("magnitude", "gradient"):
             raise ValueError(f"importance must be 'magnitude' or 'gradient', got {importance!r}.")
         if train_dataset is None:
-            raise ValueError("train_dataset is required: texts (distill) or labelled texts (task) for the error estimates.")
+            raise ValueError(
+                "train_dataset is required: texts (distill) or labelled texts (task) for the error estimates."
+            )
         if isinstance(parent, (str, os.PathLike)):
             tokenizer = tokenizer or AutoTokenizer.from_pretrained(parent)
             parent = AutoModel.from_pretrained(parent)
@@ -237,7 +251,10 @@ class OSESearch:
         """`n_batches` batches cycling through the rows in order: every candidate sees exactly the same data."""
         rows = len(data["input_ids"])
         index = torch.arange(n_batches * self.batch_size) % rows
-        return [{k: v[index[b * self.batch_size : (b + 1) * self.batch_size]] for k, v in data.items()} for b in range(n_batches)]
+        return [
+            {k: v[index[b * self.batch_size : (b + 1) * self.batch_size]] for k, v in data.items()}
+            for b in range(n_batches)
+        ]
 
     # ----- the FPTAS -----
 
@@ -290,7 +307,11 @@ class OSESearch:
             self.parent, self._batches(self._train, 4) if self.importance == "gradient" else None
         )
         new_records = []
-        bar = tqdm(mine, desc=f"OSE candidates (rank {state.process_index})", disable=not self.show_progress or not state.is_main_process)
+        bar = tqdm(
+            mine,
+            desc=f"OSE candidates (rank {state.process_index})",
+            disable=not self.show_progress or not state.is_main_process,
+        )
         for index in bar:
             arch = self.space[index]
             record = self._evaluate(arch, float(params[index]), float(cost[index]), targets, scores)
@@ -300,12 +321,19 @@ class OSESearch:
         gathered = gather_object(new_records) if state.num_processes > 1 else new_records
         records = [*finished.values(), *(CandidateRecord.from_dict(r) for r in gathered)]
         kept_archs = {self.space[int(k)] for k in kept}
-        records = sorted((r for r in records if r.architecture in kept_archs), key=lambda r: (r.params, r.inference_cost))
+        records = sorted(
+            (r for r in records if r.architecture in kept_archs), key=lambda r: (r.params, r.inference_cost)
+        )
         return self._result(records, params, cost, float(np.mean(targets.train_reference)))
 
     def _result(self, records: list[CandidateRecord], params, cost, reference: float) -> OSEResult:
         # Errors are already relative to e(T) batch by batch, so T's error is 1; its mean loss is kept for reading.
-        max_point = {"params": float(params.max()), "inference_cost": float(cost.max()), "error": 1.0, "reference_loss": reference}
+        max_point = {
+            "params": float(params.max()),
+            "inference_cost": float(cost.max()),
+            "error": 1.0,
+            "reference_loss": reference,
+        }
         p = np.array([r.params for r in records])
         i = np.array([r.inference_cost for r in records])
         e = np.array([r.error for r in records])
@@ -342,7 +370,9 @@ class OSESearch:
         variance over the training set (task). Dividing by it makes ê = 1 - R²-like and batches comparable.
         """
         train = self._batches(self._train, self.steps)
-        evaluation = self._batches(self._eval, math.ceil(len(self._eval["input_ids"]) / self.batch_size)) if self._eval else []
+        evaluation = (
+            self._batches(self._eval, math.ceil(len(self._eval["input_ids"]) / self.batch_size)) if self._eval else []
+        )
         if self.objective == "task":
             labels = self._train["labels"]
             if labels.is_floating_point():
@@ -350,12 +380,23 @@ class OSESearch:
             else:
                 prior = torch.bincount(labels).float() / len(labels)
                 reference = float(-(prior[prior > 0] * prior[prior > 0].log()).sum())
-            return _Targets(train, [None] * len(train), [reference] * len(train), evaluation, [None] * len(evaluation), [reference] * len(evaluation))
+            return _Targets(
+                train,
+                [None] * len(train),
+                [reference] * len(train),
+                evaluation,
+                [None] * len(evaluation),
+                [reference] * len(evaluation),
+            )
         base = self.parent.base_model
 
         def teacher(batches):
-            hidden = [base(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).last_hidden_state for b in batches]
-            refs = [float(h[b["attention_mask"].bool()].var(dim=0, unbiased=False).mean()) for h, b in zip(hidden, batches)]
+            hidden = [
+                base(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).last_hidden_state for b in batches
+            ]
+            refs = [
+                float(h[b["attention_mask"].bool()].var(dim=0, unbiased=False).mean()) for h, b in zip(hidden, batches)
+            ]
             return hidden, refs
 
         return _Targets(train, *teacher(train), evaluation, *teacher(evaluation))

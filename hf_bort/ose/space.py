@@ -17,6 +17,7 @@ import numpy as np
 from transformers import PreTrainedConfig
 from transformers.utils import logging
 
+
 logger = logging.get_logger(__name__)
 
 _DIMS = ("depth", "heads", "hidden", "intermediate")
@@ -69,7 +70,9 @@ class FamilySpec:
     out_bias: bool | str = True
     mlp_bias: bool | str = True
     gated_mlp: bool = False
-    factorized_embeddings: str = "none"  # "none" | "always" (ALBERT) | "if_different" (ELECTRA) | "if_different_nobias"
+    factorized_embeddings: str = (
+        "none"  # "none" | "always" (ALBERT) | "if_different" (ELECTRA) | "if_different_nobias"
+    )
     shared_layers: bool = False  # ALBERT: num_hidden_groups x inner_group_num blocks hold all the weights
     relative_positions: bool = False  # DeBERTa-v2 disentangled attention tables
     has_head_dim_field: bool = False  # the config has a `head_dim` to keep in sync with H / A
@@ -233,7 +236,9 @@ class SearchSpace:
     them and cost constraints (`max_params`, `max_flops`, `max_latency_ms`) filter the product.
     """
 
-    def __init__(self, config: PreTrainedConfig, parent: Architecture, shape: ConfigShape, arrays: dict[str, np.ndarray]):
+    def __init__(
+        self, config: PreTrainedConfig, parent: Architecture, shape: ConfigShape, arrays: dict[str, np.ndarray]
+    ):
         self.config = config
         self.parent_architecture = parent
         self.shape = shape
@@ -317,7 +322,9 @@ class SearchSpace:
 
     def subset(self, mask: np.ndarray) -> SearchSpace:
         """The candidates where `mask` (boolean, or integer indices) selects them, in the given order."""
-        return SearchSpace(self.config, self.parent_architecture, self.shape, {k: v[mask] for k, v in self._arrays.items()})
+        return SearchSpace(
+            self.config, self.parent_architecture, self.shape, {k: v[mask] for k, v in self._arrays.items()}
+        )
 
     @classmethod
     def from_architectures(cls, space: SearchSpace, architectures: Sequence[Architecture]) -> SearchSpace:

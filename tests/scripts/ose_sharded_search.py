@@ -14,8 +14,14 @@ def main(output: str, wikitext: str, tokenizer_dir: str) -> None:
     torch.set_num_threads(1)
     torch.manual_seed(0)
     config = tr.BertConfig(
-        vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
-        max_position_embeddings=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=37,
+        max_position_embeddings=64,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
     )
     parent = tr.BertModel(config)
     search = OSESearch(
@@ -36,7 +42,9 @@ def main(output: str, wikitext: str, tokenizer_dir: str) -> None:
             json.dump(
                 {
                     "num_processes": state.num_processes,
-                    "records": [[r.architecture.as_dict(), r.error, r.params, r.inference_cost] for r in result.records],
+                    "records": [
+                        [r.architecture.as_dict(), r.error, r.params, r.inference_cost] for r in result.records
+                    ],
                     "front": [a.as_dict() for a in result.front],
                     "best": result.best.as_dict(),
                 },
