@@ -100,8 +100,9 @@ def distillation_kl(
     teacher_logits = teacher_logits.reshape(-1, teacher_logits.shape[-1])
     if student_logits.shape[0] == 0:
         return student_logits.sum() * 0.0
-    log_p_student = F.log_softmax(student_logits.float() / temperature, dim=-1)
-    log_p_teacher = F.log_softmax(teacher_logits.float() / temperature, dim=-1)
+    dtype = torch.promote_types(student_logits.dtype, torch.float32)  # half-precision logits: softmax in fp32
+    log_p_student = F.log_softmax(student_logits.to(dtype) / temperature, dim=-1)
+    log_p_teacher = F.log_softmax(teacher_logits.to(dtype) / temperature, dim=-1)
     kl = F.kl_div(log_p_student, log_p_teacher, reduction="batchmean", log_target=True)
     return kl * temperature**2
 

@@ -31,6 +31,8 @@ def load_text(source: str | Path, split: str = "train", config_name: str | None 
     `wikitext` with `config_name="wikitext-103-raw-v1"`), of which `split` is read.
     """
     path = Path(source)
+    if not path.exists() and (path.suffix in TEXT_SUFFIXES or str(source).startswith((".", "/", "~"))):
+        raise FileNotFoundError(f"Text file or folder {path} does not exist; check the path.")
     if path.is_file() or path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix in TEXT_SUFFIXES) if path.is_dir() else [path]
         if not files:

@@ -60,7 +60,7 @@ pipeline_tag: fill-mask
 # {name}
 
 A Bort-family masked language model (de Wynter & Perry, 2020, [arXiv:2010.10499](https://arxiv.org/abs/2010.10499))
-pretrained with [hf_bort](https://github.com/) `recipes/pretrain.py`.
+pretrained with `recipes/pretrain.py` of hf_bort.
 
 | | |
 |---|---|
@@ -100,6 +100,7 @@ class PretrainArguments:
     student_heads: int = field(default=8, metadata={"help": "Student attention heads A."})
     student_hidden: int = field(default=1024, metadata={"help": "Student hidden width H."})
     student_intermediate: int = field(default=768, metadata={"help": "Student feed-forward width I."})
+    student_max_positions: int = field(default=512, metadata={"help": "Student position table size."})
     block_size: int = field(default=128, metadata={"help": "Tokens per packed training block."})
     mlm_probability: float = field(default=0.15, metadata={"help": "Fraction of tokens masked."})
     max_train_blocks: int | None = field(default=None, metadata={"help": "Use at most this many training blocks."})
@@ -160,7 +161,7 @@ def _build_student(script: PretrainArguments, tokenizer, teacher: PreTrainedMode
     set_seed(seed)
     config = BortConfig(
         vocab_size=len(tokenizer),
-        max_position_embeddings=max(512, script.block_size),
+        max_position_embeddings=script.student_max_positions,
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.cls_token_id,
         eos_token_id=tokenizer.sep_token_id,
@@ -181,7 +182,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.set_defaults(
         learning_rate=5e-4, warmup_steps=0.06, per_device_train_batch_size=16, per_device_eval_batch_size=32,
         max_steps=1000, logging_steps=50, save_steps=500, eval_strategy="no", report_to="none",
-        remove_unused_columns=False, save_total_limit=2,
+        remove_unused_columns=False, save_total_limit=2, ddp_find_unused_parameters=False,
     )  # fmt: skip
     script, args = parser.parse_args_into_dataclasses(args=argv)
     _check_output_dir(args, script)
