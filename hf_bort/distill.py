@@ -34,7 +34,6 @@ from torch import nn
 from transformers import PreTrainedModel, Trainer, TrainingArguments
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-
 SIGNALS = ("logits", "hidden", "attentions")
 PROJECTOR_WEIGHTS_NAME = "distillation_projector.safetensors"
 
@@ -57,7 +56,9 @@ class DistillationArguments(TrainingArguments):
     mlm_weight: float = field(default=0.1, metadata={"help": "Weight of the student's masked-LM cross-entropy."})
     kd_weight: float = field(default=0.5, metadata={"help": "Weight of T^2 * KL(teacher || student) on MLM logits."})
     temperature: float = field(default=2.0, metadata={"help": "Softmax temperature T of logit distillation."})
-    hidden_weight: float = field(default=1.0, metadata={"help": "Weight of the hidden-state MSE (through a projection)."})
+    hidden_weight: float = field(
+        default=1.0, metadata={"help": "Weight of the hidden-state MSE (through a projection)."}
+    )
     attention_weight: float = field(default=1.0, metadata={"help": "Weight of the attention-map KL, when matched."})
     distill_signals: str = field(
         default="auto", metadata={"help": "'auto' or a comma-separated subset of: logits, hidden, attentions."}

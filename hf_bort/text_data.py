@@ -20,7 +20,6 @@ import datasets
 import torch
 from transformers import DataCollatorForLanguageModeling, PreTrainedTokenizerBase
 
-
 TEXT_SUFFIXES = (".txt", ".raw", ".text")
 
 
@@ -78,11 +77,17 @@ def pack_into_blocks(
         if wrap:
             blocks = [[tokenizer.cls_token_id, *block, tokenizer.sep_token_id] for block in blocks]
         special = [[int(wrap)] + [0] * body + [int(wrap)] if wrap else [0] * body for _ in blocks]
-        return {"input_ids": blocks, "attention_mask": [[1] * block_size for _ in blocks], "special_tokens_mask": special}
+        return {
+            "input_ids": blocks,
+            "attention_mask": [[1] * block_size for _ in blocks],
+            "special_tokens_mask": special,
+        }
 
     tokenized = dataset.map(tokenize, batched=True, remove_columns=dataset.column_names, desc="Tokenizing")
     # Batches of 1,000 lines keep memory flat; each drops at most one partial block.
-    packed = tokenized.map(pack, batched=True, batch_size=1000, remove_columns=["ids"], desc=f"Packing into {block_size}")
+    packed = tokenized.map(
+        pack, batched=True, batch_size=1000, remove_columns=["ids"], desc=f"Packing into {block_size}"
+    )
     if len(packed) == 0:
         total = sum(len(ids) for ids in tokenized["ids"])
         raise ValueError(

@@ -38,13 +38,11 @@ from transformers import (
 )
 from transformers.trainer_utils import get_last_checkpoint
 
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing hf_bort
 
 from hf_bort import BortConfig, BortForMaskedLM  # noqa: E402
 from hf_bort.distill import DistillationArguments, DistillationTrainer, check_tokenizers_match  # noqa: E402
 from hf_bort.text_data import MaskedLMCollator, check_block_size, load_text, mask_once, pack_into_blocks  # noqa: E402
-
 
 MODEL_CARD = """---
 library_name: transformers
@@ -86,7 +84,9 @@ fill = pipeline("fill-mask", model="{name}")
 class PretrainArguments:
     """What to train on and what to build; the optimisation itself is configured by `DistillationArguments`."""
 
-    train_file: str = field(metadata={"help": "Training text: a file, a folder of .txt/.raw files, or a dataset name."})
+    train_file: str = field(
+        metadata={"help": "Training text: a file, a folder of .txt/.raw files, or a dataset name."}
+    )
     eval_file: str | None = field(default=None, metadata={"help": "Held-out text (file, folder or dataset name)."})
     dataset_config: str | None = field(default=None, metadata={"help": "Config of a `datasets` dataset name."})
     train_split: str = field(default="train", metadata={"help": "Split of a dataset name used for training."})
@@ -138,7 +138,9 @@ def _load_teacher(script: PretrainArguments) -> PreTrainedModel:
     return (AutoModelForMaskedLM if has_head else AutoModel).from_pretrained(script.teacher)
 
 
-def _build_student(script: PretrainArguments, tokenizer, teacher: PreTrainedModel | None, seed: int) -> BortForMaskedLM:
+def _build_student(
+    script: PretrainArguments, tokenizer, teacher: PreTrainedModel | None, seed: int
+) -> BortForMaskedLM:
     architecture = {
         "num_hidden_layers": script.student_layers,
         "num_attention_heads": script.student_heads,

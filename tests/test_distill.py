@@ -158,7 +158,9 @@ def _trainer(tmp_path, student, teacher, max_steps=4, **kwargs):
 def test_compute_loss_is_the_weighted_sum_of_the_terms(tmp_path, tiny_bort_config):
     student, teacher = BortForMaskedLM(tiny_bort_config), _teacher()
     trainer = _trainer(tmp_path, student, teacher, distill_signals="logits,hidden,attentions", hidden_weight=0.3)
-    batch = {k: torch.stack([_RandomBlocks()[i][k] for i in range(4)]) for k in ("input_ids", "attention_mask", "labels")}
+    batch = {
+        k: torch.stack([_RandomBlocks()[i][k] for i in range(4)]) for k in ("input_ids", "attention_mask", "labels")
+    }
     student.eval()
     loss = trainer.compute_loss(student, dict(batch))
 
