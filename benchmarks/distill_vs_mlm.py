@@ -58,13 +58,16 @@ def pretrain(objective: str, out: Path, opts: argparse.Namespace) -> dict:
     return results
 
 
-def finetune_sst2(student_dir: Path, opts: argparse.Namespace) -> dict:
-    """Fine-tune a pretrained student on `opts.sst2_rows` SST-2 train rows for one epoch; dev accuracy."""
+def finetune_sst2(student_dir: Path, opts: argparse.Namespace, pretrained: bool = True) -> dict:
+    """Fine-tune a student on `opts.sst2_rows` SST-2 train rows for one epoch; dev accuracy.
+
+    With `pretrained=False` the same architecture starts from a random initialisation: the untrained baseline.
+    """
     import torch
-    from transformers import AutoTokenizer, DataCollatorWithPadding, Trainer, TrainingArguments
+    from transformers import AutoTokenizer, DataCollatorWithPadding, Trainer, TrainingArguments, set_seed
 
     sys.path.insert(0, str(REPO))
-    from hf_bort import BortForSequenceClassification
+    from hf_bort import BortConfig, BortForSequenceClassification
     from hf_bort.glue import load_glue
 
     torch.set_num_threads(1)
@@ -77,9 +80,13 @@ def finetune_sst2(student_dir: Path, opts: argparse.Namespace) -> dict:
 
     train = train.map(encode, batched=True, remove_columns=["sentence", "idx"])
     dev = data["validation"].map(encode, batched=True, remove_columns=["sentence", "idx"])
-    model = BortForSequenceClassification.from_pretrained(student_dir, num_labels=2)
+    if pretrained:
+        model = BortForSequenceClassification.from_pretrained(student_dir, num_labels=2)
+    else:
+        set_seed(0)
+        model = BortForSequenceClassification(BortConfig.from_pretrained(student_dir, num_labels=2))
     args = TrainingArguments(
-        output_dir=str(student_dir / "sst2"), num_train_epochs=1, learning_rate=1e-4, per_device_train_batch_size=16,
+        output_dir=str(student_dir / "sst2"), num_train_epochs=1, learning_rate=opts.sst2_lr, per_device_train_batch_size=16,
         per_device_eval_batch_size=64, warmup_steps=0.1, seed=0, report_to="none", save_strategy="no",
         logging_steps=50, disable_tqdm=True, use_cpu=True,
     )  # fmt: skip
@@ -98,23 +105,36 @@ def main() -> None:
     parser.add_argument("--output_dir", type=Path, default=Path("runs/distill_vs_mlm"))
     parser.add_argument("--steps", type=int, default=200, help="Pretraining steps for both students.")
     parser.add_argument("--eval_blocks", type=int, default=200, help="Held-out WikiText-2 test blocks.")
-    parser.add_argument("--sst2_rows", type=int, default=2000, help="SST-2 train rows for fine-tuning.")
+    parser.add_argument("--sst2_rows", type=int, default=4000, help="SST-2 train rows for fine-tuning.")
+    parser.add_argument("--sst2_lr", type=float, default=3e-4, help="Fine-tuning learning rate.")
+    parser.add_argument("--sst2_only", action="store_true", help="Reuse the students pretrained in --output_dir.")
     opts = parser.parse_args()
     if opts.quick:
         opts.steps, opts.eval_blocks, opts.sst2_rows = 10, 16, 128
     opts.output_dir.mkdir(parents=True, exist_ok=True)
 
-    report = {"steps": opts.steps, "eval_blocks": opts.eval_blocks, "sst2_rows": opts.sst2_rows}
+    results = opts.output_dir / "results.json"
+    report = (
+        json.loads(results.read_text()) if opts.sst2_only else {"steps": opts.steps, "eval_blocks": opts.eval_blocks}
+    )
+    report.update(sst2_rows=opts.sst2_rows, sst2_lr=opts.sst2_lr)
     for objective in ("mlm", "distill"):
         student_dir = opts.output_dir / f"student-{objective}"
-        report[objective] = pretrain(objective, student_dir, opts)
+        if not opts.sst2_only:
+            report[objective] = pretrain(objective, student_dir, opts)
         report[objective]["sst2"] = finetune_sst2(student_dir, opts)
-        (opts.output_dir / "results.json").write_text(json.dumps(report, indent=2) + "\n")
+        results.write_text(json.dumps(report, indent=2) + "\n")
+    report["untrained_sst2"] = finetune_sst2(opts.output_dir / "student-mlm", opts, pretrained=False)
+    results.write_text(json.dumps(report, indent=2) + "\n")
 
     untrained = report["mlm"]["untrained"]["mlm_loss"]
-    print(f"\nHeld-out masked-LM loss on WikiText-2 test ({opts.eval_blocks} blocks of 128), {opts.steps} steps:")
+    print(f"\nHeld-out losses on WikiText-2 test ({report['eval_blocks']} blocks of 128), {report['steps']} steps;")
+    print(f"SST-2 dev accuracy after 1 epoch on {opts.sst2_rows} train rows (lr {opts.sst2_lr}):")
     print(f"{'student':<22}{'MLM loss':>10}{'hidden KD loss':>16}{'SST-2 dev acc':>15}{'pretrain s':>12}")
-    print(f"{'untrained':<22}{untrained:>10.3f}{report['distill']['untrained']['hidden_loss']:>16.4f}{'':>15}{'':>12}")
+    print(
+        f"{'untrained':<22}{untrained:>10.3f}{report['distill']['untrained']['hidden_loss']:>16.4f}"
+        f"{report['untrained_sst2']['dev_accuracy']:>15.3f}{'':>12}"
+    )
     for objective, name in (("mlm", "masked-LM only"), ("distill", "distilled (hidden)")):
         row = report[objective]
         hidden = row["trained"].get("hidden_loss")
