@@ -13,6 +13,7 @@ hidden-state distillation), then fine-tunes each on a slice of SST-2 train and s
 
     python benchmarks/distill_vs_mlm.py            # the evidence run (about 40 min on one busy CPU thread)
     python benchmarks/distill_vs_mlm.py --quick    # a smoke run in a few minutes
+    python benchmarks/distill_vs_mlm.py --logit_kd # also: train MiniLM an MLM head, then Bort's logit distillation
 """
 
 from __future__ import annotations
@@ -39,23 +40,62 @@ def _minilm_dir() -> Path:
     return Path(spec.origin).parent / "model"
 
 
-def pretrain(objective: str, out: Path, opts: argparse.Namespace) -> dict:
+def pretrain(objective: str, out: Path, opts: argparse.Namespace, teacher: Path | None = None, *extra: str) -> dict:
     """Run the recipe in a fresh process (one thread) and return its held-out losses."""
     wiki = SHARED / "data" / "wikitext-2-raw"
     command = [
-        sys.executable, str(REPO / "recipes" / "pretrain.py"), "--objective", objective, "--teacher", str(_minilm_dir()),
+        sys.executable, str(REPO / "recipes" / "pretrain.py"), "--objective", objective,
+        "--teacher", str(teacher or _minilm_dir()),
         "--train_file", str(wiki / "wiki.valid.raw"), "--eval_file", str(wiki / "wiki.test.raw"),
         "--output_dir", str(out), "--overwrite", "--student_layers", "4", "--student_heads", "8",
         "--student_hidden", "256", "--student_intermediate", "768", "--block_size", "128",
         "--max_steps", str(opts.steps), "--per_device_train_batch_size", "8", "--max_eval_blocks", str(opts.eval_blocks),
         "--mlm_weight", "1.0", "--hidden_weight", "1.0", "--learning_rate", "5e-4", "--warmup_steps", "0.06",
-        "--logging_steps", "25", "--save_steps", str(10 * opts.steps), "--seed", "0", "--disable_tqdm", "true",
+        "--logging_steps", "25", "--save_steps", str(10 * opts.steps), "--seed", "0", "--disable_tqdm", "true", *extra,
     ]  # fmt: skip
     start = time.perf_counter()
     subprocess.run(command, check=True, env={**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"})
     results = json.loads((out / "held_out_losses.json").read_text())
     results["wall_seconds"] = round(time.perf_counter() - start, 1)
     return results
+
+
+def train_teacher_head(out: Path, opts: argparse.Namespace) -> dict:
+    """Give MiniLM an MLM head: train BERT's head (transform + bias; decoder tied to the frozen embeddings) on its
+    frozen body, on the same training text, so that the teacher has logits for Bort's logit distillation."""
+    import torch
+    from transformers import AutoTokenizer, BertForMaskedLM, Trainer, TrainingArguments, set_seed
+
+    sys.path.insert(0, str(REPO))
+    from hf_bort.text_data import MaskedLMCollator, load_text, mask_once, pack_into_blocks
+
+    torch.set_num_threads(1)
+    set_seed(0)
+    wiki = SHARED / "data" / "wikitext-2-raw"
+    tokenizer = AutoTokenizer.from_pretrained(_minilm_dir())
+    teacher = BertForMaskedLM.from_pretrained(_minilm_dir())
+    teacher.bert.requires_grad_(False)
+    train = pack_into_blocks(load_text(wiki / "wiki.valid.raw"), tokenizer, 128)
+    held_out = pack_into_blocks(load_text(wiki / "wiki.test.raw"), tokenizer, 128, max_blocks=opts.eval_blocks)
+    args = TrainingArguments(
+        output_dir=str(out), max_steps=opts.head_steps, learning_rate=1e-3, per_device_train_batch_size=8,
+        per_device_eval_batch_size=32, warmup_steps=0.06, seed=0, report_to="none", save_strategy="no",
+        logging_steps=25, disable_tqdm=True, use_cpu=True, prediction_loss_only=True, remove_unused_columns=False,
+    )  # fmt: skip
+    trainer = Trainer(
+        model=teacher, args=args, train_dataset=train, eval_dataset=mask_once(held_out, tokenizer, 0.15, seed=0),
+        data_collator=MaskedLMCollator(tokenizer), processing_class=tokenizer,
+    )  # fmt: skip
+    start = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - start
+    result = {
+        "held_out_mlm_loss": trainer.evaluate()["eval_loss"],
+        "steps": opts.head_steps,
+        "seconds": round(seconds),
+    }
+    trainer.save_model(str(out))
+    return result
 
 
 def finetune_sst2(student_dir: Path, opts: argparse.Namespace, pretrained: bool = True) -> dict:
@@ -108,9 +148,13 @@ def main() -> None:
     parser.add_argument("--sst2_rows", type=int, default=4000, help="SST-2 train rows for fine-tuning.")
     parser.add_argument("--sst2_lr", type=float, default=3e-4, help="Fine-tuning learning rate.")
     parser.add_argument("--sst2_only", action="store_true", help="Reuse the students pretrained in --output_dir.")
+    parser.add_argument(
+        "--logit_kd", action="store_true", help="Also train MiniLM an MLM head and distil logits with Bort's loss."
+    )
+    parser.add_argument("--head_steps", type=int, default=150, help="Steps to train the teacher's MLM head.")
     opts = parser.parse_args()
     if opts.quick:
-        opts.steps, opts.eval_blocks, opts.sst2_rows = 10, 16, 128
+        opts.steps, opts.eval_blocks, opts.sst2_rows, opts.head_steps = 10, 16, 128, 5
     opts.output_dir.mkdir(parents=True, exist_ok=True)
 
     results = opts.output_dir / "results.json"
@@ -124,6 +168,14 @@ def main() -> None:
             report[objective] = pretrain(objective, student_dir, opts)
         report[objective]["sst2"] = finetune_sst2(student_dir, opts)
         results.write_text(json.dumps(report, indent=2) + "\n")
+    if opts.logit_kd:
+        head_dir, student_dir = opts.output_dir / "teacher-with-head", opts.output_dir / "student-logits"
+        if not (opts.sst2_only and "logits" in report):
+            report["teacher_head"] = train_teacher_head(head_dir, opts)
+            bort_loss = ("--mlm_weight", "0.1", "--kd_weight", "0.5", "--temperature", "2.0")
+            report["logits"] = pretrain("distill", student_dir, opts, head_dir, *bort_loss)
+        report["logits"]["sst2"] = finetune_sst2(student_dir, opts)
+        results.write_text(json.dumps(report, indent=2) + "\n")
     report["untrained_sst2"] = finetune_sst2(opts.output_dir / "student-mlm", opts, pretrained=False)
     results.write_text(json.dumps(report, indent=2) + "\n")
 
@@ -135,13 +187,20 @@ def main() -> None:
         f"{'untrained':<22}{untrained:>10.3f}{report['distill']['untrained']['hidden_loss']:>16.4f}"
         f"{report['untrained_sst2']['dev_accuracy']:>15.3f}{'':>12}"
     )
-    for objective, name in (("mlm", "masked-LM only"), ("distill", "distilled (hidden)")):
+    rows = [("mlm", "masked-LM only"), ("distill", "distilled (hidden)"), ("logits", "distilled (logits)")]
+    for objective, name in rows:
+        if objective not in report:
+            continue
         row = report[objective]
         hidden = row["trained"].get("hidden_loss")
         hidden = f"{hidden:>16.4f}" if hidden is not None else f"{'-':>16}"
         print(
             f"{name:<22}{row['trained']['mlm_loss']:>10.3f}{hidden}{row['sst2']['dev_accuracy']:>15.3f}"
             f"{row['wall_seconds']:>12.0f}"
+        )
+    if "teacher_head" in report:
+        print(
+            f"teacher MiniLM + trained MLM head: held-out MLM loss {report['teacher_head']['held_out_mlm_loss']:.3f}"
         )
     print(f"results: {opts.output_dir / 'results.json'}")
 

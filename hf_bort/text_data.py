@@ -69,7 +69,7 @@ def pack_into_blocks(
         raise ValueError(f"block_size={block_size} leaves no room for text between [CLS] and [SEP]; use >= 8.")
 
     def tokenize(batch: dict[str, list[str]]) -> dict[str, list[list[int]]]:
-        return {"ids": tokenizer(batch["text"], add_special_tokens=False)["input_ids"]}
+        return {"ids": tokenizer(batch["text"], add_special_tokens=False, verbose=False)["input_ids"]}
 
     def pack(batch: dict[str, list[list[int]]]) -> dict[str, list[list[int]]]:
         stream = [token for ids in batch["ids"] for token in ids]
