@@ -290,8 +290,12 @@ class DistillationTrainer(Trainer):
             terms["attention_loss"] = (args.attention_weight, attention)
         loss = sum(weight * value for weight, value in terms.values())
         mode = "train" if model.training else "eval"
+        rows = inputs["labels"].new_tensor([inputs["labels"].shape[0]], dtype=torch.float32)
         for name, (_, value) in terms.items():
-            self._metrics[mode][name].append(self.accelerator.gather(value.detach()[None]).mean().item())
+            # Weighted by sequences, as the Trainer weights `eval_loss`, so `eval_mlm_loss` of a distillation run and
+            # `eval_loss` of a masked-LM-only run on the same held-out set are the same statistic.
+            value_and_rows = self.accelerator.gather(torch.cat([value.detach().float()[None] * rows, rows]))
+            self._metrics[mode][name].append(value_and_rows.view(-1, 2).sum(0).tolist())
         return (loss, outputs) if return_outputs else loss
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
@@ -300,7 +304,7 @@ class DistillationTrainer(Trainer):
         prefix = "eval_" if mode == "eval" else ""
         for name, values in self._metrics[mode].items():
             if values:
-                logs[f"{prefix}{name}"] = sum(values) / len(values)
+                logs[f"{prefix}{name}"] = sum(total for total, _ in values) / sum(rows for _, rows in values)
         self._metrics[mode].clear()
         super().log(logs, start_time)
 
