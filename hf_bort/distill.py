@@ -208,14 +208,17 @@ def resolve_signals(student: PreTrainedModel, teacher: PreTrainedModel, requeste
 
 
 def check_tokenizers_match(teacher_tokenizer, student_tokenizer) -> None:
-    """Raise unless both tokenizers map every token to the same id: logit KD compares distributions id by id."""
+    """Raise unless both tokenizers map every token to the same id.
+
+    Teacher and student read the same `input_ids`, and logit KD compares their distributions id by id.
+    """
     teacher_vocab, student_vocab = teacher_tokenizer.get_vocab(), student_tokenizer.get_vocab()
     if teacher_vocab != student_vocab:
         differing = sorted(set(teacher_vocab.items()) ^ set(student_vocab.items()))[:3]
         raise ValueError(
             f"The teacher's tokenizer ({len(teacher_vocab)} tokens) and the student's ({len(student_vocab)} tokens) "
-            f"do not share a vocabulary (e.g. {differing}); logit distillation needs identical token ids. Tokenize "
-            "with the teacher's tokenizer and build the student with its vocab_size, or distil hidden states instead."
+            f"do not share a vocabulary (e.g. {differing}); both models read the same token ids, so distillation "
+            "needs identical ones. Tokenize with the teacher's tokenizer and build the student with its vocab_size."
         )
 
 

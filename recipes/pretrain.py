@@ -141,6 +141,7 @@ def _load_teacher(script: PretrainArguments) -> PreTrainedModel:
 def _build_student(
     script: PretrainArguments, tokenizer, teacher: PreTrainedModel | None, seed: int
 ) -> BortForMaskedLM:
+    """A random Bort of the requested shape over the tokenizer's vocabulary, or the teacher's OSE subnetwork."""
     architecture = {
         "num_hidden_layers": script.student_layers,
         "num_attention_heads": script.student_heads,
