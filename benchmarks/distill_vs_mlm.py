@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("HF_BORT_SHARED", REPO.parent / "shared"))
 

@@ -6,6 +6,7 @@ Importing the package registers the `bort` model type with transformers' Auto cl
 
 from .configuration_bort import BortConfig
 from .convert import convert_bert_checkpoint
+from .distill import DistillationArguments, DistillationTrainer
 from .export import OnnxEncoder, compile_for_cpu, export_onnx, quantize_dynamic_int8, quantize_onnx_int8
 from .modeling_bort import (
     BortForMaskedLM,
@@ -25,6 +26,8 @@ register_bort()
 __version__ = "0.1.0"
 
 __all__ = [
+    "DistillationArguments",
+    "DistillationTrainer",
     "Architecture",
     "OSEResult",
     "OSESearch",

@@ -34,6 +34,7 @@ from torch import nn
 from transformers import PreTrainedModel, Trainer, TrainingArguments
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+
 SIGNALS = ("logits", "hidden", "attentions")
 PROJECTOR_WEIGHTS_NAME = "distillation_projector.safetensors"
 

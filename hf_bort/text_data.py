@@ -20,6 +20,7 @@ import datasets
 import torch
 from transformers import DataCollatorForLanguageModeling, PreTrainedTokenizerBase
 
+
 TEXT_SUFFIXES = (".txt", ".raw", ".text")
 
 

@@ -38,11 +38,13 @@ from transformers import (
 )
 from transformers.trainer_utils import get_last_checkpoint
 
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing hf_bort
 
-from hf_bort import BortConfig, BortForMaskedLM  # noqa: E402
+from hf_bort import Architecture, BortConfig, BortForMaskedLM, BortModel, extract_subnetwork  # noqa: E402
 from hf_bort.distill import DistillationArguments, DistillationTrainer, check_tokenizers_match  # noqa: E402
 from hf_bort.text_data import MaskedLMCollator, check_block_size, load_text, mask_once, pack_into_blocks  # noqa: E402
+
 
 MODEL_CARD = """---
 library_name: transformers
@@ -95,7 +97,12 @@ class PretrainArguments:
     teacher: str | None = field(default=None, metadata={"help": "Teacher checkpoint (path or Hub id)."})
     objective: str = field(default="distill", metadata={"help": "'distill' (from --teacher) or 'mlm' (no teacher)."})
     tokenizer: str | None = field(default=None, metadata={"help": "Tokenizer; defaults to the teacher's."})
-    init: str = field(default="random", metadata={"help": "'random' from the student flags, or 'extract' (OSE)."})
+    init: str = field(
+        default="random",
+        metadata={
+            "help": "'random' from the student flags, 'extract' (OSE, from --teacher), or a saved student folder."
+        },
+    )
     student_layers: int = field(default=4, metadata={"help": "Student depth D."})
     student_heads: int = field(default=8, metadata={"help": "Student attention heads A."})
     student_hidden: int = field(default=1024, metadata={"help": "Student hidden width H."})
@@ -111,8 +118,10 @@ class PretrainArguments:
     def __post_init__(self):
         if self.objective not in ("distill", "mlm"):
             raise ValueError(f"--objective must be 'distill' or 'mlm', got {self.objective!r}.")
-        if self.init not in ("random", "extract"):
-            raise ValueError(f"--init must be 'random' or 'extract', got {self.init!r}.")
+        if self.init not in ("random", "extract") and not Path(self.init).is_dir():
+            raise ValueError(
+                f"--init must be 'random', 'extract' or a folder with a saved Bort student; got {self.init!r}."
+            )
         if self.objective == "distill" and self.teacher is None:
             raise ValueError("--objective distill needs --teacher <checkpoint>; use --objective mlm to train alone.")
         if self.tokenizer is None and self.teacher is None:
@@ -149,18 +158,12 @@ def _build_student(
         "intermediate_size": script.student_intermediate,
     }
     if script.init == "extract":
-        try:
-            from hf_bort.ose import extract_subnetwork
-        except ImportError as error:
-            raise ImportError(
-                "--init extract needs hf_bort.ose.extract_subnetwork, which this install lacks; use --init random."
-            ) from error
-        extracted = extract_subnetwork(teacher, architecture, as_bort=True)
-        if isinstance(extracted, BortForMaskedLM):
-            return extracted
-        student = BortForMaskedLM(extracted.config)
-        student.bort.load_state_dict(extracted.state_dict())
-        return student
+        arch = Architecture(
+            script.student_layers, script.student_heads, script.student_hidden, script.student_intermediate
+        )
+        return _with_mlm_head(extract_subnetwork(teacher, arch, as_bort=True))
+    if script.init != "random":
+        return _with_mlm_head(AutoModel.from_pretrained(script.init))
     set_seed(seed)
     config = BortConfig(
         vocab_size=len(tokenizer),
@@ -171,6 +174,21 @@ def _build_student(
         **architecture,
     )
     return BortForMaskedLM(config)
+
+
+def _with_mlm_head(encoder: PreTrainedModel) -> BortForMaskedLM:
+    """A Bort encoder (extracted or saved) under a fresh masked-LM head, tied to its embeddings."""
+    if isinstance(encoder, BortForMaskedLM):
+        return encoder
+    if not isinstance(encoder, BortModel):
+        raise ValueError(
+            f"The student must be a Bort model; got {type(encoder).__name__}. Convert or extract it first "
+            "(hf-bort convert, or hf_bort.extract_subnetwork(..., as_bort=True))."
+        )
+    student = BortForMaskedLM(encoder.config)
+    student.bort.load_state_dict(encoder.state_dict())
+    student.tie_weights()
+    return student
 
 
 def _held_out_losses(metrics: dict[str, float]) -> dict[str, float]:

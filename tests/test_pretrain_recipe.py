@@ -96,3 +96,31 @@ def test_two_process_distillation_run_saves_a_hub_ready_student(tmp_path, minilm
     with torch.no_grad():
         logits = model(**batch).logits
     assert type(model).__name__ == "BortForMaskedLM" and logits.shape[-1] == len(tokenizer) == 30522
+
+
+def test_extracted_student_starts_from_the_teachers_weights(tmp_path, minilm_path, wikitext_dir):
+    """--init extract (OSE) and --init FOLDER both give a Bort student whose encoder is the extraction."""
+    from transformers import AutoModel
+
+    from hf_bort import Architecture, extract_subnetwork
+
+    teacher = AutoModel.from_pretrained(minilm_path)
+    extracted = extract_subnetwork(teacher, Architecture(2, 4, 64, 128), as_bort=True)
+    extracted.save_pretrained(tmp_path / "extracted")
+    recipe = _recipe()
+    for init in ("extract", str(tmp_path / "extracted")):
+        argv = _argv(minilm_path, wikitext_dir / "wiki.valid.raw", tmp_path / "out", "--init", init)
+        argv[argv.index("--student_hidden") + 1], argv[argv.index("--student_intermediate") + 1] = "64", "128"
+        script, _ = recipe.HfArgumentParser(
+            (recipe.PretrainArguments, recipe.DistillationArguments)
+        ).parse_args_into_dataclasses(argv)
+        student = recipe._build_student(script, AutoTokenizer.from_pretrained(minilm_path), teacher, seed=0)
+        assert type(student).__name__ == "BortForMaskedLM"
+        for name, tensor in extracted.state_dict().items():
+            assert torch.equal(student.bort.state_dict()[name], tensor), (init, name)
+        assert student.lm_head.decoder.weight.data_ptr() == student.bort.embeddings.word_embeddings.weight.data_ptr()
+
+
+def test_init_must_name_a_mode_or_a_folder(tmp_path, minilm_path, wikitext_dir):
+    with pytest.raises(ValueError, match="--init must be 'random', 'extract' or a folder"):
+        _recipe().main(_argv(minilm_path, wikitext_dir / "wiki.valid.raw", tmp_path / "out", "--init", "nowhere"))
