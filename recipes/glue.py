@@ -138,11 +138,26 @@ def official_dev_splits(task: GlueTask) -> list[str]:
 
 
 def carve_dev_split(
-    train: datasets.Dataset, fraction: float, seed: int, stratify: bool = True
+    train: datasets.Dataset, fraction: float, seed: int, text_columns: tuple[str, ...], stratify: bool = True
 ) -> tuple[datasets.Dataset, datasets.Dataset]:
-    """Split train into (what the model trains on, a dev set disjoint from it), stratified by label if asked."""
-    parts = train.train_test_split(test_size=fraction, seed=seed, stratify_by_column="label" if stratify else None)
-    return parts["train"], parts["test"]
+    """Split train into (what the model trains on, a dev set it never sees), stratified by label if asked.
+
+    GLUE train sets repeat some texts (SST-2 371 times, RTE twice), so the split is drawn over distinct texts: all
+    copies of a text land on the same side and no dev text is ever trained on.
+    """
+    keys = list(zip(*(train[column] for column in text_columns)))
+    first_label = {}
+    for key, label in zip(keys, train["label"]):
+        first_label.setdefault(key, label)
+    distinct = list(first_label)
+    groups = datasets.Dataset.from_dict(
+        {"group": list(range(len(distinct))), "label": [first_label[key] for key in distinct]},
+        features=datasets.Features({"group": datasets.Value("int64"), "label": train.features["label"]}),
+    )
+    parts = groups.train_test_split(test_size=fraction, seed=seed, stratify_by_column="label" if stratify else None)
+    dev_keys = {distinct[group] for group in parts["test"]["group"]}
+    in_dev = np.array([key in dev_keys for key in keys])
+    return train.select(np.flatnonzero(~in_dev)), train.select(np.flatnonzero(in_dev))
 
 
 def load_splits(
@@ -159,7 +174,7 @@ def load_splits(
         official = {name: ds.select(range(min(args.max_eval_samples, len(ds)))) for name, ds in official.items()}
     if not args.agora:
         return train, official, official
-    train, dev = carve_dev_split(train, args.agora_dev_fraction, args.seed, stratify=not task.is_regression)
+    train, dev = carve_dev_split(train, args.agora_dev_fraction, args.seed, task.text_columns, not task.is_regression)
     reported = {name.replace("validation", "test"): ds for name, ds in official.items()}
     return train, {"dev": dev}, {"dev": dev, **reported}
 
@@ -239,9 +254,20 @@ def cpu_latency_ms(model, tokenizer, dataset: datasets.Dataset, task: GlueTask, 
     return 1000.0 * statistics.median(times)
 
 
+def _has_accelerator() -> bool:
+    if hasattr(torch, "accelerator"):
+        return torch.accelerator.current_accelerator() is not None
+    return torch.cuda.is_available()
+
+
 def build_training_arguments(args: argparse.Namespace) -> TrainingArguments:
     return TrainingArguments(
         output_dir=args.output_dir,
+        # without it, `accelerate launch --multi_gpu` on a CPU-only machine starts N unconnected single-process runs
+        use_cpu=not _has_accelerator(),
+        # sequence-classification losses are batch means that ignore `num_items_in_batch`: rescaling them by the
+        # process count (the default) would double the loss and the gradients on two processes
+        average_tokens_across_devices=False,
         learning_rate=args.learning_rate,
         num_train_epochs=args.num_train_epochs,
         per_device_train_batch_size=args.per_device_train_batch_size,
