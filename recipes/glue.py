@@ -15,11 +15,14 @@ reported as the held-out test.
 """
 
 import argparse
+import dataclasses
 import json
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import datasets
@@ -106,7 +109,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     agora.add_argument("--agora", action="store_true", help="Fine-tune with Agora (hf_bort.agora).")
     agora.add_argument("--agora_dev_fraction", type=float, default=0.1,
                        help="Fraction of train carved out as Agora's dev set.")
-    agora.add_argument("--agora_rounds", type=int, default=3)
+    agora.add_argument("--agora_rounds", type=int, default=3, help="Maximum number of Agora rounds.")
+    agora.add_argument("--agora_teacher", help="Classifier already fine-tuned on the task that labels Agora's new rows "
+                       "(required with --agora).")
     hub = parser.add_argument_group("Hub")
     hub.add_argument("--push_to_hub", action="store_true")
     hub.add_argument("--hub_model_id")
@@ -120,6 +125,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.max_length = defaults.max_length if args.max_length is None else args.max_length
     if args.output_dir is None:
         args.output_dir = str(Path("outputs") / f"{Path(args.model.rstrip('/')).name}-{task.name}")
+    if args.agora and args.agora_teacher is None:
+        parser.error("--agora needs --agora_teacher: a classifier for the task that labels the rows Agora generates.")
     if not 0.0 < args.agora_dev_fraction < 1.0:
         parser.error(f"--agora_dev_fraction must be in (0, 1), got {args.agora_dev_fraction}.")
     return args
@@ -260,8 +267,8 @@ def _has_accelerator() -> bool:
     return torch.cuda.is_available()
 
 
-def build_training_arguments(args: argparse.Namespace) -> TrainingArguments:
-    return TrainingArguments(
+def build_training_arguments(args: argparse.Namespace, cls: type = TrainingArguments, **extra) -> TrainingArguments:
+    return cls(
         output_dir=args.output_dir,
         # without it, `accelerate launch --multi_gpu` on a CPU-only machine starts N unconnected single-process runs
         use_cpu=not _has_accelerator(),
@@ -281,20 +288,51 @@ def build_training_arguments(args: argparse.Namespace) -> TrainingArguments:
         report_to="none",
         push_to_hub=args.push_to_hub,
         hub_model_id=args.hub_model_id,
+        **extra,
     )
 
 
-def build_trainer(args: argparse.Namespace, **trainer_kwargs) -> Trainer:
-    """A plain Trainer, or Agora's; the Agora branch is the only difference between the two recipes."""
-    training_args = build_training_arguments(args)
-    if not args.agora:
-        return Trainer(args=training_args, **trainer_kwargs)
+def _import_agora():
     try:
-        from hf_bort.agora import AgoraArguments, AgoraTrainer
+        import hf_bort.agora as agora
     except ImportError as err:
         raise ImportError("--agora needs hf_bort.agora (AgoraTrainer, AgoraArguments), which this installation of "
                           "hf_bort does not have. Update hf_bort, or drop --agora.") from err
-    return AgoraTrainer(args=training_args, agora_args=AgoraArguments(rounds=args.agora_rounds), **trainer_kwargs)
+    return agora
+
+
+def build_trainer(
+    args: argparse.Namespace,
+    task: GlueTask,
+    model: PreTrainedModel,
+    tokenizer,
+    train: datasets.Dataset,
+    eval_sets: dict[str, datasets.Dataset],
+) -> tuple[Trainer, Callable[[datasets.Dataset], datasets.Dataset]]:
+    """A plain Trainer on tokenised rows, or Agora's on raw text; also returns how to prepare a split for it."""
+    common = {"model": model, "processing_class": tokenizer, "compute_metrics": make_compute_metrics(task)}
+    if not args.agora:
+        prepare = partial(tokenize, tokenizer=tokenizer, task=task, max_length=args.max_length)
+        trainer = Trainer(
+            args=build_training_arguments(args),
+            train_dataset=prepare(train),
+            eval_dataset={name: prepare(ds) for name, ds in eval_sets.items()},
+            data_collator=DataCollatorWithPadding(tokenizer),
+            **common,
+        )
+        return trainer, prepare
+    agora = _import_agora()
+    agora_args = build_training_arguments(
+        args, agora.AgoraArguments, agora_rounds=args.agora_rounds, agora_max_length=args.max_length,
+        agora_text_columns=list(task.text_columns),
+    )
+    teacher = (AutoModelForSequenceClassification.from_pretrained(args.agora_teacher),
+               AutoTokenizer.from_pretrained(args.agora_teacher))
+    trainer = agora.AgoraTrainer(
+        args=agora_args, train_dataset=train, agora_dev_dataset=eval_sets["dev"], teacher=teacher,
+        eval_dataset=eval_sets, **common,
+    )
+    return trainer, lambda ds: ds  # AgoraTrainer tokenises raw rows itself
 
 
 def _official_metrics(output: dict[str, float], prefix: str, task: GlueTask) -> dict[str, float]:
@@ -310,21 +348,13 @@ def main(argv: list[str] | None = None) -> dict:
     train, eval_sets, reported = load_splits(task, args)
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     model = load_model(args, task)
-    encoded = {name: tokenize(ds, tokenizer, task, args.max_length) for name, ds in {"train": train, **reported}.items()}
-    trainer = build_trainer(
-        args,
-        model=model,
-        train_dataset=encoded["train"],
-        eval_dataset={name: encoded[name] for name in eval_sets},
-        processing_class=tokenizer,
-        data_collator=DataCollatorWithPadding(tokenizer),
-        compute_metrics=make_compute_metrics(task),
-    )
+    trainer, prepare = build_trainer(args, task, model, tokenizer, train, eval_sets)
     started = time.perf_counter()
     train_output = trainer.train()
     train_seconds = time.perf_counter() - started
     metrics = {
-        name: _official_metrics(trainer.evaluate(encoded[name], metric_key_prefix=name), name, task) for name in reported
+        name: _official_metrics(trainer.evaluate(prepare(ds), metric_key_prefix=name), name, task)
+        for name, ds in reported.items()
     }
     trainer.save_model()
     if not trainer.is_world_process_zero():
@@ -352,7 +382,8 @@ def main(argv: list[str] | None = None) -> dict:
         results["hyperparameters"].update(lora_r=args.lora_r, lora_alpha=args.lora_alpha,
                                           lora_target_modules=args.lora_target_modules)
     if args.agora:
-        results["agora_rounds"] = getattr(trainer, "agora_rounds", args.agora_rounds)
+        results["agora_rounds"] = len(trainer.agora_history)
+        results["agora_history"] = [dataclasses.asdict(step) for step in trainer.agora_history]
     (Path(args.output_dir) / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     card_kwargs = {"lora": args.lora, "num_parameters": results["num_parameters"]}
     save_model_card(args.output_dir, results=results, config=trainer.model.config, **card_kwargs)

@@ -65,6 +65,9 @@ def test_bad_arguments_are_clear_errors(capsys):
     with pytest.raises(SystemExit):
         _args("--task", "rte", "--agora_dev_fraction", "1.5")
     assert "--agora_dev_fraction must be in (0, 1)" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        _args("--task", "rte", "--agora")
+    assert "--agora needs --agora_teacher" in capsys.readouterr().err
 
 
 def test_non_empty_output_dir_is_refused(tmp_path, tiny_bert):
@@ -80,7 +83,8 @@ def test_without_agora_the_official_dev_set_is_evaluated(glue_dir):
 
 
 def test_agora_carves_dev_out_of_train_and_holds_out_the_official_dev(glue_dir):
-    args = _args("--task", "rte", "--data_dir", str(glue_dir), "--agora", "--agora_dev_fraction", "0.2")
+    args = _args("--task", "rte", "--data_dir", str(glue_dir), "--agora", "--agora_teacher", "t",
+                 "--agora_dev_fraction", "0.2")
     train, eval_sets, reported = recipe.load_splits(get_task("rte"), args)
     dev = eval_sets["dev"]
     assert list(reported) == ["dev", "test"] and reported["dev"] is dev
@@ -102,7 +106,8 @@ def test_repeated_texts_never_straddle_the_split():
 
 def test_regression_dev_split_is_not_stratified(tmp_path):
     write_glue_task(tmp_path, "stsb")
-    args = _args("--task", "stsb", "--data_dir", str(tmp_path), "--agora", "--agora_dev_fraction", "0.5")
+    args = _args("--task", "stsb", "--data_dir", str(tmp_path), "--agora", "--agora_teacher", "t",
+                 "--agora_dev_fraction", "0.5")
     train, eval_sets, reported = recipe.load_splits(get_task("stsb"), args)
     assert len(train) == len(eval_sets["dev"]) == 1 and list(reported) == ["dev", "test"]
 
@@ -110,7 +115,8 @@ def test_regression_dev_split_is_not_stratified(tmp_path):
 def test_agora_missing_is_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "hf_bort.agora", None)
     with pytest.raises(ImportError, match="--agora needs hf_bort.agora"):
-        recipe.build_trainer(_args("--task", "rte", "--agora"))
+        recipe.build_trainer(_args("--task", "rte", "--agora", "--agora_teacher", "t"), get_task("rte"), None, None,
+                             None, {})
 
 
 def test_hub_flags_pass_through_to_the_trainer(tmp_path):
