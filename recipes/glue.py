@@ -383,6 +383,7 @@ def main(argv: list[str] | None = None) -> dict:
                                           lora_target_modules=args.lora_target_modules)
     if args.agora:
         results["agora_rounds"] = len(trainer.agora_history)
+        results["agora_teacher"] = args.agora_teacher
         results["agora_history"] = [dataclasses.asdict(step) for step in trainer.agora_history]
     (Path(args.output_dir) / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     card_kwargs = {"lora": args.lora, "num_parameters": results["num_parameters"]}

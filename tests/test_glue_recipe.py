@@ -230,3 +230,23 @@ def test_two_processes_report_the_same_format(tmp_path, tiny_bert, glue_dir):
     # not summed over processes (that would double it); the padded duplicate of row 47 may nudge the mean
     assert results["metrics"]["validation"]["loss"] == pytest.approx(loss, rel=5e-3)
     assert results["rows"] == {"train": 64, "validation": 47}
+
+
+def test_agora_end_to_end_reports_the_official_dev_as_test(tmp_path, tiny_bert, glue_dir):
+    pytest.importorskip("hf_bort.agora", reason="runs once hf_bort.agora is merged")
+    teacher = tmp_path / "teacher"
+    model = AutoModelForSequenceClassification.from_pretrained(
+        tiny_bert, num_labels=2, id2label={0: "entailment", 1: "not_entailment"},
+        label2id={"entailment": 0, "not_entailment": 1})
+    model.save_pretrained(teacher)
+    AutoTokenizer.from_pretrained(tiny_bert).save_pretrained(teacher)
+    out = tmp_path / "out"
+    recipe.main(_run(tiny_bert, out, "--task", "rte", "--data_dir", str(glue_dir), "--max_train_samples", "80",
+                     "--max_eval_samples", "24", "--max_length", "64", "--agora", "--agora_teacher", str(teacher),
+                     "--agora_rounds", "2"))
+    results = json.loads((out / "results.json").read_text())
+    assert list(results["metrics"]) == ["dev", "test"] and results["official_dev_is"] == "test"
+    assert results["rows"] == {"train": 72, "dev": 8, "test": 24} and 1 <= results["agora_rounds"] <= 2
+    dev = load_glue("rte", glue_dir, splits=("validation",))["validation"].select(range(24))
+    predictions, _ = _predict(out, dev, get_task("rte"))
+    assert results["metrics"]["test"]["accuracy"] == pytest.approx(accuracy_score(dev["label"], predictions))

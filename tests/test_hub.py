@@ -21,7 +21,8 @@ def _results(agora: bool) -> dict:
         "metrics": metrics, "num_parameters": 75_108_354, "trainable_parameters": 75_108_354,
         "train_seconds": 812.5, "train_loss": 0.45, "cpu_latency_ms": 7.25,
         "hyperparameters": {"learning_rate": 3e-5, "num_train_epochs": 3, "max_length": 128},
-        **({"agora_rounds": 4} if agora else {}),
+        **({"agora_rounds": 2, "agora_teacher": "me/roberta-mrpc", "agora_history": [{"kept": 40}, {"kept": 12}]}
+           if agora else {}),
     }
 
 
@@ -40,7 +41,8 @@ def test_agora_card_reports_the_official_dev_set_as_test():
     assert {m["type"]: m["value"] for m in results[0]["metrics"]} == {"accuracy": 0.8125, "f1": 0.8571}
     text = card.text
     assert "⟨2, 4, 32, 37⟩" in text and "75,108,354" in text and "OSE point | ⟨4, 8, 1024, 768⟩" in text
-    assert "carved out of train" in text and "**test**" in text and "for 4 rounds" in text
+    assert "carved out of train" in text and "**test**" in text and "for 2 rounds" in text
+    assert "teacher `me/roberta-mrpc` (52 rows added in all)" in text
     assert "| test (official dev) | 408 | 0.8125 | 0.8571 |" in text
     assert "| dev (carved from train) | 367 | 0.7500 |" in text
     assert "7.25 ms" in text and "non-commercial" in text
