@@ -85,9 +85,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "default: nyu-mll/glue from the Hub.")
     parser.add_argument("--output_dir", help="Default: outputs/<model name>-<task>.")
     parser.add_argument("--overwrite_output_dir", action="store_true", help="Allow writing into a non-empty output dir.")
-    parser.add_argument("--learning_rate", type=float)
-    parser.add_argument("--num_train_epochs", type=float)
-    parser.add_argument("--max_length", type=int, help="Tokens per example (longer inputs are truncated).")
+    parser.add_argument("--learning_rate", type=float, help="Default: per task (below).")
+    parser.add_argument("--num_train_epochs", type=float, help="Default: per task (below).")
+    parser.add_argument("--max_length", type=int, help="Tokens per example, longer inputs are truncated. Default: "
+                        "per task (below).")
     parser.add_argument("--per_device_train_batch_size", type=int, default=32)
     parser.add_argument("--per_device_eval_batch_size", type=int, default=64)
     parser.add_argument("--weight_decay", type=float, default=0.01)
@@ -113,8 +114,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     agora.add_argument("--agora_teacher", help="Classifier already fine-tuned on the task that labels Agora's new rows "
                        "(required with --agora).")
     hub = parser.add_argument_group("Hub")
-    hub.add_argument("--push_to_hub", action="store_true")
-    hub.add_argument("--hub_model_id")
+    hub.add_argument("--push_to_hub", action="store_true", help="Upload the model and its card (passed to the Trainer).")
+    hub.add_argument("--hub_model_id", help="Hub repository, e.g. me/bort-sst2 (default: the output dir's name).")
     args = parser.parse_args(argv)
 
     task = get_task(args.task)
