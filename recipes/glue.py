@@ -214,10 +214,17 @@ def load_model(args: argparse.Namespace, task: GlueTask) -> PreTrainedModel:
 
 
 def add_lora(model: PreTrainedModel, args: argparse.Namespace):
-    """Wrap the model with a LoRA adapter; peft's SEQ_CLS task keeps the `classifier` head trainable and saved."""
+    """Wrap the model with a LoRA adapter; the task head stays fully trainable and is saved with the adapter.
+
+    peft's SEQ_CLS task covers `classifier`; BERT-style models also feed it through a `pooler` (Bort and RoBERTa
+    keep that dense layer inside `classifier`), and a frozen pooler that was never trained for the task starves the
+    head, so it is trained too.
+    """
     from peft import LoraConfig, TaskType, get_peft_model
 
+    has_pooler = any(name.split(".")[-1] == "pooler" for name, _ in model.named_modules())
     config = LoraConfig(
+        modules_to_save=["pooler"] if has_pooler else None,
         task_type=TaskType.SEQ_CLS,
         r=args.lora_r,
         lora_alpha=args.lora_alpha,

@@ -157,6 +157,13 @@ def test_lora_trains_the_adapter_and_the_head_only(tmp_path, tiny_bort_config):
     assert not any("key" in n or "word_embeddings" in n for n in trainable)
 
 
+def test_lora_on_bert_also_trains_the_pooler(tiny_bert):
+    model = recipe.load_model(recipe.parse_args(["--model", str(tiny_bert), "--task", "rte", "--lora"]), get_task("rte"))
+    trainable = [name for name, p in model.named_parameters() if p.requires_grad]
+    assert any("pooler" in n for n in trainable) and any("classifier" in n for n in trainable)
+    assert all("lora_" in n or "classifier" in n or "pooler" in n for n in trainable)
+
+
 def _predict(model_dir, rows, task):
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
