@@ -161,6 +161,15 @@ def _column(header: list[str] | None, key: str | int, path: Path) -> int:
     return header.index(key)
 
 
+def _parse_label(task: GlueTask, raw: str, path: Path) -> int | float:
+    if task.is_regression:
+        return float(raw)
+    values = task.tsv_label_values or tuple(str(i) for i in range(task.num_labels))
+    if raw not in values:
+        raise ValueError(f"{path} has label {raw!r}, which GLUE {task.name} does not have (expected one of {values}).")
+    return values.index(raw)
+
+
 def _load_local_split(task: GlueTask, path: Path, split: str) -> datasets.Dataset:
     file_stem = path.stem
     header, rows = _read_tsv(path, headerless=file_stem in task.headerless)
@@ -182,13 +191,7 @@ def _load_local_split(task: GlueTask, path: Path, split: str) -> datasets.Datase
         if label_idx is None:
             columns["label"].append(-1)
         else:
-            raw = row[label_idx]
-            if task.is_regression:
-                columns["label"].append(float(raw))
-            elif task.tsv_label_values is not None:
-                columns["label"].append(task.tsv_label_values.index(raw))
-            else:
-                columns["label"].append(int(raw))
+            columns["label"].append(_parse_label(task, row[label_idx], path))
         columns["idx"].append(len(columns["idx"]))
     features = {name: datasets.Value("string") for name in task.text_columns}
     if task.is_regression:
@@ -224,9 +227,11 @@ def load_glue(
         if not path.is_file():
             if splits is None and split.startswith("test"):
                 continue
+            where = "" if folder != root else f" (and there is no {task.folder}/ folder in {root})"
             raise FileNotFoundError(
-                f"GLUE {task.name}: split {split!r} expected at {path}, which does not exist. Put the original "
-                f"GLUE files ({stem}.tsv) there, or drop --data_dir to load nyu-mll/glue from the Hub."
+                f"GLUE {task.name}: split {split!r} expected at {path}, which does not exist{where}. Put the "
+                f"original GLUE file {task.folder}/{stem}.tsv there, or drop --data_dir to load nyu-mll/glue from "
+                "the Hub."
             )
         result[split] = _load_local_split(task, path, split)
     return datasets.DatasetDict(result)

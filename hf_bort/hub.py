@@ -1,0 +1,115 @@
+"""Model cards for fine-tuned models, rendered from the Jinja templates in the repository's `model_cards/` folder.
+
+The card states what a reader needs to trust the numbers: the architecture and its parent, the OSE point if the
+architecture was extracted, which data the model learned from and which split each metric was scored on (with Agora
+the official dev set is a held-out test), the Agora rounds, the metrics, CPU latency and the known limitations.
+"""
+
+import os
+from pathlib import Path
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+from transformers import PreTrainedConfig
+
+from .glue import get_task
+
+
+MODEL_CARDS_DIR = Path(__file__).resolve().parents[1] / "model_cards"
+GLUE_CARD_TEMPLATE = MODEL_CARDS_DIR / "glue_model_card.md"
+
+_METRIC_NAMES = {"accuracy": "Accuracy", "f1": "F1", "matthews_correlation": "Matthews correlation",
+                 "pearson": "Pearson", "spearmanr": "Spearman"}
+_TASK_TITLES = {"cola": "CoLA", "sst2": "SST-2", "mrpc": "MRPC", "stsb": "STS-B", "qqp": "QQP", "mnli": "MNLI",
+                "qnli": "QNLI", "rte": "RTE", "wnli": "WNLI"}
+
+
+def _architecture(config: PreTrainedConfig) -> dict[str, object]:
+    """Bort's ⟨depth, heads, hidden, intermediate⟩ notation, read from any BERT-like config."""
+    return {
+        "model_type": config.model_type,
+        "depth": getattr(config, "num_hidden_layers", None),
+        "heads": getattr(config, "num_attention_heads", None),
+        "hidden": getattr(config, "hidden_size", None),
+        "intermediate": getattr(config, "intermediate_size", None),
+    }
+
+
+def _eval_results(results: dict, task_title: str) -> list[EvalResult]:
+    task = results["task"]
+    entries = []
+    for split, scores in results["metrics"].items():
+        if split == "dev":  # carved out of train: not an official GLUE number
+            continue
+        official_split = split.replace("test", "validation")
+        for name, value in scores.items():
+            if name == "loss":
+                continue
+            entries.append(EvalResult(
+                task_type="text-classification", dataset_type="nyu-mll/glue", dataset_name=f"GLUE {task_title}",
+                dataset_config=task, dataset_split=official_split, metric_type=name,
+                metric_name=_METRIC_NAMES.get(name, name), metric_value=value,
+            ))
+    return entries
+
+
+def render_model_card(
+    results: dict,
+    config: PreTrainedConfig,
+    *,
+    lora: bool = False,
+    model_name: str | None = None,
+    num_parameters: int | None = None,
+    ose_point: str | None = None,
+    license: str | None = None,
+    template_path: str | os.PathLike = GLUE_CARD_TEMPLATE,
+) -> ModelCard:
+    """Render the card of a model fine-tuned by `recipes/glue.py` from its `results.json` content and config."""
+    task = get_task(results["task"])
+    task_title = _TASK_TITLES[task.name]
+    parent = results["model"]
+    model_name = model_name or f"{Path(parent.rstrip('/')).name}-{task.name}{'-lora' if lora else ''}"
+    card_data = ModelCardData(
+        model_name=model_name,
+        base_model=parent if not Path(parent).exists() else None,
+        datasets=["nyu-mll/glue"],
+        language="en",
+        license=license,
+        library_name="peft" if lora else "transformers",
+        pipeline_tag="text-classification",
+        tags=["glue", task.name, "hf_bort", *(["agora"] if results.get("agora") else []), *(["lora"] if lora else [])],
+        metrics=list(task.metrics),
+        eval_results=_eval_results(results, task_title),
+    )
+    if not Path(template_path).is_file():
+        raise FileNotFoundError(f"Model card template {template_path} not found; it ships in the hf_bort repository's "
+                                "model_cards/ folder. Pass template_path= to use your own.")
+    return ModelCard.from_template(
+        card_data,
+        template_path=str(template_path),
+        model_name=model_name,
+        parent=parent,
+        task=task.name,
+        task_title=task_title,
+        label_names=task.label_names,
+        is_regression=task.is_regression,
+        architecture=_architecture(config),
+        num_parameters=num_parameters,
+        ose_point=ose_point if ose_point is not None else getattr(config, "ose_point", None),
+        lora=lora,
+        results=results,
+        metric_names=_METRIC_NAMES,
+    )
+
+
+def save_model_card(
+    output_dir: str | os.PathLike, results: dict, config: PreTrainedConfig, push_to: str | None = None, **kwargs
+) -> ModelCard:
+    """Write the card as `README.md` next to the saved model, and upload it to the Hub repo `push_to` if given."""
+    card = render_model_card(results, config, **kwargs)
+    card.save(Path(output_dir) / "README.md")
+    if push_to is not None:
+        card.push_to_hub(push_to)
+    return card
+
+
+__all__ = ["GLUE_CARD_TEMPLATE", "MODEL_CARDS_DIR", "render_model_card", "save_model_card"]

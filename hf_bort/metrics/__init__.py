@@ -1,0 +1,19 @@
+"""Metrics shipped with hf_bort as local `evaluate` modules (the Hub's metric scripts are not needed)."""
+
+from pathlib import Path
+
+import evaluate
+
+from ..glue import get_task
+
+
+GLUE_METRIC_PATH = Path(__file__).with_name("glue_metric.py")
+
+
+def load_glue_metric(task: str, **kwargs) -> evaluate.EvaluationModule:
+    """Load the GLUE metric of `task` (`sst2`, `mrpc`, ..., `mnli_matched`) from the module hf_bort ships."""
+    name = task if task in ("mnli_matched", "mnli_mismatched", "ax") else get_task(task).name
+    return evaluate.load(str(GLUE_METRIC_PATH), name, **kwargs)
+
+
+__all__ = ["GLUE_METRIC_PATH", "load_glue_metric"]
