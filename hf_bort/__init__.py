@@ -8,6 +8,8 @@ from .configuration_bort import BortConfig
 from .convert import convert_bert_checkpoint
 from .distill import DistillationArguments, DistillationTrainer
 from .export import OnnxEncoder, compile_for_cpu, export_onnx, quantize_dynamic_int8, quantize_onnx_int8
+from .hub import render_model_card, save_model_card
+from .metrics import load_glue_metric
 from .modeling_bort import (
     BortForMaskedLM,
     BortForMultipleChoice,
@@ -26,6 +28,9 @@ register_bort()
 __version__ = "0.1.0"
 
 __all__ = [
+    "load_glue_metric",
+    "render_model_card",
+    "save_model_card",
     "DistillationArguments",
     "DistillationTrainer",
     "Architecture",

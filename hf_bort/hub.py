@@ -17,10 +17,24 @@ from .glue import get_task
 MODEL_CARDS_DIR = Path(__file__).resolve().parents[1] / "model_cards"
 GLUE_CARD_TEMPLATE = MODEL_CARDS_DIR / "glue_model_card.md"
 
-_METRIC_NAMES = {"accuracy": "Accuracy", "f1": "F1", "matthews_correlation": "Matthews correlation",
-                 "pearson": "Pearson", "spearmanr": "Spearman"}
-_TASK_TITLES = {"cola": "CoLA", "sst2": "SST-2", "mrpc": "MRPC", "stsb": "STS-B", "qqp": "QQP", "mnli": "MNLI",
-                "qnli": "QNLI", "rte": "RTE", "wnli": "WNLI"}
+_METRIC_NAMES = {
+    "accuracy": "Accuracy",
+    "f1": "F1",
+    "matthews_correlation": "Matthews correlation",
+    "pearson": "Pearson",
+    "spearmanr": "Spearman",
+}
+_TASK_TITLES = {
+    "cola": "CoLA",
+    "sst2": "SST-2",
+    "mrpc": "MRPC",
+    "stsb": "STS-B",
+    "qqp": "QQP",
+    "mnli": "MNLI",
+    "qnli": "QNLI",
+    "rte": "RTE",
+    "wnli": "WNLI",
+}
 
 
 def _architecture(config: PreTrainedConfig) -> dict[str, object]:
@@ -44,11 +58,18 @@ def _eval_results(results: dict, task_title: str) -> list[EvalResult]:
         for name, value in scores.items():
             if name == "loss":
                 continue
-            entries.append(EvalResult(
-                task_type="text-classification", dataset_type="nyu-mll/glue", dataset_name=f"GLUE {task_title}",
-                dataset_config=task, dataset_split=official_split, metric_type=name,
-                metric_name=_METRIC_NAMES.get(name, name), metric_value=value,
-            ))
+            entries.append(
+                EvalResult(
+                    task_type="text-classification",
+                    dataset_type="nyu-mll/glue",
+                    dataset_name=f"GLUE {task_title}",
+                    dataset_config=task,
+                    dataset_split=official_split,
+                    metric_type=name,
+                    metric_name=_METRIC_NAMES.get(name, name),
+                    metric_value=value,
+                )
+            )
     return entries
 
 
@@ -81,8 +102,10 @@ def render_model_card(
         eval_results=_eval_results(results, task_title),
     )
     if not Path(template_path).is_file():
-        raise FileNotFoundError(f"Model card template {template_path} not found; it ships in the hf_bort repository's "
-                                "model_cards/ folder. Pass template_path= to use your own.")
+        raise FileNotFoundError(
+            f"Model card template {template_path} not found; it ships in the hf_bort repository's "
+            "model_cards/ folder. Pass template_path= to use your own."
+        )
     return ModelCard.from_template(
         card_data,
         template_path=str(template_path),

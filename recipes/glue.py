@@ -69,10 +69,14 @@ LORA_LR_SCALE = 10.0
 
 
 def _defaults_table() -> str:
-    rows = [f"  {name:<5} lr {d.learning_rate:g}  epochs {d.num_train_epochs:g}  max_length {d.max_length}"
-            for name, d in TASK_DEFAULTS.items()]
-    return "Per-task defaults (used when the flag is not given; --lora scales the learning rate by " \
+    rows = [
+        f"  {name:<5} lr {d.learning_rate:g}  epochs {d.num_train_epochs:g}  max_length {d.max_length}"
+        for name, d in TASK_DEFAULTS.items()
+    ]
+    return (
+        "Per-task defaults (used when the flag is not given; --lora scales the learning rate by "
         f"{LORA_LR_SCALE:g}):\n" + "\n".join(rows)
+    )
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -81,14 +85,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--model", required=True, help="Hub id or local folder of the model to fine-tune.")
     parser.add_argument("--task", required=True, help="GLUE task: " + ", ".join(TASK_DEFAULTS) + ".")
-    parser.add_argument("--data_dir", help="Folder in the original GLUE layout (<TASK>/train.tsv...); "
-                        "default: nyu-mll/glue from the Hub.")
+    parser.add_argument(
+        "--data_dir",
+        help="Folder in the original GLUE layout (<TASK>/train.tsv...); default: nyu-mll/glue from the Hub.",
+    )
     parser.add_argument("--output_dir", help="Default: outputs/<model name>-<task>.")
-    parser.add_argument("--overwrite_output_dir", action="store_true", help="Allow writing into a non-empty output dir.")
+    parser.add_argument(
+        "--overwrite_output_dir", action="store_true", help="Allow writing into a non-empty output dir."
+    )
     parser.add_argument("--learning_rate", type=float, help="Default: per task (below).")
     parser.add_argument("--num_train_epochs", type=float, help="Default: per task (below).")
-    parser.add_argument("--max_length", type=int, help="Tokens per example, longer inputs are truncated. Default: "
-                        "per task (below).")
+    parser.add_argument(
+        "--max_length", type=int, help="Tokens per example, longer inputs are truncated. Default: per task (below)."
+    )
     parser.add_argument("--per_device_train_batch_size", type=int, default=32)
     parser.add_argument("--per_device_eval_batch_size", type=int, default=64)
     parser.add_argument("--weight_decay", type=float, default=0.01)
@@ -97,24 +106,35 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max_train_samples", type=int, help="Train on a random subset of this many rows.")
     parser.add_argument("--max_eval_samples", type=int, help="Score on the first N rows of each eval/test split.")
     parser.add_argument("--logging_steps", type=int, default=50)
-    parser.add_argument("--ignore_mismatched_sizes", action="store_true",
-                        help="Replace a classification head whose label count differs from the task's.")
+    parser.add_argument(
+        "--ignore_mismatched_sizes",
+        action="store_true",
+        help="Replace a classification head whose label count differs from the task's.",
+    )
     lora = parser.add_argument_group("LoRA (peft)")
     lora.add_argument("--lora", action="store_true", help="Train a LoRA adapter (and the classifier head) only.")
     lora.add_argument("--lora_r", type=int, default=8)
     lora.add_argument("--lora_alpha", type=int, default=16)
     lora.add_argument("--lora_dropout", type=float, default=0.1)
-    lora.add_argument("--lora_target_modules", default="query,value",
-                      help="Comma-separated module names (BERT/Bort: query,value; DistilBERT: q_lin,v_lin).")
+    lora.add_argument(
+        "--lora_target_modules",
+        default="query,value",
+        help="Comma-separated module names (BERT/Bort: query,value; DistilBERT: q_lin,v_lin).",
+    )
     agora = parser.add_argument_group("Agora")
     agora.add_argument("--agora", action="store_true", help="Fine-tune with Agora (hf_bort.agora).")
-    agora.add_argument("--agora_dev_fraction", type=float, default=0.1,
-                       help="Fraction of train carved out as Agora's dev set.")
+    agora.add_argument(
+        "--agora_dev_fraction", type=float, default=0.1, help="Fraction of train carved out as Agora's dev set."
+    )
     agora.add_argument("--agora_rounds", type=int, default=3, help="Maximum number of Agora rounds.")
-    agora.add_argument("--agora_teacher", help="Classifier already fine-tuned on the task that labels Agora's new rows "
-                       "(required with --agora).")
+    agora.add_argument(
+        "--agora_teacher",
+        help="Classifier already fine-tuned on the task that labels Agora's new rows (required with --agora).",
+    )
     hub = parser.add_argument_group("Hub")
-    hub.add_argument("--push_to_hub", action="store_true", help="Upload the model and its card (passed to the Trainer).")
+    hub.add_argument(
+        "--push_to_hub", action="store_true", help="Upload the model and its card (passed to the Trainer)."
+    )
     hub.add_argument("--hub_model_id", help="Hub repository, e.g. me/bort-sst2 (default: the output dir's name).")
     args = parser.parse_args(argv)
 
@@ -137,8 +157,10 @@ def check_output_dir(path: str | Path, overwrite: bool) -> None:
     """Never write over a user's earlier results unless asked to."""
     path = Path(path)
     if path.is_dir() and any(path.iterdir()) and not overwrite:
-        raise FileExistsError(f"Output directory {path} exists and is not empty. Pass --overwrite_output_dir to "
-                              "write into it anyway, or choose another --output_dir.")
+        raise FileExistsError(
+            f"Output directory {path} exists and is not empty. Pass --overwrite_output_dir to "
+            "write into it anyway, or choose another --output_dir."
+        )
 
 
 def official_dev_splits(task: GlueTask) -> list[str]:
@@ -260,8 +282,9 @@ def cpu_latency_ms(model, tokenizer, dataset: datasets.Dataset, task: GlueTask, 
     times = []
     with torch.inference_mode():
         for row in dataset.select(range(min(n, len(dataset)))):
-            inputs = tokenizer(*(row[c] for c in task.text_columns), truncation=True, max_length=max_length,
-                               return_tensors="pt")
+            inputs = tokenizer(
+                *(row[c] for c in task.text_columns), truncation=True, max_length=max_length, return_tensors="pt"
+            )
             start = time.perf_counter()
             model(**inputs)
             times.append(time.perf_counter() - start)
@@ -304,8 +327,10 @@ def _import_agora():
     try:
         import hf_bort.agora as agora
     except ImportError as err:
-        raise ImportError("--agora needs hf_bort.agora (AgoraTrainer, AgoraArguments), which this installation of "
-                          "hf_bort does not have. Update hf_bort, or drop --agora.") from err
+        raise ImportError(
+            "--agora needs hf_bort.agora (AgoraTrainer, AgoraArguments), which this installation of "
+            "hf_bort does not have. Update hf_bort, or drop --agora."
+        ) from err
     return agora
 
 
@@ -331,14 +356,23 @@ def build_trainer(
         return trainer, prepare
     agora = _import_agora()
     agora_args = build_training_arguments(
-        args, agora.AgoraArguments, agora_rounds=args.agora_rounds, agora_max_length=args.max_length,
+        args,
+        agora.AgoraArguments,
+        agora_rounds=args.agora_rounds,
+        agora_max_length=args.max_length,
         agora_text_columns=list(task.text_columns),
     )
-    teacher = (AutoModelForSequenceClassification.from_pretrained(args.agora_teacher),
-               AutoTokenizer.from_pretrained(args.agora_teacher))
+    teacher = (
+        AutoModelForSequenceClassification.from_pretrained(args.agora_teacher),
+        AutoTokenizer.from_pretrained(args.agora_teacher),
+    )
     trainer = agora.AgoraTrainer(
-        args=agora_args, train_dataset=train, agora_dev_dataset=eval_sets["dev"], teacher=teacher,
-        eval_dataset=eval_sets, **common,
+        args=agora_args,
+        train_dataset=train,
+        agora_dev_dataset=eval_sets["dev"],
+        teacher=teacher,
+        eval_dataset=eval_sets,
+        **common,
     )
     return trainer, lambda ds: ds  # AgoraTrainer tokenises raw rows itself
 
@@ -383,12 +417,22 @@ def main(argv: list[str] | None = None) -> dict:
         "train_seconds": round(train_seconds, 1),
         "train_loss": train_output.training_loss,
         "cpu_latency_ms": round(cpu_latency_ms(trainer.model, tokenizer, first_reported, task, args.max_length), 2),
-        "hyperparameters": {k: getattr(args, k) for k in ("learning_rate", "num_train_epochs", "max_length",
-                                                          "per_device_train_batch_size", "seed", "max_train_samples")},
+        "hyperparameters": {
+            k: getattr(args, k)
+            for k in (
+                "learning_rate",
+                "num_train_epochs",
+                "max_length",
+                "per_device_train_batch_size",
+                "seed",
+                "max_train_samples",
+            )
+        },
     }
     if args.lora:
-        results["hyperparameters"].update(lora_r=args.lora_r, lora_alpha=args.lora_alpha,
-                                          lora_target_modules=args.lora_target_modules)
+        results["hyperparameters"].update(
+            lora_r=args.lora_r, lora_alpha=args.lora_alpha, lora_target_modules=args.lora_target_modules
+        )
     if args.agora:
         results["agora_rounds"] = len(trainer.agora_history)
         results["agora_teacher"] = args.agora_teacher
@@ -399,8 +443,9 @@ def main(argv: list[str] | None = None) -> dict:
     print(json.dumps({"task": task.name, "metrics": metrics, "num_processes": results["num_processes"]}, indent=2))
     if args.push_to_hub:
         trainer.push_to_hub()
-        save_model_card(args.output_dir, results=results, config=trainer.model.config, push_to=trainer.hub_model_id,
-                        **card_kwargs)
+        save_model_card(
+            args.output_dir, results=results, config=trainer.model.config, push_to=trainer.hub_model_id, **card_kwargs
+        )
     return results
 
 

@@ -38,38 +38,74 @@ def write_glue_task(root, name):
         return [1, 0]
     if name == "mrpc":
         for stem in ("train", "dev"):
-            _write(folder / f"{stem}.tsv", [_tab("Quality", "#1 ID", "#2 ID", "#1 String", "#2 String"),
-                                            _tab(1, 11, 12, a1, b1), _tab(0, 21, 22, a2, b2)], bom=True)
+            _write(
+                folder / f"{stem}.tsv",
+                [
+                    _tab("Quality", "#1 ID", "#2 ID", "#1 String", "#2 String"),
+                    _tab(1, 11, 12, a1, b1),
+                    _tab(0, 21, 22, a2, b2),
+                ],
+                bom=True,
+            )
         _write(folder / "test.tsv", [_tab("index", "#1 ID", "#2 ID", "#1 String", "#2 String"), _tab(0, 1, 2, a1, b1)])
         return [1, 0]
     if name == "stsb":
         head = ("index", "genre", "filename", "year", "old_index", "source1", "source2", "sentence1", "sentence2")
         for stem in ("train", "dev"):
-            _write(folder / f"{stem}.tsv", [_tab(*head, "score"),
-                                            _tab(0, "main-captions", "MSRvid", "2012test", 1, "none", "none", a1, b1, 4.25),
-                                            _tab(1, "main-news", "MSRvid", "2012test", 2, "none", "none", a2, b2, 0.5)])
+            _write(
+                folder / f"{stem}.tsv",
+                [
+                    _tab(*head, "score"),
+                    _tab(0, "main-captions", "MSRvid", "2012test", 1, "none", "none", a1, b1, 4.25),
+                    _tab(1, "main-news", "MSRvid", "2012test", 2, "none", "none", a2, b2, 0.5),
+                ],
+            )
         _write(folder / "test.tsv", [_tab(*head), _tab(0, "main-news", "f", "2012", 3, "none", "none", a1, b1)])
         return [4.25, 0.5]
     if name == "qqp":
         for stem in ("train", "dev"):  # GLUE's QQP train has a few truncated rows; its processors skip them
-            _write(folder / f"{stem}.tsv", [_tab("id", "qid1", "qid2", "question1", "question2", "is_duplicate"),
-                                            _tab(7, 1, 2, a1, b1, 1), _tab(8, 3, 4, "truncated row"),
-                                            _tab(9, 5, 6, a2, b2, 0)])
+            _write(
+                folder / f"{stem}.tsv",
+                [
+                    _tab("id", "qid1", "qid2", "question1", "question2", "is_duplicate"),
+                    _tab(7, 1, 2, a1, b1, 1),
+                    _tab(8, 3, 4, "truncated row"),
+                    _tab(9, 5, 6, a2, b2, 0),
+                ],
+            )
         _write(folder / "test.tsv", [_tab("id", "question1", "question2"), _tab(0, a1, b1)])
         return [1, 0]
     if name == "mnli":
-        head = ("index", "promptID", "pairID", "genre", "sentence1_binary_parse", "sentence2_binary_parse",
-                "sentence1_parse", "sentence2_parse", "sentence1", "sentence2")
+        head = (
+            "index",
+            "promptID",
+            "pairID",
+            "genre",
+            "sentence1_binary_parse",
+            "sentence2_binary_parse",
+            "sentence1_parse",
+            "sentence2_parse",
+            "sentence1",
+            "sentence2",
+        )
         parses = ("( The cat )", "( A cat )", "(ROOT (S))", "(ROOT (S))")
-        _write(folder / "train.tsv", [_tab(*head, "label1", "gold_label"),
-                                      _tab(0, 1, "1e", "fiction", *parses, a1, b1, "contradiction", "contradiction"),
-                                      _tab(1, 2, "2n", "fiction", *parses, a2, b2, "neutral", "neutral")])
+        _write(
+            folder / "train.tsv",
+            [
+                _tab(*head, "label1", "gold_label"),
+                _tab(0, 1, "1e", "fiction", *parses, a1, b1, "contradiction", "contradiction"),
+                _tab(1, 2, "2n", "fiction", *parses, a2, b2, "neutral", "neutral"),
+            ],
+        )
         for stem in ("dev_matched", "dev_mismatched"):
-            _write(folder / f"{stem}.tsv", [
-                _tab(*head, *(f"label{i}" for i in range(1, 6)), "gold_label"),
-                _tab(0, 1, "1e", "slate", *parses, a1, b1, *["contradiction"] * 5, "contradiction"),
-                _tab(1, 2, "2n", "slate", *parses, a2, b2, *["neutral"] * 5, "neutral"),
-            ])
+            _write(
+                folder / f"{stem}.tsv",
+                [
+                    _tab(*head, *(f"label{i}" for i in range(1, 6)), "gold_label"),
+                    _tab(0, 1, "1e", "slate", *parses, a1, b1, *["contradiction"] * 5, "contradiction"),
+                    _tab(1, 2, "2n", "slate", *parses, a2, b2, *["neutral"] * 5, "neutral"),
+                ],
+            )
         for stem in ("test_matched", "test_mismatched"):
             _write(folder / f"{stem}.tsv", [_tab(*head), _tab(0, 1, "1e", "slate", *parses, a1, b1)])
         return [2, 1]
@@ -77,8 +113,10 @@ def write_glue_task(root, name):
     columns = ("question", "sentence") if name == "qnli" else ("sentence1", "sentence2")
     labels = ("not_entailment", "entailment") if name != "wnli" else (0, 1)
     for stem in ("train", "dev"):
-        _write(folder / f"{stem}.tsv", [_tab("index", *columns, "label"), _tab(0, a1, b1, labels[0]),
-                                        _tab(1, a2, b2, labels[1])])
+        _write(
+            folder / f"{stem}.tsv",
+            [_tab("index", *columns, "label"), _tab(0, a1, b1, labels[0]), _tab(1, a2, b2, labels[1])],
+        )
     _write(folder / "test.tsv", [_tab("index", *columns), _tab(0, a1, b1)])
     return [task.label_names.index("not_entailment"), task.label_names.index("entailment")]
 

