@@ -266,7 +266,7 @@ class AgoraTrainer(Trainer):
         """Indices of the Agora dev rows the model gets wrong (same answer on every process)."""
         output = self.predict(self.agora_dev_dataset, metric_key_prefix="agora_dev")
         logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
-        labels = np.asarray(self.agora_dev_dataset[self.args.agora_label_column])
+        labels = np.asarray(list(self.agora_dev_dataset[self.args.agora_label_column]))
         return np.flatnonzero(logits.argmax(-1) != labels)
 
     def _expand(self, round_index: int, wrong: np.ndarray) -> tuple[int, int, float]:

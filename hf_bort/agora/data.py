@@ -22,7 +22,7 @@ def carve_dev_split(
         raise ValueError(f"fraction must be in (0, 1), got {fraction}.")
     rng = np.random.default_rng(seed)
     if label_column is not None and label_column in dataset.column_names and _is_categorical(dataset, label_column):
-        labels = np.asarray(dataset[label_column])
+        labels = np.asarray(list(dataset[label_column]))
         groups = [np.flatnonzero(labels == value) for value in np.unique(labels)]
     else:
         groups = [np.arange(len(dataset))]

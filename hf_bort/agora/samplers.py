@@ -53,10 +53,10 @@ class _TokenSampler(AgoraSampler):
         self.special_ids = set(tokenizer.all_special_ids)
 
     def perturb(self, texts: list[str], num_samples: int, generator: torch.Generator) -> list[list[str]]:
-        encoded = self.tokenizer(texts, add_special_tokens=False, truncation=True, max_length=self.max_length)
-        jobs = []  # (text index, token ids, positions to replace)
-        for i, ids in enumerate(encoded["input_ids"]):
-            candidates = [p for p, t in enumerate(ids) if t not in self.special_ids]
+        encoded = self.tokenizer(texts, truncation=True, max_length=self.max_length, return_special_tokens_mask=True)
+        jobs = []  # (text index, token ids with special tokens, positions to replace)
+        for i, (ids, special) in enumerate(zip(encoded["input_ids"], encoded["special_tokens_mask"])):
+            candidates = [p for p, (t, s) in enumerate(zip(ids, special)) if not s and t not in self.special_ids]
             if not candidates:
                 continue
             count = max(1, round(self.replace_fraction * len(candidates)))
@@ -172,13 +172,12 @@ class MaskedLMSampler(_TokenSampler):
                 ids = list(ids)
                 for p in positions:
                     ids[p] = self.tokenizer.mask_token_id
-                masked.append(self.tokenizer.build_inputs_with_special_tokens(ids))
-            offset = self._prefix_length()
+                masked.append(ids)
             padded = self.tokenizer.pad({"input_ids": masked}, padding_side="right", return_tensors="pt").to(device)
             logits = self.model(**padded).logits.float()
             allowed = self._allowed(logits.shape[-1], logits.device)
             for row, (_, ids, positions) in enumerate(batch):
-                scores = logits[row, [p + offset for p in positions]]
+                scores = logits[row, positions]
                 scores[:, ~allowed] = float("-inf")
                 scores[torch.arange(len(positions)), torch.tensor([ids[p] for p in positions])] = float("-inf")
                 top = scores.topk(self.num_neighbours, dim=-1)
@@ -186,11 +185,6 @@ class MaskedLMSampler(_TokenSampler):
                 picks = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
                 fills.append(top.indices.cpu().gather(1, picks[:, None]).squeeze(-1).tolist())
         return fills
-
-    def _prefix_length(self) -> int:
-        """Number of special tokens the tokenizer puts before a sequence (1 for [CLS]/<s>)."""
-        probe = self.tokenizer.build_inputs_with_special_tokens([-1])
-        return probe.index(-1)
 
 
 SAMPLERS: dict[str, type[_TokenSampler]] = {
