@@ -57,8 +57,10 @@ def tiny_classifier(seed: int, label2id=LABELS) -> BertForSequenceClassification
 
 
 @pytest.fixture(scope="module")
-def rte(glue_dir):
-    train = load_glue("rte", glue_dir, ("train",))["train"].select(range(40))
+def rte():
+    from tests.conftest import GLUE_DIR
+
+    train = load_glue("rte", GLUE_DIR, ("train",))["train"].select(range(40))
     return carve_dev_split(train, 0.25, seed=0)
 
 
