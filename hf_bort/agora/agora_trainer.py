@@ -96,6 +96,14 @@ class AgoraTrainer(Trainer):
                         f"Column {column!r} not found in {name} (columns: {dataset.column_names}). Set "
                         "agora_text_columns / agora_label_column in AgoraArguments."
                     )
+        teacher, teacher_tokenizer = teacher if isinstance(teacher, tuple) else (teacher, processing_class)
+        self.agora_teacher = AgoraTeacher(
+            teacher,
+            unwrap_classifier(model).config.label2id,
+            teacher_tokenizer,
+            args.agora_max_length,
+            args.teacher_batch_size,
+        )
         self.agora_original_dataset = train_dataset
         self.agora_dev_dataset = agora_dev_dataset
         self._agora_base = self._training_view(train_dataset, args)
@@ -113,16 +121,6 @@ class AgoraTrainer(Trainer):
             data_collator=data_collator,
             **kwargs,
         )
-        student_label2id = unwrap_classifier(model).config.label2id
-        if isinstance(teacher, tuple):
-            teacher, teacher_tokenizer = teacher
-        else:
-            teacher_tokenizer = processing_class
-        self.agora_teacher = AgoraTeacher(
-            teacher, student_label2id, teacher_tokenizer, args.agora_max_length, args.teacher_batch_size
-        )
-        if args.soft_labels and self.agora_teacher.gives_probabilities is False:
-            raise ValueError("soft_labels=True needs a teacher that returns probabilities.")
         self.agora_teacher.prepare(self.accelerator)
         self.agora_sampler = build_sampler(
             sampler if sampler is not None else args.agora_sampler,

@@ -89,11 +89,6 @@ class AgoraTeacher:
                 "a (model, tokenizer) pair, a text-classification pipeline or a callable."
             )
 
-    @property
-    def gives_probabilities(self) -> bool | None:
-        """True for models and pipelines; None (unknown until called) for callables."""
-        return None if self.kind == "callable" else True
-
     def prepare(self, accelerator) -> None:
         """Place a teacher model with the Trainer's accelerator (device, mixed precision), in eval mode."""
         if self.kind == "model":
