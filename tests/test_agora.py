@@ -119,16 +119,18 @@ def test_embedding_neighbours_match_brute_force_and_keep_special_tokens(tokenize
     assert torch.equal(sampler.neighbours(ids), sims.topk(3, dim=-1).indices)
 
     text = "the cat sat in the house"
-    source = tokenizer(text, add_special_tokens=False)["input_ids"]
-    variants = sampler.perturb([text], 5, torch.Generator().manual_seed(0))[0]
+    source = tokenizer(text)["input_ids"]
+    variants = sampler.perturb_ids([text], 5, torch.Generator().manual_seed(0))[0]
     assert len(variants) == 5
-    for variant in variants:
-        new = tokenizer(variant, add_special_tokens=False)["input_ids"]
-        changed = [(a, b) for a, b in zip(source, new) if a != b]
-        assert len(new) == len(source) and len(changed) == 3  # round(0.5 * 6)
-        table = sampler.neighbours(torch.tensor([a for a, _ in changed])).tolist()
-        assert all(b in row for (_, b), row in zip(changed, table))
-        assert not set(new) & set(tokenizer.all_special_ids)
+    for new in variants:
+        changed = [(p, a, b) for p, (a, b) in enumerate(zip(source, new)) if a != b]
+        assert len(new) == len(source) and len(changed) == 3  # round(0.5 * 6 words)
+        assert all(0 < p < len(source) - 1 for p, _, _ in changed)  # [CLS] and [SEP] stay
+        table = sampler.neighbours(torch.tensor([a for _, a, _ in changed])).tolist()
+        assert all(b in row for (_, _, b), row in zip(changed, table))
+        assert not set(new[1:-1]) & set(tokenizer.all_special_ids)
+    decoded = [tokenizer.decode(ids[1:-1]) for ids in variants]
+    assert sampler.perturb([text], 5, torch.Generator().manual_seed(0)) == [decoded]
 
 
 def test_masked_lm_sampler_fills_with_the_top_prediction(tokenizer):
@@ -138,14 +140,13 @@ def test_masked_lm_sampler_fills_with_the_top_prediction(tokenizer):
     ).eval()
     sampler = MaskedLMSampler(mlm, tokenizer, replace_fraction=0.2, num_neighbours=1)
     text = "a man plays the guitar"
-    source = tokenizer(text, add_special_tokens=False)["input_ids"]
-    variant = sampler.perturb([text], 1, torch.Generator().manual_seed(0))[0][0]
-    new = tokenizer(variant, add_special_tokens=False)["input_ids"]
+    source = tokenizer(text)["input_ids"]
+    new = sampler.perturb_ids([text], 1, torch.Generator().manual_seed(0))[0][0]
     (position,) = [p for p, (a, b) in enumerate(zip(source, new)) if a != b]  # round(0.2 * 5) = 1 token
     masked = list(source)
     masked[position] = tokenizer.mask_token_id
     with torch.no_grad():
-        logits = mlm(torch.tensor([[tokenizer.cls_token_id, *masked, tokenizer.sep_token_id]])).logits[0, position + 1]
+        logits = mlm(torch.tensor([masked])).logits[0, position]
     logits[tokenizer.all_special_ids] = float("-inf")
     logits[source[position]] = float("-inf")
     assert new[position] == int(logits.argmax())

@@ -53,6 +53,13 @@ class _TokenSampler(AgoraSampler):
         self.special_ids = set(tokenizer.all_special_ids)
 
     def perturb(self, texts: list[str], num_samples: int, generator: torch.Generator) -> list[list[str]]:
+        return [
+            [self.tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=True) for ids in found]
+            for found in self.perturb_ids(texts, num_samples, generator)
+        ]
+
+    def perturb_ids(self, texts: list[str], num_samples: int, generator: torch.Generator) -> list[list[list[int]]]:
+        """Token ids (special tokens included) of each variant; `perturb` decodes them."""
         encoded = self.tokenizer(texts, truncation=True, max_length=self.max_length, return_special_tokens_mask=True)
         jobs = []  # (text index, token ids with special tokens, positions to replace)
         for i, (ids, special) in enumerate(zip(encoded["input_ids"], encoded["special_tokens_mask"])):
@@ -64,12 +71,12 @@ class _TokenSampler(AgoraSampler):
                 order = torch.randperm(len(candidates), generator=generator)[:count]
                 jobs.append((i, ids, sorted(candidates[p] for p in order.tolist())))
         fills = self._fill(jobs, generator) if jobs else []
-        out: list[list[str]] = [[] for _ in texts]
+        out: list[list[list[int]]] = [[] for _ in texts]
         for (i, ids, positions), new_tokens in zip(jobs, fills):
             new_ids = list(ids)
             for p, t in zip(positions, new_tokens):
                 new_ids[p] = t
-            out[i].append(self.tokenizer.decode(new_ids, skip_special_tokens=True, clean_up_tokenization_spaces=True))
+            out[i].append(new_ids)
         return out
 
     @abstractmethod
