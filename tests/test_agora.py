@@ -361,6 +361,33 @@ def test_lora_student(tmp_path, rte, tokenizer):
     assert all(torch.equal(v, dict(model.named_parameters())[k]) for k, v in frozen.items())
 
 
+def test_bort_student_with_a_bert_teacher(tmp_path, rte, tokenizer):
+    from hf_bort import BortConfig, BortForSequenceClassification
+
+    torch.manual_seed(0)
+    config = BortConfig(
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=37,
+        max_position_embeddings=64,
+        label2id=LABELS,
+        id2label={v: k for k, v in LABELS.items()},
+    )
+    trainer = AgoraTrainer(
+        model=BortForSequenceClassification(config),
+        args=agora_args(tmp_path),
+        train_dataset=rte["train"].select(range(16)),
+        agora_dev_dataset=rte["dev"],
+        teacher=tiny_classifier(1),
+        processing_class=tokenizer,
+    )
+    assert "token_type_ids" not in trainer.data_collator([dict(rte["dev"][0])])  # Bort has no token types
+    trainer.train()
+    assert len(trainer.agora_generated) > 0 and len(trainer.agora_history) == 2
+
+
 # ----- bad input -----
 
 

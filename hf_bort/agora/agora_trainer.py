@@ -22,7 +22,7 @@ from transformers import PreTrainedTokenizerBase, Trainer, TrainerCallback
 from transformers.trainer_utils import TrainOutput, get_last_checkpoint
 
 from .agora_config import AgoraArguments
-from .data import TEACHER_PROBS, AgoraDataCollator
+from .data import TEACHER_PROBS, AgoraDataCollator, model_input_names
 from .history import AgoraRound, plot_agora_history
 from .samplers import AgoraSampler, build_sampler, sample_near
 from .teacher import AgoraTeacher, check_is_classifier, unwrap_classifier
@@ -110,7 +110,11 @@ class AgoraTrainer(Trainer):
         self.agora_generated = self._agora_base.select([])
         if data_collator is None:
             data_collator = AgoraDataCollator(
-                processing_class, self.agora_text_columns, args.agora_label_column, args.agora_max_length
+                processing_class,
+                self.agora_text_columns,
+                args.agora_label_column,
+                args.agora_max_length,
+                model_input_names(model),
             )
         super().__init__(
             model=model,

@@ -1,5 +1,6 @@
 """Data helpers: an honest dev split carved from train, and the collator that tokenises raw text on the fly."""
 
+import inspect
 from dataclasses import dataclass
 
 import datasets
@@ -8,6 +9,14 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 TEACHER_PROBS = "agora_teacher_probs"
+_TOKENIZER_OUTPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def model_input_names(model) -> tuple[str, ...]:
+    """The tokenizer outputs a classifier's forward accepts (Bort, for one, has no token types)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    accepted = inspect.signature(base.forward).parameters
+    return tuple(name for name in _TOKENIZER_OUTPUTS if name in accepted)
 
 
 def carve_dev_split(
@@ -53,12 +62,14 @@ class AgoraDataCollator:
     text_columns: tuple[str, ...]
     label_column: str = "label"
     max_length: int = 128
+    input_names: tuple[str, ...] = _TOKENIZER_OUTPUTS  # tokenizer outputs to pass on; see `model_input_names`
 
     def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
         columns = [[f[c] for f in features] for c in self.text_columns]
-        batch = dict(
-            self.tokenizer(*columns, truncation=True, max_length=self.max_length, padding=True, return_tensors="pt")
+        encoded = self.tokenizer(
+            *columns, truncation=True, max_length=self.max_length, padding=True, return_tensors="pt"
         )
+        batch = {name: value for name, value in encoded.items() if name in self.input_names}
         if self.label_column in features[0]:
             batch["labels"] = torch.tensor([f[self.label_column] for f in features])
         if TEACHER_PROBS in features[0]:

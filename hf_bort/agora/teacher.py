@@ -9,6 +9,8 @@ import torch
 from torch import nn
 from transformers import Pipeline, PreTrainedTokenizerBase
 
+from .data import model_input_names
+
 
 @dataclass
 class TeacherOutput:
@@ -80,6 +82,7 @@ class AgoraTeacher:
             check_label_maps(unwrap_classifier(teacher).config.label2id, self.label2id, type(teacher).__name__)
             if tokenizer is None:
                 raise ValueError("A teacher model needs a tokenizer: pass teacher=(model, tokenizer).")
+            self.input_names = model_input_names(teacher)
             self.kind = "model"
         elif callable(teacher):
             self.kind = "callable"
@@ -118,7 +121,8 @@ class AgoraTeacher:
             *columns, truncation=True, max_length=self.max_length, padding=True, return_tensors="pt"
         )
         device = next(self.teacher.parameters()).device
-        logits = self.teacher(**encoded.to(device)).logits.float().cpu()
+        inputs = {name: encoded[name].to(device) for name in self.input_names if name in encoded}
+        logits = self.teacher(**inputs).logits.float().cpu()
         probs = logits.softmax(-1)
         return TeacherOutput(probs.argmax(-1), probs)
 
