@@ -137,7 +137,7 @@ class AgoraTrainer(Trainer):
         )
         self._user_optimizer = self.optimizer is not None
         self.agora_history: list[AgoraRound] = []
-        self._agora = {"round": 1, "best_errors": None, "best_round": 0, "best_wrong": [], "stale": 0}
+        self._agora = _fresh_round_state()
         self._best_weights: dict[str, torch.Tensor] | None = None
         self.add_callback(_AgoraStateCallback(self))
 
@@ -188,7 +188,7 @@ class AgoraTrainer(Trainer):
         else:
             self.agora_history = []
             self.agora_generated = self._agora_base.select([])
-            self._agora = {"round": 1, "best_errors": None, "best_round": 0, "best_wrong": [], "stale": 0}
+            self._agora = _fresh_round_state()
             self._best_weights = None
         saved_epochs = args.num_train_epochs
         args.num_train_epochs = args.epochs_per_round
@@ -398,6 +398,11 @@ class AgoraTrainer(Trainer):
     def plot_agora_history(self, path: str | os.PathLike) -> None:
         """Write the per-round history as a PNG."""
         plot_agora_history(self.agora_history, path)
+
+
+def _fresh_round_state() -> dict[str, Any]:
+    """Where the rounds stand: next round, best dev error count so far (and its round and errors), stale rounds."""
+    return {"round": 1, "best_errors": None, "best_round": 0, "best_wrong": [], "stale": 0}
 
 
 def _text_columns(dataset: datasets.Dataset, given: list[str] | None) -> tuple[str, ...]:
