@@ -1,0 +1,32 @@
+"""Agora: fine-tuning that expands the training data around the model's dev errors, labelled by a teacher."""
+
+from .agora_config import AgoraArguments
+from .agora_trainer import AgoraTrainer
+from .data import AgoraDataCollator, carve_dev_split
+from .history import AgoraRound, plot_agora_history
+from .samplers import (
+    AgoraSampler,
+    CallableSampler,
+    EmbeddingNeighbourSampler,
+    MaskedLMSampler,
+    build_sampler,
+    sample_near,
+)
+from .teacher import AgoraTeacher, TeacherOutput
+
+__all__ = [
+    "AgoraArguments",
+    "AgoraDataCollator",
+    "AgoraRound",
+    "AgoraSampler",
+    "AgoraTeacher",
+    "AgoraTrainer",
+    "CallableSampler",
+    "EmbeddingNeighbourSampler",
+    "MaskedLMSampler",
+    "TeacherOutput",
+    "build_sampler",
+    "carve_dev_split",
+    "plot_agora_history",
+    "sample_near",
+]

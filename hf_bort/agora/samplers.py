@@ -1,0 +1,266 @@
+"""Samplers: make new texts near a given one, in a representation space. Agora calls them on its dev errors.
+
+A sampler only perturbs single strings (`AgoraSampler.perturb`); `sample_near` applies it to whole examples,
+handles sentence pairs and drops variants equal to their source or to each other, so a user callable gets
+all of that for free.
+"""
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import AutoModelForMaskedLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+
+class AgoraSampler(ABC):
+    """Base class of the pluggable samplers."""
+
+    @abstractmethod
+    def perturb(self, texts: list[str], num_samples: int, generator: torch.Generator) -> list[list[str]]:
+        """Return, for each text, up to `num_samples` variants of it (fewer, or none, is allowed)."""
+
+
+class CallableSampler(AgoraSampler):
+    """Wraps a user function `fn(text, num_samples) -> list[str]`."""
+
+    def __init__(self, fn: Callable[[str, int], Sequence[str]]):
+        self.fn = fn
+
+    def perturb(self, texts: list[str], num_samples: int, generator: torch.Generator) -> list[list[str]]:
+        out = []
+        for text in texts:
+            variants = self.fn(text, num_samples)
+            if isinstance(variants, str) or not all(isinstance(v, str) for v in variants):
+                raise TypeError(f"A sampler callable must return a list of strings, got {variants!r} for {text!r}.")
+            out.append(list(variants)[:num_samples])
+        return out
+
+
+class _TokenSampler(AgoraSampler):
+    """Replaces a random `replace_fraction` of the non-special tokens of each text; subclasses pick the fills."""
+
+    def __init__(
+        self, tokenizer: PreTrainedTokenizerBase, replace_fraction: float, num_neighbours: int, max_length: int
+    ):
+        if not 0 < replace_fraction <= 1:
+            raise ValueError(f"replace_fraction must be in (0, 1], got {replace_fraction}.")
+        self.tokenizer = tokenizer
+        self.replace_fraction = replace_fraction
+        self.num_neighbours = num_neighbours
+        self.max_length = max_length
+        self.special_ids = set(tokenizer.all_special_ids)
+
+    def perturb(self, texts: list[str], num_samples: int, generator: torch.Generator) -> list[list[str]]:
+        return [
+            [self.tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=True) for ids in found]
+            for found in self.perturb_ids(texts, num_samples, generator)
+        ]
+
+    def perturb_ids(self, texts: list[str], num_samples: int, generator: torch.Generator) -> list[list[list[int]]]:
+        """Token ids (special tokens included) of each variant; `perturb` decodes them."""
+        encoded = self.tokenizer(texts, truncation=True, max_length=self.max_length, return_special_tokens_mask=True)
+        jobs = []  # (text index, token ids with special tokens, positions to replace)
+        for i, (ids, special) in enumerate(zip(encoded["input_ids"], encoded["special_tokens_mask"])):
+            candidates = [p for p, (t, s) in enumerate(zip(ids, special)) if not s and t not in self.special_ids]
+            if not candidates:
+                continue
+            count = max(1, round(self.replace_fraction * len(candidates)))
+            for _ in range(num_samples):
+                order = torch.randperm(len(candidates), generator=generator)[:count]
+                jobs.append((i, ids, sorted(candidates[p] for p in order.tolist())))
+        fills = self._fill(jobs, generator) if jobs else []
+        out: list[list[list[int]]] = [[] for _ in texts]
+        for (i, ids, positions), new_tokens in zip(jobs, fills):
+            new_ids = list(ids)
+            for p, t in zip(positions, new_tokens):
+                new_ids[p] = t
+            out[i].append(new_ids)
+        return out
+
+    @abstractmethod
+    def _fill(self, jobs: list[tuple[int, list[int], list[int]]], generator: torch.Generator) -> list[list[int]]:
+        """New token ids for the positions of each job."""
+
+    def _allowed(self, size: int, device: torch.device) -> torch.Tensor:
+        """Mask of the ids a fill may use: real vocabulary entries that are not special tokens."""
+        allowed = torch.zeros(size, dtype=torch.bool, device=device)
+        allowed[: min(size, len(self.tokenizer))] = True
+        allowed[[i for i in self.special_ids if i < size]] = False
+        return allowed
+
+
+class EmbeddingNeighbourSampler(_TokenSampler):
+    """Replaces tokens by one of their `num_neighbours` nearest (cosine) neighbours in an input-embedding space.
+
+    `embeddings` is a model (its current `get_input_embeddings()` is read at every call, so the space follows
+    training) or a fixed `[vocab, dim]` tensor; it must use `tokenizer`'s vocabulary.
+    """
+
+    def __init__(
+        self,
+        embeddings: nn.Module | torch.Tensor,
+        tokenizer: PreTrainedTokenizerBase,
+        replace_fraction: float = 0.15,
+        num_neighbours: int = 10,
+        max_length: int = 128,
+        chunk_size: int = 1024,
+    ):
+        super().__init__(tokenizer, replace_fraction, num_neighbours, max_length)
+        self.embeddings = embeddings
+        self.chunk_size = chunk_size
+
+    def _matrix(self) -> torch.Tensor:
+        if isinstance(self.embeddings, torch.Tensor):
+            return self.embeddings
+        return self.embeddings.get_input_embeddings().weight
+
+    @torch.no_grad()
+    def neighbours(self, token_ids: torch.Tensor) -> torch.Tensor:
+        """`[len(token_ids), num_neighbours]` nearest allowed ids of each token, itself excluded."""
+        weight = self._matrix().detach().float()
+        normed = nn.functional.normalize(weight, dim=-1)
+        allowed = self._allowed(weight.shape[0], weight.device)
+        token_ids = token_ids.to(weight.device)
+        result = []
+        for chunk in token_ids.split(self.chunk_size):
+            sims = normed[chunk] @ normed.T
+            sims[:, ~allowed] = float("-inf")
+            sims[torch.arange(len(chunk)), chunk] = float("-inf")
+            result.append(sims.topk(self.num_neighbours, dim=-1).indices)
+        return torch.cat(result).cpu()
+
+    def _fill(self, jobs, generator):
+        unique = sorted({ids[p] for _, ids, positions in jobs for p in positions})
+        table = dict(zip(unique, self.neighbours(torch.tensor(unique)).tolist()))
+        fills = []
+        for _, ids, positions in jobs:
+            picks = torch.randint(self.num_neighbours, (len(positions),), generator=generator).tolist()
+            fills.append([table[ids[p]][k] for p, k in zip(positions, picks)])
+        return fills
+
+
+class MaskedLMSampler(_TokenSampler):
+    """Masks tokens and fills each with one of the masked LM's `num_neighbours` most likely tokens.
+
+    `model` is any `AutoModelForMaskedLM` (instance or path); its own tokenizer is used.
+    """
+
+    def __init__(
+        self,
+        model: str | PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase | None = None,
+        replace_fraction: float = 0.15,
+        num_neighbours: int = 10,
+        max_length: int = 128,
+        batch_size: int = 64,
+        device: str | torch.device | None = None,
+    ):
+        if isinstance(model, str):
+            tokenizer = tokenizer or AutoTokenizer.from_pretrained(model)
+            model = AutoModelForMaskedLM.from_pretrained(model)
+        if tokenizer is None:
+            raise ValueError("MaskedLMSampler needs the masked LM's tokenizer when given a model instance.")
+        if tokenizer.mask_token_id is None:
+            raise ValueError(f"The tokenizer {type(tokenizer).__name__} has no mask token; it cannot fill masks.")
+        super().__init__(tokenizer, replace_fraction, num_neighbours, max_length)
+        self.model = model.eval() if device is None else model.to(device).eval()
+        self.batch_size = batch_size
+
+    @torch.no_grad()
+    def _fill(self, jobs, generator):
+        device = next(self.model.parameters()).device
+        fills = []
+        for start in range(0, len(jobs), self.batch_size):
+            batch = jobs[start : start + self.batch_size]
+            masked = []
+            for _, ids, positions in batch:
+                ids = list(ids)
+                for p in positions:
+                    ids[p] = self.tokenizer.mask_token_id
+                masked.append(ids)
+            padded = self.tokenizer.pad({"input_ids": masked}, padding_side="right", return_tensors="pt").to(device)
+            logits = self.model(**padded).logits.float()
+            allowed = self._allowed(logits.shape[-1], logits.device)
+            for row, (_, ids, positions) in enumerate(batch):
+                scores = logits[row, positions]
+                scores[:, ~allowed] = float("-inf")
+                scores[torch.arange(len(positions)), torch.tensor([ids[p] for p in positions])] = float("-inf")
+                top = scores.topk(self.num_neighbours, dim=-1)
+                probs = top.values.softmax(-1).cpu()
+                picks = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+                fills.append(top.indices.cpu().gather(1, picks[:, None]).squeeze(-1).tolist())
+        return fills
+
+
+SAMPLERS: dict[str, type[_TokenSampler]] = {
+    "embedding_neighbours": EmbeddingNeighbourSampler,
+    "masked_lm": MaskedLMSampler,
+}
+
+
+def build_sampler(
+    sampler: str | AgoraSampler | Callable[[str, int], Sequence[str]],
+    *,
+    model: nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    replace_fraction: float,
+    num_neighbours: int,
+    max_length: int,
+    **kwargs: Any,
+) -> AgoraSampler:
+    """Turn a sampler name (with the student's model and tokenizer as defaults), instance or callable into a sampler."""
+    if isinstance(sampler, AgoraSampler):
+        return sampler
+    if callable(sampler):
+        return CallableSampler(sampler)
+    common = {"replace_fraction": replace_fraction, "num_neighbours": num_neighbours, "max_length": max_length}
+    if sampler == "embedding_neighbours":
+        return EmbeddingNeighbourSampler(
+            kwargs.pop("embeddings", model), kwargs.pop("tokenizer", tokenizer), **common, **kwargs
+        )
+    if sampler == "masked_lm":
+        if "model" not in kwargs:
+            raise ValueError(
+                "The 'masked_lm' sampler needs a masked LM: agora_sampler_kwargs={'model': 'path/or/id'}."
+            )
+        return MaskedLMSampler(**common, **kwargs)
+    raise ValueError(f"Unknown Agora sampler {sampler!r}; choose one of {list(SAMPLERS)}, or pass a callable.")
+
+
+def sample_near(
+    sampler: AgoraSampler,
+    examples: list[tuple[str, ...]],
+    num_samples: int,
+    generator: torch.Generator,
+    pair_perturbation: str = "both",
+) -> list[list[tuple[str, ...]]]:
+    """Variants of each example (a tuple of its text columns), without duplicates or copies of the source.
+
+    For pairs, `pair_perturbation` says which side changes: 'first', 'second', 'both', or 'either' (a random side
+    per variant).
+    """
+    width = len(examples[0]) if examples else 1
+    sides = {"first": [0], "second": [1], "both": [0, 1], "either": [0, 1]}[pair_perturbation] if width == 2 else [0]
+    variants = {
+        side: sampler.perturb([example[side] for example in examples], num_samples, generator) for side in sides
+    }
+    results = []
+    for i, example in enumerate(examples):
+        seen = {example}
+        kept = []
+        for j in range(num_samples):
+            changed = sides
+            if pair_perturbation == "either" and width == 2:
+                changed = [int(torch.randint(2, (1,), generator=generator))]
+            new = list(example)
+            for side in changed:
+                if j < len(variants[side][i]):
+                    new[side] = variants[side][i][j]
+            new = tuple(new)
+            if new not in seen:
+                seen.add(new)
+                kept.append(new)
+        results.append(kept)
+    return results
