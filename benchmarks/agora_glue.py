@@ -20,6 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
@@ -31,6 +32,7 @@ from transformers import (  # noqa: E402
     Trainer,
     TrainingArguments,
 )
+
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))

@@ -4,6 +4,7 @@ Importing the package registers the `bort` model type with transformers' Auto cl
 `AutoModel.from_pretrained(".../bort")` works like any built-in model.
 """
 
+from .agora import AgoraArguments, AgoraTrainer, carve_dev_split, plot_agora_history
 from .configuration_bort import BortConfig
 from .convert import convert_bert_checkpoint
 from .distill import DistillationArguments, DistillationTrainer
@@ -28,6 +29,10 @@ register_bort()
 __version__ = "0.1.0"
 
 __all__ = [
+    "AgoraArguments",
+    "AgoraTrainer",
+    "carve_dev_split",
+    "plot_agora_history",
     "load_glue_metric",
     "render_model_card",
     "save_model_card",

@@ -41,6 +41,7 @@ from transformers import (
 )
 
 import hf_bort  # noqa: F401  (registers Bort with the Auto classes)
+from hf_bort.agora import AgoraArguments, AgoraTrainer, carve_dev_split
 from hf_bort.glue import GlueTask, get_task, load_glue
 from hf_bort.hub import save_model_card
 from hf_bort.metrics import load_glue_metric
@@ -167,29 +168,6 @@ def official_dev_splits(task: GlueTask) -> list[str]:
     return [split for split, _ in task.splits if split.startswith("validation")]
 
 
-def carve_dev_split(
-    train: datasets.Dataset, fraction: float, seed: int, text_columns: tuple[str, ...], stratify: bool = True
-) -> tuple[datasets.Dataset, datasets.Dataset]:
-    """Split train into (what the model trains on, a dev set it never sees), stratified by label if asked.
-
-    GLUE train sets repeat some texts (SST-2 371 times, RTE twice), so the split is drawn over distinct texts: all
-    copies of a text land on the same side and no dev text is ever trained on.
-    """
-    keys = list(zip(*(train[column] for column in text_columns)))
-    first_label = {}
-    for key, label in zip(keys, train["label"]):
-        first_label.setdefault(key, label)
-    distinct = list(first_label)
-    groups = datasets.Dataset.from_dict(
-        {"group": list(range(len(distinct))), "label": [first_label[key] for key in distinct]},
-        features=datasets.Features({"group": datasets.Value("int64"), "label": train.features["label"]}),
-    )
-    parts = groups.train_test_split(test_size=fraction, seed=seed, stratify_by_column="label" if stratify else None)
-    dev_keys = {distinct[group] for group in parts["test"]["group"]}
-    in_dev = np.array([key in dev_keys for key in keys])
-    return train.select(np.flatnonzero(~in_dev)), train.select(np.flatnonzero(in_dev))
-
-
 def load_splits(
     task: GlueTask, args: argparse.Namespace
 ) -> tuple[datasets.Dataset, dict[str, datasets.Dataset], dict[str, datasets.Dataset]]:
@@ -204,7 +182,9 @@ def load_splits(
         official = {name: ds.select(range(min(args.max_eval_samples, len(ds)))) for name, ds in official.items()}
     if not args.agora:
         return train, official, official
-    train, dev = carve_dev_split(train, args.agora_dev_fraction, args.seed, task.text_columns, not task.is_regression)
+    label_column = None if task.is_regression else "label"
+    split = carve_dev_split(train, args.agora_dev_fraction, args.seed, label_column, text_columns=task.text_columns)
+    train, dev = split["train"], split["dev"]
     reported = {name.replace("validation", "test"): ds for name, ds in official.items()}
     return train, {"dev": dev}, {"dev": dev, **reported}
 
@@ -323,17 +303,6 @@ def build_training_arguments(args: argparse.Namespace, cls: type = TrainingArgum
     )
 
 
-def _import_agora():
-    try:
-        import hf_bort.agora as agora
-    except ImportError as err:
-        raise ImportError(
-            "--agora needs hf_bort.agora (AgoraTrainer, AgoraArguments), which this installation of "
-            "hf_bort does not have. Update hf_bort, or drop --agora."
-        ) from err
-    return agora
-
-
 def build_trainer(
     args: argparse.Namespace,
     task: GlueTask,
@@ -354,10 +323,9 @@ def build_trainer(
             **common,
         )
         return trainer, prepare
-    agora = _import_agora()
     agora_args = build_training_arguments(
         args,
-        agora.AgoraArguments,
+        AgoraArguments,
         agora_rounds=args.agora_rounds,
         agora_max_length=args.max_length,
         agora_text_columns=list(task.text_columns),
@@ -366,7 +334,7 @@ def build_trainer(
         AutoModelForSequenceClassification.from_pretrained(args.agora_teacher),
         AutoTokenizer.from_pretrained(args.agora_teacher),
     )
-    trainer = agora.AgoraTrainer(
+    trainer = AgoraTrainer(
         args=agora_args,
         train_dataset=train,
         agora_dev_dataset=eval_sets["dev"],

@@ -31,6 +31,7 @@ from hf_bort.agora import (
 )
 from hf_bort.glue import load_glue
 
+
 LABELS = {"entailment": 0, "not_entailment": 1}
 
 

@@ -14,6 +14,7 @@ from .samplers import (
 )
 from .teacher import AgoraTeacher, TeacherOutput
 
+
 __all__ = [
     "AgoraArguments",
     "AgoraDataCollator",

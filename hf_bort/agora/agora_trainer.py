@@ -27,6 +27,7 @@ from .history import AgoraRound, plot_agora_history
 from .samplers import AgoraSampler, build_sampler, sample_near
 from .teacher import AgoraTeacher, check_is_classifier, unwrap_classifier
 
+
 AGORA_STATE_NAME = "agora_state.json"
 AGORA_GENERATED_DIR = "agora_generated"
 AGORA_BEST_WEIGHTS = "agora_best_weights.safetensors"

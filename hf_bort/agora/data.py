@@ -1,12 +1,14 @@
 """Data helpers: an honest dev split carved from train, and the collator that tokenises raw text on the fly."""
 
 import inspect
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import datasets
 import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase
+
 
 TEACHER_PROBS = "agora_teacher_probs"
 _TOKENIZER_OUTPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -20,31 +22,45 @@ def model_input_names(model) -> tuple[str, ...]:
 
 
 def carve_dev_split(
-    dataset: datasets.Dataset, fraction: float = 0.1, seed: int = 0, label_column: str | None = "label"
+    dataset: datasets.Dataset,
+    fraction: float = 0.1,
+    seed: int = 0,
+    label_column: str | None = "label",
+    text_columns: Sequence[str] | None = None,
 ) -> datasets.DatasetDict:
     """Split `dataset` into `train` and `dev` (stratified by label when there is one), reproducibly per seed.
 
     Agora learns from its dev set, so that set must come out of the training data, never from the dev/test set
-    a model is finally scored on.
+    a model is finally scored on. GLUE train sets repeat some texts (SST-2 371 times, RTE twice): with
+    `text_columns`, all copies of a text land on the same side, so no dev text is ever trained on.
     """
     if not 0 < fraction < 1:
         raise ValueError(f"fraction must be in (0, 1), got {fraction}.")
+    keys = zip(*(list(dataset[column]) for column in text_columns)) if text_columns else range(len(dataset))
+    group_of: dict = {}
+    members: list[list[int]] = []
+    for row, key in enumerate(keys):
+        group = group_of.setdefault(key, len(group_of))
+        if group == len(members):
+            members.append([])
+        members[group].append(row)
     rng = np.random.default_rng(seed)
     if label_column is not None and label_column in dataset.column_names and _is_categorical(dataset, label_column):
-        labels = np.asarray(list(dataset[label_column]))
-        groups = [np.flatnonzero(labels == value) for value in np.unique(labels)]
+        labels = np.asarray(list(dataset[label_column]))[[rows[0] for rows in members]]
+        strata = [np.flatnonzero(labels == value) for value in np.unique(labels)]
     else:
-        groups = [np.arange(len(dataset))]
-    dev = []
-    for group in groups:
-        take = int(round(fraction * len(group)))
-        take = min(max(take, 1), len(group) - 1) if len(group) > 1 else 0
-        dev.extend(rng.permutation(group)[:take].tolist())
+        strata = [np.arange(len(members))]
+    dev_groups = []
+    for stratum in strata:
+        take = int(round(fraction * len(stratum)))
+        take = min(max(take, 1), len(stratum) - 1) if len(stratum) > 1 else 0
+        dev_groups.extend(rng.permutation(stratum)[:take].tolist())
+    dev = sorted(row for group in dev_groups for row in members[group])
     dev_set = set(dev)
     train = [i for i in range(len(dataset)) if i not in dev_set]
     if not dev or not train:
         raise ValueError(f"Cannot carve a {fraction:.0%} dev split out of {len(dataset)} rows.")
-    return datasets.DatasetDict({"train": dataset.select(train), "dev": dataset.select(sorted(dev))})
+    return datasets.DatasetDict({"train": dataset.select(train), "dev": dataset.select(dev)})
 
 
 def _is_categorical(dataset: datasets.Dataset, column: str) -> bool:
