@@ -32,7 +32,7 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 
 demo: install
-	$(PY) recipes/demo.py $(if $(QUICK),--quick) $(if $(TASK),--task $(TASK))
+	$(PY) recipes/demo.py $(if $(QUICK),--quick) $(if $(TASK),--task $(TASK)) $(if $(OVERWRITE),--overwrite)
 
 clean:
 	rm -rf $(VENV) demo_output .pytest_cache
