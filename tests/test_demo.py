@@ -1,0 +1,52 @@
+"""`make demo QUICK=1` end to end on real data: every step real, every reported number re-derived."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from hf_bort.glue import load_glue
+from tests.conftest import GLUE_DIR, REPO_ROOT, WIKITEXT_DIR
+
+
+@pytest.mark.slow
+def test_quick_demo_runs_end_to_end_and_reports_honest_numbers(tmp_path, minilm_path):
+    out = tmp_path / "demo_output"
+    command = [sys.executable, str(REPO_ROOT / "recipes" / "demo.py"), "--quick", "--output_dir", str(out),
+               "--data_dir", str(GLUE_DIR), "--wikitext_dir", str(WIKITEXT_DIR)]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1500)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "Bort student" in result.stdout and "faster on this CPU" in result.stdout
+
+    summary = json.loads((out / "results.json").read_text())
+    for name in ("pareto.png", "agora_rounds.png", "MODEL_CARD.md", "ose_result.json"):
+        assert (out / name).stat().st_size > 0, name
+    assert (out / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert summary["ose"]["evaluated"] >= 10
+    assert summary["student"]["parameters"] < summary["parent"]["parameters"]
+    assert summary["distillation"]["trained"]["loss"] < summary["distillation"]["untrained"]["loss"]
+    assert len(summary["agora_history"]) >= 1
+
+    # The saved student loads with plain Auto classes, and its reported accuracy on the official dev set
+    # is what the saved weights really score.
+    model = AutoModelForSequenceClassification.from_pretrained(out / "model").eval()
+    assert type(model).__name__ == "BortForSequenceClassification"
+    tokenizer = AutoTokenizer.from_pretrained(out / "model")
+    max_length = json.loads((out / "model" / "results.json").read_text())["hyperparameters"]["max_length"]
+    dev = load_glue("sst2", GLUE_DIR, splits=("validation",))["validation"]
+    predictions = []
+    with torch.inference_mode():
+        for start in range(0, len(dev), 128):
+            batch = tokenizer(list(dev["sentence"][start : start + 128]), padding=True, truncation=True,
+                              max_length=max_length, return_tensors="pt")  # fmt: skip
+            batch.pop("token_type_ids", None)
+            predictions.append(model(**batch).logits.argmax(-1).numpy())
+    accuracy = float(np.mean(np.concatenate(predictions) == np.asarray(list(dev["label"]))))
+    assert accuracy == pytest.approx(summary["student"]["accuracy"], abs=2e-3)
+    assert summary["scored_on"].startswith("the official GLUE dev set")
