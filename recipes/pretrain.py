@@ -20,7 +20,6 @@ losses (before and after training) are printed and written to `held_out_losses.j
 from __future__ import annotations
 
 import json
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,12 +37,9 @@ from transformers import (
 )
 from transformers.trainer_utils import get_last_checkpoint
 
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing hf_bort
-
-from hf_bort import Architecture, BortConfig, BortForMaskedLM, BortModel, extract_subnetwork  # noqa: E402
-from hf_bort.distill import DistillationArguments, DistillationTrainer, check_tokenizers_match  # noqa: E402
-from hf_bort.text_data import MaskedLMCollator, check_block_size, load_text, mask_once, pack_into_blocks  # noqa: E402
+from hf_bort import Architecture, BortConfig, BortForMaskedLM, BortModel, extract_subnetwork
+from hf_bort.distill import DistillationArguments, DistillationTrainer, check_tokenizers_match
+from hf_bort.text_data import MaskedLMCollator, check_block_size, load_text, mask_once, pack_into_blocks
 
 
 MODEL_CARD = """---
