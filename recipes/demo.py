@@ -49,7 +49,7 @@ if args.quick:
     distill_steps, train_rows, max_length, epochs, agora_rounds = 30, 2000, 48, 1, 2
 else:
     ose = dict(epsilon=0.5, interval=10, texts=1000)  # 42 kept candidates, 20 training steps each
-    distill_steps, train_rows, max_length, epochs, agora_rounds = 300, 8000, 64, 2, 3
+    distill_steps, train_rows, max_length, epochs, agora_rounds = 300, 6000, 64, 1, 3
 
 out = Path(args.output_dir)
 if out.exists() and any(out.iterdir()):
