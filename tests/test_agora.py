@@ -30,6 +30,7 @@ from hf_bort.agora import (
     sample_near,
 )
 from hf_bort.glue import load_glue
+from tests.conftest import TINY_DIMS
 
 
 LABELS = {"entailment": 0, "not_entailment": 1}
@@ -46,11 +47,7 @@ def tiny_classifier(seed: int, label2id=LABELS) -> BertForSequenceClassification
     torch.manual_seed(seed)
     config = BertConfig(
         vocab_size=30522,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=37,
-        max_position_embeddings=64,
+        **TINY_DIMS,
         label2id=label2id,
         id2label={v: k for k, v in label2id.items()},
     )
@@ -368,11 +365,7 @@ def test_bort_student_with_a_bert_teacher(tmp_path, rte, tokenizer):
     torch.manual_seed(0)
     config = BortConfig(
         vocab_size=30522,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=37,
-        max_position_embeddings=64,
+        **TINY_DIMS,
         label2id=LABELS,
         id2label={v: k for k, v in LABELS.items()},
     )

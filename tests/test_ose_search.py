@@ -27,19 +27,11 @@ from hf_bort.ose import (
     read_text_lines,
     w_coefficient,
 )
+from tests.conftest import TINY_DIMS
 
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-CONFIG = dict(
-    vocab_size=30522,
-    hidden_size=32,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    intermediate_size=37,
-    max_position_embeddings=64,
-    hidden_dropout_prob=0.0,
-    attention_probs_dropout_prob=0.0,
-)
+CONFIG = dict(vocab_size=30522, **TINY_DIMS, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
 
 
 @pytest.fixture
