@@ -2,6 +2,8 @@
 
 import importlib.util
 import os
+import socket
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,20 @@ WIKITEXT_DIR = SHARED / "data" / "wikitext-2-raw"
 TINY_DIMS = dict(
     hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37, max_position_embeddings=64
 )
+
+
+def two_process_launcher() -> list[str]:
+    """`accelerate launch` that really starts two gloo processes on this CPU machine, on a free port.
+
+    `--cpu --num_processes 2` silently starts one process; `--multi_gpu` without GPUs starts two.
+    """
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(port),
+    ]  # fmt: skip
 
 
 def minilm_dir() -> Path | None:

@@ -3,7 +3,6 @@
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +29,7 @@ from hf_bort.agora import (
     sample_near,
 )
 from hf_bort.glue import load_glue
-from tests.conftest import TINY_DIMS
+from tests.conftest import TINY_DIMS, two_process_launcher
 
 
 LABELS = {"entailment": 0, "not_entailment": 1}
@@ -462,22 +461,7 @@ def test_two_processes_train_on_the_same_expanded_set(tmp_path, glue_dir, tokeni
     script.write_text(_DISTRIBUTED_SCRIPT)
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", PYTHONPATH=str(Path(__file__).parents[1]))
     subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "accelerate.commands.launch",
-            "--multi_gpu",
-            "--num_processes",
-            "2",
-            "--num_machines",
-            "1",
-            "--mixed_precision",
-            "no",
-            "--dynamo_backend",
-            "no",
-            str(script),
-            str(tmp_path),
-        ],
+        [*two_process_launcher(), str(script), str(tmp_path)],
         check=True,
         env=env,
         cwd=Path(__file__).parents[1],

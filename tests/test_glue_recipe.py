@@ -4,7 +4,6 @@ import importlib.util
 import json
 import os
 import subprocess
-import sys
 
 import datasets
 import numpy as np
@@ -16,7 +15,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, Bert
 
 from hf_bort import BortForSequenceClassification, carve_dev_split
 from hf_bort.glue import get_task, load_glue
-from tests.conftest import REPO_ROOT, SHARED, minilm_dir
+from tests.conftest import REPO_ROOT, SHARED, minilm_dir, two_process_launcher
 from tests.test_glue_data import write_glue_task
 
 
@@ -273,18 +272,7 @@ def test_two_processes_report_the_same_format(tmp_path, tiny_bert, glue_dir):
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "HF_BORT_SHARED": str(SHARED), "OMP_NUM_THREADS": "1"}
     command = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
+        *two_process_launcher(),
         str(REPO_ROOT / "recipes" / "glue.py"),
         *_run(
             tiny_bert,

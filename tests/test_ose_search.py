@@ -3,7 +3,6 @@
 import json
 import math
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -27,7 +26,7 @@ from hf_bort.ose import (
     read_text_lines,
     w_coefficient,
 )
-from tests.conftest import TINY_DIMS
+from tests.conftest import TINY_DIMS, two_process_launcher
 
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -178,21 +177,14 @@ def test_bad_inputs_raise_clear_errors(parent, tokenizer, texts):
         OSESearch(parent, train_dataset=texts)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_two_processes_give_the_same_front_as_one(tmp_path, wikitext_dir, minilm_path):
     script = REPO_ROOT / "tests" / "scripts" / "ose_sharded_search.py"
     args = [str(wikitext_dir / "wiki.valid.raw"), str(minilm_path)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT), "HF_HUB_OFFLINE": "1"}
-    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
-    launcher += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
-    launcher += ["--main_process_port", str(_free_port())]
-    subprocess.run([*launcher, str(script), str(tmp_path / "two.json"), *args], check=True, env=env, timeout=300)
+    subprocess.run(
+        [*two_process_launcher(), str(script), str(tmp_path / "two.json"), *args], check=True, env=env, timeout=300
+    )
     subprocess.run([sys.executable, str(script), str(tmp_path / "one.json"), *args], check=True, env=env, timeout=300)
     two, one = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("two", "one"))
     assert two["num_processes"] == 2 and one["num_processes"] == 1

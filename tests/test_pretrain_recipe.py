@@ -11,7 +11,7 @@ import pytest
 import torch
 from transformers import AutoModelForMaskedLM, AutoTokenizer
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, two_process_launcher
 
 
 def _recipe():
@@ -67,15 +67,14 @@ def test_existing_output_is_not_overwritten_without_asking(tmp_path, minilm_path
 def test_two_process_distillation_run_saves_a_hub_ready_student(tmp_path, minilm_path, wikitext_dir):
     out = tmp_path / "student"
     command = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+        *two_process_launcher(),
         str(REPO_ROOT / "recipes" / "pretrain.py"),
         *_argv(minilm_path, wikitext_dir / "wiki.valid.raw", out),
         "--eval_file", str(wikitext_dir / "wiki.test.raw"), "--block_size", "64", "--max_train_blocks", "32",
         "--max_eval_blocks", "8", "--max_steps", "4", "--per_device_train_batch_size", "4",
         "--learning_rate", "2e-3", "--save_steps", "2", "--disable_tqdm", "true",
     ]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO_ROOT)}
     run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
 
