@@ -3,6 +3,7 @@
 import argparse
 from collections.abc import Sequence
 
+from .errors import run_main
 from .export import add_export_subcommand
 from .ose.cli import add_search_subcommand
 
@@ -37,9 +38,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _dispatch(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     return args.func(args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one subcommand; bad input ends in one line and exit status 2 (`--debug` shows the traceback)."""
+    return run_main(_dispatch, "hf-bort", argv)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ import argparse
 import dataclasses
 import json
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ from transformers import (
 
 import hf_bort  # noqa: F401  (registers Bort with the Auto classes)
 from hf_bort.agora import AgoraArguments, AgoraTrainer, carve_dev_split
+from hf_bort.errors import run_main
 from hf_bort.glue import GlueTask, get_task, load_glue
 from hf_bort.hub import save_model_card
 from hf_bort.metrics import load_glue_metric
@@ -418,4 +418,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    raise SystemExit(run_main(main, "glue.py"))

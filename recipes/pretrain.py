@@ -39,6 +39,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from hf_bort import Architecture, BortConfig, BortForMaskedLM, BortModel, extract_subnetwork
 from hf_bort.distill import DistillationArguments, DistillationTrainer, check_tokenizers_match
+from hf_bort.errors import run_main
 from hf_bort.text_data import MaskedLMCollator, check_block_size, load_text, mask_once, pack_into_blocks
 
 
@@ -284,4 +285,4 @@ def _write_model_card(args, script: PretrainArguments, student, results: dict, t
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_main(main, "pretrain.py"))

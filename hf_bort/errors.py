@@ -1,0 +1,56 @@
+"""One clear line for every bad input: how the `hf-bort` command and the recipes report failures.
+
+Library code raises ordinary exceptions whose message names the problem and the fix. Entry points wrap their `main`
+with `run_main`, which prints that message as one line (`hf-bort: error: ...`) and exits non-zero. The full
+traceback is shown with `--debug` on the command line or `HF_BORT_DEBUG=1` in the environment.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+
+DEBUG_FLAG = "--debug"
+DEBUG_ENV = "HF_BORT_DEBUG"
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
+def _debug_requested(argv: Sequence[str]) -> bool:
+    return DEBUG_FLAG in argv or os.environ.get(DEBUG_ENV, "").lower() in ("1", "true", "yes")
+
+
+def one_line(error: BaseException) -> str:
+    """The exception as one line: its type when the message alone would not say what went wrong."""
+    message = " ".join(str(error).split()) or type(error).__name__
+    if isinstance(error, (KeyError, IndexError, AttributeError, TypeError)) and type(error).__name__ not in message:
+        message = f"{type(error).__name__}: {message}"
+    return message
+
+
+def run_main(main: Callable[[list[str]], object], prog: str, argv: Sequence[str] | None = None) -> int:
+    """Run `main(argv)` (without `--debug`); on failure print one line naming the problem and return non-zero.
+
+    `SystemExit` (argparse's usage errors, explicit exits) passes through unchanged; Ctrl-C exits with 130.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = _debug_requested(argv)
+    argv = [a for a in argv if a != DEBUG_FLAG]
+    try:
+        result = main(argv)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as error:  # noqa: BLE001 - the whole point: any failure becomes one readable line
+        if debug:
+            raise
+        print(f"{prog}: error: {one_line(error)} (run with {DEBUG_FLAG} for the traceback)", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return result if isinstance(result, int) else 0
+
+
+__all__ = ["DEBUG_ENV", "DEBUG_FLAG", "one_line", "run_main"]
