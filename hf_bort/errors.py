@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 
 DEBUG_FLAG = "--debug"
@@ -53,4 +54,31 @@ def run_main(main: Callable[[list[str]], object], prog: str, argv: Sequence[str]
     return result if isinstance(result, int) else 0
 
 
-__all__ = ["DEBUG_ENV", "DEBUG_FLAG", "one_line", "run_main"]
+def check_model_source(name_or_path: str | os.PathLike, role: str = "model") -> None:
+    """Fail early, in plain words, for a model folder that cannot be loaded, before transformers says "Repo id must be
+    in the form..." about a typo'd path, or a Hub error while offline.
+
+    A Hub id (`org/name`) that is not a local path passes through: transformers loads it, or reports why not.
+    """
+    name = os.fspath(name_or_path)
+    path = Path(name).expanduser()
+    if path.is_file():
+        raise ValueError(f"{role} {name!r} is a file; pass the folder that holds config.json (or a Hub id).")
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ValueError(f"{role} folder {name!r} has no config.json; pass a folder written by save_pretrained.")
+        return
+    hub_id = name.count("/") <= 1 and not name.startswith((".", "/", "~")) and name.strip() == name and name != ""
+    if not hub_id:
+        raise FileNotFoundError(f"{role} {name!r} does not exist; pass an existing folder or a Hub id (org/name).")
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        from huggingface_hub import try_to_load_from_cache
+
+        if not isinstance(try_to_load_from_cache(name, "config.json"), str):
+            raise FileNotFoundError(
+                f"{role} {name!r} is neither a local folder nor in the Hub cache, and HF_HUB_OFFLINE=1 forbids "
+                "downloading it; pass an existing folder, or unset HF_HUB_OFFLINE."
+            )
+
+
+__all__ = ["DEBUG_ENV", "DEBUG_FLAG", "check_model_source", "one_line", "run_main"]
