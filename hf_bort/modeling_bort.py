@@ -374,7 +374,7 @@ class BortModel(BortPreTrainedModel):
             low, high = int(position_ids.min()), int(position_ids.max())
             if low < 0 or high >= self.config.max_position_embeddings:
                 raise ValueError(
-                    f"position_ids contain position {high if high >= 0 else low}, outside the position table "
+                    f"position_ids contain position {low if low < 0 else high}, outside the position table "
                     f"[0, {self.config.max_position_embeddings}); pass positions below max_position_embeddings, "
                     "or leave position_ids out (0..sequence-1)."
                 )
@@ -427,6 +427,8 @@ class BortModel(BortPreTrainedModel):
         """
         kwargs.pop("token_type_ids", None)  # Bort has no token types; tokenizers of BERT-format checkpoints send them.
         self._check_inputs(input_ids, attention_mask, inputs_embeds, position_ids)
+        if attention_mask is not None and attention_mask.dim() == 3:  # (batch, query, key) 0/1, as BERT accepts
+            attention_mask = attention_mask[:, None].bool()
         embedding_output = self.embeddings(input_ids=input_ids, position_ids=position_ids, inputs_embeds=inputs_embeds)
         attention_mask = create_bidirectional_mask(
             config=self.config, inputs_embeds=embedding_output, attention_mask=attention_mask
