@@ -212,9 +212,10 @@ def main(argv: list[str] | None = None) -> dict:
         remove_unused_columns=False, save_total_limit=2, ddp_find_unused_parameters=False,
     )  # fmt: skip
     script, args = parser.parse_args_into_dataclasses(args=argv)
-    for name, source in (("--teacher", script.teacher), ("--tokenizer", script.tokenizer)):
-        if source is not None:
-            check_model_source(source, name)
+    if script.teacher is not None:
+        check_model_source(script.teacher, "--teacher")
+    if script.tokenizer is not None and not Path(script.tokenizer).is_dir():  # a tokenizer folder has no config.json
+        check_model_source(script.tokenizer, "--tokenizer")
     if script.init not in ("random", "extract"):
         check_model_source(script.init, "--init")
     _check_output_dir(args, script)
