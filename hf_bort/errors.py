@@ -82,17 +82,32 @@ def check_model_source(name_or_path: str | os.PathLike, role: str = "model") -> 
             )
 
 
-def _unreadable_safetensors(folder: Path) -> Path | None:
-    """The first `*.safetensors` file in `folder` that safetensors cannot open, if any."""
+def _unreadable_safetensors(folder: Path) -> tuple[Path, Exception] | None:
+    """The first `*.safetensors` file in `folder` that safetensors cannot open (header and size), with the error."""
     from safetensors import SafetensorError, safe_open
 
     for file in sorted(folder.glob("*.safetensors")):
         try:
             with safe_open(file, framework="pt") as handle:
                 handle.keys()
-        except (SafetensorError, OSError):
-            return file
+        except (SafetensorError, OSError) as error:
+            return file, error
     return None
+
+
+def _corrupt_weights_error(where: str, error: Exception) -> ValueError:
+    return ValueError(
+        f"{where} is not a valid safetensors file (truncated or corrupt: {error}); re-save or re-download it."
+    )
+
+
+def check_weights_readable(folder: str | os.PathLike, role: str = "model") -> None:
+    """Before a long run: every `*.safetensors` file of a local model folder has a readable header and its full size
+    (cheap: nothing is loaded), so a truncated download fails now, in plain words, not minutes later."""
+    unreadable = _unreadable_safetensors(Path(os.fspath(folder)).expanduser())
+    if unreadable is not None:
+        file, error = unreadable
+        raise _corrupt_weights_error(f"{role} weights {str(file)!r}", error)
 
 
 @contextlib.contextmanager
@@ -106,13 +121,21 @@ def readable_weights(name_or_path: str | os.PathLike, role: str = "model") -> It
         yield
     except SafetensorError as error:
         folder = Path(os.fspath(name_or_path)).expanduser()
-        file = _unreadable_safetensors(folder) if folder.is_dir() else None
+        unreadable = _unreadable_safetensors(folder) if folder.is_dir() else None
         where = (
-            f"{role} weights {str(file)!r}" if file is not None else f"a weights file of {role} {str(name_or_path)!r}"
+            f"{role} weights {str(unreadable[0])!r}"
+            if unreadable is not None
+            else f"a weights file of {role} {str(name_or_path)!r}"
         )
-        raise ValueError(
-            f"{where} is not a valid safetensors file (truncated or corrupt: {error}); re-save or re-download it."
-        ) from error
+        raise _corrupt_weights_error(where, error) from error
 
 
-__all__ = ["DEBUG_ENV", "DEBUG_FLAG", "check_model_source", "one_line", "readable_weights", "run_main"]
+__all__ = [
+    "DEBUG_ENV",
+    "DEBUG_FLAG",
+    "check_model_source",
+    "check_weights_readable",
+    "one_line",
+    "readable_weights",
+    "run_main",
+]

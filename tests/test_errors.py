@@ -4,7 +4,7 @@ errors, and corrupt safetensors named."""
 import pytest
 from safetensors import SafetensorError
 
-from hf_bort.errors import check_model_source, one_line, readable_weights, run_main
+from hf_bort.errors import check_model_source, check_weights_readable, one_line, readable_weights, run_main
 
 
 def _failing(error: BaseException):
@@ -78,3 +78,15 @@ def test_readable_weights_names_the_corrupt_file(tmp_path):
     with pytest.raises(KeyError):
         with readable_weights(tmp_path):
             raise KeyError("other")
+
+
+def test_check_weights_readable_reads_only_headers_and_names_a_truncated_file(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    save_file({"weight": torch.arange(1000.0)}, tmp_path / "model.safetensors")
+    check_weights_readable(tmp_path)
+    data = (tmp_path / "model.safetensors").read_bytes()
+    (tmp_path / "model.safetensors").write_bytes(data[: len(data) - 100])
+    with pytest.raises(ValueError, match=r"parent weights '.*model.safetensors' is not a valid safetensors file"):
+        check_weights_readable(tmp_path, "parent")
