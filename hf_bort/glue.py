@@ -186,7 +186,10 @@ def _column(header: list[str] | None, key: str | int, path: Path) -> int:
 
 def _parse_label(task: GlueTask, raw: str, path: Path) -> int | float:
     if task.is_regression:
-        return float(raw)
+        try:
+            return float(raw)
+        except ValueError:
+            raise ValueError(f"{path} has score {raw!r}, not a number; GLUE {task.name} labels are floats.") from None
     values = task.tsv_label_values or tuple(str(i) for i in range(task.num_labels))
     if raw not in values:
         raise ValueError(f"{path} has label {raw!r}, which GLUE {task.name} does not have (expected one of {values}).")

@@ -276,6 +276,13 @@ GLUE_CASES = {
 }
 
 
+def test_a_non_numeric_regression_score_names_the_file(tmp_path):
+    (tmp_path / "STS-B").mkdir()
+    (tmp_path / "STS-B" / "train.tsv").write_text("sentence1\tsentence2\tscore\na\tb\thigh\n")
+    with pytest.raises(ValueError, match=r"STS-B/train.tsv has score 'high', not a number"):
+        load_glue("stsb", tmp_path, splits=("train",))
+
+
 @pytest.mark.parametrize("case", list(GLUE_CASES))
 def test_bad_glue_file_is_a_clear_error_naming_the_file(case, tmp_path):
     files, message = GLUE_CASES[case]
