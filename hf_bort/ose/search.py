@@ -820,8 +820,10 @@ def _fingerprint_state_dict(model: nn.Module) -> str:
 
 def _fingerprint_tokenizer(tokenizer) -> str:
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is not None:
-        text = backend.to_str()
+    if backend is not None:  # its vocabulary, merges, normaliser and special tokens; not the call-time truncation
+        text = json.dumps(
+            {k: v for k, v in json.loads(backend.to_str()).items() if k not in ("truncation", "padding")}
+        )
     else:
         text = json.dumps(sorted(tokenizer.get_vocab().items())) + repr(tokenizer.all_special_tokens)
     return hashlib.sha256(f"{type(tokenizer).__name__}|{text}".encode()).hexdigest()
