@@ -15,6 +15,7 @@ from hf_bort.ose import (
     OSESearch,
     SearchSpace,
     epsilon_buckets,
+    inference_flops,
     parameter_count,
     read_text_lines,
 )
@@ -64,10 +65,10 @@ def tiny_search(minilm_path, wikitext_dir, tmp_path):
 
     def make(**kwargs) -> OSESearch:
         latency_model = kwargs.pop("latency_model", None)
+        space = SearchSpace.from_config(parent.config, step=16, **kwargs.pop("grid", {}))
         # w_e = 4: the error weighs enough that the best point is not simply the smallest one.
         defaults = dict(epsilon=1.0, interval=2, seq_len=16, batch_size=4, weights=[1, 1, 4], show_progress=False)
         config = OSEConfig(**{**defaults, "output_dir": tmp_path / "run", **kwargs})
-        space = SearchSpace.from_config(parent.config, step=16)
         return OSESearch(
             parent, config, space=space, train_dataset=texts, tokenizer=tokenizer, latency_model=latency_model
         )
@@ -75,15 +76,37 @@ def tiny_search(minilm_path, wikitext_dir, tmp_path):
     return make
 
 
-def test_the_search_evaluates_head_variants_under_latency_cost(tiny_search):
-    latency_model = LatencyModel(seq_len=16, batch_size=1, **SYNTHETIC_LATENCY)
-    search = tiny_search(inference_cost="latency", latency_model=latency_model, output_dir=None)
+class PerHeadLatency:
+    """A documented synthetic latency (ms): FLOPs at 1 GFLOP/s plus 0.5 ms per head per layer, the fixed cost of each
+    head's small attention kernels that a CPU pays and FLOPs do not count."""
+
+    def predict(self, space: SearchSpace) -> np.ndarray:
+        arrays = space.arrays()
+        return inference_flops(space, 16) / 1e6 + 0.5 * arrays["heads"] * arrays["depth"]
+
+
+def test_the_search_evaluates_head_variants_where_the_cost_tells_them_apart(tiny_search):
+    search = tiny_search(
+        inference_cost="latency",
+        latency_model=PerHeadLatency(),
+        epsilon=0.5,
+        interval=1,
+        grid={"depths": [2]},
+        output_dir=None,
+    )
     result = search.run()
     siblings = _heads_siblings(r.architecture for r in result.records)
     assert siblings, [str(r.architecture) for r in result.records]
-    for group in siblings:  # same p, different measured cost: the search really compared the head counts
-        records = [result.record(a) for a in group]
-        assert len({r.params for r in records}) == 1 and len({r.inference_cost for r in records}) == len(records)
+    for group in siblings:  # same p, costs more than 1 + ε apart: the search really compared the head counts
+        records = sorted((result.record(a) for a in group), key=lambda r: r.inference_cost)
+        assert len({r.params for r in records}) == 1
+        assert records[-1].inference_cost > 1.5 * records[0].inference_cost
+    # Under FLOPs the same grid's head variants cost nearly the same, so each (p, i) cell keeps one point, as before.
+    space = search.space
+    flops = inference_flops(space, 16)
+    kept = epsilon_buckets(parameter_count(space), flops, 0.5)
+    assert not _heads_siblings(space[int(k)] for k in kept)
+    assert len(result.records) > len(kept)
 
 
 def test_constraints_choose_the_lowest_w_among_the_points_that_meet_them(tiny_search):

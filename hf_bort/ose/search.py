@@ -77,17 +77,18 @@ def epsilon_buckets(
     """Step 2: indices of one representative per ε-bucket, in ABnC (p, then i) order; see the module docstring.
 
     A bucket is the cell (⌊log_{1+ε} p/p_min⌋, ⌊log_{1+ε} i/i_min⌋), and, when `heads` (each candidate's head count
-    A) is given, also A: each cell then keeps one representative per head count. The representative is the last
-    member of its bucket in (p, i) order, the largest: all members cost the same up to a factor 1 + ε, and the largest
-    is the one expected to have the lowest error, so it ε-dominates the others. Either way every discarded candidate
-    has a kept one whose p and i are each within a factor 1 + ε of its own.
+    A, or any per-candidate key) is given, also that key: each cell then keeps one representative per key. The
+    representative is the last member of its bucket in (p, i) order, the largest: all members cost the same up to a
+    factor 1 + ε, and the largest is the one expected to have the lowest error, so it ε-dominates the others. Either
+    way every discarded candidate has a kept one with the same key whose p and i are each within a factor 1 + ε of
+    its own.
 
-    Why heads are a key only on request: p does not depend on A and FLOPs only through the softmax term, so within a
-    cell the largest member is nearly always the maximum-heads variant and the head count is never searched. Where
-    the cost tells head counts apart (measured latency, or `LatencyModel`, which times the attention kernels),
-    `OSESearch` passes `heads`, so candidates that differ only in A are all kept and their errors compared. Under
-    FLOPs it does not: one representative per cell, as in the paper (splitting by A there keeps 5-8x more candidates
-    on BERT-sized grids for a cost difference below 1%).
+    Why heads need a key: p does not depend on A and FLOPs only through the softmax term, so within a cell the
+    largest member is nearly always the maximum-heads variant and the head count is never searched. `OSESearch`
+    therefore passes, as the key, the head count of every candidate whose (D, H, I) siblings differ in i by more than
+    a factor 1 + ε across head counts, i.e. wherever the cost measure tells head counts apart at the trimming's own
+    resolution (measured latency, or a `LatencyModel`, at small head widths; FLOPs at small hidden sizes), and one
+    shared key elsewhere. There the kept set holds candidates that differ only in heads, and their errors decide.
     """
     _check_epsilon(epsilon)
     order = np.lexsort((cost, params))
@@ -280,13 +281,13 @@ class OSESearch:
         # cpu=True: the short training runs happen on CPU, and under `accelerate launch` on a machine without
         # accelerators this is what makes the processes one gloo group instead of independent single runs.
         state = PartialState(cpu=True)
+        self._run_token = os.urandom(8).hex()  # this run's claims; an earlier run's in this process are stale
         if self.output_dir is not None:
             _check_output_dir(self.output_dir)
         self._check_seq_len()
         params, cost = self._costs()  # step 1
-        # Heads split the buckets wherever the cost tells head counts apart (latency); see `epsilon_buckets`.
-        heads = self.space.arrays()["heads"] if self.args.inference_cost == "latency" else None
-        kept = epsilon_buckets(params, cost, self.args.epsilon, heads=heads)  # step 2
+        # Heads split the buckets wherever the cost tells head counts apart; see `epsilon_buckets`.
+        kept = epsilon_buckets(params, cost, self.args.epsilon, heads=_head_keys(self.space, cost, self.args.epsilon))
         if self.args.max_candidates is not None:
             kept = kept[: self.args.max_candidates]
         finished = self._load_finished(state)
@@ -611,8 +612,10 @@ class OSESearch:
         """Until every kept candidate is journaled: take over unclaimed or stale ones, wait for live claims."""
         deadline = time.monotonic() + self.args.wait_timeout
         while True:
-            missing = [int(k) for k in kept if self.space[int(k)] not in self._read_journal()[0]]
+            finished = self._read_journal()[0]
+            missing = [int(k) for k in kept if self.space[int(k)] not in finished]
             if not missing:
+                self._clear_stale_claims(finished)
                 return
             evaluated = [self._claim_and_evaluate(k, params, cost, targets, scores, rank) for k in missing]
             if any(r is not None for r in evaluated):
@@ -625,6 +628,14 @@ class OSESearch:
                     f"once it ends, or delete {self._claim_path(arch).parent} if no search is running."
                 )
             time.sleep(CLAIM_POLL_SECONDS)
+
+    def _clear_stale_claims(self, finished: dict[Architecture, CandidateRecord]) -> None:
+        """Remove the claims of journaled candidates left by processes that died between journaling and release."""
+        with self._claims_lock():
+            for arch in finished:
+                holder = _read_claim(self._claim_path(arch))
+                if holder is not None and _claim_is_stale(holder, self._run_token):
+                    self._claim_path(arch).unlink(missing_ok=True)
 
     def _claim_path(self, arch: Architecture) -> Path:
         return self.output_dir / "claims" / f"{arch.depth}-{arch.heads}-{arch.hidden}-{arch.intermediate}.json"
@@ -643,8 +654,6 @@ class OSESearch:
     def _take_claim(self, arch: Architecture) -> bool:
         """Create the candidate's claim file with O_CREAT | O_EXCL (under the claims lock); False if a live one exists."""
         path = self._claim_path(arch)
-        if getattr(self, "_run_token", None) is None:
-            self._run_token = os.urandom(8).hex()
         holder = _read_claim(path)
         if holder is not None:
             if not _claim_is_stale(holder, self._run_token):
@@ -760,6 +769,21 @@ _FINGERPRINTED = {
 # A claim is stale when its process is gone from this host, or (another host, or a reused pid) it is this old.
 CLAIM_TIMEOUT_SECONDS = 24 * 3600
 CLAIM_POLL_SECONDS = 0.5
+
+
+def _head_keys(space: SearchSpace, cost: np.ndarray, epsilon: float) -> np.ndarray | None:
+    """Each candidate's head count where its (D, H, I) siblings' costs span more than a factor 1 + ε, else 0."""
+    arrays = space.arrays()
+    shapes = np.stack([arrays["depth"], arrays["hidden"], arrays["intermediate"]], axis=1)
+    _, group = np.unique(shapes, axis=0, return_inverse=True)
+    group = group.reshape(-1)
+    log_cost = np.log(cost)
+    high = np.full(group.max() + 1, -np.inf)
+    low = np.full(group.max() + 1, np.inf)
+    np.maximum.at(high, group, log_cost)
+    np.minimum.at(low, group, log_cost)
+    told_apart = (high - low)[group] > math.log1p(epsilon)
+    return np.where(told_apart, arrays["heads"], 0) if told_apart.any() else None
 
 
 def _check_output_dir(path: Path) -> None:
