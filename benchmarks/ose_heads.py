@@ -18,9 +18,9 @@ import time
 
 import numpy as np
 import torch
-from transformers import BertConfig
+from transformers import AutoModel, BertConfig
 
-from hf_bort.ose import LatencyModel, SearchSpace, epsilon_buckets, parameter_count
+from hf_bort.ose import LatencyModel, SearchSpace, epsilon_buckets, measure_latency_ms, parameter_count
 from hf_bort.ose.result import RELEASED_BORT
 from hf_bort.ose.search import _head_keys
 
@@ -53,6 +53,9 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--synthetic", action="store_true")
+    parser.add_argument(
+        "--measure-bort", action="store_true", help="also time Bort's head variants with measure_latency_ms"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -84,6 +87,16 @@ def main() -> None:
         "Bort's head variants <4, A, 1024, 768>: "
         + ", ".join(f"A={space[k].heads} {latency[k]:.2f} ms" for k in siblings)
     )
+    if args.measure_bort:
+        measured = {}
+        for k in siblings:
+            bert = AutoModel.from_config(space.to_config(space[k]))
+            measured[space[k].heads] = measure_latency_ms(bert, 1, args.seq_len, threads=args.threads, repeats=3)
+        print(
+            "measured (measure_latency_ms, 3 repeats): "
+            + ", ".join(f"A={a} {ms:.1f} ms" for a, ms in measured.items())
+            + f"; spread {max(measured.values()) / min(measured.values()):.2f}x"
+        )
     max_heads = heads == space.parent_architecture.heads
     print(f"\n{'ε':>5} {'rule':<16}{'kept':>7}{'max-heads':>10}  {'Bort kept?':<11}covered by")
     for eps in (0.5, 0.2, 0.1):
