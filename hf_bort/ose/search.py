@@ -711,14 +711,30 @@ class OSESearch:
                 "threads": self.args.latency_threads,
                 "repeats": self.args.latency_repeats,
             }
-            parent_ms = measure_latency_ms(self.parent, **protocol)
+            from accelerate import PartialState
+            from accelerate.utils import broadcast_object_list
+
+            # One process measures (parallel timings would slow each other down); every rank gets its numbers.
+            state = PartialState(cpu=True)
+            timings = [None]
+            if state.is_main_process:
+                parent_ms, latencies = measure_latency_ms(self.parent, **protocol), {}
+                for rec in static:
+                    model = AutoModel.from_config(self.space.to_config(rec.architecture))
+                    rec.latency_ms = latencies[rec.architecture] = measure_latency_ms(model, **protocol)
+                    rec.speedup = parent_ms / rec.latency_ms
+                    if violation(rec) <= 1.0:
+                        break
+                timings = [(parent_ms, latencies)]
+            if state.num_processes > 1:
+                broadcast_object_list(timings)
+            parent_ms, latencies = timings[0]
             applied.update(parent_latency_ms=parent_ms, latency_protocol=protocol)
             for rec in static:
-                model = AutoModel.from_config(self.space.to_config(rec.architecture))
-                rec.latency_ms = measure_latency_ms(model, **protocol)
-                rec.speedup = parent_ms / rec.latency_ms
-                if violation(rec) <= 1.0:
-                    return rec.architecture, applied
+                if rec.architecture in latencies:
+                    rec.latency_ms, rec.speedup = latencies[rec.architecture], parent_ms / latencies[rec.architecture]
+                    if violation(rec) <= 1.0:
+                        return rec.architecture, applied
             static = []
         if static:
             return static[0].architecture, applied
