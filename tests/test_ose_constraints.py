@@ -12,6 +12,7 @@ from hf_bort.ose import (
     Architecture,
     LatencyModel,
     OSEConfig,
+    OSEResult,
     OSESearch,
     SearchSpace,
     epsilon_buckets,
@@ -169,3 +170,30 @@ def test_measure_latency_ms_restores_threads_and_rejects_bad_protocols():
     assert small > 0 and torch.get_num_threads() == threads and model.training  # mode restored too
     with pytest.raises(ValueError, match="repeats must be a positive integer, got 0"):
         measure_latency_ms(model, repeats=0)
+
+
+def test_cli_search_under_a_speedup_constraint(minilm_path, wikitext_dir, tmp_path, capsys):
+    from hf_bort.cli import main
+
+    torch.manual_seed(0)
+    tr.BertModel(tr.BertConfig(**CONFIG)).save_pretrained(tmp_path / "parent")
+    tr.AutoTokenizer.from_pretrained(minilm_path).save_pretrained(tmp_path / "parent")
+    argv = ["search", "--model", str(tmp_path / "parent"), "--train_file", str(wikitext_dir / "wiki.valid.raw")]
+    argv += ["--epsilon", "1", "--interval", "2", "--seq_len", "16", "--batch_size", "4", "--step", "16"]
+    argv += [
+        "--max_texts",
+        "16",
+        "--min_speedup",
+        "1e-6",
+        "--latency_repeats",
+        "2",
+        "--output_dir",
+        str(tmp_path / "r"),
+    ]
+    assert main(argv) == 0
+    result = OSEResult.load(tmp_path / "r" / "result.json")
+    best = result.record(result.best)
+    assert result.constraints["limits"] == {"min_speedup": 1e-6} and best.speedup > 0
+    assert f"met by the best point, measured {best.latency_ms:.2f} ms, {best.speedup:.2f}x the parent" in (
+        capsys.readouterr().out
+    )

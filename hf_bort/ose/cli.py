@@ -87,6 +87,10 @@ def run_search(args: argparse.Namespace) -> int:
         result.plot(output_dir / "front.png")
         print(result)
         print(f"Best architecture: {result.best}; config: result.to_config() or {output_dir / 'result.json'}")
+        if result.constraints:
+            best = result.record(result.best)
+            speed = f", measured {best.latency_ms:.2f} ms, {best.speedup:.2f}x the parent" if best.speedup else ""
+            print(f"Constraints {result.constraints['limits']} met by the best point{speed}.")
     return 0
 
 
