@@ -5,8 +5,10 @@ Tiny random parents, a few-candidate grid and two training steps keep each test 
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -209,3 +211,27 @@ def test_two_searches_into_one_folder_evaluate_each_candidate_once(tmp_path, min
     assert len(evaluated) == len(first["records"]) >= 4
     assert first == {**second, "evaluated": first["evaluated"]}
     assert not [p for p in (run / "claims").iterdir() if p.name != ".lock"]  # every claim released
+
+
+def test_a_live_claim_is_waited_for_and_a_dead_one_taken_over(tokenizer, texts, tmp_path):
+    run = tmp_path / "run"
+    first = _search(_parent(), tokenizer, texts, run, max_candidates=2).run()
+    target = first.records[-1].architecture
+    journal = run / "candidates-0.jsonl"
+    lines = journal.read_bytes().splitlines(keepends=True)
+    journal.write_bytes(b"".join(line for line in lines if json.loads(line)["architecture"] != target.as_dict()))
+    claim = run / "claims" / f"{target.depth}-{target.heads}-{target.hidden}-{target.intermediate}.json"
+    host = socket.gethostname()
+
+    # Held by a live process on this host (pytest's parent): the search waits for it, then gives up clearly.
+    claim.write_text(json.dumps({"pid": os.getppid(), "host": host, "time": time.time()}))
+    with pytest.raises(TimeoutError, match=r"Waited 1 s for 1 candidate\(s\) claimed by another search.*delete"):
+        _search(_parent(), tokenizer, texts, run, max_candidates=2, wait_timeout=1).run()
+    assert claim.exists() and journal.read_bytes().count(b"\n") == 1
+
+    # Held by a process that has exited: the claim is stale and the candidate is evaluated here.
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    claim.write_text(json.dumps({"pid": int(dead.stdout), "host": host, "time": time.time()}))
+    resumed = _search(_parent(), tokenizer, texts, run, max_candidates=2).run()
+    assert [(r.architecture, r.error) for r in resumed.records] == [(r.architecture, r.error) for r in first.records]
+    assert not claim.exists()
