@@ -340,17 +340,18 @@ def _infer_task(model_dir: Path) -> str:
 
 
 def add_export_subcommand(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register `hf-bort export MODEL_DIR OUT.onnx [--task T] [--int8] [--opset N] [--overwrite]`."""
+    """Register `hf-bort export MODEL_DIR OUT [--task T] [--int8] [--opset N] [--overwrite]`."""
     parser = subparsers.add_parser(
         "export",
         help="Export a Bort or BERT checkpoint to ONNX (optionally int8) for fast CPU inference.",
         description=(
-            "Export a saved Bort/BERT model to ONNX with dynamic batch and sequence axes. Run it with "
-            "hf_bort.export.OnnxEncoder (ONNX Runtime, full graph optimisations)."
+            "Export a saved Bort/BERT model to ONNX with dynamic batch and sequence axes. OUT a folder: the graph, "
+            "config and tokenizer, loaded by hf_bort.ORTModelForSequenceClassification.from_pretrained (and usable "
+            "in transformers.pipeline); OUT a .onnx file: the graph alone, run by hf_bort.export.OnnxEncoder."
         ),
     )
     parser.add_argument("model_dir", type=Path, help="A folder written by save_pretrained.")
-    parser.add_argument("output", type=Path, help="The .onnx file to write.")
+    parser.add_argument("output", type=Path, help="The folder (or, ending in .onnx, the single graph file) to write.")
     parser.add_argument(
         "--task",
         choices=["auto", *_TASK_CLASSES],
@@ -373,8 +374,24 @@ def run_export(args: argparse.Namespace) -> int:
 
     if not args.model_dir.is_dir():
         raise FileNotFoundError(f"{args.model_dir} is not a folder; pass a directory written by save_pretrained.")
-    _refuse_overwrite(args.output, args.overwrite)
     task = _infer_task(args.model_dir) if args.task == "auto" else args.task
+    if args.output.suffix != ".onnx":
+        from .modeling_ort import export_for_ort
+
+        graph = export_for_ort(
+            args.model_dir,
+            args.output,
+            task_class=_TASK_CLASSES[task],
+            int8=args.int8,
+            per_channel=not args.per_tensor,
+            opset=args.opset,
+            overwrite=args.overwrite,
+        )
+        print(
+            f"Wrote {args.output}/ ({task}, {'int8' if args.int8 else 'fp32'} graph {graph.name}, config, tokenizer)."
+        )
+        return 0
+    _refuse_overwrite(args.output, args.overwrite)
     model = getattr(transformers, _TASK_CLASSES[task]).from_pretrained(args.model_dir).eval()
     if args.int8:
         with tempfile.TemporaryDirectory() as tmp:
