@@ -17,11 +17,14 @@ import tempfile
 from pathlib import Path
 
 import torch
-from optimum.modeling_base import OptimizedModel
 from transformers import AutoModelForSequenceClassification, PreTrainedConfig
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from .export import OnnxEncoder, export_onnx, quantize_onnx_int8
+from .extras import require
+
+
+OptimizedModel = require("optimum.modeling_base").OptimizedModel
 
 
 ONNX_FILE_NAME = "model.onnx"
