@@ -12,17 +12,12 @@ import importlib
 import transformers
 from transformers import AutoConfig
 
-from .configuration_bort import BortConfig
+from .configuration_bort import BORT_AUTO_MAP, BortConfig
 
 
-# The one Auto-class map: Auto class name -> Bort class name (in hf_bort.modeling_bort).
+# Auto class name -> Bort class name (in hf_bort.modeling_bort), from the auto_map that checkpoints carry.
 AUTO_CLASSES: dict[str, str] = {
-    "AutoModel": "BortModel",
-    "AutoModelForMaskedLM": "BortForMaskedLM",
-    "AutoModelForSequenceClassification": "BortForSequenceClassification",
-    "AutoModelForMultipleChoice": "BortForMultipleChoice",
-    "AutoModelForTokenClassification": "BortForTokenClassification",
-    "AutoModelForQuestionAnswering": "BortForQuestionAnswering",
+    auto_class: target.split(".")[-1] for auto_class, target in BORT_AUTO_MAP.items() if auto_class != "AutoConfig"
 }
 
 
