@@ -37,7 +37,7 @@ def test_convert_refuses_to_overwrite_a_saved_folder(bert_checkpoint, tmp_path):
     destination.mkdir()
     (destination / "notes.txt").write_text("keep me")
     with pytest.raises(FileExistsError, match="--overwrite"):
-        main(["convert", str(bert_checkpoint), str(destination)])
+        main(["convert", str(bert_checkpoint), str(destination), "--debug"])
     assert (destination / "notes.txt").read_text() == "keep me"
 
 
@@ -46,5 +46,5 @@ def test_convert_rejects_a_non_bert_checkpoint(tmp_path, tiny_bort_config):
 
     BortModel(tiny_bort_config).save_pretrained(tmp_path / "bort")
     with pytest.raises(ValueError, match="model_type 'bort'.*needs no conversion"):
-        main(["convert", str(tmp_path / "bort"), str(tmp_path / "out")])
+        main(["convert", str(tmp_path / "bort"), str(tmp_path / "out"), "--debug"])
     assert not (tmp_path / "out").exists()

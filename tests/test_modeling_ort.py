@@ -1,6 +1,5 @@
 """The exported classifier as a model: ORTModelForSequenceClassification in a text-classification pipeline."""
 
-import argparse
 import json
 
 import pytest
@@ -8,7 +7,7 @@ import torch
 from transformers import AutoTokenizer, pipeline
 
 from hf_bort import BortConfig, BortForSequenceClassification, ORTModelForSequenceClassification
-from hf_bort.export import add_export_subcommand
+from hf_bort.cli import build_parser
 from tests.conftest import TINY_DIMS, minilm_dir
 
 
@@ -26,8 +25,7 @@ def exported(tmp_path_factory):
     model = BortForSequenceClassification(config).eval()
     model.save_pretrained(root / "ckpt")
     tokenizer.save_pretrained(root / "ckpt")
-    parser = argparse.ArgumentParser()
-    add_export_subcommand(parser.add_subparsers())
+    parser = build_parser()
     args = parser.parse_args(["export", str(root / "ckpt"), str(root / "onnx")])
     assert args.func(args) == 0
     return model, tokenizer, root
@@ -66,8 +64,7 @@ def test_save_and_load_round_trip_the_graph_bit_exact(exported, tmp_path):
 
 def test_int8_folder_loads_and_agrees_with_fp32_on_labels(exported, tmp_path):
     model, tokenizer, root = exported
-    parser = argparse.ArgumentParser()
-    add_export_subcommand(parser.add_subparsers())
+    parser = build_parser()
     args = parser.parse_args(["export", str(root / "ckpt"), str(tmp_path / "int8"), "--int8"])
     assert args.func(args) == 0
     assert {p.name for p in (tmp_path / "int8").glob("*.onnx")} == {"model_quantized.onnx"}
