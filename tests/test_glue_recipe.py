@@ -81,6 +81,14 @@ def test_per_task_defaults_and_overrides(capsys):
     assert all(f"  {name} " in help_text for name in GLUE_TASKS)
 
 
+def test_every_agora_setting_is_a_flag():
+    from hf_bort.agora import AgoraArguments
+
+    args = _args("--task_name", "rte", "--samples_per_error", "7", "--agora_patience", "2", "--agora_replay", "false")
+    assert (args.training.samples_per_error, args.training.agora_patience, args.training.agora_replay) == (7, 2, False)
+    assert isinstance(args.training, AgoraArguments)
+
+
 def test_bad_arguments_are_clear_errors(capsys):
     with pytest.raises(ValueError, match="Unknown GLUE task 'sst5'"):
         _args("--task_name", "sst5")

@@ -78,6 +78,9 @@ def test_the_wheel_renders_a_card_and_runs_an_ose_search_without_the_source_tree
     templates = {p.name for p in (REPO_ROOT / "model_cards").glob("*.md")}
     assert {f"hf_bort/model_cards/{name}" for name in templates} <= names
     assert {"hf_bort/metrics/glue_metric.py", "hf_bort/modeling_ort.py", "hf_bort/ose/search.py"} <= names
+    assert {"hf_bort/cli/__init__.py", "hf_bort/cli/extract.py"} <= names
+    entry_points = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
+    assert "hf-bort = hf_bort.cli:main" in entry_points
     assert not any(name.startswith(("tests/", "recipes/", "benchmarks/", "model_cards/")) for name in names)
     metadata = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("METADATA"))).decode()
     assert "Provides-Extra: onnx" in metadata and "Provides-Extra: lora" in metadata
