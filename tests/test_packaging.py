@@ -131,3 +131,14 @@ def test_the_wheel_renders_a_card_and_runs_an_ose_search_without_the_source_tree
     assert Path(report["file"]).is_relative_to(site) and Path(report["cards"]) == site / "hf_bort" / "model_cards"
     assert "SST-2" in report["card"] and "0.8125" in report["card"]
     assert report["records"] == 2 and report["best"] and report["modules"] == []
+
+
+def test_a_missing_extra_is_named_in_the_error(monkeypatch):
+    from hf_bort.extras import require
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # what an install without [plots] looks like to import
+    with pytest.raises(ImportError, match=r"pip install 'hf-bort\[plots\]'"):
+        require("matplotlib")
+    monkeypatch.setitem(sys.modules, "peft", None)
+    with pytest.raises(ImportError, match=r"LoRA.*pip install 'hf-bort\[lora\]'"):
+        require("peft")
