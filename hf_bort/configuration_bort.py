@@ -118,4 +118,17 @@ class BortConfig(PreTrainedConfig):
         return self.num_attention_heads * self.head_dim
 
 
-__all__ = ["BortConfig"]
+# Every Auto class Bort registers with, as `auto_map` entries: a checkpoint saved from any head then loads with any
+# Auto class under trust_remote_code. `hf_bort.registration` registers the same map (the one place it is written).
+BORT_AUTO_MAP = {
+    "AutoConfig": "configuration_bort.BortConfig",
+    "AutoModel": "modeling_bort.BortModel",
+    "AutoModelForMaskedLM": "modeling_bort.BortForMaskedLM",
+    "AutoModelForSequenceClassification": "modeling_bort.BortForSequenceClassification",
+    "AutoModelForMultipleChoice": "modeling_bort.BortForMultipleChoice",
+    "AutoModelForTokenClassification": "modeling_bort.BortForTokenClassification",
+    "AutoModelForQuestionAnswering": "modeling_bort.BortForQuestionAnswering",
+}
+
+
+__all__ = ["BORT_AUTO_MAP", "BortConfig"]

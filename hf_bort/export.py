@@ -14,12 +14,10 @@ This module gives the levers that matter there, for Bort and BERT models alike:
 `optimum-onnx` would do the export too, but pins transformers < 4.58, so export goes through `torch.onnx`.
 """
 
-import argparse
 import contextlib
 import copy
 import logging
 import os
-import tempfile
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,8 +27,6 @@ import numpy as np
 import torch
 from torch import nn
 from transformers.utils import ModelOutput
-
-from .errors import check_model_source, readable_weights
 
 
 INPUT_NAMES = ("input_ids", "attention_mask")
@@ -370,64 +366,11 @@ def _infer_task(model_dir: Path) -> str:
     return "base"
 
 
-def add_export_subcommand(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register `hf-bort export MODEL_DIR OUT.onnx [--task T] [--int8] [--opset N] [--overwrite]`."""
-    parser = subparsers.add_parser(
-        "export",
-        help="Export a Bort or BERT checkpoint to ONNX (optionally int8) for fast CPU inference.",
-        description=(
-            "Export a saved Bort/BERT model to ONNX with dynamic batch and sequence axes. Run it with "
-            "hf_bort.export.OnnxEncoder (ONNX Runtime, full graph optimisations)."
-        ),
-    )
-    parser.add_argument("model_dir", type=Path, help="A folder written by save_pretrained.")
-    parser.add_argument("output", type=Path, help="The .onnx file to write.")
-    parser.add_argument(
-        "--task",
-        choices=["auto", *_TASK_CLASSES],
-        default="auto",
-        help="Which head to export; 'auto' follows the checkpoint's `architectures`.",
-    )
-    parser.add_argument("--int8", action="store_true", help="Write a dynamically int8-quantized model.")
-    parser.add_argument("--per-tensor", action="store_true", help="With --int8: one weight scale per tensor.")
-    parser.add_argument("--opset", type=int, default=18, help="ONNX opset (default: 18).")
-    parser.add_argument("--overwrite", action="store_true", help="Replace OUTPUT if it exists.")
-    parser.set_defaults(func=run_export)
-    return parser
-
-
-def run_export(args: argparse.Namespace) -> int:
-    """Handler of `hf-bort export`: load, export (and quantize), then check the file runs."""
-    import transformers
-
-    import hf_bort  # noqa: F401  (registers Bort with the Auto classes)
-
-    if not args.model_dir.exists():
-        raise FileNotFoundError(f"{args.model_dir} does not exist; pass a folder written by save_pretrained.")
-    check_model_source(args.model_dir, "model_dir")
-    _check_opset(args.opset)
-    _refuse_overwrite(args.output, args.overwrite)
-    task = _infer_task(args.model_dir) if args.task == "auto" else args.task
-    with readable_weights(args.model_dir, "model_dir"):
-        model = getattr(transformers, _TASK_CLASSES[task]).from_pretrained(args.model_dir).eval()
-    if args.int8:
-        with tempfile.TemporaryDirectory() as tmp:
-            fp32 = export_onnx(model, Path(tmp) / "model.onnx", opset=args.opset)
-            quantize_onnx_int8(fp32, args.output, per_channel=not args.per_tensor, overwrite=args.overwrite)
-    else:
-        export_onnx(model, args.output, opset=args.opset, overwrite=args.overwrite)
-    encoder = OnnxEncoder(args.output)
-    print(f"Wrote {args.output} ({task}, {'int8' if args.int8 else 'fp32'}, outputs {encoder.output_names}).")
-    return 0
-
-
 __all__ = [
     "OnnxEncoder",
     "OnnxModelOutput",
-    "add_export_subcommand",
     "compile_for_cpu",
     "export_onnx",
     "quantize_dynamic_int8",
     "quantize_onnx_int8",
-    "run_export",
 ]

@@ -1,4 +1,8 @@
-"""The nine GLUE tasks: their columns, labels and metrics, loaded from the Hub or a local GLUE folder.
+"""The nine GLUE tasks: their columns, labels, metrics and fine-tuning defaults, loaded from the Hub or a local folder.
+
+`GLUE_TASKS` is the one registry of task facts: the recipe's per-task defaults, the model card's title and the
+metrics all read it (the `evaluate` module in `metrics/glue_metric.py` keeps its own copy of the metric names, as
+`evaluate` loads it without hf_bort; a test checks the two agree). To add a task, add one `GlueTask` row here.
 
 Both sources give the same `datasets.DatasetDict`, with the column names and split names of the Hub's
 `nyu-mll/glue` (`train`, `validation`, `test`; MNLI has `validation_matched`/`_mismatched` and
@@ -41,6 +45,15 @@ class GlueTask:
     splits: tuple[tuple[str, str], ...] = (("train", "train"), ("validation", "dev"), ("test", "test"))
     test_text: tuple[str | int, ...] | None = None  # test files of some tasks name their columns differently
     headerless: tuple[str, ...] = ()  # files with no header line
+    # fine-tuning defaults of recipes/glue.py (BERT-paper style: small or noisy tasks get more epochs)
+    num_train_epochs: float = 3
+    max_seq_length: int = 128
+    learning_rate: float = 3e-5
+
+    @property
+    def title(self) -> str:
+        """The task's name as GLUE writes it (`SST-2`, `STS-B`), which is also its folder's name."""
+        return self.folder
 
     @property
     def is_regression(self) -> bool:
@@ -52,7 +65,7 @@ class GlueTask:
 
     @property
     def main_metric(self) -> str:
-        return {"cola": "matthews_correlation", "stsb": "pearson"}.get(self.name, "accuracy")
+        return self.metrics[0]
 
 
 GLUE_TASKS: dict[str, GlueTask] = {
@@ -68,8 +81,18 @@ GLUE_TASKS: dict[str, GlueTask] = {
             tsv_label=1,
             test_text=("sentence",),
             headerless=("train", "dev"),
+            max_seq_length=64,
         ),
-        GlueTask("sst2", "SST-2", ("sentence",), ("negative", "positive"), ("accuracy",), ("sentence",), "label"),
+        GlueTask(
+            "sst2",
+            "SST-2",
+            ("sentence",),
+            ("negative", "positive"),
+            ("accuracy",),
+            ("sentence",),
+            "label",
+            max_seq_length=64,
+        ),
         GlueTask(
             "mrpc",
             "MRPC",
@@ -78,6 +101,7 @@ GLUE_TASKS: dict[str, GlueTask] = {
             ("accuracy", "f1"),
             tsv_text=("#1 String", "#2 String"),
             tsv_label="Quality",
+            num_train_epochs=5,
         ),
         GlueTask(
             "stsb",
@@ -87,6 +111,7 @@ GLUE_TASKS: dict[str, GlueTask] = {
             ("pearson", "spearmanr"),
             tsv_text=("sentence1", "sentence2"),
             tsv_label="score",
+            num_train_epochs=5,
         ),
         GlueTask(
             "qqp",
@@ -133,6 +158,7 @@ GLUE_TASKS: dict[str, GlueTask] = {
             tsv_text=("sentence1", "sentence2"),
             tsv_label="label",
             tsv_label_values=("entailment", "not_entailment"),
+            num_train_epochs=5,
         ),
         GlueTask(
             "wnli",

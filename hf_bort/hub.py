@@ -1,4 +1,7 @@
-"""Model cards for fine-tuned models, rendered from the Jinja templates in the repository's `model_cards/` folder.
+"""Model cards for fine-tuned models, rendered from the Jinja templates of `model_cards/`.
+
+The repository's top-level `model_cards/` is the templates' one source; a built wheel installs it as the package
+data `hf_bort/model_cards/` (see setup.py), and a checkout (editable install or PYTHONPATH) reads it in place.
 
 The card states what a reader needs to trust the numbers: the architecture and its parent, the OSE point if the
 architecture was extracted, which data the model learned from and which split each metric was scored on (with Agora
@@ -6,6 +9,7 @@ the official dev set is a held-out test), the Agora rounds, the metrics, CPU lat
 """
 
 import os
+from importlib import resources
 from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
@@ -14,7 +18,13 @@ from transformers import PreTrainedConfig
 from .glue import get_task
 
 
-MODEL_CARDS_DIR = Path(__file__).resolve().parents[1] / "model_cards"
+def _model_cards_dir() -> Path:
+    """The installed package data, else the checkout's top-level folder (editable installs do not map it)."""
+    installed = Path(str(resources.files(__package__) / "model_cards"))
+    return installed if installed.is_dir() else Path(__file__).resolve().parents[1] / "model_cards"
+
+
+MODEL_CARDS_DIR = _model_cards_dir()
 GLUE_CARD_TEMPLATE = MODEL_CARDS_DIR / "glue_model_card.md"
 
 _METRIC_NAMES = {
@@ -23,17 +33,6 @@ _METRIC_NAMES = {
     "matthews_correlation": "Matthews correlation",
     "pearson": "Pearson",
     "spearmanr": "Spearman",
-}
-_TASK_TITLES = {
-    "cola": "CoLA",
-    "sst2": "SST-2",
-    "mrpc": "MRPC",
-    "stsb": "STS-B",
-    "qqp": "QQP",
-    "mnli": "MNLI",
-    "qnli": "QNLI",
-    "rte": "RTE",
-    "wnli": "WNLI",
 }
 
 
@@ -86,7 +85,7 @@ def render_model_card(
 ) -> ModelCard:
     """Render the card of a model fine-tuned by `recipes/glue.py` from its `results.json` content and config."""
     task = get_task(results["task"])
-    task_title = _TASK_TITLES[task.name]
+    task_title = task.title
     parent = results["model"]
     model_name = model_name or f"{Path(parent.rstrip('/')).name}-{task.name}{'-lora' if lora else ''}"
     card_data = ModelCardData(
@@ -103,8 +102,8 @@ def render_model_card(
     )
     if not Path(template_path).is_file():
         raise FileNotFoundError(
-            f"Model card template {template_path} not found; it ships in the hf_bort repository's "
-            "model_cards/ folder. Pass template_path= to use your own."
+            f"Model card template {template_path} not found; it ships as hf_bort/model_cards/ in the wheel (from "
+            "the repository's model_cards/ folder): reinstall hf-bort, or pass template_path= to use your own."
         )
     return ModelCard.from_template(
         card_data,

@@ -40,21 +40,10 @@ from transformers.utils import TransformersKwargs, logging
 from transformers.utils.generic import can_return_tuple
 from transformers.utils.output_capturing import capture_outputs
 
-from .configuration_bort import BortConfig
+from .configuration_bort import BORT_AUTO_MAP, BortConfig
 
 
 logger = logging.get_logger(__name__)
-
-# Every head, so a checkpoint saved from any of them loads with any Auto class under trust_remote_code.
-_AUTO_MAP = {
-    "AutoConfig": "configuration_bort.BortConfig",
-    "AutoModel": "modeling_bort.BortModel",
-    "AutoModelForMaskedLM": "modeling_bort.BortForMaskedLM",
-    "AutoModelForSequenceClassification": "modeling_bort.BortForSequenceClassification",
-    "AutoModelForMultipleChoice": "modeling_bort.BortForMultipleChoice",
-    "AutoModelForTokenClassification": "modeling_bort.BortForTokenClassification",
-    "AutoModelForQuestionAnswering": "modeling_bort.BortForQuestionAnswering",
-}
 
 
 def _is_tracing() -> bool:
@@ -292,7 +281,7 @@ class BortPreTrainedModel(PreTrainedModel):
     def save_pretrained(self, save_directory, *args, **kwargs):
         """Save as transformers does; when registered for the Auto classes, map all of them in `auto_map`."""
         if self._auto_class is not None:
-            self.config.auto_map = dict(_AUTO_MAP)
+            self.config.auto_map = dict(BORT_AUTO_MAP)
         return super().save_pretrained(save_directory, *args, **kwargs)
 
     @torch.no_grad()

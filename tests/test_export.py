@@ -6,16 +6,14 @@ Stated tolerances (tiny random models, hidden 32, initializer_range 0.1 so that 
   real-task accuracy of int8 is measured in benchmarks/int8_accuracy.py.
 """
 
-import argparse
-
 import pytest
 import torch
 from transformers import BertConfig, BertForSequenceClassification, BertModel
 
 from hf_bort import BortForSequenceClassification, BortModel
+from hf_bort.cli import build_parser
 from hf_bort.export import (
     OnnxEncoder,
-    add_export_subcommand,
     compile_for_cpu,
     export_onnx,
     quantize_dynamic_int8,
@@ -186,8 +184,7 @@ def test_onnx_encoder_rejects_bad_inputs(exported):
 def test_export_cli_writes_a_runnable_int8_model(tiny_models, tmp_path):
     model = tiny_models["bort-cls"]
     model.save_pretrained(tmp_path / "ckpt")
-    parser = argparse.ArgumentParser()
-    add_export_subcommand(parser.add_subparsers())
+    parser = build_parser()
     output = tmp_path / "model-int8.onnx"
     args = parser.parse_args(["export", str(tmp_path / "ckpt"), str(output), "--int8"])
     assert args.func(args) == 0

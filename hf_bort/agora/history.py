@@ -3,6 +3,8 @@
 import os
 from dataclasses import asdict, dataclass
 
+from ..extras import require
+
 
 @dataclass
 class AgoraRound:
@@ -29,7 +31,7 @@ class AgoraRound:
 
 def plot_agora_history(history: list[AgoraRound | dict], path: str | os.PathLike) -> None:
     """Write a PNG: dev errors and generated/kept examples per round (left), dev accuracy and agreement (right)."""
-    import matplotlib
+    matplotlib = require("matplotlib")
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from transformers import AutoConfig, PreTrainedConfig
 
+from ..extras import require
 from .space import Architecture, candidate_config
 
 
@@ -161,7 +162,7 @@ class OSEResult:
         The released Bort <4, 8, 1024, 768> is marked in the (p, i) panel at its cost under the parent's family
         (the parent's vocabulary included), even when it is larger than the parent.
         """
-        import matplotlib
+        matplotlib = require("matplotlib")
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt

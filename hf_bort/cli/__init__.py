@@ -1,0 +1,74 @@
+"""The `hf-bort` command: one subcommand per job, each parsing one dataclass with `HfArgumentParser`.
+
+Every option is defined once, as a dataclass field with its help (`ConvertArguments`, `ExportArguments`,
+`ExtractArguments`), the way transformers' scripts define theirs; `search` is registered by `hf_bort.ose.cli`.
+"""
+
+import argparse
+import dataclasses
+from collections.abc import Callable, Sequence
+
+from transformers import HfArgumentParser
+
+from ..errors import run_main
+
+
+class CommandParser(HfArgumentParser):
+    """`HfArgumentParser` that also takes positional arguments: fields with `metadata={"positional": True}`."""
+
+    def _parse_dataclass_field(self, parser: argparse.ArgumentParser, field: dataclasses.Field) -> None:
+        if not field.metadata.get("positional"):
+            return HfArgumentParser._parse_dataclass_field(parser, field)
+        kwargs = {"help": field.metadata.get("help"), "metavar": field.name.upper()}
+        if field.type not in (str, "str"):
+            kwargs["type"] = field.type if callable(field.type) else str
+        parser.add_argument(field.name, **kwargs)
+
+
+def add_dataclass_command(
+    subparsers: argparse._SubParsersAction,
+    name: str,
+    arguments: type,
+    handler: Callable[[object], int],
+    help: str,
+    description: str | None = None,
+) -> CommandParser:
+    """A subcommand whose options are the fields of `arguments`; the handler receives a filled `arguments`."""
+    parser = subparsers.add_parser(
+        name,
+        dataclass_types=[arguments],
+        help=help,
+        description=description or help,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    names = [f.name for f in dataclasses.fields(arguments) if f.init]
+    parser.set_defaults(func=lambda namespace: handler(arguments(**{n: getattr(namespace, n) for n in names})))
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ..ose.cli import add_search_subcommand
+    from .convert import add_convert_subcommand
+    from .export import add_export_subcommand
+    from .extract import add_extract_subcommand
+
+    parser = argparse.ArgumentParser(prog="hf-bort", description="Bort for the Hugging Face ecosystem.")
+    subparsers = parser.add_subparsers(dest="command", required=True, parser_class=CommandParser)
+    add_convert_subcommand(subparsers)
+    add_export_subcommand(subparsers)
+    add_extract_subcommand(subparsers)
+    add_search_subcommand(subparsers)
+    return parser
+
+
+def _dispatch(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one subcommand; bad input ends in one line and exit status 2 (`--debug` shows the traceback)."""
+    return run_main(_dispatch, "hf-bort", argv)
+
+
+__all__ = ["CommandParser", "add_dataclass_command", "build_parser", "main"]
