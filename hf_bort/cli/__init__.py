@@ -1,7 +1,8 @@
 """The `hf-bort` command: one subcommand per job, each parsing one dataclass with `HfArgumentParser`.
 
 Every option is defined once, as a dataclass field with its help (`ConvertArguments`, `ExportArguments`,
-`ExtractArguments`), the way transformers' scripts define theirs; `search` is registered by `hf_bort.ose.cli`.
+`ExtractArguments`, and `SearchDataArguments` with `OSEConfig` for `search`), the way transformers' scripts define
+theirs.
 """
 
 import argparse
@@ -47,10 +48,10 @@ def add_dataclass_command(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ..ose.cli import add_search_subcommand
     from .convert import add_convert_subcommand
     from .export import add_export_subcommand
     from .extract import add_extract_subcommand
+    from .search import add_search_subcommand
 
     parser = argparse.ArgumentParser(prog="hf-bort", description="Bort for the Hugging Face ecosystem.")
     subparsers = parser.add_subparsers(dest="command", required=True, parser_class=CommandParser)

@@ -36,7 +36,7 @@ class SearchDataArguments:
 
 def add_search_subcommand(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register `search` on the `hf-bort` parser; the handler is `run_search`."""
-    from .ose_config import OSEConfig
+    from ..ose.ose_config import OSEConfig
 
     parser = subparsers.add_parser(  # the `hf-bort` parser makes its subparsers HfArgumentParsers
         "search",
@@ -58,9 +58,9 @@ def run_search(args: argparse.Namespace) -> int:
     from transformers import AutoConfig
 
     from ..errors import check_model_source
-    from .ose_config import OSEConfig
-    from .search import OSESearch, _check_output_dir, read_text_lines
-    from .space import SearchSpace
+    from ..ose.ose_config import OSEConfig
+    from ..ose.search import OSESearch, _check_output_dir, read_text_lines
+    from ..ose.space import SearchSpace
 
     data = _dataclass_from_namespace(SearchDataArguments, args)
     config = _dataclass_from_namespace(OSEConfig, args)
