@@ -20,7 +20,7 @@ from .modeling_bort import (
     BortModel,
     BortPreTrainedModel,
 )
-from .ose import Architecture, OSEResult, OSESearch, SearchSpace, extract_subnetwork
+from .ose import Architecture, OSEConfig, OSEResult, OSESearch, SearchSpace, extract_subnetwork
 from .registration import register_bort
 
 
@@ -39,6 +39,7 @@ __all__ = [
     "DistillationArguments",
     "DistillationTrainer",
     "Architecture",
+    "OSEConfig",
     "OSEResult",
     "OSESearch",
     "SearchSpace",

@@ -3,6 +3,8 @@
 import argparse
 from collections.abc import Sequence
 
+from transformers import HfArgumentParser
+
 from .errors import run_main
 from .export import add_export_subcommand
 from .ose.cli import add_search_subcommand
@@ -31,7 +33,8 @@ def add_convert_subcommand(subparsers: argparse._SubParsersAction) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hf-bort", description="Bort for the Hugging Face ecosystem.")
-    subparsers = parser.add_subparsers(dest="command", required=True)
+    # Each subparser is an HfArgumentParser, so a subcommand can take its flags from dataclasses.
+    subparsers = parser.add_subparsers(dest="command", required=True, parser_class=HfArgumentParser)
     add_convert_subcommand(subparsers)
     add_export_subcommand(subparsers)
     add_search_subcommand(subparsers)

@@ -26,7 +26,7 @@ from transformers import AutoModel, AutoTokenizer
 
 import hf_bort  # noqa: F401  (registers "bort" with the Auto classes)
 from hf_bort.agora import plot_agora_history
-from hf_bort.ose import OSESearch, SearchSpace, extract_subnetwork
+from hf_bort.ose import OSEConfig, OSESearch, SearchSpace, extract_subnetwork
 from hf_bort.ose.search import read_text_lines
 
 
@@ -93,13 +93,11 @@ parent = AutoModel.from_pretrained(parent_dir)
 space = SearchSpace.from_config(parent.config)
 search = OSESearch(
     parent,
-    space,
+    OSEConfig(epsilon=ose["epsilon"], interval=ose["interval"], output_dir=str(out / "ose")),
+    space=space,
     tokenizer=tokenizer,
-    epsilon=ose["epsilon"],
-    interval=ose["interval"],
     train_dataset=read_text_lines(wikitext / "wiki.valid.raw")[: ose["texts"]],
     eval_dataset=read_text_lines(wikitext / "wiki.test.raw")[: max(20, ose["texts"] // 10)],
-    output_dir=out / "ose",
 )
 result = search.run()
 result.save(out / "ose_result.json")

@@ -17,6 +17,7 @@ from hf_bort.glue import load_glue
 from hf_bort.ose import (
     Architecture,
     LatencyModel,
+    OSEConfig,
     OSEResult,
     OSESearch,
     SearchSpace,
@@ -50,9 +51,10 @@ def texts(wikitext_dir):
 
 
 def _search(parent, tokenizer, texts, **kwargs):
-    options = dict(epsilon=0.5, interval=2, train_dataset=texts, tokenizer=tokenizer, seq_len=24, batch_size=4)
-    options["space"] = kwargs.pop("space", SearchSpace.from_config(parent.config, step=16))
-    return OSESearch(parent, show_progress=False, **{**options, **kwargs})
+    space = kwargs.pop("space", SearchSpace.from_config(parent.config, step=16))
+    data = {k: kwargs.pop(k) for k in ("latency_model", "eval_dataset") if k in kwargs}
+    config = OSEConfig(**{**dict(epsilon=0.5, interval=2, seq_len=24, batch_size=4, show_progress=False), **kwargs})
+    return OSESearch(parent, config, space=space, train_dataset=texts, tokenizer=tokenizer, **data)
 
 
 def test_epsilon_buckets_grow_as_epsilon_shrinks_and_cover_the_space():
@@ -167,7 +169,7 @@ def test_measured_latency_as_inference_cost(parent, tokenizer, texts):
 
 def test_bad_inputs_raise_clear_errors(parent, tokenizer, texts):
     for epsilon in (0, 1.5, -0.1):
-        with pytest.raises(ValueError, match=r"epsilon must lie in \(0, 1\]"):
+        with pytest.raises(ValueError, match=r"epsilon must be in \(0, 1\]"):
             _search(parent, tokenizer, texts, epsilon=epsilon)
     with pytest.raises(ValueError, match=r"no text column.*\['idx', 'score'\].*text_column="):
         _search(parent, tokenizer, datasets.Dataset.from_dict({"idx": [1, 2], "score": [0.1, 0.2]}))
@@ -196,13 +198,13 @@ def test_two_processes_give_the_same_front_as_one(tmp_path, wikitext_dir, minilm
 
 
 def test_cli_search_writes_result_plot_and_resumes(parent, tokenizer, wikitext_dir, tmp_path, capsys):
-    from hf_bort.ose.cli import main
+    from hf_bort.cli import main
 
     parent.save_pretrained(tmp_path / "parent")
     tokenizer.save_pretrained(tmp_path / "parent")
-    argv = ["search", "--model", str(tmp_path / "parent"), "--train-file", str(wikitext_dir / "wiki.valid.raw")]
-    argv += ["--epsilon", "1", "--interval", "2", "--seq-len", "16", "--batch-size", "4", "--step", "16"]
-    argv += ["--max-texts", "32", "--output-dir", str(tmp_path / "run")]
+    argv = ["search", "--model", str(tmp_path / "parent"), "--train_file", str(wikitext_dir / "wiki.valid.raw")]
+    argv += ["--epsilon", "1", "--interval", "2", "--seq_len", "16", "--batch_size", "4", "--step", "16"]
+    argv += ["--max_texts", "32", "--output_dir", str(tmp_path / "run")]
     assert main(argv) == 0
     result = OSEResult.load(tmp_path / "run" / "result.json")
     assert str(result.best) in capsys.readouterr().out

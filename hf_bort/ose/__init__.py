@@ -2,6 +2,7 @@
 
 from .costs import LatencyModel, inference_flops, parameter_count, pareto_front
 from .extract import compute_importance, extract_subnetwork
+from .ose_config import OSEConfig
 from .result import CandidateRecord, OSEResult
 from .search import OSESearch, epsilon_buckets, read_text_lines, w_coefficient
 from .space import Architecture, SearchSpace
@@ -11,6 +12,7 @@ __all__ = [
     "Architecture",
     "CandidateRecord",
     "LatencyModel",
+    "OSEConfig",
     "OSEResult",
     "OSESearch",
     "SearchSpace",

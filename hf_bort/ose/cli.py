@@ -1,98 +1,93 @@
-"""`hf-bort search`: run OSE on a parent model from the command line."""
+"""`hf-bort search`: run OSE on a parent model from the command line.
+
+The flags are the fields of two dataclasses parsed by `HfArgumentParser`: `SearchDataArguments` (the parent, the
+data and the grid) and `OSEConfig` (the algorithm), so every option is defined, with its help, exactly once.
+"""
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+
+
+@dataclass
+class SearchDataArguments:
+    """What `hf-bort search` reads: the parent, the texts for the error estimates, and the grid below the parent."""
+
+    model: str = field(metadata={"help": "Parent model: a local folder or a Hub id."})
+    train_file: str | None = field(
+        default=None, metadata={"help": "Raw text file (one paragraph a line), e.g. wiki.valid.raw."}
+    )
+    glue_task: str | None = field(default=None, metadata={"help": "A GLUE task (e.g. sst2) for --objective task."})
+    glue_dir: str | None = field(default=None, metadata={"help": "Folder with GLUE in the original layout."})
+    eval_file: str | None = field(
+        default=None, metadata={"help": "Held-out raw text; each candidate's loss on it is recorded."}
+    )
+    max_texts: int = field(default=2000, metadata={"help": "Use at most this many training texts."})
+    step: int = field(default=64, metadata={"help": "Spacing of the hidden and intermediate grids."})
+    max_params: float | None = field(
+        default=None, metadata={"help": "Keep candidates with at most this many parameters."}
+    )
+
+    def __post_init__(self):
+        if (self.train_file is None) == (self.glue_task is None):
+            raise ValueError("Pass exactly one of --train_file (raw text) or --glue_task (labelled GLUE data).")
+        if self.max_texts < 1:
+            raise ValueError(f"--max_texts must be at least 1, got {self.max_texts}.")
 
 
 def add_search_subcommand(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register `search` on the `hf-bort` parser; the handler is `run_search`."""
-    parser = subparsers.add_parser(
+    from .ose_config import OSEConfig
+
+    parser = subparsers.add_parser(  # the `hf-bort` parser makes its subparsers HfArgumentParsers
         "search",
+        dataclass_types=(SearchDataArguments, OSEConfig),
         help="Optimal subarchitecture extraction (OSE): find the best smaller architecture of a model.",
         description="Run the OSE FPTAS over a parent's <depth, heads, hidden, intermediate> grid. Writes "
-        "result.json, front.png and candidates-*.jsonl (resumable) to --output-dir.",
+        "result.json, front.png and candidates-*.jsonl (resumable) to --output_dir.",
     )
-    parser.add_argument("--model", required=True, help="Parent model: local folder or Hub id (BERT layout).")
-    data = parser.add_mutually_exclusive_group(required=True)
-    data.add_argument("--train-file", type=Path, help="Raw text file (one paragraph a line), e.g. wiki.valid.raw.")
-    data.add_argument("--glue-task", help="A GLUE task (e.g. sst2) for --objective task; see --glue-dir.")
-    parser.add_argument("--eval-file", type=Path, help="Held-out raw text; each candidate's loss on it is recorded.")
-    parser.add_argument("--glue-dir", type=Path, help="Folder with GLUE in the original layout (else the Hub).")
-    parser.add_argument("--max-texts", type=int, default=2000, help="Use at most this many training texts.")
-    parser.add_argument("--objective", choices=("distill", "task"), default="distill")
-    parser.add_argument("--epsilon", type=float, default=0.1, help="FPTAS ε in (0, 1]: smaller keeps more candidates.")
-    parser.add_argument("--interval", type=int, default=5, help="s: final steps averaged into the error estimate.")
-    parser.add_argument("--max-steps", type=int, help="Cap on the training budget interval * ceil(1/ε).")
-    parser.add_argument(
-        "--max-candidates", type=int, help="Evaluate at most this many (the cheapest) kept candidates."
-    )
-    parser.add_argument("--step", type=int, default=64, help="Spacing of the hidden and intermediate grids.")
-    parser.add_argument("--max-params", type=float, help="Keep candidates with at most this many parameters.")
-    parser.add_argument("--inference-cost", choices=("flops", "latency"), default="flops")
-    parser.add_argument("--importance", choices=("magnitude", "gradient"), default="magnitude")
-    parser.add_argument("--seq-len", type=int, default=64)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--learning-rate", type=float, default=5e-5, help="For the candidates during the short runs.")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--output-dir", type=Path, required=True, help="Results; rerunning with it resumes.")
     parser.set_defaults(func=run_search)
     return parser
 
 
+def _dataclass_from_namespace(cls, args: argparse.Namespace):
+    return cls(**{f.name: getattr(args, f.name) for f in fields(cls) if f.init and hasattr(args, f.name)})
+
+
 def run_search(args: argparse.Namespace) -> int:
+    from accelerate import PartialState
     from transformers import AutoConfig
 
+    from ..errors import check_model_source
+    from .ose_config import OSEConfig
     from .search import OSESearch, read_text_lines
     from .space import SearchSpace
 
-    if args.train_file is not None:
-        train = read_text_lines(args.train_file)[: args.max_texts]
+    data = _dataclass_from_namespace(SearchDataArguments, args)
+    config = _dataclass_from_namespace(OSEConfig, args)
+    if config.output_dir is None:
+        raise ValueError("--output_dir is required: the search writes its results and resume journal there.")
+    check_model_source(data.model, "--model")
+    if data.train_file is not None:
+        train = read_text_lines(data.train_file)[: data.max_texts]
     else:
         from ..glue import load_glue
 
-        train = load_glue(args.glue_task, args.glue_dir, splits=("train",))["train"]
-        train = train.select(range(min(args.max_texts, len(train))))
-    evaluation = read_text_lines(args.eval_file)[: max(1, args.max_texts // 10)] if args.eval_file else None
-    space = SearchSpace.from_config(AutoConfig.from_pretrained(args.model), step=args.step, max_params=args.max_params)
-    search = OSESearch(
-        args.model,
-        space,
-        epsilon=args.epsilon,
-        interval=args.interval,
-        train_dataset=train,
-        eval_dataset=evaluation,
-        objective=args.objective,
-        seq_len=args.seq_len,
-        batch_size=args.batch_size,
-        learning_rate=args.learning_rate,
-        max_steps=args.max_steps,
-        inference_cost=args.inference_cost,
-        importance=args.importance,
-        seed=args.seed,
-        output_dir=args.output_dir,
-        max_candidates=args.max_candidates,
-    )
-    result = search.run()
-    from accelerate import PartialState
+        train = load_glue(data.glue_task, data.glue_dir, splits=("train",))["train"]
+        train = train.select(range(min(data.max_texts, len(train))))
+    evaluation = read_text_lines(data.eval_file)[: max(1, data.max_texts // 10)] if data.eval_file else None
+    space = SearchSpace.from_config(AutoConfig.from_pretrained(data.model), step=data.step, max_params=data.max_params)
+    result = OSESearch(data.model, config, space=space, train_dataset=train, eval_dataset=evaluation).run()
 
     if PartialState(cpu=True).is_main_process:
-        result.save(args.output_dir / "result.json", overwrite=True)
-        result.plot(args.output_dir / "front.png")
+        output_dir = Path(config.output_dir)
+        result.save(output_dir / "result.json", overwrite=True)
+        result.plot(output_dir / "front.png")
         print(result)
-        print(f"Best architecture: {result.best}; config: result.to_config() or {args.output_dir / 'result.json'}")
+        print(f"Best architecture: {result.best}; config: result.to_config() or {output_dir / 'result.json'}")
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`python -m hf_bort.ose.cli search ...`, for use before the `hf-bort` console script wires it in."""
-    parser = argparse.ArgumentParser(prog="hf-bort")
-    add_search_subcommand(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
-__all__ = ["add_search_subcommand", "main", "run_search"]
+__all__ = ["SearchDataArguments", "add_search_subcommand", "run_search"]

@@ -60,6 +60,7 @@ class OSEResult:
     best: Architecture
     parent_config: dict = field(repr=False, default_factory=dict)
     settings: dict = field(default_factory=dict)
+    config: dict = field(default_factory=dict)  # the OSEConfig of the search, as `OSEConfig.to_dict()`
 
     def record(self, arch: Architecture) -> CandidateRecord:
         for rec in self.records:

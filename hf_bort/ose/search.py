@@ -45,6 +45,7 @@ from transformers.utils import logging
 
 from .costs import LatencyModel, inference_flops, parameter_count, pareto_front
 from .extract import compute_importance, extract_subnetwork
+from .ose_config import OSEConfig
 from .result import CandidateRecord, OSEResult
 from .space import Architecture, SearchSpace
 
@@ -141,60 +142,28 @@ class OSESearch:
 
     Args:
         parent: a model or a local folder / Hub id (loaded with `AutoModel`).
+        args: an `OSEConfig` with every setting of the search (ε, s, objective, budgets, costs, output folder).
         space: the candidates; default `SearchSpace.from_config(parent.config)`.
-        epsilon: the FPTAS's ε in (0, 1]: bucket width and training budget (see the module docstring).
-        interval: s, the number of final steps whose loss is averaged into the error estimate.
         train_dataset: texts for the error estimates: a `datasets.Dataset`, or a list of strings.
         eval_dataset: optional held-out texts; each candidate's loss on them is recorded as `eval_error`.
-        objective: "distill" (match the parent's final hidden states, unlabelled text) or "task" (labels).
         tokenizer: defaults to the parent's (when `parent` is a path).
-        text_column / label_column: dataset columns; the text column is found automatically when unset.
-        seq_len / batch_size / learning_rate: the short training runs (64 tokens and 8 rows keep CPU runs short).
-        head_learning_rate: for the fresh task head ("task"); the distillation map is solved in closed form.
-        max_steps: cap on the budget from ε and s.
-        inference_cost: "flops" (closed form) or "latency" (measured with `latency_model`, fitted if not given).
-        weights: (w_p, w_i, w_e) of the W-coefficient.
-        importance: "magnitude" or "gradient" (Taylor scores over the first training batches) for extraction.
-        output_dir: where candidates are appended as they finish (`candidates-<rank>.jsonl`); a rerun resumes.
-        max_candidates: evaluate only the first this many kept candidates in ABnC order (a hard cap on run time).
+        latency_model: for `inference_cost="latency"`; fitted on this device when not given.
     """
 
     def __init__(
         self,
         parent: PreTrainedModel | str | os.PathLike,
-        space: SearchSpace | None = None,
+        args: OSEConfig | None = None,
         *,
-        epsilon: float = 0.1,
-        interval: int = 5,
+        space: SearchSpace | None = None,
         train_dataset=None,
         eval_dataset=None,
-        objective: str = "distill",
         tokenizer: PreTrainedTokenizerBase | None = None,
-        text_column: str | tuple[str, str] | None = None,
-        label_column: str = "label",
-        seq_len: int = 64,
-        batch_size: int = 8,
-        learning_rate: float = 5e-5,
-        head_learning_rate: float = 1e-3,
-        max_steps: int | None = None,
-        inference_cost: str = "flops",
         latency_model: LatencyModel | None = None,
-        weights: Sequence[float] = (1.0, 1.0, 1.0),
-        importance: str = "magnitude",
-        seed: int = 0,
-        output_dir: str | os.PathLike | None = None,
-        max_candidates: int | None = None,
-        show_progress: bool = True,
     ):
-        _check_epsilon(epsilon)
-        if not isinstance(interval, int) or interval < 1:
-            raise ValueError(f"interval (s) must be a positive integer, got {interval!r}.")
-        if objective not in ("distill", "task"):
-            raise ValueError(f"objective must be 'distill' or 'task', got {objective!r}.")
-        if inference_cost not in ("flops", "latency"):
-            raise ValueError(f"inference_cost must be 'flops' or 'latency', got {inference_cost!r}.")
-        if importance not in ("magnitude", "gradient"):
-            raise ValueError(f"importance must be 'magnitude' or 'gradient', got {importance!r}.")
+        args = OSEConfig() if args is None else args
+        if not isinstance(args, OSEConfig):
+            raise TypeError(f"args must be an OSEConfig, got {type(args).__name__}; e.g. OSEConfig(epsilon=0.5).")
         if train_dataset is None:
             raise ValueError(
                 "train_dataset is required: texts (distill) or labelled texts (task) for the error estimates."
@@ -204,26 +173,19 @@ class OSESearch:
             parent = AutoModel.from_pretrained(parent)
         if tokenizer is None:
             raise ValueError("Pass tokenizer= when the parent is a model object rather than a path.")
+        self.args = args
         self.parent = parent.eval()
         self.space = space if space is not None else SearchSpace.from_config(parent.config)
         self.tokenizer = tokenizer
-        self.epsilon, self.interval, self.objective = float(epsilon), interval, objective
-        self.steps = interval * math.ceil(1 / epsilon - 1e-9)
-        if max_steps is not None:
-            self.steps = max(interval, min(self.steps, max_steps))
-        self.seq_len, self.batch_size, self.learning_rate = seq_len, batch_size, learning_rate
-        self.head_learning_rate = head_learning_rate
-        self.inference_cost, self.latency_model = inference_cost, latency_model
-        self.weights, self.importance, self.seed = tuple(weights), importance, seed
-        self.output_dir = Path(output_dir) if output_dir is not None else None
-        self.max_candidates, self.show_progress = max_candidates, show_progress
-        self.label_column = label_column
-        self._train = self._encode(train_dataset, text_column, "train_dataset")
-        self._eval = self._encode(eval_dataset, text_column, "eval_dataset") if eval_dataset is not None else None
+        self.steps = args.steps
+        self.latency_model = latency_model
+        self.output_dir = Path(args.output_dir) if args.output_dir is not None else None
+        self._train = self._encode(train_dataset, "train_dataset")
+        self._eval = self._encode(eval_dataset, "eval_dataset") if eval_dataset is not None else None
 
     # ----- data -----
 
-    def _encode(self, dataset, text_column, name: str) -> dict[str, torch.Tensor]:
+    def _encode(self, dataset, name: str) -> dict[str, torch.Tensor]:
         """Tokenised rows (fixed length, so every step costs the same) and, for "task", labels."""
         if isinstance(dataset, (list, tuple)):
             if not all(isinstance(t, str) for t in dataset):
@@ -231,28 +193,30 @@ class OSESearch:
             first, second, labels = list(dataset), None, None
         else:
             columns = list(dataset.column_names)
-            first_col, second_col = _find_text_columns(columns, text_column, name)
+            first_col, second_col = _find_text_columns(columns, self.args.text_column, name)
             first = list(dataset[first_col])
             second = list(dataset[second_col]) if second_col else None
-            labels = list(dataset[self.label_column]) if self.label_column in columns else None
+            labels = list(dataset[self.args.label_column]) if self.args.label_column in columns else None
         if not first:
             raise ValueError(f"{name} is empty; pass at least one text.")
-        if self.objective == "task" and labels is None:
-            raise ValueError(f"objective='task' needs a '{self.label_column}' column in {name} (or label_column=...).")
+        if self.args.objective == "task" and labels is None:
+            raise ValueError(
+                f"objective='task' needs a '{self.args.label_column}' column in {name} (or label_column=...)."
+            )
         encoded = self.tokenizer(
-            first, second, truncation=True, max_length=self.seq_len, padding="max_length", return_tensors="pt"
+            first, second, truncation=True, max_length=self.args.seq_len, padding="max_length", return_tensors="pt"
         )
         out = {k: encoded[k] for k in ("input_ids", "attention_mask")}
-        if self.objective == "task":
+        if self.args.objective == "task":
             out["labels"] = torch.tensor(labels)
         return out
 
     def _batches(self, data: dict[str, torch.Tensor], n_batches: int) -> list[dict[str, torch.Tensor]]:
         """`n_batches` batches cycling through the rows in order: every candidate sees exactly the same data."""
         rows = len(data["input_ids"])
-        index = torch.arange(n_batches * self.batch_size) % rows
+        index = torch.arange(n_batches * self.args.batch_size) % rows
         return [
-            {k: v[index[b * self.batch_size : (b + 1) * self.batch_size]] for k, v in data.items()}
+            {k: v[index[b * self.args.batch_size : (b + 1) * self.args.batch_size]] for k, v in data.items()}
             for b in range(n_batches)
         ]
 
@@ -260,10 +224,10 @@ class OSESearch:
 
     def _costs(self) -> tuple[np.ndarray, np.ndarray]:
         params = parameter_count(self.space)
-        if self.inference_cost == "flops":
-            return params, inference_flops(self.space, self.seq_len)
+        if self.args.inference_cost == "flops":
+            return params, inference_flops(self.space, self.args.seq_len)
         if self.latency_model is None:
-            self.latency_model = LatencyModel.fit(self.space, seq_len=self.seq_len, seed=self.seed)
+            self.latency_model = LatencyModel.fit(self.space, seq_len=self.args.seq_len, seed=self.args.seed)
             logger.warning(f"Latency model held-out error: {self.latency_model.holdout_error:.1%}.")
         return params, self.latency_model.predict(self.space)
 
@@ -272,17 +236,7 @@ class OSESearch:
         digest = hashlib.sha256(self._train["input_ids"].numpy().tobytes()).hexdigest()[:16]
         return {
             "parent": self.space.parent_architecture.as_dict(),
-            "epsilon": self.epsilon,
-            "interval": self.interval,
-            "steps": self.steps,
-            "objective": self.objective,
-            "seq_len": self.seq_len,
-            "batch_size": self.batch_size,
-            "learning_rate": self.learning_rate,
-            "head_learning_rate": self.head_learning_rate,
-            "importance": self.importance,
-            "seed": self.seed,
-            "inference_cost": self.inference_cost,
+            **self.args.result_settings(),
             "train_data": digest,
         }
 
@@ -294,9 +248,9 @@ class OSESearch:
         # accelerators this is what makes the processes one gloo group instead of independent single runs.
         state = PartialState(cpu=True)
         params, cost = self._costs()  # step 1
-        kept = epsilon_buckets(params, cost, self.epsilon)  # step 2
-        if self.max_candidates is not None:
-            kept = kept[: self.max_candidates]
+        kept = epsilon_buckets(params, cost, self.args.epsilon)  # step 2
+        if self.args.max_candidates is not None:
+            kept = kept[: self.args.max_candidates]
         finished = self._load_finished(state)
         state.wait_for_everyone()  # every process reads the same finished set before anyone appends to it
         pending = [int(k) for k in kept if self.space[int(k)] not in finished]
@@ -304,13 +258,13 @@ class OSESearch:
 
         targets = self._prepare_targets()
         scores = compute_importance(
-            self.parent, self._batches(self._train, 4) if self.importance == "gradient" else None
+            self.parent, self._batches(self._train, 4) if self.args.importance == "gradient" else None
         )
         new_records = []
         bar = tqdm(
             mine,
             desc=f"OSE candidates (rank {state.process_index})",
-            disable=not self.show_progress or not state.is_main_process,
+            disable=not self.args.show_progress or not state.is_main_process,
         )
         for index in bar:
             arch = self.space[index]
@@ -337,7 +291,7 @@ class OSESearch:
         p = np.array([r.params for r in records])
         i = np.array([r.inference_cost for r in records])
         e = np.array([r.error for r in records])
-        w = w_coefficient(p, i, e, max_point, self.weights)
+        w = w_coefficient(p, i, e, max_point, self.args.weights)
         for rec, value in zip(records, w):
             rec.w = float(value)
         front = [records[k].architecture for k in pareto_front(np.stack([p, i, e], axis=1))]
@@ -345,18 +299,19 @@ class OSESearch:
         return OSEResult(
             parent_architecture=self.space.parent_architecture,
             max_point=max_point,
-            epsilon=self.epsilon,
-            interval=self.interval,
+            epsilon=self.args.epsilon,
+            interval=self.args.interval,
             steps=self.steps,
-            objective=self.objective,
-            inference_cost_unit="flops" if self.inference_cost == "flops" else "latency_ms",
-            seq_len=self.seq_len,
+            objective=self.args.objective,
+            inference_cost_unit="flops" if self.args.inference_cost == "flops" else "latency_ms",
+            seq_len=self.args.seq_len,
             space_size=len(self.space),
             records=records,
             front=front,
             best=best,
             parent_config=self.parent.config.to_dict(),
             settings=self.settings(),
+            config=self.args.to_dict(),
         )
 
     # ----- step 3: error estimates -----
@@ -371,9 +326,11 @@ class OSESearch:
         """
         train = self._batches(self._train, self.steps)
         evaluation = (
-            self._batches(self._eval, math.ceil(len(self._eval["input_ids"]) / self.batch_size)) if self._eval else []
+            self._batches(self._eval, math.ceil(len(self._eval["input_ids"]) / self.args.batch_size))
+            if self._eval
+            else []
         )
-        if self.objective == "task":
+        if self.args.objective == "task":
             labels = self._train["labels"]
             if labels.is_floating_point():
                 reference = float(labels.var(unbiased=False))
@@ -402,7 +359,7 @@ class OSESearch:
         return _Targets(train, *teacher(train), evaluation, *teacher(evaluation))
 
     def _evaluate(self, arch, params, cost, targets: _Targets, scores) -> CandidateRecord:
-        seed = _candidate_seed(arch, self.seed)
+        seed = _candidate_seed(arch, self.args.seed)
         torch.manual_seed(seed)
         start = time.perf_counter()
         student = extract_subnetwork(self.parent, arch, importance=scores, seed=seed).base_model
@@ -412,9 +369,9 @@ class OSESearch:
         # dominate every step, and a short run measures what the architecture's layers can do with them.
         student.get_input_embeddings().weight.requires_grad_(False)
         groups = [{"params": [p for p in student.parameters() if p.requires_grad]}]
-        if self.objective == "task":
-            groups.append({"params": list(head.parameters()), "lr": self.head_learning_rate})
-        optimizer = torch.optim.AdamW(groups, lr=self.learning_rate)
+        if self.args.objective == "task":
+            groups.append({"params": list(head.parameters()), "lr": self.args.head_learning_rate})
+        optimizer = torch.optim.AdamW(groups, lr=self.args.learning_rate)
         losses = []
         for batch, target in zip(targets.train, targets.train_hidden):
             loss = self._loss(student, head, batch, target)
@@ -422,7 +379,7 @@ class OSESearch:
             loss.backward()
             optimizer.step()
             losses.append(loss.detach().item())
-        last = slice(len(losses) - self.interval, None)
+        last = slice(len(losses) - self.args.interval, None)
         eval_error = None
         if targets.eval:
             with torch.no_grad():
@@ -447,7 +404,7 @@ class OSESearch:
         """Distill: the best affine map from the candidate's width to the parent's, by ridge least squares over all
         training tokens, then fixed (a closed-form optimum that Adam's noisy steps would only degrade); task: a fresh
         linear classifier, trained with `head_learning_rate`."""
-        if self.objective == "task":
+        if self.args.objective == "task":
             labels = self._train["labels"]
             return nn.Linear(arch.hidden, 1 if labels.is_floating_point() else int(labels.max()) + 1)
         xs, ys = [], []
@@ -469,7 +426,7 @@ class OSESearch:
 
     def _loss(self, student, head, batch, target) -> torch.Tensor:
         hidden = student(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
-        if self.objective == "distill":
+        if self.args.objective == "distill":
             mask = batch["attention_mask"].bool()
             return nn.functional.mse_loss(head(hidden[mask]), target[mask])
         logits = head(hidden[:, 0])

@@ -7,7 +7,7 @@ import torch
 import transformers as tr
 from accelerate import PartialState
 
-from hf_bort.ose import OSESearch, SearchSpace, read_text_lines
+from hf_bort.ose import OSEConfig, OSESearch, SearchSpace, read_text_lines
 
 
 def main(output: str, wikitext: str, tokenizer_dir: str) -> None:
@@ -26,14 +26,10 @@ def main(output: str, wikitext: str, tokenizer_dir: str) -> None:
     parent = tr.BertModel(config)
     search = OSESearch(
         parent,
-        SearchSpace.from_config(config, step=16),
-        epsilon=0.5,
-        interval=2,
+        OSEConfig(epsilon=0.5, interval=2, seq_len=24, batch_size=4, show_progress=False),
+        space=SearchSpace.from_config(config, step=16),
         train_dataset=read_text_lines(wikitext)[:32],
         tokenizer=tr.AutoTokenizer.from_pretrained(tokenizer_dir),
-        seq_len=24,
-        batch_size=4,
-        show_progress=False,
     )
     result = search.run()
     state = PartialState(cpu=True)

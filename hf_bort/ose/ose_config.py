@@ -1,0 +1,127 @@
+"""`OSEConfig`: every setting of an OSE search in one dataclass, as trl's `<Algo>Config` and peft's configs are.
+
+`OSESearch(parent, args=OSEConfig(...), train_dataset=...)` reads it, `hf-bort search` parses it with
+`HfArgumentParser` (each field is a flag with its help), the result stores it, and a resumed search compares the
+fields that decide a candidate's numbers (`result_settings`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass, field, fields
+from typing import Literal
+
+
+OBJECTIVES = ("distill", "task")
+INFERENCE_COSTS = ("flops", "latency")
+IMPORTANCE_METHODS = ("magnitude", "gradient")
+
+# Fields that change how the search runs or reports, never a candidate's numbers: a resume may differ in them.
+_RUN_ONLY_FIELDS = ("output_dir", "max_candidates", "show_progress")
+
+
+@dataclass
+class OSEConfig:
+    """Settings of `OSESearch`; see `hf_bort.ose.search` for the algorithm they drive."""
+
+    epsilon: float = field(
+        default=0.1,
+        metadata={"help": "The FPTAS's ε in (0, 1]: bucket width and training budget. Smaller keeps more candidates."},
+    )
+    interval: int = field(
+        default=5, metadata={"help": "s: the number of final training steps whose loss is averaged into ê."}
+    )
+    objective: Literal["distill", "task"] = field(
+        default="distill",
+        metadata={"help": "distill: match the parent's hidden states on unlabelled text; task: labelled data."},
+    )
+    max_steps: int | None = field(default=None, metadata={"help": "Cap on the training budget interval * ceil(1/ε)."})
+    max_candidates: int | None = field(
+        default=None, metadata={"help": "Evaluate at most this many kept candidates (the cheapest, in ABnC order)."}
+    )
+    seq_len: int = field(default=64, metadata={"help": "Tokens per row in the short training runs and in FLOPs."})
+    batch_size: int = field(default=8, metadata={"help": "Rows per step in the short training runs."})
+    learning_rate: float = field(default=5e-5, metadata={"help": "Learning rate of the candidates' short runs."})
+    head_learning_rate: float = field(
+        default=1e-3, metadata={"help": "Learning rate of the fresh task head (objective 'task')."}
+    )
+    inference_cost: Literal["flops", "latency"] = field(
+        default="flops", metadata={"help": "i(ξ): closed-form FLOPs, or latency from a model fitted on this device."}
+    )
+    importance: Literal["magnitude", "gradient"] = field(
+        default="magnitude", metadata={"help": "How extraction ranks the parent's layers, heads and neurons."}
+    )
+    weights: list[float] = field(
+        default_factory=lambda: [1.0, 1.0, 1.0], metadata={"help": "(w_p, w_i, w_e) of the W-coefficient."}
+    )
+    text_column: list[str] | None = field(
+        default=None, metadata={"help": "Text column (or two, for pairs); found automatically when unset."}
+    )
+    label_column: str = field(default="label", metadata={"help": "Label column for objective 'task'."})
+    seed: int = field(default=0, metadata={"help": "Seeds each candidate's run (with its architecture)."})
+    output_dir: str | None = field(
+        default=None, metadata={"help": "Candidates are appended here as they finish; rerunning with it resumes."}
+    )
+    show_progress: bool = field(default=True, metadata={"help": "Show a progress bar."})
+
+    def __post_init__(self):
+        if not (isinstance(self.epsilon, (int, float)) and 0 < self.epsilon <= 1 and math.isfinite(self.epsilon)):
+            raise ValueError(f"epsilon must be in (0, 1], got {self.epsilon!r}; e.g. 0.5 for a quick search.")
+        self.epsilon = float(self.epsilon)
+        if self.output_dir is not None:
+            self.output_dir = os.fspath(self.output_dir)
+        _check_positive_int("interval", self.interval)
+        for name in ("seq_len", "batch_size"):
+            _check_positive_int(name, getattr(self, name))
+        for name in ("max_steps", "max_candidates"):
+            if getattr(self, name) is not None:
+                _check_positive_int(name, getattr(self, name))
+        for name, value, allowed in (
+            ("objective", self.objective, OBJECTIVES),
+            ("inference_cost", self.inference_cost, INFERENCE_COSTS),
+            ("importance", self.importance, IMPORTANCE_METHODS),
+        ):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}.")
+        for name in ("learning_rate", "head_learning_rate"):
+            value = getattr(self, name)
+            if not (value > 0 and math.isfinite(value)):
+                raise ValueError(f"{name} must be a positive number, got {value!r}.")
+        self.weights = [float(w) for w in self.weights]
+        if len(self.weights) != 3 or min(self.weights) < 0 or max(self.weights) <= 0:
+            raise ValueError(f"weights must be three non-negative numbers (w_p, w_i, w_e), got {self.weights!r}.")
+        if isinstance(self.text_column, str):
+            self.text_column = [self.text_column]
+        if self.text_column is not None and not 1 <= len(self.text_column) <= 2:
+            raise ValueError(f"text_column names one column or a pair, got {self.text_column!r}.")
+
+    @property
+    def steps(self) -> int:
+        """The short-run budget: s * ceil(1/ε) optimiser steps, capped by max_steps (never below s)."""
+        steps = self.interval * math.ceil(1 / self.epsilon - 1e-9)
+        return steps if self.max_steps is None else max(self.interval, min(steps, self.max_steps))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> OSEConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"Unknown OSEConfig fields {unknown}; known fields are {sorted(known)}.")
+        return cls(**values)
+
+    def result_settings(self) -> dict:
+        """The fields that decide a candidate's numbers, with the step budget they imply."""
+        values = {k: v for k, v in self.to_dict().items() if k not in _RUN_ONLY_FIELDS}
+        return {**values, "steps": self.steps}
+
+
+def _check_positive_int(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+
+
+__all__ = ["OSEConfig"]
