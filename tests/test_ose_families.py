@@ -342,3 +342,135 @@ def test_importance_needs_data_and_a_known_method():
         compute_importance(parent, method="fisher")
     with pytest.raises(ValueError, match="Unknown importance method 'l1'.*magnitude, gradient, group-taylor"):
         compute_importance(parent, [_inputs()], method="l1")
+
+
+# ----- search on decoders, and the device it runs on -----
+
+LM_CONFIGS = {
+    "gpt2": lambda: tr.GPT2Config(
+        vocab_size=30522,
+        n_positions=64,
+        n_embd=32,
+        n_layer=2,
+        n_head=4,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        bos_token_id=101,
+        eos_token_id=102,
+    ),  # fmt: skip
+    "llama": lambda: tr.LlamaConfig(**{**DECODER, "vocab_size": 30522, "num_hidden_layers": 2}),
+    "qwen2": lambda: tr.Qwen2Config(**{**DECODER, "vocab_size": 30522, "num_hidden_layers": 2}),
+}
+
+
+@pytest.fixture
+def lm_texts(wikitext_dir):
+    from hf_bort.ose import read_text_lines
+
+    return read_text_lines(wikitext_dir / "wiki.valid.raw")[:24]
+
+
+@pytest.mark.parametrize(("name", "importance"), [("gpt2", "magnitude"), ("llama", "activation"), ("qwen2", "fisher")])
+def test_lm_search_end_to_end_on_decoders(name, importance, minilm_path, lm_texts):
+    """objective='lm': the parent's own architecture starts as an exact copy (KL ≈ 0); a smaller one does not."""
+    from hf_bort.ose import OSEConfig, OSESearch
+
+    torch.manual_seed(0)
+    parent = tr.AutoModelForCausalLM.from_config(LM_CONFIGS[name]()).eval()
+    base = SearchSpace.from_config(parent.config, step=8)
+    smaller = Architecture(1, 2, 16, 16)
+    space = SearchSpace.from_architectures(base, [smaller, base.parent_architecture])
+    config = OSEConfig(
+        objective="lm", epsilon=1.0, interval=2, seq_len=16, batch_size=4, importance=importance, show_progress=False
+    )
+    tokenizer = tr.AutoTokenizer.from_pretrained(minilm_path)
+    search = OSESearch(
+        parent, config, space=space, train_dataset=lm_texts[:16], eval_dataset=lm_texts[16:], tokenizer=tokenizer
+    )
+    result = search.run()
+    assert [r.architecture for r in result.records] == [smaller, base.parent_architecture]
+    own, small = result.record(base.parent_architecture), result.record(smaller)
+    assert own.error < 1e-3 and own.eval_error < 1e-3
+    assert small.error > 0.05 and small.eval_error > 0.05
+    assert result.best in (smaller, base.parent_architecture) and result.settings["importance"] == importance
+
+
+def test_cli_lm_search_on_a_gpt2_folder(minilm_path, wikitext_dir, tmp_path):
+    from hf_bort.cli import main
+    from hf_bort.ose import OSEResult
+
+    torch.manual_seed(0)
+    tr.AutoModelForCausalLM.from_config(LM_CONFIGS["gpt2"]()).save_pretrained(tmp_path / "parent")
+    tr.AutoTokenizer.from_pretrained(minilm_path).save_pretrained(tmp_path / "parent")
+    argv = ["search", "--model", str(tmp_path / "parent"), "--train_file", str(wikitext_dir / "wiki.valid.raw")]
+    argv += ["--objective", "lm", "--epsilon", "1", "--interval", "2", "--seq_len", "16", "--batch_size", "4"]
+    argv += ["--step", "16", "--max_texts", "16", "--max_candidates", "2", "--output_dir", str(tmp_path / "run")]
+    assert main(argv) == 0
+    result = OSEResult.load(tmp_path / "run" / "result.json")
+    assert result.objective == "lm" and len(result.records) == 2
+    assert result.to_config().model_type == "gpt2"
+
+
+def test_lm_objective_needs_a_causal_lm(minilm_path):
+    from hf_bort.ose import OSEConfig, OSESearch
+
+    with pytest.raises(ValueError, match="objective='lm'.*needs a causal LM.*got GPT2Model.*AutoModelForCausalLM"):
+        OSESearch(
+            tr.GPT2Model(LM_CONFIGS["gpt2"]()),
+            OSEConfig(objective="lm"),
+            train_dataset=["a text"],
+            tokenizer=tr.AutoTokenizer.from_pretrained(minilm_path),
+        )
+
+
+@pytest.mark.parametrize("accelerator", [False, True])
+def test_ose_state_takes_the_accelerator_when_there_is_one(accelerator, monkeypatch):
+    """PartialState() (one accelerator per process) with an accelerator; PartialState(cpu=True) (the gloo group of
+    a CPU machine) without one."""
+    import accelerate
+
+    from hf_bort.ose.search import ose_state
+
+    calls = []
+    monkeypatch.setattr(torch.accelerator, "is_available", lambda: accelerator)
+    monkeypatch.setattr(accelerate, "PartialState", lambda **kwargs: calls.append(kwargs) or "state")
+    assert ose_state() == "state" and calls == [{"cpu": not accelerator}]
+
+
+def test_search_runs_on_the_state_device(minilm_path, lm_texts, monkeypatch):
+    """Parent, batches and teacher targets go to the device the Accelerate state names (here the CPU, as a
+    float64 parent shows that extraction follows the parent's placement and dtype)."""
+    from types import SimpleNamespace
+
+    import hf_bort.ose.search as search_module
+    from hf_bort.ose import OSEConfig, OSESearch
+
+    seen = []
+    state = SimpleNamespace(
+        device=torch.device("cpu"), process_index=0, num_processes=1, is_main_process=True,
+        wait_for_everyone=lambda: None,
+    )  # fmt: skip
+    monkeypatch.setattr(search_module, "ose_state", lambda: state)
+    torch.manual_seed(0)
+    parent = tr.AutoModelForCausalLM.from_config(LM_CONFIGS["llama"]()).double().eval()
+    base = SearchSpace.from_config(parent.config, step=8)
+    space = SearchSpace.from_architectures(base, [Architecture(1, 2, 16, 16)])
+    config = OSEConfig(objective="lm", epsilon=1.0, interval=1, seq_len=8, batch_size=2, show_progress=False)
+    search = OSESearch(
+        parent,
+        config,
+        space=space,
+        train_dataset=lm_texts[:4],
+        tokenizer=tr.AutoTokenizer.from_pretrained(minilm_path),
+    )
+    original = search._loss
+
+    def spy(student, head, batch, target):
+        seen.append((next(student.parameters()).device, next(student.parameters()).dtype, batch["input_ids"].device))
+        return original(student, head, batch, target)
+
+    monkeypatch.setattr(search, "_loss", spy)
+    search.run()
+    assert search.device == state.device and seen
+    assert all(entry == (state.device, torch.float64, state.device) for entry in seen)

@@ -57,12 +57,11 @@ def _dataclass_from_namespace(cls, args: argparse.Namespace):
 
 
 def run_search(args: argparse.Namespace) -> int:
-    from accelerate import PartialState
     from transformers import AutoConfig
 
     from ..errors import check_model_source
     from .ose_config import OSEConfig
-    from .search import OSESearch, read_text_lines
+    from .search import OSESearch, ose_state, read_text_lines
     from .space import SearchSpace
 
     data = _dataclass_from_namespace(SearchDataArguments, args)
@@ -81,7 +80,7 @@ def run_search(args: argparse.Namespace) -> int:
     space = SearchSpace.from_config(AutoConfig.from_pretrained(data.model), step=data.step, max_params=data.max_params)
     result = OSESearch(data.model, config, space=space, train_dataset=train, eval_dataset=evaluation).run()
 
-    if PartialState(cpu=True).is_main_process:
+    if ose_state().is_main_process:
         output_dir = Path(config.output_dir)
         result.save(output_dir / "result.json", overwrite=True)
         result.plot(output_dir / "front.png")
