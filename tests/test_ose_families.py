@@ -474,3 +474,22 @@ def test_search_runs_on_the_state_device(minilm_path, lm_texts, monkeypatch):
     search.run()
     assert search.device == state.device and seen
     assert all(entry == (state.device, torch.float64, state.device) for entry in seen)
+
+
+@pytest.mark.parametrize("name", list(FAMILY_CONFIGS))
+def test_distill_search_runs_on_every_family(name, minilm_path, lm_texts):
+    """The default objective (hidden-state distillation) on every family's base model, 2 candidates."""
+    from hf_bort.ose import OSEConfig, OSESearch
+
+    torch.manual_seed(0)
+    config = _config(name)
+    config.vocab_size = 30522  # the MiniLM tokenizer's ids
+    parent = tr.AutoModel.from_config(config).eval()
+    base = SearchSpace.from_config(parent.config, step=8)
+    smaller = Architecture(1, 2, 16, 16)
+    space = SearchSpace.from_architectures(base, [smaller, base.parent_architecture])
+    args = OSEConfig(epsilon=1.0, interval=2, seq_len=16, batch_size=4, importance="group-taylor", show_progress=False)
+    tokenizer = tr.AutoTokenizer.from_pretrained(minilm_path)
+    result = OSESearch(parent, args, space=space, train_dataset=lm_texts[:16], tokenizer=tokenizer).run()
+    own, small = result.record(base.parent_architecture).error, result.record(smaller).error
+    assert own < 1e-3 and small > 10 * own, (own, small)  # the parent's own architecture is an exact copy
