@@ -343,6 +343,12 @@ def test_activation_scores_are_mean_absolute_activations():
     torch.testing.assert_close(scores.neurons[2], expected, rtol=1e-5, atol=1e-7)
 
 
+def test_oseconfig_offers_every_importance_method():
+    from hf_bort.ose import ose_config
+
+    assert list(ose_config.IMPORTANCE_METHODS) == list(IMPORTANCE_METHODS)
+
+
 def test_importance_needs_data_and_a_known_method():
     parent = _parent("bert", head=False)
     with pytest.raises(ValueError, match="'fisher' needs data="):
