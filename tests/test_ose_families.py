@@ -409,12 +409,13 @@ def test_lm_search_end_to_end_on_decoders(name, importance, minilm_path, lm_text
     assert result.best in (smaller, base.parent_architecture) and result.settings["importance"] == importance
 
 
-def test_cli_lm_search_on_a_gpt2_folder(minilm_path, wikitext_dir, tmp_path):
+@pytest.mark.parametrize("name", list(LM_CONFIGS))
+def test_cli_lm_search_on_a_decoder_folder(name, minilm_path, wikitext_dir, tmp_path):
     from hf_bort.cli import main
     from hf_bort.ose import OSEResult
 
     torch.manual_seed(0)
-    tr.AutoModelForCausalLM.from_config(LM_CONFIGS["gpt2"]()).save_pretrained(tmp_path / "parent")
+    tr.AutoModelForCausalLM.from_config(LM_CONFIGS[name]()).save_pretrained(tmp_path / "parent")
     tr.AutoTokenizer.from_pretrained(minilm_path).save_pretrained(tmp_path / "parent")
     argv = ["search", "--model", str(tmp_path / "parent"), "--train_file", str(wikitext_dir / "wiki.valid.raw")]
     argv += ["--objective", "lm", "--epsilon", "1", "--interval", "2", "--seq_len", "16", "--batch_size", "4"]
@@ -422,7 +423,7 @@ def test_cli_lm_search_on_a_gpt2_folder(minilm_path, wikitext_dir, tmp_path):
     assert main(argv) == 0
     result = OSEResult.load(tmp_path / "run" / "result.json")
     assert result.objective == "lm" and len(result.records) == 2
-    assert result.to_config().model_type == "gpt2"
+    assert result.to_config().model_type == name
 
 
 def test_lm_objective_needs_a_causal_lm(minilm_path):

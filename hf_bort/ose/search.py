@@ -151,10 +151,11 @@ class _Targets:
 
 
 class OSESearch:
-    """Optimal subarchitecture extraction over `space` for a BERT-layout `parent`.
+    """Optimal subarchitecture extraction over `space` for a `parent` of any family in `families.FAMILIES`.
 
     Args:
-        parent: a model or a local folder / Hub id (loaded with `AutoModel`).
+        parent: a model or a local folder / Hub id (loaded with `AutoModel`, or `AutoModelForCausalLM` for
+            objective "lm"). `run()` moves it to the device Accelerate gives the process.
         args: an `OSEConfig` with every setting of the search (ε, s, objective, budgets, costs, output folder).
         space: the candidates; default `SearchSpace.from_config(parent.config)`.
         train_dataset: texts for the error estimates: a `datasets.Dataset`, or a list of strings.
