@@ -186,6 +186,18 @@ def test_unsupported_family_lists_the_supported_ones():
         compute_importance(parent)
 
 
+def test_a_malformed_layout_row_is_refused():
+    from hf_bort.ose.families import WeightLayout
+
+    good = dict(query="q", attention_output="o", ffn_output="down", hidden_outputs=())
+    modules = {"q": ("q", "hidden"), "o": ("hidden", "o"), "down": ("hidden", "neuron")}
+    WeightLayout(blocks="layers", modules=modules, **good)
+    with pytest.raises(ValueError, match=r"'down' has axis kinds \('hidden', 'neurons'\)"):
+        WeightLayout(blocks="layers", modules={**modules, "down": ("hidden", "neurons")}, **good)
+    with pytest.raises(ValueError, match="ffn_output='mlp' is not one of its modules"):
+        WeightLayout(blocks="layers", modules=modules, **{**good, "ffn_output": "mlp"})
+
+
 def test_grouped_query_attention_keeps_groups_and_head_dim():
     parent = _parent("llama", head=False)
     with torch.no_grad():  # make key-value head 1 (query heads 2 and 3) clearly the more important group

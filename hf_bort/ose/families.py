@@ -41,6 +41,16 @@ class WeightLayout:
     inner: str | None = None  # ALBERT: each group holds its layers in this ModuleList
     transposed: bool = False  # GPT-2's Conv1D stores weights as (in, out)
 
+    def __post_init__(self):
+        for module, kinds in self.modules.items():
+            if not 1 <= len(kinds) <= 2 or any(kind not in AXIS_KINDS for kind in kinds):
+                raise ValueError(
+                    f"WeightLayout module {module!r} has axis kinds {kinds}; give one or two (out, in) of {AXIS_KINDS}."
+                )
+        for role in ("query", "attention_output", "ffn_output"):
+            if getattr(self, role) not in self.modules:
+                raise ValueError(f"WeightLayout.{role}={getattr(self, role)!r} is not one of its modules.")
+
 
 @dataclass(frozen=True)
 class FamilySpec:
