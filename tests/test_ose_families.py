@@ -355,6 +355,21 @@ def test_activation_scores_are_mean_absolute_activations():
     torch.testing.assert_close(scores.neurons[2], expected, rtol=1e-5, atol=1e-7)
 
 
+def test_labels_are_used_only_by_a_parent_with_a_head():
+    """A base model cannot take labels (OSE's task objective hands them over): it is scored on the label-free loss;
+    a classifier is scored on its own task loss."""
+    labelled = [{**_inputs(), "labels": torch.tensor([0, 1])}]
+    base = _parent("bert", head=False)
+    with_labels = compute_importance(base, labelled, method="fisher")
+    without = compute_importance(base, [_inputs()], method="fisher")
+    torch.testing.assert_close(with_labels.neurons[0], without.neurons[0])
+    torch.manual_seed(0)
+    classifier = tr.BertForSequenceClassification(_config("bert")).eval()
+    task = compute_importance(classifier, labelled, method="fisher")
+    proxy = compute_importance(classifier, [_inputs()], method="fisher")
+    assert not torch.allclose(task.neurons[0], proxy.neurons[0], rtol=1e-2, atol=0)
+
+
 def test_oseconfig_offers_every_importance_method():
     from hf_bort.ose import ose_config
 

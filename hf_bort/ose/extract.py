@@ -23,6 +23,7 @@ key-value heads. `as_bort=True` (BERT-layout parents) keeps whole heads at the p
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -193,10 +194,10 @@ def _uncovered(name: str, layout: WeightLayout) -> str:
 
 
 def _importance_loss(model: PreTrainedModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """The parent's own loss on a batch: its task loss when the batch has labels; next-token loss for a causal LM
-    with its head; otherwise the mean squared final hidden state (a label-free proxy for how much a group shapes
-    the representation that is handed on)."""
-    if "labels" in batch:
+    """The parent's own loss on a batch: its task loss when it has a head and the batch has labels; next-token loss
+    for a causal LM with its head; otherwise the mean squared final hidden state (a label-free proxy for how much a
+    group shapes the representation that is handed on)."""
+    if "labels" in batch and "labels" in inspect.signature(model.forward).parameters:
         return model(**batch).loss
     inputs = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
     if type(model).can_generate() and model.get_output_embeddings() is not None:
