@@ -12,8 +12,11 @@ The defaults are the released Bort (de Wynter & Perry, 2020): the optimal subarc
 BPE vocabulary and no token-type embeddings.
 """
 
+import math
+
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
+from transformers.activations import ACT2FN
 
 
 @strict
@@ -29,7 +32,7 @@ class BortConfig(PreTrainedConfig):
         intermediate_size: width I of the feed-forward layer.
         head_dim: width of one attention head. `None` means `hidden_size // num_attention_heads`; set it
             explicitly for subnetworks whose heads were pruned, where `heads * head_dim != hidden_size`.
-        hidden_act: feed-forward non-linearity.
+        hidden_act: feed-forward non-linearity, any name in `transformers.activations.ACT2FN`.
         hidden_dropout_prob / attention_probs_dropout_prob / classifier_dropout: dropout rates in [0, 1).
         max_position_embeddings: longest sequence the position table holds.
         layer_norm_eps: LayerNorm epsilon.
@@ -98,8 +101,16 @@ class BortConfig(PreTrainedConfig):
             value = getattr(self, name)
             if value is not None and not 0.0 <= value < 1.0:
                 raise ValueError(f"BortConfig.{name} must lie in [0, 1), got {value}. Pass a rate such as 0.1.")
-        if self.layer_norm_eps <= 0:
-            raise ValueError(f"BortConfig.layer_norm_eps must be positive, got {self.layer_norm_eps}.")
+        if not (math.isfinite(self.layer_norm_eps) and self.layer_norm_eps > 0):
+            raise ValueError(
+                f"BortConfig.layer_norm_eps must be a positive finite number, got {self.layer_norm_eps}. "
+                "Pass a small value such as 1e-5."
+            )
+        if self.hidden_act not in ACT2FN:
+            raise ValueError(
+                f"BortConfig.hidden_act {self.hidden_act!r} is not a known activation. Pass one of "
+                f"transformers.activations.ACT2FN: {', '.join(sorted(ACT2FN))}."
+            )
 
     @property
     def attention_width(self) -> int:

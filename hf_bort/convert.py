@@ -14,6 +14,7 @@ from transformers import AutoConfig, AutoTokenizer, BertConfig, BertForMaskedLM,
 from transformers.utils import logging
 
 from .configuration_bort import BortConfig
+from .errors import check_model_source, readable_weights
 from .modeling_bort import BortForMaskedLM
 
 
@@ -23,6 +24,11 @@ UNTRAINED_HEAD_WARNING = (
     "The masked-LM head is copied from the source as is. The MLM head of the published `amazon/bort` checkpoint "
     "was never trained, so its token predictions are meaningless: use the encoder for fine-tuning, or train the "
     "head (e.g. with hf_bort's distillation recipe) before relying on masked-LM outputs."
+)
+NO_HEAD_WARNING = (
+    "The source has no masked-LM head (e.g. a bare BertModel checkpoint), so none was copied: Bort's head is "
+    "initialised at random. Use the encoder for fine-tuning, or train the head (e.g. with hf_bort's distillation "
+    "recipe) before relying on masked-LM outputs."
 )
 
 
@@ -85,25 +91,40 @@ def convert_bert_checkpoint(
     """
     if save_directory is not None:
         target = Path(save_directory)
+        if target.exists() and not target.is_dir():
+            raise FileExistsError(
+                f"{target} is a file, not a folder; choose a folder to write the Bort checkpoint to."
+            )
         if target.exists() and any(target.iterdir()) and not overwrite:
             raise FileExistsError(
                 f"{target} already exists and is not empty; pass overwrite=True (or --overwrite) to replace it, "
                 "or choose another folder."
             )
+    if not isinstance(source, BertPreTrainedModel):
+        check_model_source(source, "source")
     config = source.config if isinstance(source, BertPreTrainedModel) else AutoConfig.from_pretrained(source)
     if not isinstance(config, BertConfig):
         raise ValueError(
             f"convert_bert_checkpoint expects a BERT-format checkpoint (model_type 'bert'); {source} has "
             f"model_type {config.model_type!r}. A Bort checkpoint needs no conversion: load it with AutoModel."
         )
-    bert = source if isinstance(source, BertPreTrainedModel) else BertForMaskedLM.from_pretrained(source)
+    head_in_source = True
+    if isinstance(source, BertPreTrainedModel):
+        bert = source
+    else:
+        with readable_weights(source, "source"):
+            bert, loading_info = BertForMaskedLM.from_pretrained(source, output_loading_info=True)
+        # A bare BertModel checkpoint loads into BertForMaskedLM with a random head: that head is not the source's.
+        head_in_source = not any(key.startswith("cls.predictions.") for key in loading_info["missing_keys"])
     if bert.config.type_vocab_size != 1:
         logger.warning(
             f"The source has type_vocab_size={bert.config.type_vocab_size}; Bort has no token types, so only token "
             "type 0 is kept. Outputs match the source for inputs whose token_type_ids are all 0."
         )
     bert_state = bert.state_dict()
-    has_head = "cls.predictions.transform.dense.weight" in bert_state
+    has_head = head_in_source and "cls.predictions.transform.dense.weight" in bert_state
+    if not has_head:
+        bert_state = {name: tensor for name, tensor in bert_state.items() if not name.startswith("cls.")}
     prefix = "bert." if any(k.startswith("bert.") for k in bert_state) else ""
     bort_state = bert_state_dict_to_bort(bert_state, prefix=prefix)
 
@@ -115,9 +136,7 @@ def convert_bert_checkpoint(
         raise ValueError(
             f"Checkpoint layout not recognised: missing {sorted(missing)}, unexpected {sorted(unexpected)}."
         )
-    message = (
-        UNTRAINED_HEAD_WARNING if has_head else "The source has no masked-LM head: Bort's is freshly initialised."
-    )
+    message = UNTRAINED_HEAD_WARNING if has_head else NO_HEAD_WARNING
     warnings.warn(message, UserWarning, stacklevel=2)
     logger.warning(message)
 

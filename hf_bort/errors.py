@@ -7,9 +7,10 @@ traceback is shown with `--debug` on the command line or `HF_BORT_DEBUG=1` in th
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 
@@ -81,4 +82,60 @@ def check_model_source(name_or_path: str | os.PathLike, role: str = "model") -> 
             )
 
 
-__all__ = ["DEBUG_ENV", "DEBUG_FLAG", "check_model_source", "one_line", "run_main"]
+def _unreadable_safetensors(folder: Path) -> tuple[Path, Exception] | None:
+    """The first `*.safetensors` file in `folder` that safetensors cannot open (header and size), with the error."""
+    from safetensors import SafetensorError, safe_open
+
+    for file in sorted(folder.glob("*.safetensors")):
+        try:
+            with safe_open(file, framework="pt") as handle:
+                handle.keys()
+        except (SafetensorError, OSError) as error:
+            return file, error
+    return None
+
+
+def _corrupt_weights_error(where: str, error: Exception) -> ValueError:
+    return ValueError(
+        f"{where} is not a valid safetensors file (truncated or corrupt: {error}); re-save or re-download it."
+    )
+
+
+def check_weights_readable(folder: str | os.PathLike, role: str = "model") -> None:
+    """Before a long run: every `*.safetensors` file of a local model folder has a readable header and its full size
+    (cheap: nothing is loaded), so a truncated download fails now, in plain words, not minutes later."""
+    unreadable = _unreadable_safetensors(Path(os.fspath(folder)).expanduser())
+    if unreadable is not None:
+        file, error = unreadable
+        raise _corrupt_weights_error(f"{role} weights {str(file)!r}", error)
+
+
+@contextlib.contextmanager
+def readable_weights(name_or_path: str | os.PathLike, role: str = "model") -> Iterator[None]:
+    """Around a `from_pretrained` call: a truncated, empty or random `model.safetensors` becomes one sentence naming
+    the file and the fix, instead of safetensors' bare "Error while deserializing header: ...".
+    """
+    from safetensors import SafetensorError
+
+    try:
+        yield
+    except SafetensorError as error:
+        folder = Path(os.fspath(name_or_path)).expanduser()
+        unreadable = _unreadable_safetensors(folder) if folder.is_dir() else None
+        where = (
+            f"{role} weights {str(unreadable[0])!r}"
+            if unreadable is not None
+            else f"a weights file of {role} {str(name_or_path)!r}"
+        )
+        raise _corrupt_weights_error(where, error) from error
+
+
+__all__ = [
+    "DEBUG_ENV",
+    "DEBUG_FLAG",
+    "check_model_source",
+    "check_weights_readable",
+    "one_line",
+    "readable_weights",
+    "run_main",
+]

@@ -30,8 +30,11 @@ import torch
 from torch import nn
 from transformers.utils import ModelOutput
 
+from .errors import check_model_source, readable_weights
+
 
 INPUT_NAMES = ("input_ids", "attention_mask")
+MIN_OPSET = 17  # the first opset with LayerNormalization
 _METADATA_PREFIX = "hf_bort."
 # A single .onnx file is a protobuf, capped at 2 GiB; larger models keep their weights in a side file.
 _SINGLE_FILE_LIMIT_BYTES = 1_800_000_000
@@ -58,8 +61,28 @@ class _ExportWrapper(nn.Module):
 
 
 def _refuse_overwrite(path: Path, overwrite: bool) -> None:
+    """An output file may replace an earlier file only when asked to, and never a folder or a path below a file."""
+    if path.is_dir():
+        raise IsADirectoryError(
+            f"{path} is a folder; pass the path of the file to write (e.g. {path / 'model.onnx'})."
+        )
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} already exists; pass overwrite=True (or --overwrite) or choose another path.")
+    blocking = next((parent for parent in path.parents if parent.exists() and not parent.is_dir()), None)
+    if blocking is not None:
+        raise NotADirectoryError(f"Cannot write {path}: {blocking} is a file, not a folder; choose another path.")
+
+
+def _check_opset(opset: int) -> None:
+    """The opsets this exporter really writes: below 17 ONNX has no LayerNormalization, and torch.onnx silently
+    falls back to 18; above the installed onnx package's newest opset nothing can read the file."""
+    import onnx
+
+    newest = onnx.defs.onnx_opset_version()
+    if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= newest:
+        raise ValueError(
+            f"opset {opset!r} is not supported: export_onnx writes opsets {MIN_OPSET} to {newest} (default 18)."
+        )
 
 
 @contextlib.contextmanager
@@ -90,6 +113,7 @@ def export_onnx(
     its own fusions when the session is created.
     """
     path = Path(path)
+    _check_opset(opset)
     _refuse_overwrite(path, overwrite)
     config = model.config
     max_length = int(config.max_position_embeddings)
@@ -113,6 +137,9 @@ def export_onnx(
                 dynamic_shapes={name: {0: batch, 1: sequence} for name in INPUT_NAMES},
                 optimize=optimize,
             )
+    written = program.model.opset_imports.get("", opset)
+    if written != opset:
+        raise ValueError(f"torch.onnx wrote opset {written} where opset {opset} was asked for; nothing was saved.")
     program.model.metadata_props.update(
         {
             f"{_METADATA_PREFIX}architecture": type(model).__name__,
@@ -277,6 +304,10 @@ class OnnxEncoder:
         """The same checks as `BortModel`, so a wrong tokenizer fails with a message instead of an ORT trace."""
         if input_ids.ndim != 2:
             raise ValueError(f"Expected input_ids of shape (batch, sequence); got {input_ids.shape}.")
+        if 0 in input_ids.shape:
+            raise ValueError(
+                f"The inputs are empty (shape {input_ids.shape}); pass at least one sequence of at least one token."
+            )
         if attention_mask.shape != input_ids.shape:
             raise ValueError(
                 f"attention_mask has shape {attention_mask.shape} but input_ids have shape {input_ids.shape}; "
@@ -371,11 +402,14 @@ def run_export(args: argparse.Namespace) -> int:
 
     import hf_bort  # noqa: F401  (registers Bort with the Auto classes)
 
-    if not args.model_dir.is_dir():
-        raise FileNotFoundError(f"{args.model_dir} is not a folder; pass a directory written by save_pretrained.")
+    if not args.model_dir.exists():
+        raise FileNotFoundError(f"{args.model_dir} does not exist; pass a folder written by save_pretrained.")
+    check_model_source(args.model_dir, "model_dir")
+    _check_opset(args.opset)
     _refuse_overwrite(args.output, args.overwrite)
     task = _infer_task(args.model_dir) if args.task == "auto" else args.task
-    model = getattr(transformers, _TASK_CLASSES[task]).from_pretrained(args.model_dir).eval()
+    with readable_weights(args.model_dir, "model_dir"):
+        model = getattr(transformers, _TASK_CLASSES[task]).from_pretrained(args.model_dir).eval()
     if args.int8:
         with tempfile.TemporaryDirectory() as tmp:
             fp32 = export_onnx(model, Path(tmp) / "model.onnx", opset=args.opset)

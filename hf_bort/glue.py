@@ -3,14 +3,26 @@
 Both sources give the same `datasets.DatasetDict`, with the column names and split names of the Hub's
 `nyu-mll/glue` (`train`, `validation`, `test`; MNLI has `validation_matched`/`_mismatched` and
 `test_matched`/`_mismatched`). Unlabelled test rows carry label -1, as on the Hub.
+
+Local files are read strictly: an empty, header-only or non-UTF-8 file is an error naming the file. Rows with too
+few fields (GLUE's own processors skip the few malformed rows of QQP/MNLI) are skipped with a warning that gives the
+count and the file, up to `MAX_MALFORMED_TRAIN_FRACTION` of a train file; past that, or for any row of a
+validation/test file (whose rows are scored or submitted one by one), loading stops with an error.
 """
 
 import csv
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
+
+
+logger = logging.getLogger(__name__)
+
+# A train file may lose at most this fraction of its rows to malformed lines before loading refuses it.
+MAX_MALFORMED_TRAIN_FRACTION = 0.01
 
 
 @dataclass(frozen=True)
@@ -146,11 +158,22 @@ def get_task(name: str) -> GlueTask:
 
 
 def _read_tsv(path: Path, headerless: bool) -> tuple[list[str] | None, list[list[str]]]:
-    with open(path, encoding="utf-8-sig", newline="") as handle:
-        rows = list(csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
+    """Header and data rows of a GLUE TSV; a file that is not UTF-8 text or holds no data row is a clear error."""
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as handle:
+            rows = [row for row in csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE) if row]
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise ValueError(
+            f"{path} is not a UTF-8 tab-separated text file ({error}); put the original GLUE file there."
+        ) from error
     if headerless:
-        return None, rows
-    return rows[0], rows[1:]
+        header = None
+    else:
+        header, rows = (rows[0], rows[1:]) if rows else (None, [])
+    if not rows:
+        what = "is empty" if header is None else "has a header line but no data rows"
+        raise ValueError(f"{path} {what}; put the original GLUE file there (re-download or re-extract it).")
+    return header, rows
 
 
 def _column(header: list[str] | None, key: str | int, path: Path) -> int:
@@ -163,11 +186,28 @@ def _column(header: list[str] | None, key: str | int, path: Path) -> int:
 
 def _parse_label(task: GlueTask, raw: str, path: Path) -> int | float:
     if task.is_regression:
-        return float(raw)
+        try:
+            return float(raw)
+        except ValueError:
+            raise ValueError(f"{path} has score {raw!r}, not a number; GLUE {task.name} labels are floats.") from None
     values = task.tsv_label_values or tuple(str(i) for i in range(task.num_labels))
     if raw not in values:
         raise ValueError(f"{path} has label {raw!r}, which GLUE {task.name} does not have (expected one of {values}).")
     return values.index(raw)
+
+
+def _report_malformed(path: Path, split: str, lines: list[int], total: int, width: int) -> None:
+    """Warn about skipped rows of a train file; refuse past the threshold, or any in a validation/test file."""
+    if not lines:
+        return
+    shown = ", ".join(map(str, lines[:5])) + (", ..." if len(lines) > 5 else "")
+    message = f"{path}: {len(lines)} of {total} rows have fewer than {width} tab-separated fields (data rows {shown})"
+    if split != "train" or len(lines) > MAX_MALFORMED_TRAIN_FRACTION * total:
+        limit = "any row" if split != "train" else f"more than {MAX_MALFORMED_TRAIN_FRACTION:.0%} of the rows"
+        raise ValueError(
+            f"{message}; {split} files may not lose {limit}. Fix those lines or re-download the original GLUE file."
+        )
+    logger.warning(f"{message}; skipping them, as GLUE's own processors do.")
 
 
 def _load_local_split(task: GlueTask, path: Path, split: str) -> datasets.Dataset:
@@ -183,9 +223,11 @@ def _load_local_split(task: GlueTask, path: Path, split: str) -> datasets.Datase
     columns: dict[str, list] = {name: [] for name in task.text_columns}
     columns["label"] = []
     columns["idx"] = []
-    for row in rows:
+    malformed = []
+    for number, row in enumerate(rows, start=1):
         if len(row) < width and (label_idx is None or len(row) <= max(text_idx + [label_idx])):
-            continue  # GLUE's own processors skip the few malformed rows of QQP/MNLI
+            malformed.append(number)  # GLUE's own processors skip the few malformed rows of QQP/MNLI
+            continue
         for name, i in zip(task.text_columns, text_idx):
             columns[name].append(row[i])
         if label_idx is None:
@@ -193,6 +235,7 @@ def _load_local_split(task: GlueTask, path: Path, split: str) -> datasets.Datase
         else:
             columns["label"].append(_parse_label(task, row[label_idx], path))
         columns["idx"].append(len(columns["idx"]))
+    _report_malformed(path, split, malformed, len(rows), width)
     features = {name: datasets.Value("string") for name in task.text_columns}
     if task.is_regression:
         features["label"] = datasets.Value("float32")

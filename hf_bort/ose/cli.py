@@ -26,9 +26,6 @@ class SearchDataArguments:
     )
     max_texts: int = field(default=2000, metadata={"help": "Use at most this many training texts."})
     step: int = field(default=64, metadata={"help": "Spacing of the hidden and intermediate grids."})
-    max_params: float | None = field(
-        default=None, metadata={"help": "Keep candidates with at most this many parameters."}
-    )
 
     def __post_init__(self):
         if (self.train_file is None) == (self.glue_task is None):
@@ -61,13 +58,14 @@ def run_search(args: argparse.Namespace) -> int:
 
     from ..errors import check_model_source
     from .ose_config import OSEConfig
-    from .search import OSESearch, ose_state, read_text_lines
+    from .search import OSESearch, _check_output_dir, ose_state, read_text_lines
     from .space import SearchSpace
 
     data = _dataclass_from_namespace(SearchDataArguments, args)
     config = _dataclass_from_namespace(OSEConfig, args)
     if config.output_dir is None:
         raise ValueError("--output_dir is required: the search writes its results and resume journal there.")
+    _check_output_dir(Path(config.output_dir))  # before any slow work: a user's folder is refused at once
     check_model_source(data.model, "--model")
     if data.train_file is not None:
         train = read_text_lines(data.train_file)[: data.max_texts]
@@ -77,15 +75,21 @@ def run_search(args: argparse.Namespace) -> int:
         train = load_glue(data.glue_task, data.glue_dir, splits=("train",))["train"]
         train = train.select(range(min(data.max_texts, len(train))))
     evaluation = read_text_lines(data.eval_file)[: max(1, data.max_texts // 10)] if data.eval_file else None
-    space = SearchSpace.from_config(AutoConfig.from_pretrained(data.model), step=data.step, max_params=data.max_params)
-    result = OSESearch(data.model, config, space=space, train_dataset=train, eval_dataset=evaluation).run()
+    space = SearchSpace.from_config(AutoConfig.from_pretrained(data.model), step=data.step)
+    search = OSESearch(data.model, config, space=space, train_dataset=train, eval_dataset=evaluation)
+    result = search.run()
 
     if ose_state().is_main_process:
+        print(f"Reused {search.reused_candidates} finished candidate(s) from {config.output_dir}.")
         output_dir = Path(config.output_dir)
         result.save(output_dir / "result.json", overwrite=True)
         result.plot(output_dir / "front.png")
         print(result)
         print(f"Best architecture: {result.best}; config: result.to_config() or {output_dir / 'result.json'}")
+        if result.constraints:
+            best = result.record(result.best)
+            speed = f", measured {best.latency_ms:.2f} ms, {best.speedup:.2f}x the parent" if best.speedup else ""
+            print(f"Constraints {result.constraints['limits']} met by the best point{speed}.")
     return 0
 
 

@@ -18,7 +18,20 @@ INFERENCE_COSTS = ("flops", "latency")
 IMPORTANCE_METHODS = ("magnitude", "gradient", "group-taylor", "fisher", "activation")  # extract.IMPORTANCE_METHODS
 
 # Fields that change how the search runs or reports, never a candidate's numbers: a resume may differ in them.
-_RUN_ONLY_FIELDS = ("output_dir", "max_candidates", "show_progress")
+# Constraints and the latency protocol only choose among finished candidates, so they too may change on a resume.
+_RUN_ONLY_FIELDS = (
+    "output_dir",
+    "max_candidates",
+    "show_progress",
+    "max_params",
+    "max_flops",
+    "max_latency_ms",
+    "min_speedup",
+    "latency_threads",
+    "latency_batch_size",
+    "latency_repeats",
+    "wait_timeout",
+)
 
 
 @dataclass
@@ -71,6 +84,33 @@ class OSEConfig:
     output_dir: str | None = field(
         default=None, metadata={"help": "Candidates are appended here as they finish; rerunning with it resumes."}
     )
+    max_params: float | None = field(
+        default=None, metadata={"help": "Constraint: the best point has at most this many parameters."}
+    )
+    max_flops: float | None = field(
+        default=None, metadata={"help": "Constraint: the best point needs at most this many FLOPs at seq_len."}
+    )
+    max_latency_ms: float | None = field(
+        default=None,
+        metadata={"help": "Constraint: the best point's latency measured on this device is at most this (ms)."},
+    )
+    min_speedup: float | None = field(
+        default=None,
+        metadata={"help": "Constraint: the best point is at least this many times faster than the parent, measured."},
+    )
+    latency_threads: int = field(default=1, metadata={"help": "Torch threads for the measured latency constraints."})
+    latency_batch_size: int = field(
+        default=1, metadata={"help": "Rows per forward pass (each seq_len tokens) when measuring latency."}
+    )
+    latency_repeats: int = field(
+        default=10, metadata={"help": "Timed passes per model (after 2 warm-up passes); the median is kept."}
+    )
+    wait_timeout: float = field(
+        default=3600.0,
+        metadata={
+            "help": "Seconds to wait for candidates that another live search into the same output_dir is evaluating."
+        },
+    )
     show_progress: bool = field(default=True, metadata={"help": "Show a progress bar."})
 
     def __post_init__(self):
@@ -96,6 +136,12 @@ class OSEConfig:
             value = getattr(self, name)
             if not (value > 0 and math.isfinite(value)):
                 raise ValueError(f"{name} must be a positive number, got {value!r}.")
+        for name in ("max_params", "max_flops", "max_latency_ms", "min_speedup", "wait_timeout"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, (int, float)) and value > 0 and math.isfinite(value)):
+                raise ValueError(f"{name} must be a positive number, got {value!r}; leave it unset for no limit.")
+        for name in ("latency_threads", "latency_batch_size", "latency_repeats"):
+            _check_positive_int(name, getattr(self, name))
         self.weights = [float(w) for w in self.weights]
         if len(self.weights) != 3 or min(self.weights) < 0 or max(self.weights) <= 0:
             raise ValueError(f"weights must be three non-negative numbers (w_p, w_i, w_e), got {self.weights!r}.")
@@ -120,6 +166,11 @@ class OSEConfig:
         if unknown:
             raise ValueError(f"Unknown OSEConfig fields {unknown}; known fields are {sorted(known)}.")
         return cls(**values)
+
+    def constraints(self) -> dict[str, float]:
+        """The constraints that are set, by name (`max_params`, `max_flops`, `max_latency_ms`, `min_speedup`)."""
+        names = ("max_params", "max_flops", "max_latency_ms", "min_speedup")
+        return {name: float(getattr(self, name)) for name in names if getattr(self, name) is not None}
 
     def result_settings(self) -> dict:
         """The fields that decide a candidate's numbers, with the step budget they imply."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
 from transformers import AutoConfig, PreTrainedConfig
@@ -29,6 +29,8 @@ class CandidateRecord:
     seed: int
     eval_error: float | None = None  # the same ratio on held-out data, when an eval dataset was given
     w: float | None = None
+    latency_ms: float | None = None  # measured on this device (`measure_latency_ms`), when a latency constraint asked
+    speedup: float | None = None  # the parent's measured latency / this candidate's, same protocol, same run
 
     def to_dict(self) -> dict:
         return {**asdict(self), "architecture": self.architecture.as_dict()}
@@ -61,6 +63,9 @@ class OSEResult:
     parent_config: dict = field(repr=False, default_factory=dict)
     settings: dict = field(default_factory=dict)
     config: dict = field(default_factory=dict)  # the OSEConfig of the search, as `OSEConfig.to_dict()`
+    # The constraints the best point had to meet (`OSEConfig.constraints()`), with the parent's measured latency and
+    # the measuring protocol when a latency constraint was set; empty when the search was unconstrained.
+    constraints: dict = field(default_factory=dict)
 
     def record(self, arch: Architecture) -> CandidateRecord:
         for rec in self.records:
@@ -92,16 +97,36 @@ class OSEResult:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> OSEResult:
-        values = json.loads(Path(path).read_text())
-        return cls(
-            **{
-                **values,
-                "parent_architecture": Architecture(**values["parent_architecture"]),
-                "best": Architecture(**values["best"]),
-                "front": [Architecture(**a) for a in values["front"]],
-                "records": [CandidateRecord.from_dict(r) for r in values["records"]],
-            }
-        )
+        """Read a result written by `save`; a missing file, non-JSON or another schema fails with one clear line."""
+        path = Path(path)
+        fix = "pass the result.json that OSEResult.save or hf-bort search wrote"
+        if not path.is_file():
+            what = "is a folder" if path.is_dir() else "does not exist"
+            raise FileNotFoundError(f"OSE result {path} {what}; {fix}.")
+        try:
+            values = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ValueError(f"OSE result {path} is not JSON ({error}); {fix}.") from None
+        required = {f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING}
+        if not isinstance(values, dict) or not required <= set(values):
+            found = sorted(values) if isinstance(values, dict) else type(values).__name__
+            missing = sorted(required - set(values)) if isinstance(values, dict) else sorted(required)
+            raise ValueError(f"{path} is not an OSE result: missing {missing} (found {found}); {fix}.")
+        unknown = sorted(set(values) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"{path} is not an OSE result of this hf_bort: unknown fields {unknown}; {fix}.")
+        try:
+            return cls(
+                **{
+                    **values,
+                    "parent_architecture": Architecture(**values["parent_architecture"]),
+                    "best": Architecture(**values["best"]),
+                    "front": [Architecture(**a) for a in values["front"]],
+                    "records": [CandidateRecord.from_dict(r) for r in values["records"]],
+                }
+            )
+        except (TypeError, KeyError, AttributeError) as error:
+            raise ValueError(f"{path} is not an OSE result: {type(error).__name__} {error}; {fix}.") from None
 
     def table(self, front_only: bool = False) -> str:
         """A fixed-width table of the candidates (sorted by parameters); * marks the front, > the best."""

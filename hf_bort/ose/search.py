@@ -29,11 +29,14 @@ runs on the device Accelerate gives the process (`ose_state()`): an accelerator 
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import fcntl
 import hashlib
 import json
 import math
 import os
+import socket
 import time
 import zlib
 from collections.abc import Sequence
@@ -49,6 +52,7 @@ from transformers.utils import logging
 
 from .costs import LatencyModel, inference_flops, parameter_count, pareto_front
 from .extract import compute_importance, extract_subnetwork
+from .latency import measure_latency_ms
 from .ose_config import OSEConfig
 from .result import CandidateRecord, OSEResult
 from .space import Architecture, SearchSpace
@@ -71,11 +75,24 @@ def read_text_lines(path: str | os.PathLike, min_words: int = 4) -> list[str]:
     return [ln.strip() for ln in lines if len(ln.split()) >= min_words and not ln.strip().startswith("=")]
 
 
-def epsilon_buckets(params: np.ndarray, cost: np.ndarray, epsilon: float) -> np.ndarray:
+def epsilon_buckets(
+    params: np.ndarray, cost: np.ndarray, epsilon: float, heads: np.ndarray | None = None
+) -> np.ndarray:
     """Step 2: indices of one representative per ε-bucket, in ABnC (p, then i) order; see the module docstring.
 
-    The representative is the last member of its bucket in that order, the largest: all members cost the same up to
-    a factor 1 + ε, and the largest is the one expected to have the lowest error, so it ε-dominates the others.
+    A bucket is the cell (⌊log_{1+ε} p/p_min⌋, ⌊log_{1+ε} i/i_min⌋), and, when `heads` (each candidate's head count
+    A, or any per-candidate key) is given, also that key: each cell then keeps one representative per key. The
+    representative is the last member of its bucket in (p, i) order, the largest: all members cost the same up to a
+    factor 1 + ε, and the largest is the one expected to have the lowest error, so it ε-dominates the others. Either
+    way every discarded candidate has a kept one with the same key whose p and i are each within a factor 1 + ε of
+    its own.
+
+    Why heads need a key: p does not depend on A and FLOPs only through the softmax term, so within a cell the
+    largest member is nearly always the maximum-heads variant and the head count is never searched. `OSESearch`
+    therefore passes, as the key, the head count of every candidate whose (D, H, I) siblings differ in i by more than
+    a factor 1 + ε across head counts, i.e. wherever the cost measure tells head counts apart at the trimming's own
+    resolution (measured latency, or a `LatencyModel`, at small head widths; FLOPs at small hidden sizes), and one
+    shared key elsewhere. There the kept set holds candidates that differ only in heads, and their errors decide.
     """
     _check_epsilon(epsilon)
     order = np.lexsort((cost, params))
@@ -83,6 +100,9 @@ def epsilon_buckets(params: np.ndarray, cost: np.ndarray, epsilon: float) -> np.
     bucket_p = np.floor(np.log(params[order] / params.min()) / base + 1e-9).astype(np.int64)
     bucket_i = np.floor(np.log(cost[order] / cost.min()) / base + 1e-9).astype(np.int64)
     keys = bucket_p * (int(bucket_i.max()) + 1) + bucket_i
+    if heads is not None:
+        heads = np.asarray(heads, dtype=np.int64)[order]
+        keys = keys * (int(heads.max()) + 1) + heads
     _, last_reversed = np.unique(keys[::-1], return_index=True)
     return order[np.sort(len(keys) - 1 - last_reversed)]
 
@@ -95,6 +115,9 @@ def w_coefficient(
     weights: Sequence[float] = (1.0, 1.0, 1.0),
 ) -> np.ndarray:
     """W(ξ) = max(w_p p(ξ)/p(T), w_i i(ξ)/i(T), w_e e(ξ)/e(T)); lower is better.
+
+    This is hf_bort's definition, not the paper's: de Wynter & Perry (2020) name a W-coefficient but never publish
+    its formula, so this scalarisation is this project's choice, documented here and in the README.
 
     T is the maximum point: the largest p and i of the space, and e(T) the error of the best input-independent
     predictor (the teacher's mean hidden state for "distill", the label prior for "task"), so every ratio reads
@@ -258,12 +281,23 @@ class OSESearch:
         return params, self.latency_model.predict(self.space)
 
     def settings(self) -> dict:
-        """Everything that determines a candidate's numbers; a resumed run must match it."""
-        digest = hashlib.sha256(self._train["input_ids"].numpy().tobytes()).hexdigest()[:16]
+        """Everything that determines a candidate's numbers; a resumed run must match it.
+
+        The parent's weights, the tokenizer, the train and eval token ids and the grid are fingerprinted (sha256), so
+        a parent of the same shape with other weights, or another eval file, is a different search.
+        """
+        if getattr(self, "_fingerprints", None) is None:
+            self._fingerprints = {
+                "parent_weights": _fingerprint_state_dict(self.parent),
+                "tokenizer": _fingerprint_tokenizer(self.tokenizer),
+                "train_data": _fingerprint_tensors(self._train),
+                "eval_data": _fingerprint_tensors(self._eval) if self._eval is not None else None,
+                "space": _fingerprint_space(self.space),
+            }
         return {
             "parent": self.space.parent_architecture.as_dict(),
             **self.args.result_settings(),
-            "train_data": digest,
+            **self._fingerprints,
         }
 
     def run(self) -> OSEResult:
@@ -272,13 +306,24 @@ class OSESearch:
         state = ose_state()
         self.device = state.device
         self.parent.to(self.device)
+        self._run_token = os.urandom(8).hex()  # this run's claims; an earlier run's in this process are stale
+        if self.output_dir is not None:
+            _check_output_dir(self.output_dir)
+        self._check_seq_len()
         params, cost = self._costs()  # step 1
-        kept = epsilon_buckets(params, cost, self.args.epsilon)  # step 2
+        # Heads split the buckets wherever the cost tells head counts apart; see `epsilon_buckets`.
+        kept = epsilon_buckets(params, cost, self.args.epsilon, heads=_head_keys(self.space, cost, self.args.epsilon))
         if self.args.max_candidates is not None:
             kept = kept[: self.args.max_candidates]
         finished = self._load_finished(state)
         state.wait_for_everyone()  # every process reads the same finished set before anyone appends to it
         pending = [int(k) for k in kept if self.space[int(k)] not in finished]
+        self.reused_candidates = len(kept) - len(pending)
+        if self.output_dir is not None:
+            logger.info(
+                f"OSE: {self.reused_candidates} of {len(kept)} candidates reused from {self.output_dir}, "
+                f"{len(pending)} to evaluate."
+            )
         mine = pending[state.process_index :: state.num_processes]
 
         targets = self._prepare_targets()
@@ -291,17 +336,28 @@ class OSESearch:
             disable=not self.args.show_progress or not state.is_main_process,
         )
         for index in bar:
-            arch = self.space[index]
-            record = self._evaluate(arch, float(params[index]), float(cost[index]), targets, scores)
-            self._append(record, state.process_index)
+            record = self._claim_and_evaluate(index, params, cost, targets, scores, state.process_index)
+            if record is None:
+                continue  # another search into the same folder has it, or finished it
             new_records.append(record.to_dict())
-            bar.set_postfix(arch=str(arch), err=f"{record.error:.3f}")
-        gathered = gather_object(new_records) if state.num_processes > 1 else new_records
-        records = [*finished.values(), *(CandidateRecord.from_dict(r) for r in gathered)]
-        kept_archs = {self.space[int(k)] for k in kept}
-        records = sorted(
-            (r for r in records if r.architecture in kept_archs), key=lambda r: (r.params, r.inference_cost)
-        )
+            bar.set_postfix(arch=str(record.architecture), err=f"{record.error:.3f}")
+        if self.output_dir is None:
+            gathered = gather_object(new_records) if state.num_processes > 1 else new_records
+            records = [CandidateRecord.from_dict(r) for r in gathered]
+        else:
+            # Candidates claimed by other processes (ranks, or another search into this folder) are waited for,
+            # stale claims taken over, and every kept candidate is then read back from the journal.
+            self._finish_claimed(kept, params, cost, targets, scores, state.process_index)
+            state.wait_for_everyone()
+            records = list(self._read_journal()[0].values())
+        kept_index = {self.space[int(k)]: int(k) for k in kept}
+        records = [r for r in records if r.architecture in kept_index]
+        for rec in records:  # costs come from this run's space (closed form or this run's latency model)
+            rec.params, rec.inference_cost = (
+                float(params[kept_index[rec.architecture]]),
+                float(cost[kept_index[rec.architecture]]),
+            )
+        records = sorted(records, key=lambda r: (r.params, r.inference_cost, r.architecture))
         return self._result(records, params, cost, float(np.mean(targets.train_reference)))
 
     def _result(self, records: list[CandidateRecord], params, cost, reference: float) -> OSEResult:
@@ -319,7 +375,7 @@ class OSESearch:
         for rec, value in zip(records, w):
             rec.w = float(value)
         front = [records[k].architecture for k in pareto_front(np.stack([p, i, e], axis=1))]
-        best = min(records, key=lambda r: (r.w, r.error, r.params)).architecture
+        best, constraints = self._best_under_constraints(records)
         return OSEResult(
             parent_architecture=self.space.parent_architecture,
             max_point=max_point,
@@ -336,6 +392,7 @@ class OSESearch:
             parent_config=self.parent.config.to_dict(),
             settings=self.settings(),
             config=self.args.to_dict(),
+            constraints=constraints,
         )
 
     # ----- step 3: error estimates -----
@@ -485,39 +542,257 @@ class OSESearch:
     def _load_finished(self, state) -> dict[Architecture, CandidateRecord]:
         if self.output_dir is None:
             return {}
-        meta = self.output_dir / "search.json"
+        meta = self.output_dir / _MARKER
         settings = self.settings()
         if meta.exists():
-            saved = json.loads(meta.read_text())
-            if saved != settings:
-                changed = sorted(k for k in settings if saved.get(k) != settings[k])
-                raise ValueError(
-                    f"{self.output_dir} holds a search with different settings ({', '.join(changed)}); resume with the "
-                    "same settings, or use another output_dir."
-                )
+            self._check_same_search(_read_marker(meta), settings)
         state.wait_for_everyone()
         if state.is_main_process:
             self.output_dir.mkdir(parents=True, exist_ok=True)
-            meta.write_text(json.dumps(settings, indent=1))
-        finished = {}
-        for path in sorted(self.output_dir.glob("candidates-*.jsonl")) if self.output_dir.exists() else []:
-            for line in path.read_text().splitlines():
-                if line.strip():
-                    try:
-                        record = CandidateRecord.from_dict(json.loads(line))
-                    except (json.JSONDecodeError, TypeError, KeyError):
-                        continue  # a line cut short by a crash: that candidate is simply evaluated again
-                    finished[record.architecture] = record
+            if not _create_exclusively(meta, json.dumps({**_MARKER_HEADER, "settings": settings}, indent=1)):
+                self._check_same_search(_read_marker(meta), settings)  # another search created it just now
+        state.wait_for_everyone()
+        finished, skipped, repaired = self._read_journal(repair=state.is_main_process)
+        if skipped or repaired:
+            logger.warning(
+                f"OSE journal in {self.output_dir}: repaired {repaired} line(s) cut short by a crash and skipped "
+                f"{skipped} unreadable line(s); those candidates are evaluated again."
+            )
         return finished
 
     def _append(self, record: CandidateRecord, rank: int) -> None:
+        """One `os.write` of a whole line on an O_APPEND file, under an exclusive lock: a record is all or nothing."""
         if self.output_dir is None:
             return
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.output_dir / f"candidates-{rank}.jsonl", "a") as f:
-            f.write(json.dumps(record.to_dict()) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        line = (json.dumps(record.to_dict()) + "\n").encode()
+        fd = os.open(self.output_dir / f"candidates-{rank}.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if os.write(fd, line) != len(line):
+                raise OSError(f"Short write to the OSE journal in {self.output_dir}; check the free disk space.")
+            os.fsync(fd)
+        finally:
+            os.close(fd)  # closing releases the lock
+
+    # ----- output folder, claims and constraints -----
+
+    def _check_seq_len(self) -> None:
+        """seq_len must fit the parent's position table (RoBERTa-style embeddings start after the padding index)."""
+        config = self.parent.config
+        table = getattr(config, "max_position_embeddings", None)
+        if table is None:
+            return
+        offset = int(config.pad_token_id or 0) + 1 if config.model_type in _OFFSET_POSITIONS else 0
+        if self.args.seq_len > table - offset:
+            raise ValueError(
+                f"seq_len {self.args.seq_len} exceeds the parent's position table ({table - offset} positions); "
+                f"pass seq_len={table - offset} or less."
+            )
+
+    def _check_same_search(self, saved: dict, settings: dict) -> None:
+        saved_settings = saved.get("settings")
+        if saved_settings == settings:
+            return
+        changed = [k for k in settings if saved_settings.get(k) != settings[k]]
+        changed += [k for k in saved_settings if k not in settings]
+        described = ", ".join(
+            f"{k} ({_FINGERPRINTED[k]})"
+            if k in _FINGERPRINTED
+            else f"{k} ({saved_settings.get(k)!r} -> {settings.get(k)!r})"
+            for k in changed
+        )
+        raise ValueError(
+            f"{self.output_dir} holds a search with different settings: {described}; resume with the same settings, "
+            "or use another output_dir."
+        )
+
+    def _read_journal(self, repair: bool = False) -> tuple[dict[Architecture, CandidateRecord], int, int]:
+        """Every journaled candidate (the first record of each), with the counts of skipped and repaired lines.
+
+        With `repair`, a journal whose last line has no newline (a crash mid-write of an older version, or a
+        truncated copy) is cut back to its last complete line under the writers' lock, so the next record starts on
+        a line of its own. A line that swallowed a record still yields that record.
+        """
+        finished: dict[Architecture, CandidateRecord] = {}
+        skipped = repaired = 0
+        for path in sorted(self.output_dir.glob("candidates-*.jsonl")) if self.output_dir.exists() else []:
+            fd = os.open(path, os.O_RDWR if repair else os.O_RDONLY)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX if repair else fcntl.LOCK_SH)
+                data = path.read_bytes()
+                if repair and data and not data.endswith(b"\n"):
+                    os.ftruncate(fd, data.rfind(b"\n") + 1)
+                    data = data[: data.rfind(b"\n") + 1]
+                    repaired += 1
+            finally:
+                os.close(fd)
+            for line in data.decode("utf-8", errors="replace").splitlines():
+                if not line.strip():
+                    continue
+                record = _parse_record(line)
+                if record is None:
+                    skipped += 1
+                elif record.architecture not in finished:
+                    finished[record.architecture] = record
+        return finished, skipped, repaired
+
+    def _claim_and_evaluate(self, index, params, cost, targets, scores, rank: int) -> CandidateRecord | None:
+        """Evaluate candidate `index` unless another process holds it or it is journaled; None when skipped."""
+        arch = self.space[index]
+        if self.output_dir is not None:
+            with self._claims_lock():
+                if arch in self._read_journal()[0] or not self._take_claim(arch):
+                    return None
+        try:
+            record = self._evaluate(arch, float(params[index]), float(cost[index]), targets, scores)
+            self._append(record, rank)
+        finally:
+            if self.output_dir is not None:
+                with self._claims_lock():
+                    self._claim_path(arch).unlink(missing_ok=True)
+        return record
+
+    def _finish_claimed(self, kept, params, cost, targets, scores, rank: int) -> None:
+        """Until every kept candidate is journaled: take over unclaimed or stale ones, wait for live claims."""
+        deadline = time.monotonic() + self.args.wait_timeout
+        while True:
+            finished = self._read_journal()[0]
+            missing = [int(k) for k in kept if self.space[int(k)] not in finished]
+            if not missing:
+                self._clear_stale_claims(finished)
+                return
+            evaluated = [self._claim_and_evaluate(k, params, cost, targets, scores, rank) for k in missing]
+            if any(r is not None for r in evaluated):
+                continue
+            if time.monotonic() > deadline:
+                arch = self.space[missing[0]]
+                raise TimeoutError(
+                    f"Waited {self.args.wait_timeout:.0f} s for {len(missing)} candidate(s) claimed by another search "
+                    f"in {self.output_dir} (e.g. {arch}: {_read_claim(self._claim_path(arch))}); rerun to resume "
+                    f"once it ends, or delete {self._claim_path(arch).parent} if no search is running."
+                )
+            time.sleep(CLAIM_POLL_SECONDS)
+
+    def _clear_stale_claims(self, finished: dict[Architecture, CandidateRecord]) -> None:
+        """Remove the claims of journaled candidates left by processes that died between journaling and release."""
+        with self._claims_lock():
+            for arch in finished:
+                holder = _read_claim(self._claim_path(arch))
+                if holder is not None and _claim_is_stale(holder, self._run_token):
+                    self._claim_path(arch).unlink(missing_ok=True)
+
+    def _claim_path(self, arch: Architecture) -> Path:
+        return self.output_dir / "claims" / f"{arch.depth}-{arch.heads}-{arch.hidden}-{arch.intermediate}.json"
+
+    @contextlib.contextmanager
+    def _claims_lock(self):
+        folder = self.output_dir / "claims"
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def _take_claim(self, arch: Architecture) -> bool:
+        """Create the candidate's claim file with O_CREAT | O_EXCL (under the claims lock); False if a live one exists."""
+        path = self._claim_path(arch)
+        holder = _read_claim(path)
+        if holder is not None:
+            if not _claim_is_stale(holder, self._run_token):
+                return False
+            logger.warning(f"OSE: taking over the stale claim on {arch} ({holder}).")
+            path.unlink(missing_ok=True)
+        claim = {"pid": os.getpid(), "host": socket.gethostname(), "time": time.time(), "token": self._run_token}
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        try:
+            os.write(fd, json.dumps(claim).encode())
+        finally:
+            os.close(fd)
+        return True
+
+    def _best_under_constraints(self, records: list[CandidateRecord]) -> tuple[Architecture, dict]:
+        """The lowest-W record that meets `OSEConfig.constraints()`, and what was applied (with measurements).
+
+        Parameters and FLOPs are exact. Latency is measured on this device with `measure_latency_ms` (the parent
+        itself, and each candidate built from its config) in W order until one meets the constraints, so a search
+        measures only what it needs; every measured candidate carries `latency_ms` and `speedup`.
+        """
+        ranked = sorted(records, key=lambda r: (r.w, r.error, r.params))
+        limits = self.args.constraints()
+        if not limits:
+            return ranked[0].architecture, {}
+        flops = dict(
+            zip(
+                (r.architecture for r in records),
+                inference_flops(
+                    SearchSpace.from_architectures(self.space, [r.architecture for r in records]), self.args.seq_len
+                ),
+            )
+        )
+        applied: dict = {"limits": limits}
+
+        def violation(rec: CandidateRecord) -> float:
+            """The largest ratio of a measure to its limit (> 1: violated); unmeasured latency counts as unknown."""
+            ratios = [
+                rec.params / limits.get("max_params", math.inf),
+                flops[rec.architecture] / limits.get("max_flops", math.inf),
+            ]
+            if rec.latency_ms is not None:
+                ratios.append(rec.latency_ms / limits.get("max_latency_ms", math.inf))
+                ratios.append(limits.get("min_speedup", 0.0) / rec.speedup)
+            return max(ratios)
+
+        static = [r for r in ranked if violation(r) <= 1.0]
+        if {"max_latency_ms", "min_speedup"} & set(limits) and static:
+            protocol = {
+                "batch_size": self.args.latency_batch_size,
+                "seq_len": self.args.seq_len,
+                "threads": self.args.latency_threads,
+                "repeats": self.args.latency_repeats,
+            }
+            from accelerate.utils import broadcast_object_list
+
+            # One process measures (parallel timings would slow each other down); every rank gets its numbers.
+            state = ose_state()
+            timings = [None]
+            if state.is_main_process:
+                parent_ms, latencies = measure_latency_ms(self.parent, **protocol), {}
+                for rec in static:
+                    model = AutoModel.from_config(self.space.to_config(rec.architecture))
+                    rec.latency_ms = latencies[rec.architecture] = measure_latency_ms(model, **protocol)
+                    rec.speedup = parent_ms / rec.latency_ms
+                    if violation(rec) <= 1.0:
+                        break
+                timings = [(parent_ms, latencies)]
+            if state.num_processes > 1:
+                broadcast_object_list(timings)
+            parent_ms, latencies = timings[0]
+            applied.update(parent_latency_ms=parent_ms, latency_protocol=protocol)
+            for rec in static:
+                if rec.architecture in latencies:
+                    rec.latency_ms, rec.speedup = latencies[rec.architecture], parent_ms / latencies[rec.architecture]
+                    if violation(rec) <= 1.0:
+                        return rec.architecture, applied
+            static = []
+        if static:
+            return static[0].architecture, applied
+        closest = min(records, key=violation)
+        measured = (
+            f", {closest.latency_ms:.2f} ms ({closest.speedup:.2f}x the parent's {applied['parent_latency_ms']:.2f} ms)"
+            if closest.latency_ms is not None
+            else ""
+        )
+        raise ValueError(
+            f"No evaluated candidate meets the constraints {limits}: the closest is {closest.architecture} with "
+            f"{closest.params:,.0f} parameters, {flops[closest.architecture]:.4g} FLOPs{measured}; relax the "
+            "constraints, or search more candidates (a smaller epsilon, a finer grid, or no max_candidates)."
+        )
 
 
 def _find_text_columns(columns: list[str], text_column, name: str) -> tuple[str, str | None]:
@@ -537,6 +812,167 @@ def _find_text_columns(columns: list[str], text_column, name: str) -> tuple[str,
         f"{name} has no text column: found columns {columns}, expected one of {list(_TEXT_COLUMNS)} or a pair "
         f"{[list(p) for p in _PAIR_COLUMNS]}. Pass text_column='your_column'."
     )
+
+
+# ----- output folders, fingerprints, journal lines and claims -----
+
+_MARKER = "search.json"
+_MARKER_HEADER = {"format": "hf_bort.ose.search", "version": 1}
+_OFFSET_POSITIONS = ("roberta", "xlm-roberta", "camembert")
+_FINGERPRINTED = {
+    "parent_weights": "the parent's weights differ",
+    "tokenizer": "the tokenizer differs",
+    "train_data": "the training data differ",
+    "eval_data": "the eval data differ",
+    "space": "the search space differs",
+}
+# A claim is stale when its process is gone from this host, or (another host, or a reused pid) it is this old.
+CLAIM_TIMEOUT_SECONDS = 24 * 3600
+CLAIM_POLL_SECONDS = 0.5
+
+
+def _head_keys(space: SearchSpace, cost: np.ndarray, epsilon: float) -> np.ndarray | None:
+    """Each candidate's head count where its (D, H, I) siblings' costs span more than a factor 1 + ε, else 0."""
+    arrays = space.arrays()
+    shapes = np.stack([arrays["depth"], arrays["hidden"], arrays["intermediate"]], axis=1)
+    _, group = np.unique(shapes, axis=0, return_inverse=True)
+    group = group.reshape(-1)
+    log_cost = np.log(cost)
+    high = np.full(group.max() + 1, -np.inf)
+    low = np.full(group.max() + 1, np.inf)
+    np.maximum.at(high, group, log_cost)
+    np.minimum.at(low, group, log_cost)
+    told_apart = (high - low)[group] > math.log1p(epsilon)
+    return np.where(told_apart, arrays["heads"], 0) if told_apart.any() else None
+
+
+def _check_output_dir(path: Path) -> None:
+    """Refuse a path that is a file, or a non-empty folder that OSE did not create (no search.json marker)."""
+    if path.is_file():
+        raise ValueError(f"output_dir {path} is a file; pass a folder (new, empty, or an earlier OSE search's).")
+    if path.is_dir() and not (path / _MARKER).exists():
+        entries = [e for e in os.listdir(path) if not e.startswith(f".{_MARKER}.")]
+        if entries:
+            raise ValueError(
+                f"output_dir {path} is not empty and holds no {_MARKER}, so it is not an OSE search folder and its "
+                f"files ({', '.join(sorted(entries)[:3])}{', ...' if len(entries) > 3 else ''}) would be overwritten; "
+                "pass a new or empty folder."
+            )
+
+
+def _read_marker(path: Path) -> dict:
+    fix = (
+        f"if {path.parent} holds only an OSE search, delete it to start again (or delete {path.name} and the "
+        "candidates-*.jsonl files), or choose another output_dir"
+    )
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is corrupt ({error}); {fix}.") from None
+    if not isinstance(saved, dict) or saved.get("format") != _MARKER_HEADER["format"]:
+        raise ValueError(
+            f"{path} was not written by this version of hf_bort's OSE (no format marker), so the parent and data of "
+            f"its candidates cannot be checked; {fix}."
+        )
+    if not isinstance(saved.get("settings"), dict):
+        raise ValueError(f"{path} is corrupt (no settings); {fix}.")
+    return saved
+
+
+def _create_exclusively(path: Path, text: str) -> bool:
+    """Write `path` whole, atomically, only if it does not exist yet (a temp file hard-linked into place)."""
+    temp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+    temp.write_text(text)
+    try:
+        os.link(temp, path)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        temp.unlink()
+
+
+def _fingerprint_state_dict(model: nn.Module) -> str:
+    """sha256 over every state-dict tensor (name, dtype, shape and bytes) in name order."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
+def _fingerprint_tokenizer(tokenizer) -> str:
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:  # its vocabulary, merges, normaliser and special tokens; not the call-time truncation
+        text = json.dumps(
+            {k: v for k, v in json.loads(backend.to_str()).items() if k not in ("truncation", "padding")}
+        )
+    else:
+        text = json.dumps(sorted(tokenizer.get_vocab().items())) + repr(tokenizer.all_special_tokens)
+    return hashlib.sha256(f"{type(tokenizer).__name__}|{text}".encode()).hexdigest()
+
+
+def _fingerprint_tensors(tensors: dict[str, torch.Tensor]) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _fingerprint_space(space: SearchSpace) -> str:
+    digest = hashlib.sha256(repr(space.shape).encode())
+    for name, values in sorted(space.arrays().items()):
+        digest.update(name.encode())
+        digest.update(np.ascontiguousarray(values, dtype=np.int64).tobytes())
+    return digest.hexdigest()
+
+
+def _parse_record(line: str) -> CandidateRecord | None:
+    """A journal line's record; a line that a crash cut short and the next record swallowed yields that record."""
+    for start in (0, line.rfind('{"architecture"')):
+        if start < 0:
+            continue
+        try:
+            return CandidateRecord.from_dict(json.loads(line[start:]))
+        except (json.JSONDecodeError, TypeError, KeyError, AttributeError):
+            continue
+    return None
+
+
+def _read_claim(path: Path) -> dict | None:
+    """The claim's holder, {} for an unreadable claim (its writer died mid-write), None when there is no claim."""
+    try:
+        holder = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return {}
+    return holder if isinstance(holder, dict) else {}
+
+
+def _claim_is_stale(holder: dict, own_token: str) -> bool:
+    """Stale: unreadable; older than `CLAIM_TIMEOUT_SECONDS`; or on this host, held by a dead process, or by this
+    process under an earlier run (one search runs per process at a time, so that run has ended)."""
+    try:
+        pid, host, created = int(holder["pid"]), str(holder["host"]), float(holder["time"])
+    except (KeyError, TypeError, ValueError):
+        return True
+    if time.time() - created > CLAIM_TIMEOUT_SECONDS:
+        return True
+    if host != socket.gethostname():
+        return False
+    if pid == os.getpid():
+        return holder.get("token") != own_token
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 __all__ = ["OSESearch", "epsilon_buckets", "ose_state", "read_text_lines", "w_coefficient"]
