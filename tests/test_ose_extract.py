@@ -107,14 +107,24 @@ def test_smaller_extractions_run_save_and_load_with_plain_transformers(tmp_path)
     assert BortModel.from_pretrained(tmp_path / "bort").config.head_dim == 8
 
 
-def test_gradient_importance_uses_data():
+def test_gradient_importance_is_per_weight_taylor_summed_per_neuron():
+    """The default data-driven score (the historical call shape): |Σ_batches w·∂L/∂w| per weight, summed over a
+    neuron's input row, bias and output column; checked against autograd by hand on the label-free proxy loss."""
     torch.manual_seed(0)
     parent = tr.BertModel(tr.BertConfig(**BERT)).eval()
     batches = [_inputs() for _ in range(2)]
-    gradient = compute_importance(parent, batches)
-    magnitude = compute_importance(parent)
-    assert gradient.kind == "gradient" and magnitude.kind == "magnitude"
-    assert not torch.equal(gradient.head_scores(0, 8), magnitude.head_scores(0, 8))
+    scores = compute_importance(parent, batches)
+    assert scores.method == "gradient" and compute_importance(parent).method == "magnitude"
+    layer = parent.encoder.layer[1]
+    parts = (layer.intermediate.dense.weight, layer.intermediate.dense.bias, layer.output.dense.weight)
+    total = [torch.zeros_like(p) for p in parts]
+    for batch in batches:
+        parent.zero_grad()
+        parent(**batch).last_hidden_state.pow(2).mean().backward()
+        for acc, p in zip(total, parts):
+            acc += p.detach() * p.grad
+    expected = total[0].abs().sum(1) + total[1].abs() + total[2].abs().sum(0)
+    torch.testing.assert_close(scores.neurons[1], expected, rtol=1e-5, atol=1e-9)
     child = extract_subnetwork(parent, Architecture(2, 2, 16, 20), importance="gradient", data=batches)
     assert child.config.num_hidden_layers == 2
 
@@ -128,5 +138,5 @@ def test_bad_extraction_requests_raise():
     with pytest.raises(ValueError, match="needs data="):
         extract_subnetwork(parent, Architecture(2, 2, 32, 20), importance="gradient")
     gpt2 = tr.GPT2Model(tr.GPT2Config(vocab_size=99, n_embd=32, n_layer=2, n_head=4, n_positions=64))
-    with pytest.raises(ValueError, match="BERT-layout"):
-        extract_subnetwork(gpt2, Architecture(1, 2, 32, 64))
+    with pytest.raises(ValueError, match=r"as_bort=True converts BERT-layout parents.*got 'gpt2'"):
+        extract_subnetwork(gpt2, Architecture(1, 2, 32, 64), as_bort=True)

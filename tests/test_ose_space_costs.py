@@ -186,3 +186,15 @@ def test_latency_model_fits_and_reports_holdout_error():
     constrained = SearchSpace.from_config(_configs()["bert"], step=8, max_latency_ms=limit, latency_model=model)
     assert len(constrained) == int((predicted <= limit).sum()) >= 1
     assert (model.predict(constrained) <= limit).all()
+
+
+def test_costs_module_does_not_import_the_space_at_run_time():
+    """space.py imports costs.py to filter by cost; costs.py must not import space.py back (no import cycle)."""
+    import ast
+    import inspect
+
+    from hf_bort.ose import costs
+
+    tree = ast.parse(inspect.getsource(costs))
+    module_level = [node.module for node in tree.body if isinstance(node, ast.ImportFrom)]
+    assert "space" not in module_level  # only under `if TYPE_CHECKING:`, for annotations

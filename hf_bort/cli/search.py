@@ -54,12 +54,11 @@ def _dataclass_from_namespace(cls, args: argparse.Namespace):
 
 
 def run_search(args: argparse.Namespace) -> int:
-    from accelerate import PartialState
     from transformers import AutoConfig
 
     from ..errors import check_model_source
     from ..ose.ose_config import OSEConfig
-    from ..ose.search import OSESearch, _check_output_dir, read_text_lines
+    from ..ose.search import OSESearch, _check_output_dir, ose_state, read_text_lines
     from ..ose.space import SearchSpace
 
     data = _dataclass_from_namespace(SearchDataArguments, args)
@@ -80,7 +79,7 @@ def run_search(args: argparse.Namespace) -> int:
     search = OSESearch(data.model, config, space=space, train_dataset=train, eval_dataset=evaluation)
     result = search.run()
 
-    if PartialState(cpu=True).is_main_process:
+    if ose_state().is_main_process:
         print(f"Reused {search.reused_candidates} finished candidate(s) from {config.output_dir}.")
         output_dir = Path(config.output_dir)
         result.save(output_dir / "result.json", overwrite=True)

@@ -17,11 +17,14 @@ from __future__ import annotations
 import statistics
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from .space import Architecture, SearchSpace
+
+if TYPE_CHECKING:  # space.py imports this module to filter by cost; costs read a space only through its methods
+    from .space import Architecture, SearchSpace
 
 
 # Element-wise FLOPs per element: LayerNorm (mean, variance, normalise, scale and shift), RMSNorm, softmax
@@ -127,7 +130,7 @@ def inference_flops(space: SearchSpace, seq_len: int = 128) -> np.ndarray:
 
 def costs_of(space: SearchSpace, arch: Architecture, seq_len: int = 128) -> tuple[float, float]:
     """(p, i) of one architecture of `space`'s family, which need not be on the space's grid."""
-    single = SearchSpace.from_architectures(space, [arch])
+    single = type(space).from_architectures(space, [arch])
     return float(parameter_count(single)[0]), float(inference_flops(single, seq_len)[0])
 
 

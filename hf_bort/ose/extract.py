@@ -1,25 +1,31 @@
-"""Extraction of a candidate subnetwork from a parent BERT-family model, with the parent's weights.
+"""Extraction of a candidate subnetwork from a parent model of any family in `families.FAMILIES`, with its weights.
 
 The candidate keeps the parent's most important layers, attention heads, FFN neurons and hidden (residual)
-dimensions, by a per-weight importance score: |w| by default, or the first-order Taylor estimate |Σ w·∂L/∂w| of
-the loss change when the weight is removed, accumulated over a few batches (Molchanov et al., 2019). Group scores
-(a head, a neuron, a hidden dimension, a layer) are sums of their weights' scores. Every kept index stays in the
-parent's order, so extracting the parent's own architecture copies it exactly.
+dimensions. What is important is an `ImportanceScores`, computed by one of `IMPORTANCE_METHODS` (see
+`compute_importance`). Where the weights are is data: the family's `WeightLayout` names, for every weight of a block,
+what each axis indexes, so one slicing routine serves every family; GPT-2's transposed `Conv1D`, fused Q|K|V
+projections, ALBERT's shared layer groups and grouped-query attention are each handled once, for any family that
+declares them. Every kept index stays in the parent's order, so extracting the parent's own architecture copies it
+exactly. The result is the parent's own class with a smaller config: it loads with plain transformers.
 
-Attention heads. A BERT config forces head_dim = hidden / heads, so a candidate's heads need not be the parent's
-width d. Per layer the top-`heads` heads are kept; then each kept head
+Attention heads. Where the config forces head_dim = hidden / heads (BERT, GPT-2, DistilBERT, ...), a candidate's
+heads need not be the parent's width d. Per layer the top-`heads` heads are kept; then each kept head
 * is trimmed to its best d' < d dimensions (query/key dims by their joint score, value dims by theirs), the query
   rescaled by sqrt(d'/d) so the kept dimensions' attention logits are unchanged; or
 * is widened to d' > d with new dimensions whose query rows and output-projection columns are zero while key and
   value rows are small random values: the function is unchanged at extraction (the new dims add 0 to the logits
   and to the output), and no weight sits at a zero-gradient saddle, so training can use them.
-`as_bort=True` instead keeps whole heads at the parent's width (Bort's `head_dim` allows heads x d != hidden).
+Rotary families keep head_dim (the rotary tables are built for it). Under grouped-query attention whole query
+groups are kept with their key-value head, chosen by the group's summed score, so heads stay a multiple of the
+key-value heads. `as_bort=True` (BERT-layout parents) keeps whole heads at the parent's width instead (Bort's
+`head_dim` allows heads x d != hidden).
 """
 
 from __future__ import annotations
 
+import inspect
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
@@ -28,150 +34,438 @@ from transformers import PreTrainedModel
 from ..configuration_bort import BortConfig
 from ..convert import bert_state_dict_to_bort, bort_config_from_bert
 from ..modeling_bort import BortModel
-from .space import Architecture, candidate_config, read_dimension
+from .families import WeightLayout, family_layout
+from .space import Architecture, _config_shape, candidate_config, read_dimension
 
 
-SUPPORTED_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "camembert", "bort")
-
-# Per-layer weights (BERT naming) and what their (rows, columns) index: "hidden" the residual stream, "neuron" the
-# FFN, "qk" query/key head dims, "v" value head dims. Biases and LayerNorm vectors use the first kind.
-_LAYER_LAYOUT = {
-    "attention.self.query": ("qk", "hidden"),
-    "attention.self.key": ("qk", "hidden"),
-    "attention.self.value": ("v", "hidden"),
-    "attention.output.dense": ("hidden", "v"),
-    "attention.output.LayerNorm": ("hidden",),
-    "intermediate.dense": ("neuron", "hidden"),
-    "output.dense": ("hidden", "neuron"),
-    "output.LayerNorm": ("hidden",),
-}
-# How new (widened) head dimensions are filled, per module: one side zero keeps the function, the other random.
-_NEW_DIM_FILL = {
-    "attention.self.query": "zero",
-    "attention.self.key": "random",
-    "attention.self.value": "random",
-    "attention.output.dense": "zero",
-}
+_DIMS = ("depth", "heads", "hidden", "intermediate")
+_BERT_LAYOUT_TYPES = ("bert", "roberta", "xlm-roberta", "camembert", "bort")  # what `as_bort=True` converts
+# How new (widened) head dimensions are filled: one side zero keeps the function, the other random keeps it trainable.
+_NEW_DIM_FILL = {"q": "zero", "k": "random", "v": "random", "o": "zero"}
 
 
 def _base_prefix(model: PreTrainedModel) -> str:
     return "" if model.base_model is model else f"{model.base_model_prefix}."
 
 
-def _check_supported(model: PreTrainedModel) -> None:
-    model_type = getattr(model.config, "model_type", None)
-    if model_type not in SUPPORTED_MODEL_TYPES:
-        raise ValueError(
-            f"extract_subnetwork supports BERT-layout models ({', '.join(SUPPORTED_MODEL_TYPES)}); got model_type "
-            f"{model_type!r}. Search costs work for every family, but weights can only be extracted from these."
-        )
+@dataclass
+class _Geometry:
+    """The parent's attention shapes and where its blocks are, read from the model and its family's layout."""
+
+    layout: WeightLayout
+    shared_layers: bool
+    heads: int
+    kv_heads: int
+    head_dim: int
+    hidden: int
+    intermediate: int
+    blocks: list[list[str]]  # per block (the unit depth selects), the base-model prefixes of its layers
+
+    @property
+    def group(self) -> int:
+        return self.heads // self.kv_heads
+
+    @property
+    def layers(self) -> list[str]:
+        return [prefix for block in self.blocks for prefix in block]
+
+    def part_sizes(self) -> list[int]:
+        """Widths of the q, k and v parts of a fused projection."""
+        return [self.heads * self.head_dim, self.kv_heads * self.head_dim, self.kv_heads * self.head_dim]
+
+
+def _geometry(model: PreTrainedModel) -> _Geometry:
+    config = model.config
+    spec, layout = family_layout(getattr(config, "model_type", ""))
+    base = model.base_model
+    heads = read_dimension(config, "heads")
+    kv_heads = (getattr(config, "num_key_value_heads", None) if spec.has_kv_heads else None) or heads
+    blocks_module = base.get_submodule(layout.blocks)
+    if layout.inner:
+        blocks = [
+            [f"{layout.blocks}.{g}.{layout.inner}.{j}." for j in range(len(block.get_submodule(layout.inner)))]
+            for g, block in enumerate(blocks_module)
+        ]
+    else:
+        blocks = [[f"{layout.blocks}.{i}."] for i in range(len(blocks_module))]
+    query = base.get_submodule(blocks[0][0] + layout.query).weight
+    width = query.shape[1] if layout.transposed else query.shape[0]
+    if layout.modules[layout.query][0] == "qkv":
+        width = width * heads // (heads + 2 * kv_heads)
+    return _Geometry(
+        layout,
+        spec.shared_layers,
+        heads,
+        kv_heads,
+        width // heads,
+        read_dimension(config, "hidden"),
+        read_dimension(config, "intermediate"),
+        blocks,
+    )
+
+
+# ----- importance -----
 
 
 @dataclass
 class ImportanceScores:
-    """Per-weight importance of a BERT-layout model, keyed by base-model parameter name."""
+    """Group importance of one parent: higher is kept first. Per-layer lists follow the base model's layer order
+    (ALBERT: every layer of every group)."""
 
-    scores: dict[str, torch.Tensor]
-    kind: str  # "magnitude" | "gradient"
-
-    def _layer(self, layer: int, module: str, kind: str = "weight") -> torch.Tensor:
-        return self.scores[f"encoder.layer.{layer}.{module}.{kind}"]
-
-    def layer_scores(self, depth: int) -> torch.Tensor:
-        return torch.stack(
-            [
-                sum(s.sum() for n, s in self.scores.items() if n.startswith(f"encoder.layer.{layer}."))
-                for layer in range(depth)
-            ]
-        )
-
-    def qk_dim_scores(self, layer: int) -> torch.Tensor:
-        """One score per query/key row (attention width)."""
-        return sum(
-            self._layer(layer, m).sum(1) + self._layer(layer, m, "bias")
-            for m in ("attention.self.query", "attention.self.key")
-        )
-
-    def v_dim_scores(self, layer: int) -> torch.Tensor:
-        """One score per value row / output-projection column."""
-        value = self._layer(layer, "attention.self.value")
-        return (
-            value.sum(1)
-            + self._layer(layer, "attention.self.value", "bias")
-            + self._layer(layer, "attention.output.dense").sum(0)
-        )
-
-    def head_scores(self, layer: int, head_dim: int) -> torch.Tensor:
-        return (self.qk_dim_scores(layer) + self.v_dim_scores(layer)).view(-1, head_dim).sum(1)
-
-    def neuron_scores(self, layer: int) -> torch.Tensor:
-        return (
-            self._layer(layer, "intermediate.dense").sum(1)
-            + self._layer(layer, "intermediate.dense", "bias")
-            + self._layer(layer, "output.dense").sum(0)
-        )
-
-    def hidden_scores(self, hidden: int) -> torch.Tensor:
-        """One score per residual dimension: each hidden-indexed tensor's marginal, normalised to sum 1, summed.
-
-        Normalising makes every tensor count equally, so the 30k-row word embedding does not outvote the layers.
-        """
-        total = torch.zeros(hidden)
-        for name, score in self.scores.items():
-            axes = _hidden_axes(name, score, hidden)
-            for axis in axes:
-                marginal = score.sum(dim=[d for d in range(score.dim()) if d != axis]) if score.dim() > 1 else score
-                total += marginal / marginal.sum().clamp_min(1e-12)
-        return total
+    method: str
+    layers: torch.Tensor  # one per block (what depth selects)
+    heads: list[torch.Tensor]  # per layer, one per query head
+    qk: list[torch.Tensor]  # per layer, one per query row (heads x head_dim): query/key dims, jointly
+    v: list[torch.Tensor]  # per layer, one per attention-output column (heads x head_dim): value dims
+    neurons: list[torch.Tensor]  # per layer, one per FFN neuron
+    hidden: torch.Tensor  # one per residual dimension
 
 
-def _hidden_axes(name: str, tensor: torch.Tensor, hidden: int) -> list[int]:
-    """The axes of a base-model tensor that index the residual stream."""
-    if name.startswith("encoder.layer."):
-        module, kind = name.split(".", 3)[3].rsplit(".", 1)
-        layout = _LAYER_LAYOUT[module]
-        kinds = layout if kind == "weight" else layout[:1]
-        return [axis for axis, k in enumerate(kinds) if k == "hidden"]
-    if name.startswith("embeddings.") and tensor.dim() == 2:
-        return [1]
-    return [axis for axis, size in enumerate(tensor.shape) if size == hidden]
+def _expand_kv(scores: torch.Tensor, g: _Geometry) -> torch.Tensor:
+    """Key-value-head scores (kv x d) spread to the query heads that share them (heads x d)."""
+    return scores.view(g.kv_heads, 1, g.head_dim).expand(-1, g.group, -1).reshape(-1)
 
 
-def compute_importance(
-    model: PreTrainedModel, data: Iterable[dict[str, torch.Tensor]] | None = None, *, max_batches: int = 4
-) -> ImportanceScores:
-    """|w| per weight, or |Σ w·∂L/∂w| over up to `max_batches` batches of `data` when it is given.
+def _as_out_in(tensor: torch.Tensor, layout: WeightLayout, n_axes: int) -> torch.Tensor:
+    return tensor.T if layout.transposed and n_axes == 2 and tensor.dim() == 2 else tensor
 
-    L is the model's own loss when the batches hold `labels`; otherwise the mean squared final hidden state, a
-    label-free proxy whose first-order change measures how much each weight shapes the representation.
+
+def _marginal(score: torch.Tensor, axis: int) -> torch.Tensor:
+    return score.sum(dim=[d for d in range(score.dim()) if d != axis]) if score.dim() > 1 else score
+
+
+def _scores_from_weights(per_weight: dict[str, torch.Tensor], g: _Geometry, method: str) -> ImportanceScores:
+    """Group scores as sums of per-weight scores over the group's weights (read through the layout).
+
+    The hidden score sums every hidden-indexed tensor's marginal normalised to sum 1, so that the 30k-row word
+    embedding does not outvote the layers.
     """
-    _check_supported(model)
-    base = model.base_model
-    if data is None:
-        return ImportanceScores({n: p.detach().abs().float() for n, p in base.named_parameters()}, "magnitude")
-    accumulated = {n: torch.zeros_like(p, dtype=torch.float32) for n, p in base.named_parameters()}
-    was_training = model.training
-    model.eval()
-    seen = 0
-    for batch in data:
+    layout, width = g.layout, g.heads * g.head_dim
+    sizes = {"q": width, "o": width, "k": g.kv_heads * g.head_dim, "v": g.kv_heads * g.head_dim}
+    sizes["neuron"] = g.intermediate
+    hidden = torch.zeros(g.hidden)
+    heads, qk, v, neurons, layers, covered = [], [], [], [], [], set()
+
+    def add_hidden(marginal: torch.Tensor) -> None:
+        hidden.add_(marginal / marginal.sum().clamp_min(1e-12))
+
+    for block in g.blocks:
+        total = torch.zeros(())
+        for prefix in block:
+            marginals = {kind: torch.zeros(size) for kind, size in sizes.items()}
+            for module, kinds in layout.modules.items():
+                for suffix in ("weight", "bias"):
+                    name = f"{prefix}{module}.{suffix}"
+                    if name not in per_weight:
+                        continue
+                    covered.add(name)
+                    score = _as_out_in(per_weight[name], layout, len(kinds))
+                    total = total + score.sum()
+                    for axis, kind in enumerate(kinds if suffix == "weight" else kinds[:1]):
+                        marginal = _marginal(score, axis)
+                        if kind == "hidden":
+                            add_hidden(marginal)
+                        elif kind == "qkv":
+                            for part, piece in zip("qkv", marginal.split(g.part_sizes())):
+                                marginals[part] += piece
+                        else:
+                            marginals[kind] += marginal
+            qk.append(marginals["q"] + _expand_kv(marginals["k"], g))
+            v.append(marginals["o"] + _expand_kv(marginals["v"], g))
+            heads.append((qk[-1] + v[-1]).view(g.heads, g.head_dim).sum(1))
+            neurons.append(marginals["neuron"])
+        layers.append(total)
+    for name, score in per_weight.items():
+        if name in covered:
+            continue
+        if name.startswith(f"{layout.blocks}."):
+            raise ValueError(_uncovered(name, layout))
+        for axis, size in enumerate(score.shape):
+            if size == g.hidden:
+                add_hidden(_marginal(score, axis))
+    return ImportanceScores(method, torch.stack(layers), heads, qk, v, neurons, hidden)
+
+
+def _uncovered(name: str, layout: WeightLayout) -> str:
+    return (
+        f"Weight {name!r} is in a block but its family's WeightLayout does not describe it (modules: "
+        f"{sorted(layout.modules)}); add its module to the layout in hf_bort/ose/families.py."
+    )
+
+
+def _importance_loss(model: PreTrainedModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The parent's own loss on a batch: its task loss when it has a head and the batch has labels; next-token loss
+    for a causal LM with its head; otherwise the mean squared final hidden state (a label-free proxy for how much a
+    group shapes the representation that is handed on)."""
+    if "labels" in batch and "labels" in inspect.signature(model.forward).parameters:
+        return model(**batch).loss
+    inputs = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+    if type(model).can_generate() and model.get_output_embeddings() is not None:
+        labels = inputs["input_ids"].masked_fill(inputs.get("attention_mask", 1) == 0, -100)
+        return model(**inputs, labels=labels).loss
+    return model.base_model(**inputs).last_hidden_state.float().pow(2).mean()
+
+
+def _batches(model: PreTrainedModel, data: Iterable[dict[str, torch.Tensor]], max_batches: int):
+    device = next(model.parameters()).device
+    for seen, batch in enumerate(data):
         if seen >= max_batches:
             break
+        yield {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+def _magnitude(model, g, data, max_batches) -> ImportanceScores:
+    per_weight = {n: p.detach().abs().float().cpu() for n, p in model.base_model.named_parameters()}
+    return _scores_from_weights(per_weight, g, "magnitude")
+
+
+def _weight_taylor(model, g, data, max_batches) -> ImportanceScores:
+    """|Σ_batches w·∂L/∂w| per weight (first-order Taylor, Molchanov et al. 2019), summed into groups."""
+    base = model.base_model
+    accumulated = {n: torch.zeros_like(p, dtype=torch.float32) for n, p in base.named_parameters()}
+    seen = 0
+    for batch in _batches(model, data, max_batches):
         model.zero_grad(set_to_none=True)
-        if "labels" in batch:
-            loss = model(**batch).loss
-        else:
-            inputs = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
-            loss = base(**inputs).last_hidden_state.pow(2).mean()
-        loss.backward()
+        _importance_loss(model, batch).backward()
         for name, param in base.named_parameters():
             if param.grad is not None:
                 accumulated[name] += (param.detach() * param.grad).float()
         seen += 1
     model.zero_grad(set_to_none=True)
-    model.train(was_training)
+    _check_seen(seen)
+    return _scores_from_weights({n: a.abs().cpu() for n, a in accumulated.items()}, g, "gradient")
+
+
+def _check_seen(seen: int) -> None:
     if seen == 0:
         raise ValueError("compute_importance got data with no batches; pass at least one batch, or data=None.")
-    return ImportanceScores({n: a.abs() for n, a in accumulated.items()}, "gradient")
+
+
+def _first(output):
+    return output[0] if isinstance(output, tuple) else output
+
+
+def _with_first(output, value):
+    return (value, *output[1:]) if isinstance(output, tuple) else value
+
+
+def _install_probes(model: PreTrainedModel, g: _Geometry, visit: Callable) -> list:
+    """Hooks that pass every group's activations through `visit(kind, index, tensor) -> tensor`.
+
+    Kinds: "v" (the attention output projection's input, heads x head_dim), "qk" (the queries), "neuron" (the FFN
+    output projection's input), "hidden" (every output onto the residual stream: the embeddings, the blocks'
+    output projections and norms, the final norm), and "layer" (a block's (input, output) pair).
+    """
+    base, layout, width = model.base_model, g.layout, g.heads * g.head_dim
+    handles = []
+
+    def on_input(kind, index):
+        return lambda module, args: (visit(kind, index, args[0]), *args[1:])
+
+    def on_queries(index):
+        def hook(module, args, output):
+            queries = visit("qk", index, output[..., :width])
+            return torch.cat([queries, output[..., width:]], dim=-1) if output.shape[-1] > width else queries
+
+        return hook
+
+    def on_hidden(module, args, output):
+        value = _first(output)
+        return _with_first(output, visit("hidden", 0, value)) if value.shape[-1] == g.hidden else output
+
+    for index, prefix in enumerate(g.layers):
+        handles.append(
+            base.get_submodule(prefix + layout.attention_output).register_forward_pre_hook(on_input("v", index))
+        )
+        handles.append(base.get_submodule(prefix + layout.query).register_forward_hook(on_queries(index)))
+        handles.append(
+            base.get_submodule(prefix + layout.ffn_output).register_forward_pre_hook(on_input("neuron", index))
+        )
+        for module, kinds in layout.modules.items():
+            if kinds[0] == "hidden":
+                handles.append(base.get_submodule(prefix + module).register_forward_hook(on_hidden))
+    for path in layout.hidden_outputs:
+        try:
+            module = base.get_submodule(path)
+        except AttributeError:
+            continue  # e.g. ELECTRA's embeddings_project, absent when the embedding width is the hidden size
+        handles.append(module.register_forward_hook(on_hidden))
+    inputs = {}
+    for index, block in enumerate(base.get_submodule(layout.blocks)):
+
+        def store(module, args, kwargs, index=index):
+            inputs[index] = args[0] if args else kwargs["hidden_states"]
+
+        def mix(module, args, output, index=index):
+            return _with_first(output, visit("layer", index, (inputs.pop(index), _first(output))))
+
+        handles.append(block.register_forward_pre_hook(store, with_kwargs=True))
+        handles.append(block.register_forward_hook(mix))
+    return handles
+
+
+def _group_gradients(model, g, data, max_batches, method: str) -> ImportanceScores:
+    """Gates (all ones) multiply every group; ∂L/∂gate is the first-order loss change of scaling that group, i.e.
+    -(L(group removed) - L) to first order (Molchanov et al. 2019's group Taylor; a head's gate is the sum of its
+    dimensions'). "group-taylor": |mean over batches of ∂L/∂gate|; "fisher": mean of (∂L/∂gate)² (the empirical
+    Fisher of the gate, Kwon et al. 2022)."""
+    width, n_layers = g.heads * g.head_dim, len(g.layers)
+    device = next(model.parameters()).device
+    shapes = {"v": (n_layers, width), "qk": (n_layers, width), "neuron": (n_layers, g.intermediate)}
+    shapes.update(hidden=(1, g.hidden), layer=(len(g.blocks), 1))
+    totals = {
+        kind: torch.zeros(shape, dtype=torch.float64)
+        for kind, shape in {**shapes, "head": (n_layers, g.heads)}.items()
+    }
+    gates: dict[str, torch.Tensor] = {}
+
+    def visit(kind, index, value):
+        gate = gates[kind][index]
+        if kind == "layer":
+            start, end = value
+            return start + gate * (end - start)
+        return value * gate.to(value.dtype)
+
+    handles = _install_probes(model, g, visit)
+    seen = 0
+    try:
+        for batch in _batches(model, data, max_batches):
+            gates = {k: torch.ones(s, device=device, requires_grad=True) for k, s in shapes.items()}
+            model.zero_grad(set_to_none=True)
+            _importance_loss(model, batch).backward()
+            grads = {k: gate.grad.double().cpu() for k, gate in gates.items()}
+            grads["head"] = grads["v"].view(n_layers, g.heads, g.head_dim).sum(-1)
+            for kind, grad in grads.items():
+                totals[kind] += grad.pow(2) if method == "fisher" else grad
+            seen += 1
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.zero_grad(set_to_none=True)
+    _check_seen(seen)
+    scores = {k: (t / seen if method == "fisher" else (t / seen).abs()).float() for k, t in totals.items()}
+    return ImportanceScores(
+        method,
+        scores["layer"].view(-1),
+        list(scores["head"]),
+        list(scores["qk"]),
+        list(scores["v"]),
+        list(scores["neuron"]),
+        scores["hidden"].view(-1),
+    )
+
+
+def _activation(model, g, data, max_batches) -> ImportanceScores:
+    """Mean activation magnitudes over the batches' real tokens (Minitron, Muralidharan et al. 2024): |x| per FFN
+    neuron, query and value dimension, the L2 norm of each head's output per token, |x| per hidden channel on every
+    output onto the residual stream (each site normalised to sum 1), and 1 - cos(block input, block output) per
+    block (ShortGPT's block influence: a block that barely changes its input matters little)."""
+    width, n_layers = g.heads * g.head_dim, len(g.layers)
+    totals = {
+        "v": torch.zeros(n_layers, width, dtype=torch.float64),
+        "qk": torch.zeros(n_layers, width, dtype=torch.float64),
+        "head": torch.zeros(n_layers, g.heads, dtype=torch.float64),
+        "neuron": torch.zeros(n_layers, g.intermediate, dtype=torch.float64),
+        "hidden": torch.zeros(1, g.hidden, dtype=torch.float64),
+        "layer": torch.zeros(len(g.blocks), 1, dtype=torch.float64),
+    }
+    counts = {kind: torch.zeros(len(t), dtype=torch.float64) for kind, t in totals.items()}
+    mask = {}
+
+    def token_mean(values: torch.Tensor) -> torch.Tensor:
+        """Mean over real tokens of a (batch, tokens, ...) tensor, padding excluded."""
+        weights = mask["tokens"].to(values.dtype).view(*mask["tokens"].shape, *([1] * (values.dim() - 2)))
+        weighted = values * weights  # broadcasts a (1, tokens, ...) tensor such as GPT-2's position embeddings
+        count = weights.expand(*weighted.shape[:2], *weights.shape[2:]).sum()
+        return weighted.sum((0, 1)).double().cpu() / count.double().cpu()
+
+    def visit(kind, index, value):
+        with torch.no_grad():
+            if kind == "layer":
+                start, end = value
+                totals[kind][index] += token_mean(1 - torch.cosine_similarity(start.float(), end.float(), dim=-1))
+                counts[kind][index] += 1
+                return end
+            else:
+                magnitude = token_mean(value.float().abs())
+                if kind == "hidden":
+                    magnitude = magnitude / magnitude.sum().clamp_min(1e-12)
+                totals[kind][index] += magnitude
+                if kind == "v":
+                    per_head = value.float().unflatten(-1, (g.heads, g.head_dim)).norm(dim=-1)
+                    totals["head"][index] += token_mean(per_head)
+                    counts["head"][index] += 1
+                counts[kind][index] += 1
+        return value
+
+    handles = _install_probes(model, g, visit)
+    seen = 0
+    try:
+        with torch.no_grad():
+            for batch in _batches(model, data, max_batches):
+                ids = batch["input_ids"]
+                mask["tokens"] = batch.get("attention_mask", torch.ones_like(ids)).bool()
+                inputs = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+                model.base_model(**inputs)
+                seen += 1
+    finally:
+        for handle in handles:
+            handle.remove()
+    _check_seen(seen)
+    scores = {k: (t / counts[k].clamp_min(1).unsqueeze(1)).float() for k, t in totals.items()}
+    return ImportanceScores(
+        "activation",
+        scores["layer"].view(-1),
+        list(scores["head"]),
+        list(scores["qk"]),
+        list(scores["v"]),
+        list(scores["neuron"]),
+        scores["hidden"].view(-1),
+    )
+
+
+# Every importance score by name: (function(model, geometry, data, max_batches), needs data).
+IMPORTANCE_METHODS: dict[str, tuple[Callable, bool]] = {
+    "magnitude": (_magnitude, False),
+    "gradient": (_weight_taylor, True),
+    "group-taylor": (lambda m, g, d, n: _group_gradients(m, g, d, n, "group-taylor"), True),
+    "fisher": (lambda m, g, d, n: _group_gradients(m, g, d, n, "fisher"), True),
+    "activation": (_activation, True),
+}
+
+
+def compute_importance(
+    model: PreTrainedModel,
+    data: Iterable[dict[str, torch.Tensor]] | None = None,
+    *,
+    method: str | None = None,
+    max_batches: int = 4,
+) -> ImportanceScores:
+    """Group importance of `model`'s layers, heads, head dimensions, FFN neurons and hidden dimensions.
+
+    Methods (`IMPORTANCE_METHODS`): "magnitude" (|w| summed per group; needs no data), "gradient" (per-weight
+    first-order Taylor |Σ w·∂L/∂w|), "group-taylor" and "fisher" (the first-order loss change, or its square, of
+    removing each group as a whole), "activation" (mean |activation|, Minitron's criterion, which suits decoders).
+    The loss is the parent's own: its task loss when batches hold `labels`, its next-token loss for a causal LM,
+    else the mean squared final hidden state. Up to `max_batches` batches of `data` are used; they move to the
+    model's device. Default: "magnitude" without data, "gradient" with it (the historical behaviour).
+    """
+    method = method or ("magnitude" if data is None else "gradient")
+    if method not in IMPORTANCE_METHODS:
+        raise ValueError(f"Unknown importance method {method!r}; choose one of {', '.join(IMPORTANCE_METHODS)}.")
+    function, needs_data = IMPORTANCE_METHODS[method]
+    if needs_data and data is None:
+        raise ValueError(f"importance {method!r} needs data= (a few batches of input_ids/attention_mask).")
+    geometry = _geometry(model)
+    was_training = model.training
+    model.eval()
+    try:
+        return function(model, geometry, data, max_batches)
+    finally:
+        model.train(was_training)
+
+
+# ----- selection and slicing -----
 
 
 def _top_sorted(scores: torch.Tensor, k: int) -> torch.Tensor:
@@ -180,102 +474,117 @@ def _top_sorted(scores: torch.Tensor, k: int) -> torch.Tensor:
     return torch.sort(order[:k]).values
 
 
-def _take(tensor: torch.Tensor, axis: int, index: torch.Tensor, fill: str, generator: torch.Generator) -> torch.Tensor:
-    """`tensor` indexed along `axis`; index -1 makes a new slot filled with zeros or small random values."""
-    new = index < 0
-    taken = tensor.index_select(axis, index.clamp_min(0)).clone()
-    if new.any():
-        moved = taken.movedim(axis, 0)
-        if fill == "zero":
-            moved[new] = 0
-        else:
-            std = float(tensor.float().std()) * 0.1 if tensor.numel() > 1 else 0.02
-            moved[new] = torch.randn(moved[new].shape, generator=generator, dtype=tensor.dtype) * std
-    return taken
+def _rows(units: torch.Tensor, width: int) -> torch.Tensor:
+    return (units[:, None] * width + torch.arange(width)).reshape(-1)
+
+
+def _attention_index(scores: ImportanceScores, layer: int, g: _Geometry, heads: int, head_dim: int) -> dict:
+    """Which q / k / v rows and output columns a candidate layer keeps (-1: a new, widened dimension)."""
+    d = g.head_dim
+    if g.group > 1:
+        if head_dim != d:
+            raise ValueError(f"A grouped-query parent keeps head_dim={d}; the candidate asks for {head_dim}.")
+        groups = _top_sorted(scores.heads[layer].view(g.kv_heads, g.group).sum(1), heads // g.group)
+        query = _rows(_rows(groups, g.group), d)
+        key = _rows(groups, d)
+        return {"q": query, "o": query, "k": key, "v": key}
+    kept = _top_sorted(scores.heads[layer], heads)
+    qk_scores, v_scores = scores.qk[layer].view(-1, d), scores.v[layer].view(-1, d)
+    qk_rows, v_rows = [], []
+    for head in kept.tolist():
+        for rows, dim_scores in ((qk_rows, qk_scores[head]), (v_rows, v_scores[head])):
+            if head_dim <= d:
+                rows.append(head * d + _top_sorted(dim_scores, head_dim))
+            else:
+                rows.append(torch.cat([head * d + torch.arange(d), torch.full((head_dim - d,), -1)]))
+    qk, v = torch.cat(qk_rows), torch.cat(v_rows)
+    return {"q": qk, "k": qk, "v": v, "o": v}
 
 
 @dataclass
 class _Selection:
-    layers: torch.Tensor
+    blocks: list[int]
     hidden: torch.Tensor
-    neurons: list[torch.Tensor]
-    qk: list[torch.Tensor]
-    v: list[torch.Tensor]
+    layers: list[dict[str, torch.Tensor]]  # per kept layer (block order): axis kind -> kept index
     query_scale: float
 
 
-def _select(
-    scores: ImportanceScores, parent: Architecture, parent_head_dim: int, arch: Architecture, head_dim: int
-) -> _Selection:
-    layers = _top_sorted(scores.layer_scores(parent.depth), arch.depth)
-    qk, v, neurons = [], [], []
-    for layer in layers.tolist():
-        heads = _top_sorted(scores.head_scores(layer, parent_head_dim), arch.heads)
-        qk_scores = scores.qk_dim_scores(layer).view(-1, parent_head_dim)
-        v_scores = scores.v_dim_scores(layer).view(-1, parent_head_dim)
-        qk_rows, v_rows = [], []
-        for head in heads.tolist():
-            offset = head * parent_head_dim
-            for rows, dim_scores in ((qk_rows, qk_scores[head]), (v_rows, v_scores[head])):
-                if head_dim <= parent_head_dim:
-                    rows.append(offset + _top_sorted(dim_scores, head_dim))
-                else:
-                    rows.append(
-                        torch.cat(
-                            [offset + torch.arange(parent_head_dim), torch.full((head_dim - parent_head_dim,), -1)]
-                        )
-                    )
-        qk.append(torch.cat(qk_rows))
-        v.append(torch.cat(v_rows))
-        neurons.append(_top_sorted(scores.neuron_scores(layer), arch.intermediate))
-    hidden = _top_sorted(scores.hidden_scores(parent.hidden), arch.hidden)
-    return _Selection(layers, hidden, neurons, qk, v, math.sqrt(head_dim / parent_head_dim))
+def _select(scores: ImportanceScores, g: _Geometry, arch: Architecture, n_blocks: int, head_dim: int) -> _Selection:
+    blocks = _top_sorted(scores.layers, n_blocks).tolist()
+    first_layer = [0]
+    for block in g.blocks:
+        first_layer.append(first_layer[-1] + len(block))
+    hidden = _top_sorted(scores.hidden, arch.hidden)
+    layers = []
+    for block in blocks:
+        for layer in range(first_layer[block], first_layer[block + 1]):
+            index = _attention_index(scores, layer, g, arch.heads, head_dim)
+            index.update(neuron=_top_sorted(scores.neurons[layer], arch.intermediate), hidden=hidden)
+            layers.append(index)
+    return _Selection(blocks, hidden, layers, math.sqrt(head_dim / g.head_dim))
 
 
-def _slice_state(
-    base_state: dict[str, torch.Tensor],
-    target_shapes: dict[str, torch.Size],
-    selection: _Selection,
-    parent_hidden: int,
-    generator: torch.Generator,
-) -> dict[str, torch.Tensor]:
-    """The parent's base-model state cut down to the candidate's shapes."""
-    out: dict[str, torch.Tensor] = {}
-    for new_layer, old_layer in enumerate(selection.layers.tolist()):
-        index = {
-            "hidden": selection.hidden,
-            "neuron": selection.neurons[new_layer],
-            "qk": selection.qk[new_layer],
-            "v": selection.v[new_layer],
-        }
-        old_prefix, new_prefix = f"encoder.layer.{old_layer}.", f"encoder.layer.{new_layer}."
-        for module, layout in _LAYER_LAYOUT.items():
-            for kind in ("weight", "bias"):
-                tensor = base_state[f"{old_prefix}{module}.{kind}"]
-                for axis, axis_kind in enumerate(layout if kind == "weight" else layout[:1]):
-                    fill = _NEW_DIM_FILL.get(module, "zero") if axis_kind in ("qk", "v") else "zero"
-                    tensor = _take(tensor, axis, index[axis_kind], fill, generator)
-                if module == "attention.self.query" and selection.query_scale != 1.0:
-                    tensor = tensor * selection.query_scale
-                out[f"{new_prefix}{module}.{kind}"] = tensor
-    for name, tensor in base_state.items():
-        if name.startswith("encoder.layer."):
-            if name.split(".", 3)[3].rsplit(".", 1)[0] not in _LAYER_LAYOUT:
-                raise ValueError(f"Unexpected weight {name!r}: only plain BERT encoder layers can be extracted.")
-            continue
-        out[name] = _slice_generic(name, tensor, target_shapes[name], selection.hidden, parent_hidden)
+def _take(tensor: torch.Tensor, axis: int, index: torch.Tensor, fill: str, generator: torch.Generator) -> torch.Tensor:
+    """`tensor` indexed along `axis`; index -1 makes a new slot filled with zeros or small random values."""
+    new = index < 0
+    taken = tensor.index_select(axis, index.clamp_min(0).to(tensor.device)).clone()
+    if new.any():
+        moved = taken.movedim(axis, 0)
+        new = new.to(tensor.device)
+        if fill == "zero":
+            moved[new] = 0
+        else:
+            std = float(tensor.float().std()) * 0.1 if tensor.numel() > 1 else 0.02
+            noise = torch.randn(moved[new].shape, generator=generator, dtype=torch.float32) * std
+            moved[new] = noise.to(tensor.device, tensor.dtype)
+    return taken
+
+
+def _take_kind(tensor, axis, kind, index, g: _Geometry, scale: float, generator) -> torch.Tensor:
+    if kind == "qkv":
+        parts = tensor.split(g.part_sizes(), dim=axis)
+        return torch.cat([_take_kind(p, axis, k, index, g, scale, generator) for k, p in zip("qkv", parts)], axis)
+    taken = _take(tensor, axis, index[kind], _NEW_DIM_FILL.get(kind, "zero"), generator)
+    return taken * scale if kind == "q" and axis == 0 and scale != 1.0 else taken
+
+
+def _slice_blocks(base_state: dict, g: _Geometry, selection: _Selection, generator) -> dict[str, torch.Tensor]:
+    """The kept blocks' weights, renumbered and cut to the candidate's shapes through the layout."""
+    layout, out = g.layout, {}
+    old_layers = [prefix for block in selection.blocks for prefix in g.blocks[block]]
+    new_layers = [
+        f"{layout.blocks}.{new}." + (f"{layout.inner}.{j}." if layout.inner else "")
+        for new, block in enumerate(selection.blocks)
+        for j in range(len(g.blocks[block]))
+    ]
+    for old_prefix, new_prefix, index in zip(old_layers, new_layers, selection.layers):
+        for module, kinds in layout.modules.items():
+            for suffix in ("weight", "bias"):
+                name = f"{old_prefix}{module}.{suffix}"
+                if name not in base_state:
+                    continue
+                tensor = _as_out_in(base_state[name], layout, len(kinds))
+                for axis, kind in enumerate(kinds if suffix == "weight" else kinds[:1]):
+                    tensor = _take_kind(tensor, axis, kind, index, g, selection.query_scale, generator)
+                out[f"{new_prefix}{module}.{suffix}"] = _as_out_in(tensor, layout, len(kinds)).contiguous()
+    block_prefixes = {prefix for block in g.blocks for prefix in block}
+    for name in base_state:
+        if name.startswith(f"{layout.blocks}."):
+            prefix = next((p for p in block_prefixes if name.startswith(p)), None)
+            if prefix is None or name[len(prefix) :].rsplit(".", 1)[0] not in layout.modules:
+                raise ValueError(_uncovered(name, layout))
     return out
 
 
 def _slice_generic(
     name: str, tensor: torch.Tensor, target: torch.Size, hidden_index: torch.Tensor, parent_hidden: int
 ) -> torch.Tensor:
-    """Embeddings, pooler, task heads: every axis whose size changes is a hidden axis, sliced by the hidden pick."""
+    """Embeddings, norms and heads outside the blocks: every axis whose size changes is a hidden axis."""
     for axis, (old, new) in enumerate(zip(tensor.shape, target)):
         if old != new:
             if old != parent_hidden or new != len(hidden_index):
                 raise ValueError(f"Cannot map {name!r} from shape {tuple(tensor.shape)} to {tuple(target)}.")
-            tensor = tensor.index_select(axis, hidden_index)
+            tensor = tensor.index_select(axis, hidden_index.to(tensor.device))
     return tensor.clone()
 
 
@@ -291,63 +600,84 @@ def extract_subnetwork(
     """The candidate `arch` of `parent_model`, initialised from the parent's most important weights.
 
     Args:
-        parent_model: a BERT-layout model (BertModel/BertFor*, RobertaModel/RobertaFor*, BortModel/BortFor*).
+        parent_model: a base model or a model with a head, of any family with a layout in `families.FAMILIES`.
         arch: the candidate's <depth, heads, hidden, intermediate>, each at most the parent's.
         as_bort: return a `BortModel` (whole heads at the parent's head width, token type 0 folded into the
-            positions) instead of the parent's own class with a smaller config (which loads with plain transformers).
-        importance: "magnitude", "gradient" (needs `data`), or precomputed `ImportanceScores` (reuse across calls).
-        data: batches (dicts of tensors) for gradient importance.
+            positions) instead of the parent's own class with a smaller config; BERT-layout parents only.
+        importance: a method of `IMPORTANCE_METHODS` (all but "magnitude" need `data`), or precomputed
+            `ImportanceScores` (reuse them across candidates).
+        data: batches (dicts of tensors) for data-driven importance.
         seed: seeds the small random values of widened head dimensions.
+
+    The result lives on the parent's device, in its dtype, in its train/eval mode.
     """
-    _check_supported(parent_model)
     config = parent_model.config
-    parent = Architecture(*(read_dimension(config, d) for d in ("depth", "heads", "hidden", "intermediate")))
-    for dim in ("depth", "heads", "hidden", "intermediate"):
+    g = _geometry(parent_model)
+    parent = Architecture(*(read_dimension(config, d) for d in _DIMS))
+    for dim in _DIMS:
         if not 1 <= getattr(arch, dim) <= getattr(parent, dim):
             raise ValueError(
                 f"Candidate {dim}={getattr(arch, dim)} must lie in [1, {getattr(parent, dim)}] (the parent's)."
             )
-    parent_head_dim = getattr(config, "head_dim", None) or parent.hidden // parent.heads
-    if not as_bort and arch.hidden % arch.heads:
+    if arch.heads % g.group:
         raise ValueError(
-            f"heads={arch.heads} does not divide hidden={arch.hidden}; a {type(parent_model).__name__} needs "
-            "head_dim = hidden / heads. Choose heads that divide hidden, or pass as_bort=True (Bort has head_dim)."
+            f"heads={arch.heads} is not a multiple of {g.group}, the query heads per key-value head of this "
+            "grouped-query parent; choose a multiple (whole query groups are kept with their key-value head)."
         )
-    if isinstance(importance, str):
-        if importance not in ("magnitude", "gradient"):
-            raise ValueError(f"importance must be 'magnitude', 'gradient' or ImportanceScores, got {importance!r}.")
-        if importance == "gradient" and data is None:
-            raise ValueError("importance='gradient' needs data= (a few batches of input_ids/attention_mask).")
-        importance = compute_importance(parent_model, data if importance == "gradient" else None)
-    head_dim = parent_head_dim if as_bort else arch.hidden // arch.heads
-    selection = _select(importance, parent, parent_head_dim, arch, head_dim)
-
-    new_config = candidate_config(config, arch)
+    shape = _config_shape(config, parent)
     if as_bort:
-        new_config = _bort_config(new_config, head_dim)
-        target = BortModel(new_config)
+        if config.model_type not in _BERT_LAYOUT_TYPES:
+            raise ValueError(
+                f"as_bort=True converts BERT-layout parents ({', '.join(_BERT_LAYOUT_TYPES)}); got "
+                f"{config.model_type!r}. Leave as_bort=False to get the parent's own class."
+            )
+        head_dim = g.head_dim
     else:
-        target = type(parent_model)(new_config)
+        if shape.fixed_head_dim is None and arch.hidden % arch.heads:
+            raise ValueError(
+                f"heads={arch.heads} does not divide hidden={arch.hidden}; a {type(parent_model).__name__} needs "
+                "head_dim = hidden / heads. Choose heads that divide hidden, or pass as_bort=True (Bort has head_dim)."
+            )
+        head_dim = shape.fixed_head_dim or arch.hidden // arch.heads
+    if isinstance(importance, str):
+        importance = compute_importance(parent_model, data if importance != "magnitude" else None, method=importance)
+
+    new_config = candidate_config(config, arch, shape, parent)
+    n_blocks = new_config.num_hidden_groups if g.shared_layers else arch.depth
+    selection = _select(importance, g, arch, n_blocks, head_dim)
+    layer_types = getattr(config, "layer_types", None)
+    if not g.shared_layers and isinstance(layer_types, list) and len(layer_types) == len(g.blocks):
+        new_config.layer_types = [layer_types[i] for i in selection.blocks]  # each kept layer keeps its kind
+    target = BortModel(_bort_config(new_config, head_dim)) if as_bort else type(parent_model)(new_config)
     generator = torch.Generator().manual_seed(seed)
     prefix = _base_prefix(parent_model)
     parent_state = parent_model.state_dict()
     base_state = {k[len(prefix) :]: v for k, v in parent_state.items() if k.startswith(prefix)}
+    blocks = _slice_blocks(base_state, g, selection, generator)
+    rest = {k: v for k, v in base_state.items() if not k.startswith(f"{g.layout.blocks}.")}
     if as_bort:
-        base_shapes = _bert_shapes_for_bort(base_state, target, selection.hidden, parent.hidden, config)
-        sliced = _slice_state(base_state, base_shapes, selection, parent.hidden, generator)
-        state = {k.removeprefix("bort."): v for k, v in bert_state_dict_to_bort(sliced, prefix="").items()}
+        shapes = _bert_shapes_for_bort(base_state, target, selection.hidden, parent.hidden, config)
+        sliced = {k: _slice_generic(k, v, shapes[k], selection.hidden, parent.hidden) for k, v in rest.items()}
+        state = {
+            k.removeprefix("bort."): v for k, v in bert_state_dict_to_bort({**sliced, **blocks}, prefix="").items()
+        }
         state = _drop_roberta_position_offset(state, config)
     else:
         target_state = target.state_dict()
         new_prefix = _base_prefix(target)
-        target_shapes = {k[len(new_prefix) :]: v.shape for k, v in target_state.items() if k.startswith(new_prefix)}
-        sliced = _slice_state(base_state, target_shapes, selection, parent.hidden, generator)
-        state = {f"{new_prefix}{k}": v for k, v in sliced.items()}
-        for name, tensor in parent_state.items():  # task heads outside the base model (classifier, MLM head)
+        state = {f"{new_prefix}{k}": v for k, v in blocks.items()}
+        for name, tensor in rest.items():
+            if f"{new_prefix}{name}" not in target_state:
+                continue  # a factorised embedding's projection, which the candidate lacks when its width is H
+            state[f"{new_prefix}{name}"] = _slice_generic(
+                name, tensor, target_state[f"{new_prefix}{name}"].shape, selection.hidden, parent.hidden
+            )
+        for name, tensor in parent_state.items():  # task heads outside the base model (classifier, LM head)
             if not name.startswith(prefix):
                 state[name] = _slice_generic(name, tensor, target_state[name].shape, selection.hidden, parent.hidden)
     target.load_state_dict(state, strict=True)
-    return target.to(next(parent_model.parameters()).dtype).train(parent_model.training)
+    reference = next(parent_model.parameters())
+    return target.to(device=reference.device, dtype=reference.dtype).train(parent_model.training)
 
 
 def _bort_config(bert_like_config, head_dim: int) -> BortConfig:
@@ -381,4 +711,4 @@ def _drop_roberta_position_offset(state: dict[str, torch.Tensor], config) -> dic
     return state
 
 
-__all__ = ["ImportanceScores", "SUPPORTED_MODEL_TYPES", "compute_importance", "extract_subnetwork"]
+__all__ = ["IMPORTANCE_METHODS", "ImportanceScores", "compute_importance", "extract_subnetwork"]

@@ -13,9 +13,9 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Literal
 
 
-OBJECTIVES = ("distill", "task")
+OBJECTIVES = ("distill", "task", "lm")
 INFERENCE_COSTS = ("flops", "latency")
-IMPORTANCE_METHODS = ("magnitude", "gradient")
+IMPORTANCE_METHODS = ("magnitude", "gradient", "group-taylor", "fisher", "activation")  # extract.IMPORTANCE_METHODS
 
 # Fields that change how the search runs or reports, never a candidate's numbers: a resume may differ in them.
 # Constraints and the latency protocol only choose among finished candidates, so they too may change on a resume.
@@ -45,9 +45,12 @@ class OSEConfig:
     interval: int = field(
         default=5, metadata={"help": "s: the number of final training steps whose loss is averaged into ê."}
     )
-    objective: Literal["distill", "task"] = field(
+    objective: Literal["distill", "task", "lm"] = field(
         default="distill",
-        metadata={"help": "distill: match the parent's hidden states on unlabelled text; task: labelled data."},
+        metadata={
+            "help": "distill: match the parent's hidden states on unlabelled text; task: labelled data; lm (causal "
+            "LMs): match the parent's next-token distributions (KL at temperature 1) on unlabelled text."
+        },
     )
     max_steps: int | None = field(default=None, metadata={"help": "Cap on the training budget interval * ceil(1/ε)."})
     max_candidates: int | None = field(
@@ -62,8 +65,13 @@ class OSEConfig:
     inference_cost: Literal["flops", "latency"] = field(
         default="flops", metadata={"help": "i(ξ): closed-form FLOPs, or latency from a model fitted on this device."}
     )
-    importance: Literal["magnitude", "gradient"] = field(
-        default="magnitude", metadata={"help": "How extraction ranks the parent's layers, heads and neurons."}
+    importance: Literal["magnitude", "gradient", "group-taylor", "fisher", "activation"] = field(
+        default="magnitude",
+        metadata={
+            "help": "How extraction ranks the parent's layers, heads, neurons and hidden dims: |w| (magnitude), "
+            "per-weight Taylor (gradient), the parent's loss change of removing each group (group-taylor) or its "
+            "square (fisher), or mean |activation| (activation, Minitron's, suits decoders)."
+        },
     )
     weights: list[float] = field(
         default_factory=lambda: [1.0, 1.0, 1.0], metadata={"help": "(w_p, w_i, w_e) of the W-coefficient."}

@@ -191,8 +191,13 @@ class OSEResult:
             ax.set_ylabel(label)
             ax.grid(alpha=0.3)
         parent_config = self.to_config(self.parent_architecture)
+        parent = self.parent_architecture  # a one-point grid that is valid for every family (e.g. GQA head groups)
         space = SearchSpace.from_config(
-            parent_config, depths=[1], num_heads=[1], hidden_sizes=[64], intermediate_sizes=[64]
+            parent_config,
+            depths=[parent.depth],
+            num_heads=[parent.heads],
+            hidden_sizes=[parent.hidden],
+            intermediate_sizes=[parent.intermediate],
         )
         inside = all(
             getattr(RELEASED_BORT, d) <= getattr(self.parent_architecture, d) for d in RELEASED_BORT.as_dict()

@@ -1,4 +1,5 @@
-"""OSE, the FPTAS of de Wynter & Perry (2020) that extracted Bort from RoBERTa-large, for any BERT-layout parent.
+"""OSE, the FPTAS of de Wynter & Perry (2020) that extracted Bort from RoBERTa-large, for any parent family of
+`families.FAMILIES` (encoders and decoder LLMs).
 
 `OSESearch(...).run()` follows the paper's structure:
 
@@ -15,18 +16,21 @@
    polynomial in 1/ε, as an FPTAS's must be. Objectives: "distill" (default), MSE between the candidate's final
    hidden states, through the best affine map to the parent's width (ridge least squares, closed form), and the
    parent's on unlabelled text; or "task", cross-entropy (or MSE for float labels) of a linear head on the first
-   token. Each batch's loss is divided by that of the best input-independent prediction on it, so ê reads like
-   1 - R² and stays comparable across batches and candidates.
+   token; or "lm" for causal LMs, KL(parent || candidate) between the next-token distributions at temperature 1,
+   the candidate keeping its own (extracted) LM head. Each batch's loss is divided by that of the best
+   input-independent prediction on it, so ê reads like 1 - R² and stays comparable across batches and candidates.
 4. The W-coefficient (`w_coefficient`) relative to T ranks the candidates; the Pareto front in (p, i, ê) and
    the lowest-W point are returned.
 
 Candidates are shared out across Accelerate processes (each seeded by its architecture alone, so results do not
-depend on the sharding), and each finished candidate is appended to a JSONL file, so a rerun resumes.
+depend on the sharding), and each finished candidate is appended to a JSONL file, so a rerun resumes. The search
+runs on the device Accelerate gives the process (`ose_state()`): an accelerator when there is one, else the CPU.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import fcntl
 import hashlib
 import json
@@ -43,7 +47,7 @@ import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
-from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import logging
 
 from .costs import LatencyModel, inference_flops, parameter_count, pareto_front
@@ -143,6 +147,15 @@ def _check_epsilon(epsilon: float) -> None:
         )
 
 
+def ose_state():
+    """The Accelerate state OSE runs under: `PartialState()` (one accelerator per process) when an accelerator
+    exists; else `PartialState(cpu=True)`, which under `accelerate launch --multi_gpu` on a CPU machine is what
+    makes the processes one gloo group instead of independent single runs."""
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.accelerator.is_available())
+
+
 def _candidate_seed(arch: Architecture, seed: int) -> int:
     """A seed that depends only on the architecture and the search seed: sharding cannot change a result."""
     return zlib.crc32(f"{arch.depth}-{arch.heads}-{arch.hidden}-{arch.intermediate}-{seed}".encode())
@@ -161,10 +174,11 @@ class _Targets:
 
 
 class OSESearch:
-    """Optimal subarchitecture extraction over `space` for a BERT-layout `parent`.
+    """Optimal subarchitecture extraction over `space` for a `parent` of any family in `families.FAMILIES`.
 
     Args:
-        parent: a model or a local folder / Hub id (loaded with `AutoModel`).
+        parent: a model or a local folder / Hub id (loaded with `AutoModel`, or `AutoModelForCausalLM` for
+            objective "lm"). `run()` moves it to the device Accelerate gives the process.
         args: an `OSEConfig` with every setting of the search (ε, s, objective, budgets, costs, output folder).
         space: the candidates; default `SearchSpace.from_config(parent.config)`.
         train_dataset: texts for the error estimates: a `datasets.Dataset`, or a list of strings.
@@ -193,11 +207,20 @@ class OSESearch:
             )
         if isinstance(parent, (str, os.PathLike)):
             tokenizer = tokenizer or AutoTokenizer.from_pretrained(parent)
-            parent = AutoModel.from_pretrained(parent)
+            parent = (AutoModelForCausalLM if args.objective == "lm" else AutoModel).from_pretrained(parent)
         if tokenizer is None:
             raise ValueError("Pass tokenizer= when the parent is a model object rather than a path.")
+        if args.objective == "lm" and not (type(parent).can_generate() and parent.get_output_embeddings() is not None):
+            raise ValueError(
+                f"objective='lm' distils next-token distributions and needs a causal LM with its head; got "
+                f"{type(parent).__name__}. Load it with AutoModelForCausalLM, or use objective='distill'."
+            )
+        if tokenizer.pad_token is None:  # GPT-2, Llama: rows are padded to seq_len, and the mask hides the padding
+            tokenizer = copy.deepcopy(tokenizer)
+            tokenizer.pad_token = tokenizer.eos_token
         self.args = args
         self.parent = parent.eval()
+        self.device = next(parent.parameters()).device  # until run() places the parent where Accelerate says
         self.space = space if space is not None else SearchSpace.from_config(parent.config)
         self.tokenizer = tokenizer
         self.steps = args.steps
@@ -239,7 +262,10 @@ class OSESearch:
         rows = len(data["input_ids"])
         index = torch.arange(n_batches * self.args.batch_size) % rows
         return [
-            {k: v[index[b * self.args.batch_size : (b + 1) * self.args.batch_size]] for k, v in data.items()}
+            {
+                k: v[index[b * self.args.batch_size : (b + 1) * self.args.batch_size]].to(self.device)
+                for k, v in data.items()
+            }
             for b in range(n_batches)
         ]
 
@@ -275,12 +301,11 @@ class OSESearch:
         }
 
     def run(self) -> OSEResult:
-        from accelerate import PartialState
         from accelerate.utils import gather_object
 
-        # cpu=True: the short training runs happen on CPU, and under `accelerate launch` on a machine without
-        # accelerators this is what makes the processes one gloo group instead of independent single runs.
-        state = PartialState(cpu=True)
+        state = ose_state()
+        self.device = state.device
+        self.parent.to(self.device)
         self._run_token = os.urandom(8).hex()  # this run's claims; an earlier run's in this process are stale
         if self.output_dir is not None:
             _check_output_dir(self.output_dir)
@@ -302,9 +327,8 @@ class OSESearch:
         mine = pending[state.process_index :: state.num_processes]
 
         targets = self._prepare_targets()
-        scores = compute_importance(
-            self.parent, self._batches(self._train, 4) if self.args.importance == "gradient" else None
-        )
+        batches = self._batches(self._train, 4) if self.args.importance != "magnitude" else None
+        scores = compute_importance(self.parent, batches, method=self.args.importance)
         new_records = []
         bar = tqdm(
             mine,
@@ -404,13 +428,18 @@ class OSESearch:
             )
         base = self.parent.base_model
 
+        def reference(hidden, mask):
+            if self.args.objective == "lm":  # KL to the batch's mean next-token distribution
+                log_p = self._teacher_log_probs(hidden[mask])
+                log_mean = torch.logsumexp(log_p, dim=0) - math.log(len(log_p))
+                return float((log_p.exp() * (log_p - log_mean)).sum(-1).mean())
+            return float(hidden[mask].var(dim=0, unbiased=False).mean())
+
         def teacher(batches):
             hidden = [
                 base(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).last_hidden_state for b in batches
             ]
-            refs = [
-                float(h[b["attention_mask"].bool()].var(dim=0, unbiased=False).mean()) for h, b in zip(hidden, batches)
-            ]
+            refs = [reference(h, b["attention_mask"].bool()) for h, b in zip(hidden, batches)]
             return hidden, refs
 
         return _Targets(train, *teacher(train), evaluation, *teacher(evaluation))
@@ -419,7 +448,8 @@ class OSESearch:
         seed = _candidate_seed(arch, self.args.seed)
         torch.manual_seed(seed)
         start = time.perf_counter()
-        student = extract_subnetwork(self.parent, arch, importance=scores, seed=seed).base_model
+        student = extract_subnetwork(self.parent, arch, importance=scores, seed=seed)
+        student = student if self.args.objective == "lm" else student.base_model
         student.eval()  # no dropout: a short estimate measures capacity, and stays deterministic
         head = self._make_head(student, targets, arch)
         # The word embeddings (most of a small encoder's weights) stay as extracted: updating them densely would
@@ -463,7 +493,9 @@ class OSESearch:
         linear classifier, trained with `head_learning_rate`."""
         if self.args.objective == "task":
             labels = self._train["labels"]
-            return nn.Linear(arch.hidden, 1 if labels.is_floating_point() else int(labels.max()) + 1)
+            return nn.Linear(arch.hidden, 1 if labels.is_floating_point() else int(labels.max()) + 1).to(self.device)
+        if self.args.objective == "lm":
+            return nn.Identity()  # the candidate's own LM head, extracted with it
         xs, ys = [], []
         with torch.no_grad():
             for batch, target in zip(targets.train, targets.train_hidden):
@@ -475,13 +507,26 @@ class OSESearch:
             x_mean, y_mean = x.mean(0), y.mean(0)
             xc = x - x_mean
             ridge = 1e-2 * xc.pow(2).sum() / x.shape[1] + 1e-8
-            solution = torch.linalg.solve(xc.T @ xc + ridge * torch.eye(x.shape[1]), xc.T @ (y - y_mean))
-        head = nn.Linear(arch.hidden, y.shape[-1])
+            solution = torch.linalg.solve(
+                xc.T @ xc + ridge * torch.eye(x.shape[1], device=x.device, dtype=x.dtype), xc.T @ (y - y_mean)
+            )
+        head = nn.Linear(arch.hidden, y.shape[-1]).to(device=x.device, dtype=x.dtype)
         head.weight.data.copy_(solution.T)
         head.bias.data.copy_(y_mean - x_mean @ solution)
         return head.requires_grad_(False)
 
+    @torch.no_grad()
+    def _teacher_log_probs(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The parent's next-token log-probabilities from its final hidden states (its LM head; temperature 1)."""
+        return torch.log_softmax(self.parent.get_output_embeddings()(hidden).float(), dim=-1)
+
     def _loss(self, student, head, batch, target) -> torch.Tensor:
+        if self.args.objective == "lm":
+            mask = batch["attention_mask"].bool()
+            logits = student(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            log_q = torch.log_softmax(logits[mask].float(), dim=-1)
+            log_p = self._teacher_log_probs(target[mask])
+            return (log_p.exp() * (log_p - log_q)).sum(-1).mean()
         hidden = student(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
         if self.args.objective == "distill":
             mask = batch["attention_mask"].bool()
@@ -711,11 +756,10 @@ class OSESearch:
                 "threads": self.args.latency_threads,
                 "repeats": self.args.latency_repeats,
             }
-            from accelerate import PartialState
             from accelerate.utils import broadcast_object_list
 
             # One process measures (parallel timings would slow each other down); every rank gets its numbers.
-            state = PartialState(cpu=True)
+            state = ose_state()
             timings = [None]
             if state.is_main_process:
                 parent_ms, latencies = measure_latency_ms(self.parent, **protocol), {}
@@ -931,4 +975,4 @@ def _claim_is_stale(holder: dict, own_token: str) -> bool:
     return False
 
 
-__all__ = ["OSESearch", "epsilon_buckets", "read_text_lines", "w_coefficient"]
+__all__ = ["OSESearch", "epsilon_buckets", "ose_state", "read_text_lines", "w_coefficient"]

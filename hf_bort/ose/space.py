@@ -1,9 +1,9 @@
 """The OSE search space: candidate architectures <depth D, heads A, hidden H, intermediate I> of a parent config.
 
-Every supported model family is one row of `FAMILIES`: where its four dimensions live (beyond the standard names
-that `attribute_map` already resolves, e.g. GPT-2's `n_embd` behind `hidden_size`) and the structural facts the
-closed-form costs in `costs.py` need (pooler, norms, biases, gated FFN, factorised embeddings, ...). A family is
-data, not an if-chain, so adding one is adding a row.
+Every supported model family is one row of `families.FAMILIES`: the structural facts the closed-form costs in
+`costs.py` need (pooler, norms, biases, gated FFN, factorised embeddings, ...) and the weight layout extraction
+needs. The four dimensions are read through the standard names that `attribute_map` resolves (e.g. GPT-2's
+`n_embd` behind `hidden_size`) or a known alias. A family is data, not an if-chain, so adding one is adding a row.
 """
 
 from __future__ import annotations
@@ -16,6 +16,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from transformers import PreTrainedConfig
 from transformers.utils import logging
+
+from .costs import inference_flops, parameter_count
+from .families import FAMILIES, FamilySpec
 
 
 logger = logging.get_logger(__name__)
@@ -50,69 +53,6 @@ class Architecture:
 
     def __str__(self) -> str:
         return f"<D={self.depth}, A={self.heads}, H={self.hidden}, I={self.intermediate}>"
-
-
-@dataclass(frozen=True)
-class FamilySpec:
-    """How one model family is built, as far as parameter and operation counts are concerned.
-
-    Boolean facts given as a string are read from the config under that name (e.g. Llama's `attention_bias`).
-    """
-
-    intermediate_multiple: int | None = None  # I = multiple * H when the config leaves it None (GPT-2's n_inner)
-    token_types: bool = True  # reads `type_vocab_size`
-    learned_positions: bool | str = True
-    embedding_norm: str = "layer"  # "layer" | "none"
-    layer_norm: str = "layer"  # "layer" (weight + bias) | "rms" (weight only), two per block
-    final_norm: str = "none"
-    pooler: bool = False
-    qkv_bias: bool | str = True
-    out_bias: bool | str = True
-    mlp_bias: bool | str = True
-    gated_mlp: bool = False
-    factorized_embeddings: str = (
-        "none"  # "none" | "always" (ALBERT) | "if_different" (ELECTRA) | "if_different_nobias"
-    )
-    shared_layers: bool = False  # ALBERT: num_hidden_groups x inner_group_num blocks hold all the weights
-    relative_positions: bool = False  # DeBERTa-v2 disentangled attention tables
-    has_head_dim_field: bool = False  # the config has a `head_dim` to keep in sync with H / A
-    has_kv_heads: bool = False  # grouped-query attention: reads `num_key_value_heads`
-
-
-_BERT = FamilySpec(pooler=True)
-_LLAMA = FamilySpec(
-    token_types=False,
-    learned_positions=False,
-    embedding_norm="none",
-    layer_norm="rms",
-    final_norm="rms",
-    qkv_bias="attention_bias",
-    out_bias="attention_bias",
-    mlp_bias="mlp_bias",
-    gated_mlp=True,
-    has_head_dim_field=True,
-    has_kv_heads=True,
-)
-
-FAMILIES: dict[str, FamilySpec] = {
-    "bert": _BERT,
-    "roberta": _BERT,
-    "xlm-roberta": _BERT,
-    "camembert": _BERT,
-    "bort": FamilySpec(token_types=False, has_head_dim_field=True),
-    "distilbert": FamilySpec(token_types=False),
-    "albert": FamilySpec(pooler=True, factorized_embeddings="always", shared_layers=True),
-    "electra": FamilySpec(factorized_embeddings="if_different"),
-    "deberta-v2": FamilySpec(
-        learned_positions="position_biased_input",
-        factorized_embeddings="if_different_nobias",
-        relative_positions=True,
-    ),
-    "gpt2": FamilySpec(intermediate_multiple=4, token_types=False, embedding_norm="none", final_norm="layer"),
-    "llama": _LLAMA,
-    "mistral": _LLAMA,
-    "qwen2": FamilySpec(**{**asdict(_LLAMA), "qkv_bias": True, "out_bias": False, "mlp_bias": False}),
-}
 
 
 @dataclass(frozen=True)
@@ -155,7 +95,7 @@ def family_of(config: PreTrainedConfig) -> FamilySpec:
             f"No cost table for model_type {model_type!r}; using BERT's layout, so parameter counts are approximate. "
             f"Known families: {sorted(FAMILIES)}."
         )
-    return FAMILIES.get(model_type, _BERT)
+    return FAMILIES.get(model_type, FAMILIES["bert"])
 
 
 def read_dimension(config: PreTrainedConfig, dim: str, parent_dims: dict[str, int] | None = None) -> int:
@@ -185,12 +125,16 @@ def _config_shape(config: PreTrainedConfig, parent: Architecture) -> ConfigShape
     kv_heads = getattr(config, "num_key_value_heads", None) if family.has_kv_heads else None
     kv_group = parent.heads // kv_heads if kv_heads else 1
     head_dim = getattr(config, "head_dim", None) if family.has_head_dim_field else None
-    fixed_head_dim = head_dim if head_dim and head_dim * parent.heads != parent.hidden else None
+    if family.positions == "rotary":  # rotary tables are built for head_dim: every candidate keeps the parent's
+        head_dim = head_dim or parent.hidden // parent.heads
+        fixed_head_dim = head_dim
+    else:
+        fixed_head_dim = head_dim if head_dim and head_dim * parent.heads != parent.hidden else None
     embedding_size = getattr(config, "embedding_size", None) if family.factorized_embeddings != "none" else None
     if embedding_size == parent.hidden:
         embedding_size = None  # the embedding width follows H in candidates too
     shape = {}
-    if family.relative_positions and getattr(config, "relative_attention", False):
+    if family.positions == "relative" and getattr(config, "relative_attention", False):
         buckets = getattr(config, "position_buckets", -1)
         max_rel = getattr(config, "max_relative_positions", -1)
         max_rel = config.max_position_embeddings if max_rel < 1 else max_rel
@@ -202,7 +146,7 @@ def _config_shape(config: PreTrainedConfig, parent: Architecture) -> ConfigShape
             if getattr(config, "share_att_key", False)
             else sum(kind in pos_att for kind in ("c2p", "p2c")),
         )
-    if family.relative_positions:
+    if family.positions == "relative":
         shape.update(conv_kernel=getattr(config, "conv_kernel_size", 0), conv_groups=getattr(config, "conv_groups", 1))
     if family.shared_layers:
         shape.update(layer_groups=config.num_hidden_groups, inner_group_num=config.inner_group_num)
@@ -271,8 +215,6 @@ class SearchSpace:
             max_latency_ms: keep candidates whose latency predicted by `latency_model` is at most this.
             parent_dims: the parent's D/A/H/I where the config does not hold them, e.g. {"intermediate": 3072}.
         """
-        from .costs import inference_flops, parameter_count
-
         if step < 1:
             raise ValueError(f"step must be a positive integer, got {step}.")
         parent = Architecture(*(read_dimension(config, dim, parent_dims) for dim in _DIMS))
