@@ -32,7 +32,8 @@ def measure_latency_ms(
             raise ValueError(f"{name} must be a positive integer, got {value!r}.")
     vocab = getattr(getattr(model, "config", None), "vocab_size", None) or 1000
     generator = torch.Generator().manual_seed(0)
-    ids = torch.randint(0, min(int(vocab), 1000), (batch_size, seq_len), generator=generator)
+    device = next(model.parameters()).device  # time the model where it lives (CPU or an accelerator)
+    ids = torch.randint(0, min(int(vocab), 1000), (batch_size, seq_len), generator=generator).to(device)
     mask = torch.ones_like(ids)
     previous = torch.get_num_threads()
     was_training = model.training
@@ -44,8 +45,12 @@ def measure_latency_ms(
                 model(input_ids=ids, attention_mask=mask)
             runs = []
             for _ in range(repeats):
+                if device.type != "cpu":
+                    torch.accelerator.synchronize(device)
                 start = time.perf_counter()
                 model(input_ids=ids, attention_mask=mask)
+                if device.type != "cpu":
+                    torch.accelerator.synchronize(device)  # kernels run asynchronously there
                 runs.append((time.perf_counter() - start) * 1000)
     finally:
         torch.set_num_threads(previous)
