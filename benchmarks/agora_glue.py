@@ -90,10 +90,18 @@ def train_teacher(task, data, tokenizer, args) -> Path:
         remove_unused_columns=False,
         logging_steps=50,
     )
-    trainer = Trainer(model=model, args=targs, train_dataset=data["train"], data_collator=collator)
+    rows = data["train"]
+    if args.teacher_rows and args.teacher_rows < len(rows):
+        rows = rows.shuffle(seed=1234).select(range(args.teacher_rows))
+    trainer = Trainer(model=model, args=targs, train_dataset=rows, data_collator=collator)
     start = time.time()
     trainer.train()
-    result = score(trainer, data["validation"]) | {"wall_s": time.time() - start, "epochs": args.teacher_epochs}
+    result = score(trainer, data["validation"]) | {
+        "wall_s": time.time() - start,
+        "epochs": args.teacher_epochs,
+        "train_rows": len(rows),
+        "max_length": args.max_length,
+    }
     trainer.save_model(str(folder))
     tokenizer.save_pretrained(str(folder))
     (folder / "teacher_eval.json").write_text(json.dumps(result, indent=1))
@@ -209,6 +217,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data-dir", default=str(shared / "data" / "glue"))
     parser.add_argument("--teacher-dir", default=str(Path.home() / ".cache" / "hf_bort" / "agora_teachers"))
     parser.add_argument("--teacher-epochs", type=float, default=3.0)
+    parser.add_argument("--teacher-rows", type=int, default=0, help="Rows of train the teacher sees (0: all).")
     parser.add_argument("--student-layers", type=int, default=2)
     parser.add_argument("--train-rows", type=int, default=0, help="Rows of train the student sees (0: all).")
     parser.add_argument("--dev-fraction", type=float, default=0.1)

@@ -76,6 +76,7 @@ def agora_args(tmp_path, **overrides) -> AgoraArguments:
         agora_max_length=32,
         disable_tqdm=True,
         seed=0,
+        agora_allow_weak_teacher=True,  # the tiny random teachers of these tests are no better than chance
     )
     values.update(overrides)
     return AgoraArguments(**values)
@@ -210,8 +211,14 @@ def test_agora_rounds_expand_data_with_teacher_labels_and_provenance(tmp_path, r
         processing_class=tokenizer,
     )
     errors_seen = []
-    real_dev_errors = trainer._dev_errors
-    trainer._dev_errors = lambda: errors_seen.append(real_dev_errors()) or errors_seen[-1]
+    real_evaluate = trainer._evaluate
+
+    def evaluate(dataset, errors=False):
+        metric, wrong = real_evaluate(dataset, errors)
+        errors_seen.append(wrong)
+        return metric, wrong
+
+    trainer._evaluate = evaluate
     trainer.train()
 
     history = trainer.agora_history
@@ -260,12 +267,13 @@ def test_replay_restarts_from_the_best_weights(tmp_path, rte, tokenizer):
     scripted = iter([np.arange(3), np.arange(6), np.arange(5)])  # round 2 is worse than round 1
     best = {}
 
-    def dev_errors():
+    def evaluate(dataset, errors=False):
         if len(recorder.starts) == 1:
             best.update({k: v.detach().clone() for k, v in trainer.model.state_dict().items()})
-        return next(scripted)
+        wrong = next(scripted)
+        return 1 - len(wrong) / len(dataset), wrong
 
-    trainer._dev_errors = dev_errors
+    trainer._evaluate = evaluate
     trainer.train()
     assert [r.replayed for r in trainer.agora_history] == [False, True, False]
     assert all(torch.equal(recorder.starts[2][k], v) for k, v in best.items())  # round 3 starts from round 1's end

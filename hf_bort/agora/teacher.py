@@ -1,5 +1,7 @@
 """The teacher that labels Agora's generated examples: a classifier model, a `transformers` pipeline or a callable."""
 
+import itertools
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -14,14 +16,14 @@ from .data import model_input_names
 
 @dataclass
 class TeacherOutput:
-    """Hard labels of a batch and, when the teacher gives them, its class probabilities."""
+    """Hard labels (float scores for regression) of a batch and, when the teacher gives them, class probabilities."""
 
     labels: torch.Tensor
     probs: torch.Tensor | None = None
 
     @property
     def confidence(self) -> torch.Tensor:
-        """Probability of the chosen label; NaN where the teacher only gives labels."""
+        """Probability of the chosen label; NaN where the teacher only gives labels (or scores)."""
         if self.probs is None:
             return torch.full(self.labels.shape, float("nan"))
         return self.probs.gather(1, self.labels[:, None]).squeeze(1)
@@ -42,11 +44,26 @@ def check_is_classifier(model: nn.Module, role: str) -> None:
         )
 
 
+_GENERIC_LABEL = re.compile(r"^label_\d+$")
+
+
 def check_label_maps(teacher_label2id: dict[str, int], student_label2id: dict[str, int], source: str) -> None:
-    """A teacher is only useful if its label ids mean what the student's do."""
-    teacher_map = {str(k): int(v) for k, v in teacher_label2id.items()}
-    student_map = {str(k): int(v) for k, v in student_label2id.items()}
-    if teacher_map != student_map:
+    """A teacher is only useful if its label ids mean what the student's do.
+
+    Names are compared case-insensitively (`NEGATIVE` is `negative`). Generic names (`LABEL_0`, ...) say nothing,
+    so they are not compared: `AgoraTrainer` checks the correspondence by behaviour (`check_label_behaviour`).
+    """
+    teacher_map = {str(k).lower(): int(v) for k, v in teacher_label2id.items()}
+    student_map = {str(k).lower(): int(v) for k, v in student_label2id.items()}
+    if len(teacher_map) != len(student_map):
+        raise ValueError(
+            f"The teacher ({source}) has {len(teacher_map)} labels {sorted(teacher_map)} but the student has "
+            f"{len(student_map)}; give a teacher fine-tuned on the same task."
+        )
+    generic = all(_GENERIC_LABEL.match(name) for name in teacher_map) or all(
+        _GENERIC_LABEL.match(name) for name in student_map
+    )
+    if not generic and teacher_map != student_map:
         raise ValueError(
             f"The teacher ({source}) has label2id {teacher_map} but the student has {student_map}. They must "
             "label the same classes with the same ids: set id2label/label2id on both configs to the task's labels."
@@ -58,7 +75,8 @@ class AgoraTeacher:
 
     `teacher` is a `PreTrainedModel` for sequence classification (tokenised with `tokenizer`, by default the
     student's), a text-classification `Pipeline`, or a callable `list[tuple[str, ...]] -> labels` where labels are
-    ids, label names, or a `[n, num_labels]` array of probabilities.
+    ids, label names, or a `[n, num_labels]` array of probabilities. With `regression=True` (a one-output student,
+    e.g. STS-B) the teacher must be a one-output model too (or a callable returning scores): its value labels a row.
     """
 
     def __init__(
@@ -68,20 +86,41 @@ class AgoraTeacher:
         tokenizer: PreTrainedTokenizerBase | None = None,
         max_length: int = 128,
         batch_size: int = 64,
+        regression: bool = False,
     ):
         self.teacher = teacher
         self.label2id = {str(k): int(v) for k, v in label2id.items()}
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.batch_size = batch_size
+        self.regression = regression
         if isinstance(teacher, Pipeline):
+            if regression:
+                raise ValueError(
+                    "A regression student needs a teacher that outputs a score: give the model itself "
+                    "(teacher=(model, tokenizer) with num_labels=1) or a callable, not a pipeline."
+                )
             check_label_maps(teacher.model.config.label2id, self.label2id, "pipeline")
             self.kind = "pipeline"
         elif isinstance(teacher, nn.Module):
             check_is_classifier(teacher, "teacher")
-            check_label_maps(unwrap_classifier(teacher).config.label2id, self.label2id, type(teacher).__name__)
+            config = unwrap_classifier(teacher).config
+            if regression != (config.num_labels == 1):
+                raise ValueError(
+                    f"The student is a {'regression' if regression else 'classification'} model but the teacher "
+                    f"{type(teacher).__name__} has {config.num_labels} output(s): give a teacher fine-tuned on the "
+                    "same task (one output for a regression task such as STS-B)."
+                )
+            if not regression:
+                check_label_maps(config.label2id, self.label2id, type(teacher).__name__)
             if tokenizer is None:
                 raise ValueError("A teacher model needs a tokenizer: pass teacher=(model, tokenizer).")
+            if len(tokenizer) > config.vocab_size:
+                raise ValueError(
+                    f"The teacher {type(teacher).__name__} has a vocabulary of {config.vocab_size} tokens but its "
+                    f"tokenizer {type(tokenizer).__name__} has {len(tokenizer)}: pass the teacher's own tokenizer, "
+                    "teacher=(model, AutoTokenizer.from_pretrained(teacher_path))."
+                )
             self.input_names = model_input_names(teacher)
             self.kind = "model"
         elif callable(teacher):
@@ -102,7 +141,8 @@ class AgoraTeacher:
         outputs = [
             self._label_batch(examples[i : i + self.batch_size]) for i in range(0, len(examples), self.batch_size)
         ]
-        labels = torch.cat([o.labels for o in outputs]) if outputs else torch.empty(0, dtype=torch.long)
+        empty = torch.empty(0, dtype=torch.float if self.regression else torch.long)
+        labels = torch.cat([o.labels for o in outputs]) if outputs else empty
         with_probs = [o.probs for o in outputs if o.probs is not None]
         probs = torch.cat(with_probs) if outputs and len(with_probs) == len(outputs) else None
         return TeacherOutput(labels, probs)
@@ -123,6 +163,8 @@ class AgoraTeacher:
         device = next(self.teacher.parameters()).device
         inputs = {name: encoded[name].to(device) for name in self.input_names if name in encoded}
         logits = self.teacher(**inputs).logits.float().cpu()
+        if self.regression:
+            return TeacherOutput(logits[:, 0])
         probs = logits.softmax(-1)
         return TeacherOutput(probs.argmax(-1), probs)
 
@@ -139,6 +181,11 @@ class AgoraTeacher:
 
     def _from_callable(self, batch):
         result = self.teacher(list(batch))
+        if self.regression:
+            scores = torch.as_tensor(np.asarray(result, dtype=np.float32)).reshape(-1)
+            if scores.shape[0] != len(batch):
+                raise ValueError(f"The teacher callable returned {scores.shape[0]} scores for {len(batch)} examples.")
+            return TeacherOutput(scores)
         if isinstance(result, Sequence) and result and isinstance(result[0], str):
             unknown = sorted({r for r in result if r not in self.label2id})
             if unknown:
@@ -161,3 +208,41 @@ class AgoraTeacher:
         if labels.numel() and (labels.min() < 0 or labels.max() >= len(self.label2id)):
             raise ValueError(f"The teacher callable returned label ids outside 0..{len(self.label2id) - 1}.")
         return TeacherOutput(labels)
+
+
+def check_label_behaviour(predicted: np.ndarray, labels: np.ndarray, num_labels: int, bar: float) -> None:
+    """Catch a teacher whose label ids are permuted relative to the student's, from its confusion on dev rows.
+
+    If some relabelling of the teacher's outputs other than the identity would reach `bar` (the quality bar)
+    and beat the identity by 10 points, the ids almost surely mean other classes than the student's.
+    """
+    confusion = np.zeros((num_labels, num_labels), dtype=np.int64)
+    np.add.at(confusion, (labels.astype(np.int64), predicted.astype(np.int64)), 1)
+    total = max(int(confusion.sum()), 1)
+    identity = np.trace(confusion) / total
+    if num_labels <= 6:
+        candidates = itertools.permutations(range(num_labels))
+    else:  # too many permutations: try the mapping each true class is most often predicted as
+        candidates = [tuple(int(i) for i in confusion.argmax(1))]
+    for mapping in candidates:
+        if list(mapping) == list(range(num_labels)) or len(set(mapping)) != num_labels:
+            continue
+        permuted = sum(confusion[true, pred] for true, pred in enumerate(mapping)) / total
+        if permuted >= bar and permuted >= identity + 0.1:
+            pairs = ", ".join(f"{true}->{pred}" for true, pred in enumerate(mapping) if true != pred)
+            raise ValueError(
+                f"The teacher's label ids look permuted relative to the student's: on the Agora dev split it is "
+                f"right {identity:.1%} of the time as is, but {permuted:.1%} if its ids are read as ({pairs}) "
+                f"(confusion rows=true, columns=teacher: {confusion.tolist()}). Fix the teacher's "
+                "id2label/label2id to match the student's."
+            )
+
+
+__all__ = [
+    "AgoraTeacher",
+    "TeacherOutput",
+    "check_is_classifier",
+    "check_label_behaviour",
+    "check_label_maps",
+    "unwrap_classifier",
+]
