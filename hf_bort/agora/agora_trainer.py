@@ -190,8 +190,8 @@ class AgoraTrainer(Trainer):
         self.agora_teacher.prepare(self.accelerator)
         self.agora_sampler = build_sampler(
             sampler if sampler is not None else args.agora_sampler,
-            model=self.model,
-            tokenizer=processing_class,
+            student=self.model,
+            student_tokenizer=processing_class,
             replace_fraction=args.replace_fraction,
             num_neighbours=args.num_neighbours,
             max_length=args.agora_max_length,
@@ -392,6 +392,7 @@ class AgoraTrainer(Trainer):
             selection_metric = dev_metric
         result = {
             "setting": setting_index,
+            "steps": self.state.global_step,
             "dev_metric": dev_metric,
             "dev_errors": len(wrong),
             "selection_metric": selection_metric,
@@ -425,7 +426,9 @@ class AgoraTrainer(Trainer):
             dev_metric=round_best["dev_metric"],
             metric=self.agora_metric,
             setting=round_best["setting"],
-            settings=[{k: r[k] for k in ("setting", "dev_metric", "dev_errors", "selection_metric")} for r in ranked],
+            settings=[
+                {k: r[k] for k in ("setting", "steps", "dev_metric", "dev_errors", "selection_metric")} for r in ranked
+            ],
             selection_metric=max(r["selection_metric"] for r in state["results"]),
             selected_by=self.agora_selected_by,
             improved=state["improved"],

@@ -23,7 +23,9 @@ class AgoraSampler(ABC):
     """Base class of the pluggable samplers."""
 
     @classmethod
-    def from_agora(cls, model: nn.Module, tokenizer: PreTrainedTokenizerBase, **kwargs: Any) -> "AgoraSampler":
+    def from_agora(
+        cls, student: nn.Module, student_tokenizer: PreTrainedTokenizerBase, **kwargs: Any
+    ) -> "AgoraSampler":
         """Build from `AgoraArguments` (sampler kwargs merged in) and the student's model and tokenizer."""
         return cls(**kwargs)
 
@@ -188,9 +190,11 @@ class EmbeddingNeighbourSampler(_TokenSampler):
         self.chunk_size = chunk_size
 
     @classmethod
-    def from_agora(cls, model: nn.Module, tokenizer: PreTrainedTokenizerBase, **kwargs: Any) -> "AgoraSampler":
+    def from_agora(
+        cls, student: nn.Module, student_tokenizer: PreTrainedTokenizerBase, **kwargs: Any
+    ) -> "AgoraSampler":
         """The student's own (current) embeddings and tokenizer unless `embeddings=`/`tokenizer=` are given."""
-        return cls(kwargs.pop("embeddings", model), kwargs.pop("tokenizer", tokenizer), **kwargs)
+        return cls(kwargs.pop("embeddings", student), kwargs.pop("tokenizer", student_tokenizer), **kwargs)
 
     def _matrix(self) -> torch.Tensor:
         if isinstance(self.embeddings, torch.Tensor):
@@ -253,7 +257,9 @@ class MaskedLMSampler(_TokenSampler):
         self.batch_size = batch_size
 
     @classmethod
-    def from_agora(cls, model: nn.Module, tokenizer: PreTrainedTokenizerBase, **kwargs: Any) -> "AgoraSampler":
+    def from_agora(
+        cls, student: nn.Module, student_tokenizer: PreTrainedTokenizerBase, **kwargs: Any
+    ) -> "AgoraSampler":
         """A masked LM of its own (`model=` in `agora_sampler_kwargs`); the student's tokenizer is not used."""
         if "model" not in kwargs:
             raise ValueError(
@@ -326,8 +332,8 @@ SAMPLERS: dict[str, type[AgoraSampler]] = {
 def build_sampler(
     sampler: str | AgoraSampler | Callable[[str, int], Sequence[str]],
     *,
-    model: nn.Module,
-    tokenizer: PreTrainedTokenizerBase,
+    student: nn.Module,
+    student_tokenizer: PreTrainedTokenizerBase,
     replace_fraction: float,
     num_neighbours: int,
     max_length: int,
@@ -342,7 +348,7 @@ def build_sampler(
         raise ValueError(f"Unknown Agora sampler {sampler!r}; choose one of {list(SAMPLERS)}, or pass a callable.")
     common = {"replace_fraction": replace_fraction, "num_neighbours": num_neighbours, "max_length": max_length}
     try:
-        return SAMPLERS[sampler].from_agora(model, tokenizer, **common, **kwargs)
+        return SAMPLERS[sampler].from_agora(student, student_tokenizer, **common, **kwargs)
     except TypeError as error:  # an unknown keyword in agora_sampler_kwargs
         raise ValueError(f"agora_sampler_kwargs do not fit the {sampler!r} sampler: {error}.") from None
 
