@@ -284,7 +284,9 @@ def run_agora(task, split, teacher_dir, tokenizer, seed, args, theta: str | None
         teacher=(teacher, AutoTokenizer.from_pretrained(teacher_dir)),
         processing_class=tokenizer,
     )
-    trainer.agora_total_steps = trainer.train().global_step
+    output = trainer.train()
+    trainer.agora_total_steps = output.global_step
+    trainer.agora_best = (output.metrics["agora_best_round"], output.metrics["agora_best_setting"])
     return trainer
 
 
@@ -345,12 +347,12 @@ def run_seed(task, data, tokenizer, teacher_dir: Path, seed: int, args) -> dict:
 
 def _lineage_steps(trainer: AgoraTrainer) -> int:
     """Optimisation steps on the final model's training path: each round's best setting up to the best round."""
-    best = trainer._agora["best"]
+    best_round, best_setting = trainer.agora_best
     steps = 0
     for record in trainer.agora_history:
-        chosen = best["setting"] if record.round == best["round"] else record.setting
+        chosen = best_setting if record.round == best_round else record.setting
         steps += next(s["steps"] for s in record.settings if s["setting"] == chosen)
-        if record.round == best["round"]:
+        if record.round == best_round:
             break
     return steps
 

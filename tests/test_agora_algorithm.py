@@ -277,6 +277,10 @@ def test_teacher_label_names_vocabulary_and_confidence(tmp_path, rte, tokenizer)
     common = dict(train_dataset=rte["train"], agora_dev_dataset=rte["dev"], processing_class=tokenizer)
     upper = {k.upper(): v for k, v in LABELS.items()}
     AgoraTrainer(model=tiny_classifier(0), args=agora_args(tmp_path), teacher=tiny_classifier(1, upper), **common)
+    from hf_bort.agora import AgoraTeacher
+
+    by_name = AgoraTeacher(lambda batch: ["NOT_ENTAILMENT", "Entailment"][: len(batch)], LABELS)
+    assert by_name([("a", "b"), ("c", "d")]).labels.tolist() == [1, 0]
     generic = {"LABEL_0": 0, "LABEL_1": 1}
     AgoraTrainer(model=tiny_classifier(0), args=agora_args(tmp_path), teacher=tiny_classifier(1, generic), **common)
     torch.manual_seed(0)

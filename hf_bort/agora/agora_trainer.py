@@ -323,7 +323,7 @@ class AgoraTrainer(Trainer):
         varied = sorted({key for setting in args.agora_settings for key in setting})
         saved = {name: getattr(args, name) for name in (*varied, "num_train_epochs", "output_dir")}
         args.num_train_epochs = args.epochs_per_round
-        total_steps, loss_sum, output = 0, 0.0, None
+        output = None
         rounds = tqdm(
             total=args.agora_rounds,
             initial=self._agora["round"] - 1,
@@ -354,8 +354,8 @@ class AgoraTrainer(Trainer):
                         **kwargs,
                     )
                     resume_path = None
-                    total_steps += output.global_step
-                    loss_sum += output.training_loss * output.global_step
+                    state["total_steps"] += output.global_step
+                    state["loss_sum"] += output.training_loss * output.global_step
                     self._score_setting(setting_index)
                     state["position"] += 1
                 for name in varied:
@@ -376,7 +376,8 @@ class AgoraTrainer(Trainer):
         metrics["agora_best_round"] = self._agora["best"]["round"]
         metrics["agora_best_setting"] = self._agora["best"]["setting"]
         metrics[f"agora_best_{self.agora_selected_by}_{self.agora_metric}"] = self._agora["best"]["metric"]
-        return TrainOutput(total_steps, loss_sum / max(total_steps, 1), metrics)
+        total_steps = self._agora["total_steps"]
+        return TrainOutput(total_steps, self._agora["loss_sum"] / max(total_steps, 1), metrics)
 
     def _setting_dir(self, base: str, round_index: int, setting_index: int) -> str:
         folder = os.path.join(base, f"agora-round-{round_index}")
@@ -655,18 +656,14 @@ def find_agora_checkpoint(resume_from_checkpoint: str | bool, base_output_dir: s
             f"No Agora checkpoint (agora-round-*/checkpoint-*) found in {base_output_dir}; train without "
             "resume_from_checkpoint, with save_strategy set so that checkpoints are written."
         )
-    # newest first: by modification time of the state file, then round and step
-    found.sort(key=lambda item: (_mtime(item[2] / AGORA_STATE_NAME), item[0], item[1]), reverse=True)
+    # newest first: by the folder's modification time (settings of a round run in rank order), then round and step
+    found.sort(key=lambda item: (item[2].stat().st_mtime_ns, item[0], item[1]), reverse=True)
     for _, _, folder in found:
         reason = incomplete_reason(folder)
         if reason is None:
             return str(folder)
         logger.warning(f"Skipping Agora checkpoint {folder}: {reason}.")
     raise ValueError(f"Every Agora checkpoint in {base_output_dir} is incomplete; start the run again.")
-
-
-def _mtime(path: Path) -> float:
-    return path.stat().st_mtime_ns if path.is_file() else -1
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -706,7 +703,8 @@ def _score(metric: str, predicted: np.ndarray, labels: np.ndarray) -> float:
 
 def _fresh_round_state(num_settings: int) -> dict[str, Any]:
     """Where the run stands: round, the remaining settings (and which is training), this round's results, the best
-    model so far (selection score, round, setting, its Agora dev errors), and rounds without improvement."""
+    model so far (selection score, round, setting, its Agora dev errors), rounds without improvement, and the
+    optimisation steps (and summed loss) of every finished setting."""
     return {
         "round": 1,
         "position": 0,
@@ -716,6 +714,8 @@ def _fresh_round_state(num_settings: int) -> dict[str, Any]:
         "improved": False,
         "best": {"metric": None, "round": 0, "setting": 0, "wrong": []},
         "stale": 0,
+        "total_steps": 0,
+        "loss_sum": 0.0,
     }
 
 

@@ -100,6 +100,8 @@ class AgoraTeacher:
                     "(teacher=(model, tokenizer) with num_labels=1) or a callable, not a pipeline."
                 )
             check_label_maps(teacher.model.config.label2id, self.label2id, "pipeline")
+            # the pipeline names labels by the teacher's own map (e.g. NEGATIVE or LABEL_0): read ids from it
+            self.pipeline_label2id = {str(k): int(v) for k, v in teacher.model.config.label2id.items()}
             self.kind = "pipeline"
         elif isinstance(teacher, nn.Module):
             check_is_classifier(teacher, "teacher")
@@ -175,7 +177,7 @@ class AgoraTeacher:
         probs = torch.zeros(len(batch), len(self.label2id))
         for row, scores in enumerate(results):
             for item in scores:
-                probs[row, self.label2id[item["label"]]] = item["score"]
+                probs[row, self.pipeline_label2id[item["label"]]] = item["score"]
         return TeacherOutput(probs.argmax(-1), probs)
 
     def _from_callable(self, batch):
@@ -186,12 +188,13 @@ class AgoraTeacher:
                 raise ValueError(f"The teacher callable returned {scores.shape[0]} scores for {len(batch)} examples.")
             return TeacherOutput(scores)
         if isinstance(result, Sequence) and result and isinstance(result[0], str):
-            unknown = sorted({r for r in result if r not in self.label2id})
+            by_name = {name.lower(): i for name, i in self.label2id.items()}  # names differing in case match
+            unknown = sorted({r for r in result if r.lower() not in by_name})
             if unknown:
                 raise ValueError(
                     f"The teacher callable returned labels {unknown} not in the student's {self.label2id}."
                 )
-            result = [self.label2id[r] for r in result]
+            result = [by_name[r.lower()] for r in result]
         array = torch.as_tensor(np.asarray(result))
         if array.shape[0] != len(batch):
             raise ValueError(f"The teacher callable returned {array.shape[0]} outputs for {len(batch)} examples.")
