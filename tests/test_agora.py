@@ -211,14 +211,14 @@ def test_agora_rounds_expand_data_with_teacher_labels_and_provenance(tmp_path, r
         processing_class=tokenizer,
     )
     errors_seen = []
-    real_evaluate = trainer._evaluate
+    real_score = trainer._agora_score
 
     def evaluate(dataset, errors=False):
-        metric, wrong = real_evaluate(dataset, errors)
+        metric, wrong = real_score(dataset, errors)
         errors_seen.append(wrong)
         return metric, wrong
 
-    trainer._evaluate = evaluate
+    trainer._agora_score = evaluate
     trainer.train()
 
     history = trainer.agora_history
@@ -273,7 +273,7 @@ def test_replay_restarts_from_the_best_weights(tmp_path, rte, tokenizer):
         wrong = next(scripted)
         return 1 - len(wrong) / len(dataset), wrong
 
-    trainer._evaluate = evaluate
+    trainer._agora_score = evaluate
     trainer.train()
     assert [r.replayed for r in trainer.agora_history] == [False, True, False]
     assert all(torch.equal(recorder.starts[2][k], v) for k, v in best.items())  # round 3 starts from round 1's end

@@ -102,7 +102,7 @@ def _scripted(trainer, scores, selection_scores=None):
         wrong = np.arange(round(10 * (1 - metric)))  # a worse model errs on more rows
         return metric, wrong
 
-    trainer._evaluate = evaluate
+    trainer._agora_score = evaluate
     return ends, original_lr
 
 

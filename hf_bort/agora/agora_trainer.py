@@ -386,9 +386,9 @@ class AgoraTrainer(Trainer):
     def _score_setting(self, setting_index: int) -> None:
         """Score the model just trained: on the Agora dev split (ranking) and the selection split (best model)."""
         state = self._agora
-        dev_metric, wrong = self._evaluate(self.agora_dev_dataset, errors=True)
+        dev_metric, wrong = self._agora_score(self.agora_dev_dataset, errors=True)
         if self.agora_selection_dataset is not None:
-            selection_metric, _ = self._evaluate(self.agora_selection_dataset)
+            selection_metric, _ = self._agora_score(self.agora_selection_dataset)
         else:
             selection_metric = dev_metric
         result = {
@@ -468,7 +468,7 @@ class AgoraTrainer(Trainer):
         logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
         return logits[:, 0] if self.agora_regression else logits.argmax(-1)
 
-    def _evaluate(self, dataset: datasets.Dataset, errors: bool = False) -> tuple[float, np.ndarray]:
+    def _agora_score(self, dataset: datasets.Dataset, errors: bool = False) -> tuple[float, np.ndarray]:
         """`agora_metric` on a split and, with `errors`, the indices of its rows the model gets wrong."""
         predicted = self._predict(dataset)
         labels = np.asarray(list(dataset[self.args.agora_label_column]))
