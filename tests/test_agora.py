@@ -451,7 +451,8 @@ from tests.conftest import GLUE_DIR, minilm_dir
 torch.set_num_threads(1)
 out = Path(sys.argv[1])
 split = carve_dev_split(load_glue("rte", GLUE_DIR, ("train",))["train"].select(range(40)), 0.25, seed=0)
-trainer = AgoraTrainer(model=tiny_classifier(0), args=agora_args(out, per_device_train_batch_size=4),
+trainer = AgoraTrainer(model=tiny_classifier(0),
+    args=agora_args(out, per_device_train_batch_size=4, agora_hyperparameter_space=sys.argv[2] or None),
     train_dataset=split["train"], agora_dev_dataset=split["dev"], teacher=tiny_classifier(1),
     processing_class=AutoTokenizer.from_pretrained(minilm_dir()))
 trainer.train()
@@ -459,17 +460,20 @@ rows = json.dumps(trainer.agora_train_dataset.to_dict(), sort_keys=True)
 state = PartialState()
 (out / f"rank{state.process_index}.json").write_text(json.dumps({
     "num_processes": state.num_processes, "rows": len(trainer.agora_train_dataset),
-    "hash": hashlib.sha256(rows.encode()).hexdigest(), "steps": trainer.state.global_step}))
+    "hash": hashlib.sha256(rows.encode()).hexdigest(), "steps": trainer.state.global_step,
+    "settings": [[s["setting"] for s in r.settings] for r in trainer.agora_history],
+    "weights": sum(float(v.double().sum()) for v in trainer.model.state_dict().values())}))
 """
 
 
 @pytest.mark.slow
-def test_two_processes_train_on_the_same_expanded_set(tmp_path, glue_dir, tokenizer):
+@pytest.mark.parametrize("theta", ["", '[{"learning_rate": 1e-3}, {"learning_rate": 3e-3}]'])
+def test_two_processes_train_on_the_same_expanded_set(tmp_path, glue_dir, tokenizer, theta):
     script = tmp_path / "agora_ddp.py"
     script.write_text(_DISTRIBUTED_SCRIPT)
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", PYTHONPATH=str(Path(__file__).parents[1]))
     subprocess.run(
-        [*two_process_launcher(), str(script), str(tmp_path)],
+        [*two_process_launcher(), str(script), str(tmp_path), theta],
         check=True,
         env=env,
         cwd=Path(__file__).parents[1],
@@ -478,3 +482,7 @@ def test_two_processes_train_on_the_same_expanded_set(tmp_path, glue_dir, tokeni
     ranks = [json.loads((tmp_path / f"rank{i}.json").read_text()) for i in (0, 1)]
     assert [r["num_processes"] for r in ranks] == [2, 2]
     assert ranks[0]["hash"] == ranks[1]["hash"] and ranks[0]["rows"] > 30
+    # every setting is trained data-parallel by both processes: the same pruning and the same final model
+    assert ranks[0]["settings"] == ranks[1]["settings"]
+    assert [len(r) for r in ranks[0]["settings"]] == ([2, 1] if theta else [1, 1])
+    assert ranks[0]["weights"] == ranks[1]["weights"]

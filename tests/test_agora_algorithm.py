@@ -147,6 +147,7 @@ def test_theta_trains_each_setting_keeps_the_best_half_and_ends_on_the_best(tmp_
     assert trainer.args.learning_rate == original_lr
     assert output.metrics["agora_best_round"] == 2 and output.metrics["agora_best_setting"] == 2
     assert output.metrics["agora_best_agora_dev_accuracy"] == 0.9
+    assert output.metrics["agora_teacher_accuracy"] == trainer.agora_teacher_report["score"]
 
 
 def test_one_setting_ends_on_the_best_round_and_replay_works_with_default_patience(tmp_path, rte, tokenizer):

@@ -376,6 +376,7 @@ class AgoraTrainer(Trainer):
         metrics["agora_best_round"] = self._agora["best"]["round"]
         metrics["agora_best_setting"] = self._agora["best"]["setting"]
         metrics[f"agora_best_{self.agora_selected_by}_{self.agora_metric}"] = self._agora["best"]["metric"]
+        metrics[f"agora_teacher_{self.agora_teacher_report['metric']}"] = self.agora_teacher_report["score"]
         total_steps = self._agora["total_steps"]
         return TrainOutput(total_steps, self._agora["loss_sum"] / max(total_steps, 1), metrics)
 
