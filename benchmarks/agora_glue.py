@@ -1,19 +1,34 @@
-"""Agora vs plain fine-tuning on real GLUE data, same student, same teacher, same number of training steps.
+"""Agora against the augmentation people already use: same student, same steps, same teacher-labelled rows.
 
-Teacher: the real pretrained MiniLM-L6 fine-tuned on the task's full train split (cached in --teacher-dir).
-Student: MiniLM's embeddings and first --student-layers layers (a simple extraction), classifier head fresh.
-Per seed, Agora carves its own dev split out of the student's training rows; the plain Trainer trains on all
-of the student's rows for exactly as many optimisation steps as Agora took. Both are scored on the official
-GLUE dev set, which neither ever sees. Prints mean +- std over seeds and writes a JSON with every run.
+Arms (per task and seed, all scored on the official GLUE dev set, which no arm ever sees):
 
-    PYTHONPATH=. python benchmarks/agora_glue.py                 # defaults (RTE and MRPC, 3 seeds)
-    PYTHONPATH=. python benchmarks/agora_glue.py --quick         # a few minutes: small slices, 1 seed, RTE
+| arm | what |
+|---|---|
+| plain | fine-tuning on the scarce train rows |
+| non_targeted | + teacher-labelled variants from Agora's sampler around *random* train rows (not dev errors) |
+| eda | + teacher-labelled nlpaug EDA variants (random word swap / deletion) of random train rows |
+| kd | distillation (teacher's soft labels, T=2) on the train rows + the eda pool (TinyBERT-style) |
+| agora | Agora with one setting (the arguments as given) |
+| agora_theta | Agora with Θ (`--theta`, default three learning rates), halving each round |
+
+Budgets: `agora` runs first; its optimisation steps S and its number of teacher-labelled rows K fix the budget of
+`plain`, `non_targeted`, `eda` and `kd` (S steps; K labelled rows). The Agora arms carve their dev split (10%)
+out of the scarce rows; the other arms train on all of them. `agora_theta` trains |Θ| models in round one, so its
+*total* compute is larger (reported as `total_steps`); its final model's lineage takes about S steps.
+
+Teacher: MiniLM-L6 (all-MiniLM-L6-v2) fine-tuned on the task's train split once and cached in --teacher-dir
+(`--teacher-rows` caps the rows, e.g. 8,000 for SST-2 on a small CPU). Student: MiniLM's embeddings and first
+--student-layers layers, classifier head fresh (seeded).
+
+    PYTHONPATH=. python benchmarks/agora_glue.py --tasks sst2 --train-rows 500 --seeds 0 1 2 3 4
+    PYTHONPATH=. python benchmarks/agora_glue.py --quick --teacher PATH --allow-weak-teacher   # the fast test
+
+Writes --out (JSON: every run) after each seed, and with --plots a plot of the arms and one of Agora's rounds.
 """
 
 import argparse
 import json
 import os
-import shutil
 import statistics
 import sys
 import tempfile
@@ -23,8 +38,10 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import datasets  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from sklearn.metrics import f1_score  # noqa: E402
 from transformers import (  # noqa: E402
     AutoTokenizer,
     BertConfig,
@@ -37,30 +54,37 @@ from transformers import (  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from hf_bort.agora import AgoraArguments, AgoraDataCollator, AgoraTrainer, carve_dev_split  # noqa: E402
+from hf_bort.agora import (  # noqa: E402
+    AgoraArguments,
+    AgoraDataCollator,
+    AgoraTeacher,
+    AgoraTrainer,
+    EmbeddingNeighbourSampler,
+    carve_dev_split,
+    plot_agora_history,
+    sample_near,
+)
+from hf_bort.agora.data import TEACHER_PROBS  # noqa: E402
 from hf_bort.glue import get_task, load_glue  # noqa: E402
 from hf_bort.testing import offline_minilm_dir  # noqa: E402
+
+
+ARMS = ("plain", "non_targeted", "eda", "kd", "agora", "agora_theta")
+DEFAULT_THETA = '[{"learning_rate": 5e-5}, {"learning_rate": 1e-4}, {"learning_rate": 2e-4}]'
 
 
 def label_maps(task):
     return dict(enumerate(task.label_names)), {name: i for i, name in enumerate(task.label_names)}
 
 
-def accuracy_f1(predictions: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    tp = float(((predictions == 1) & (labels == 1)).sum())
-    precision = tp / max(float((predictions == 1).sum()), 1.0)
-    recall = tp / max(float((labels == 1).sum()), 1.0)
-    f1 = 2 * precision * recall / max(precision + recall, 1e-12)
-    return {"accuracy": float((predictions == labels).mean()), "f1": f1}
-
-
 def score(trainer: Trainer, dataset) -> dict[str, float]:
-    output = trainer.predict(dataset)
-    return accuracy_f1(output.predictions.argmax(-1), np.asarray(list(dataset["label"])))
+    predictions = trainer.predict(dataset).predictions.argmax(-1)
+    labels = np.asarray(list(dataset["label"]))
+    return {"accuracy": float((predictions == labels).mean()), "f1": float(f1_score(labels, predictions))}
 
 
 def train_teacher(task, data, tokenizer, args) -> Path:
-    """Fine-tune MiniLM-L6 on the full train split once; later runs reuse the saved folder."""
+    """Fine-tune MiniLM-L6 on the train split (or --teacher-rows of it) once; later runs reuse the saved folder."""
     folder = Path(args.teacher_dir) / task.name
     if (folder / "teacher_eval.json").is_file():
         return folder
@@ -68,7 +92,9 @@ def train_teacher(task, data, tokenizer, args) -> Path:
     model = BertForSequenceClassification.from_pretrained(
         offline_minilm_dir(), num_labels=task.num_labels, id2label=id2label, label2id=label2id
     )
-    collator = AgoraDataCollator(tokenizer, task.text_columns, "label", args.max_length)
+    rows = data["train"]
+    if args.teacher_rows and args.teacher_rows < len(rows):
+        rows = rows.shuffle(seed=1234).select(range(args.teacher_rows))
     targs = TrainingArguments(
         tempfile.mkdtemp(),
         num_train_epochs=args.teacher_epochs,
@@ -81,11 +107,18 @@ def train_teacher(task, data, tokenizer, args) -> Path:
         use_cpu=True,
         remove_unused_columns=False,
         logging_steps=50,
+        disable_tqdm=args.no_bars,
     )
-    trainer = Trainer(model=model, args=targs, train_dataset=data["train"], data_collator=collator)
+    collator = AgoraDataCollator(tokenizer, task.text_columns, "label", args.max_length)
+    trainer = Trainer(model=model, args=targs, train_dataset=rows, data_collator=collator)
     start = time.time()
     trainer.train()
-    result = score(trainer, data["validation"]) | {"wall_s": time.time() - start, "epochs": args.teacher_epochs}
+    result = score(trainer, data["validation"]) | {
+        "wall_s": time.time() - start,
+        "epochs": args.teacher_epochs,
+        "train_rows": len(rows),
+        "max_length": args.max_length,
+    }
     trainer.save_model(str(folder))
     tokenizer.save_pretrained(str(folder))
     (folder / "teacher_eval.json").write_text(json.dumps(result, indent=1))
@@ -105,14 +138,106 @@ def extract_student(task, layers: int, seed: int) -> BertForSequenceClassificati
     return student
 
 
-def run_seed(task, data, tokenizer, teacher_dir: Path, seed: int, args) -> dict:
-    rows = data["train"].shuffle(seed=seed)
-    if args.train_rows:
-        rows = rows.select(range(min(args.train_rows, len(rows))))
-    split = carve_dev_split(rows, args.dev_fraction, seed)
-    teacher = BertForSequenceClassification.from_pretrained(teacher_dir)
-    out_dir = tempfile.mkdtemp(prefix="agora_bench_")
-    common = dict(
+class _DistillTrainer(Trainer):
+    """Soft cross-entropy to the teacher's probabilities at temperature T (x T^2), plus gold CE on real rows."""
+
+    temperature = 2.0
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if "teacher_probs" not in inputs:  # scoring a split without teacher probabilities
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        teacher_probs = inputs.pop("teacher_probs")
+        teacher_mask = inputs.pop("teacher_mask")
+        labels = inputs.pop("labels")
+        outputs = model(**inputs)
+        logits = outputs.logits
+        t = self.temperature
+        target = (teacher_probs.clamp_min(1e-12).log() / t).softmax(-1)
+        soft = -(target * (logits / t).log_softmax(-1)).sum(-1).mean() * t * t
+        real = ~teacher_mask
+        hard = torch.nn.functional.cross_entropy(logits[real], labels[real]) if bool(real.any()) else 0.0
+        loss = 0.5 * soft + 0.5 * hard
+        return (loss, outputs) if return_outputs else loss
+
+
+def eda_variants(texts: list[str], count: int, seed: int, fraction: float) -> list[str]:
+    """nlpaug EDA: random word swap or deletion (synonym replacement/insertion need WordNet, not offline)."""
+    import random
+
+    import nlpaug.augmenter.word as naw
+
+    random.seed(seed)
+    np.random.seed(seed)
+    swap = naw.RandomWordAug(action="swap", aug_p=fraction)
+    delete = naw.RandomWordAug(action="delete", aug_p=fraction)
+    out = []
+    for k, text in enumerate(texts[:count]):
+        augmenter = swap if k % 2 == 0 else delete
+        out.append((augmenter.augment(text) or [text])[0])
+    return out
+
+
+def labelled_pool(task, rows, teacher, tokenizer, seed: int, count: int, kind: str, args) -> datasets.Dataset:
+    """`count` teacher-labelled variants of random train rows, from Agora's sampler or nlpaug's EDA."""
+    if count == 0:
+        return rows.select([])
+    rng = np.random.default_rng(seed + 7)
+    sources = [tuple(rows[int(i)][c] for c in task.text_columns) for i in rng.integers(0, len(rows), 4 * count)]
+    found: list[tuple[str, ...]] = []
+    seen = set(zip(*(list(rows[c]) for c in task.text_columns)))
+    if kind == "sampler":
+        student = extract_student(task, args.student_layers, seed)
+        sampler = EmbeddingNeighbourSampler(
+            student, tokenizer, args.replace_fraction, args.num_neighbours, args.max_length
+        )
+        generator = torch.Generator().manual_seed(seed)
+        for start in range(0, len(sources), 64):
+            for variants in sample_near(sampler, sources[start : start + 64], 1, generator, "both"):
+                found.extend(variants)
+            if len({v for v in found if v not in seen}) >= count:
+                break
+    else:
+        columns = [
+            eda_variants([s[c] for s in sources], len(sources), seed + c, args.replace_fraction)
+            for c in range(len(task.text_columns))
+        ]
+        found = list(zip(*columns))
+    unique = [v for v in dict.fromkeys(found) if v not in seen][:count]
+    labeller = AgoraTeacher(teacher, teacher.config.label2id, tokenizer, args.max_length, 64)
+    out = labeller(unique)
+    data = {c: [v[k] for v in unique] for k, c in enumerate(task.text_columns)}
+    data["label"] = out.labels.tolist()
+    data[TEACHER_PROBS] = out.probs.tolist()
+    return datasets.Dataset.from_dict(data)
+
+
+def train_arm(task, rows, pool, tokenizer, seed: int, steps: int, args, distill: bool = False) -> Trainer:
+    """The student on the train rows + a labelled pool, for exactly `steps` optimisation steps."""
+    base = rows.select_columns([*task.text_columns, "label"]).cast_column("label", datasets.Value("int64"))
+    if len(pool):
+        pool = pool.cast_column("label", datasets.Value("int64"))
+        if distill:
+            base = base.add_column(TEACHER_PROBS, rows["_teacher_probs"])
+            base = base.cast(pool.features)
+            train = datasets.concatenate_datasets([base, pool])
+        else:
+            train = datasets.concatenate_datasets([base, pool.remove_columns(TEACHER_PROBS)])
+    else:
+        train = base
+    targs = TrainingArguments(tempfile.mkdtemp(prefix="agora_arm_"), max_steps=steps, **common_args(seed, args))
+    trainer_class = _DistillTrainer if distill else Trainer
+    trainer = trainer_class(
+        model=extract_student(task, args.student_layers, seed),
+        args=targs,
+        train_dataset=train,
+        data_collator=AgoraDataCollator(tokenizer, task.text_columns, "label", args.max_length),
+    )
+    trainer.train()
+    return trainer
+
+
+def common_args(seed: int, args) -> dict:
+    return dict(
         learning_rate=args.lr,
         per_device_train_batch_size=16,
         per_device_eval_batch_size=64,
@@ -122,125 +247,215 @@ def run_seed(task, data, tokenizer, teacher_dir: Path, seed: int, args) -> dict:
         use_cpu=True,
         remove_unused_columns=False,
         warmup_steps=0,
-        logging_steps=50,
+        logging_steps=1000,
         disable_tqdm=args.no_bars,
     )
+
+
+def run_agora(task, split, teacher_dir, tokenizer, seed, args, theta: str | None) -> AgoraTrainer:
     agora_args = AgoraArguments(
-        os.path.join(out_dir, "agora"),
+        tempfile.mkdtemp(prefix="agora_run_"),
         agora_rounds=args.rounds,
         epochs_per_round=args.epochs_per_round,
         samples_per_error=args.samples_per_error,
         replace_fraction=args.replace_fraction,
         num_neighbours=args.num_neighbours,
         agora_patience=args.patience,
-        agora_replay=args.replay,
         agora_max_length=args.max_length,
-        **common,
+        agora_hyperparameter_space=theta,
+        agora_metric=args.metric or ("f1" if task.name in ("mrpc", "qqp") else "accuracy"),
+        agora_allow_weak_teacher=args.allow_weak_teacher,
+        **common_args(seed, args),
     )
-    start = time.time()
-    agora = AgoraTrainer(
+    teacher = BertForSequenceClassification.from_pretrained(teacher_dir)
+    trainer = AgoraTrainer(
         model=extract_student(task, args.student_layers, seed),
         args=agora_args,
         train_dataset=split["train"],
         agora_dev_dataset=split["dev"],
-        teacher=teacher,
+        teacher=(teacher, AutoTokenizer.from_pretrained(teacher_dir)),
         processing_class=tokenizer,
     )
-    agora_out = agora.train()
-    agora_score = score(agora, data["validation"])
-    agora_time = time.time() - start
-    agora.plot_agora_history(Path(args.out).with_suffix("").as_posix() + f"_{task.name}_seed{seed}.png")
+    output = trainer.train()
+    trainer.agora_total_steps = output.global_step
+    trainer.agora_best = (output.metrics["agora_best_round"], output.metrics["agora_best_setting"])
+    return trainer
+
+
+def run_seed(task, data, tokenizer, teacher_dir: Path, seed: int, args) -> dict:
+    rows = data["train"].shuffle(seed=seed)
+    if args.train_rows:
+        rows = rows.select(range(min(args.train_rows, len(rows))))
+    split = carve_dev_split(rows, args.dev_fraction, seed, text_columns=task.text_columns)
+    result = {"task": task.name, "seed": seed, "student_rows": len(rows), "arms": {}}
+    timings = {}
 
     start = time.time()
-    plain_args = TrainingArguments(os.path.join(out_dir, "plain"), max_steps=agora_out.global_step, **common)
-    plain = Trainer(
-        model=extract_student(task, args.student_layers, seed),
-        args=plain_args,
-        train_dataset=rows,
-        data_collator=AgoraDataCollator(tokenizer, task.text_columns, "label", args.max_length),
-    )
-    plain.train()
-    plain_score = score(plain, data["validation"])
-    plain_time = time.time() - start
-    shutil.rmtree(out_dir, ignore_errors=True)
-    return {
-        "task": task.name,
-        "seed": seed,
-        "steps": agora_out.global_step,
-        "student_rows": len(rows),
-        "agora": agora_score,
-        "plain": plain_score,
-        "agora_wall_s": agora_time,
-        "plain_wall_s": plain_time,
-        "history": [r.to_dict() for r in agora.agora_history],
+    agora = run_agora(task, split, teacher_dir, tokenizer, seed, args, None)
+    steps, labelled = agora.agora_total_steps, len(agora.agora_generated)
+    result["arms"]["agora"] = score(agora, data["validation"]) | {"steps": steps, "labelled_rows": labelled}
+    result["history"] = [r.to_dict() for r in agora.agora_history]
+    result["teacher_on_agora_dev"] = agora.agora_teacher_report
+    timings["agora"] = time.time() - start
+
+    start = time.time()
+    theta = run_agora(task, split, teacher_dir, tokenizer, seed, args, args.theta)
+    lineage = _lineage_steps(theta)
+    result["arms"]["agora_theta"] = score(theta, data["validation"]) | {
+        "steps": lineage,
+        "total_steps": theta.agora_total_steps,
+        "labelled_rows": len(theta.agora_generated),
     }
+    result["history_theta"] = [r.to_dict() for r in theta.agora_history]
+    timings["agora_theta"] = time.time() - start
+
+    teacher = BertForSequenceClassification.from_pretrained(teacher_dir).eval()
+    start = time.time()
+    plain = train_arm(task, rows, rows.select([]), tokenizer, seed, steps, args)
+    result["arms"]["plain"] = score(plain, data["validation"]) | {"steps": steps, "labelled_rows": 0}
+    timings["plain"] = time.time() - start
+    for arm, kind in (("non_targeted", "sampler"), ("eda", "eda")):
+        start = time.time()
+        pool = labelled_pool(task, rows, teacher, tokenizer, seed, labelled, kind, args)
+        trainer = train_arm(task, rows, pool, tokenizer, seed, steps, args)
+        result["arms"][arm] = score(trainer, data["validation"]) | {"steps": steps, "labelled_rows": len(pool)}
+        timings[arm] = time.time() - start
+        if arm == "eda":
+            eda_pool = pool
+    start = time.time()
+    real_probs = AgoraTeacher(teacher, teacher.config.label2id, tokenizer, args.max_length, 64)(
+        list(zip(*(list(rows[c]) for c in task.text_columns)))
+    ).probs
+    kd_rows = rows.add_column("_teacher_probs", real_probs.tolist())
+    trainer = train_arm(task, kd_rows, eda_pool, tokenizer, seed, steps, args, distill=True)
+    result["arms"]["kd"] = score(trainer, data["validation"]) | {
+        "steps": steps,
+        "labelled_rows": len(eda_pool) + len(rows),
+    }
+    timings["kd"] = time.time() - start
+    result["wall_s"] = timings
+    return result
+
+
+def _lineage_steps(trainer: AgoraTrainer) -> int:
+    """Optimisation steps on the final model's training path: each round's best setting up to the best round."""
+    best_round, best_setting = trainer.agora_best
+    steps = 0
+    for record in trainer.agora_history:
+        chosen = best_setting if record.round == best_round else record.setting
+        steps += next(s["steps"] for s in record.settings if s["setting"] == chosen)
+        if record.round == best_round:
+            break
+    return steps
 
 
 def _spread(values: list[float]) -> float:
     return statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def summarise(results: list[dict]) -> None:
-    print(f"\n{'task':6} {'metric':9} {'plain':>15} {'agora':>15} {'delta':>8}")
+def summarise(results: list[dict]) -> str:
+    lines = []
     for task in sorted({r["task"] for r in results}):
         runs = [r for r in results if r["task"] == task]
-        for metric in ("accuracy", "f1"):
-            plain = [r["plain"][metric] * 100 for r in runs]
-            agora = [r["agora"][metric] * 100 for r in runs]
-            print(
-                f"{task:6} {metric:9} {statistics.mean(plain):7.2f} +- {_spread(plain):4.2f} "
-                f"{statistics.mean(agora):7.2f} +- {_spread(agora):4.2f} {statistics.mean(agora) - statistics.mean(plain):+8.2f}"
-            )
+        metrics = ("accuracy", "f1") if task in ("mrpc", "qqp") else ("accuracy",)
+        lines.append(f"\n{task}: {len(runs)} seeds (official dev set, %)")
+        header = f"{'arm':13} " + " ".join(f"{m:>16}" for m in metrics) + "  wins vs agora_theta (acc)"
+        lines.append(header)
+        for arm in ARMS:
+            cells = []
+            for metric in metrics:
+                values = [r["arms"][arm][metric] * 100 for r in runs]
+                cells.append(f"{statistics.mean(values):7.2f} +- {_spread(values):5.2f}")
+            wins = sum(r["arms"]["agora_theta"]["accuracy"] > r["arms"][arm]["accuracy"] for r in runs)
+            ties = sum(r["arms"]["agora_theta"]["accuracy"] == r["arms"][arm]["accuracy"] for r in runs)
+            lines.append(f"{arm:13} " + " ".join(f"{c:>16}" for c in cells) + f"  {wins}/{len(runs)} (ties {ties})")
+    return "\n".join(lines)
+
+
+def plot(results: list[dict], prefix: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = sorted({r["task"] for r in results})
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 4), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        runs = [r for r in results if r["task"] == task]
+        for x, arm in enumerate(ARMS):
+            values = [r["arms"][arm]["accuracy"] * 100 for r in runs]
+            ax.scatter([x] * len(values), values, alpha=0.5)
+            ax.errorbar(x, statistics.mean(values), yerr=_spread(values), fmt="k_", capsize=6)
+        ax.set_xticks(range(len(ARMS)), ARMS, rotation=30)
+        ax.set_ylabel("accuracy on the official dev set (%)")
+        ax.set_title(f"{task}: {len(runs)} seeds")
+    fig.tight_layout()
+    fig.savefig(f"{prefix}_arms.png", dpi=100)
+    plt.close(fig)
+    first = results[0]
+    plot_agora_history(first["history_theta"], f"{prefix}_rounds_{first['task']}_seed{first['seed']}.png")
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tasks", nargs="+", default=["rte", "mrpc"])
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--tasks", nargs="+", default=["sst2", "mrpc"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     shared = Path(os.environ.get("HF_BORT_SHARED", REPO.parent / "shared"))
     parser.add_argument("--data-dir", default=str(shared / "data" / "glue"))
     parser.add_argument("--teacher-dir", default=str(Path.home() / ".cache" / "hf_bort" / "agora_teachers"))
-    parser.add_argument("--teacher-epochs", type=float, default=3.0)
+    parser.add_argument("--teacher", help="Use this fine-tuned classifier folder as the teacher (no caching).")
+    parser.add_argument("--teacher-epochs", type=float, default=1.0)
+    parser.add_argument("--teacher-rows", type=int, default=0, help="Rows of train the teacher sees (0: all).")
     parser.add_argument("--student-layers", type=int, default=2)
     parser.add_argument("--train-rows", type=int, default=0, help="Rows of train the student sees (0: all).")
     parser.add_argument("--dev-fraction", type=float, default=0.1)
-    parser.add_argument("--max-length", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=5e-5)
+    parser.add_argument("--max-length", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--theta", default=DEFAULT_THETA, help="Θ of the agora_theta arm (JSON).")
+    parser.add_argument("--metric", default=None, help="agora_metric (default: f1 for MRPC/QQP, else accuracy).")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--epochs-per-round", type=float, default=1.0)
     parser.add_argument("--samples-per-error", type=int, default=4)
     parser.add_argument("--replace-fraction", type=float, default=0.15)
     parser.add_argument("--num-neighbours", type=int, default=10)
     parser.add_argument("--patience", type=int, default=0)
-    parser.add_argument("--replay", action="store_true")
+    parser.add_argument("--allow-weak-teacher", action="store_true")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--no-bars", action="store_true")
     parser.add_argument("--out", default="agora_glue.json")
+    parser.add_argument("--plots", action="store_true", help="Write <out>_arms.png and a plot of Agora's rounds.")
     parser.add_argument("--teachers-only", action="store_true", help="Only fine-tune (and cache) the teachers.")
-    parser.add_argument("--quick", action="store_true", help="RTE, 1 seed, 300 rows, max length 64, 2 rounds.")
+    parser.add_argument("--quick", action="store_true", help="SST-2, 1 seed, 60 rows, 2 rounds, length 32.")
     args = parser.parse_args(argv)
     if args.quick:
-        args.tasks, args.seeds, args.train_rows, args.max_length, args.rounds = ["rte"], [0], 300, 64, 2
+        args.tasks, args.seeds, args.train_rows, args.max_length, args.rounds = ["sst2"], [0], 60, 32, 2
+        args.theta = '{"learning_rate": [1e-4, 3e-4]}'
     torch.set_num_threads(args.threads)
+    datasets.disable_progress_bars()
     tokenizer = AutoTokenizer.from_pretrained(offline_minilm_dir())
     results = []
-    for name in args.tasks:
-        task = get_task(name)
-        data = load_glue(task, args.data_dir, ("train", "validation"))
-        teacher_dir = train_teacher(task, data, tokenizer, args)
-        teacher_eval = json.loads((teacher_dir / "teacher_eval.json").read_text())
-        print(f"{task.name} teacher on the official dev set: {teacher_eval}")
-        if args.teachers_only:
-            continue
-        for seed in args.seeds:
-            result = run_seed(task, data, tokenizer, teacher_dir, seed, args) | {"teacher": teacher_eval}
+    tasks = [get_task(name) for name in args.tasks]
+    data = {task.name: load_glue(task, args.data_dir, ("train", "validation")) for task in tasks}
+    teachers = {}
+    for task in tasks:
+        teachers[task.name] = (
+            Path(args.teacher) if args.teacher else train_teacher(task, data[task.name], tokenizer, args)
+        )
+        evaluation = teachers[task.name] / "teacher_eval.json"
+        print(f"{task.name} teacher: {json.loads(evaluation.read_text()) if evaluation.is_file() else 'given'}")
+    if args.teachers_only:
+        return
+    for seed in args.seeds:  # seeds outermost: a run cut short still has paired results for every task
+        for task in tasks:
+            result = run_seed(task, data[task.name], tokenizer, teachers[task.name], seed, args)
             results.append(result)
-            print(json.dumps({k: v for k, v in result.items() if k != "history"}))
-            for record in result["history"]:
-                print("   ", record)
+            print(json.dumps({k: result[k] for k in ("task", "seed", "arms", "wall_s")}), flush=True)
             Path(args.out).write_text(json.dumps({"args": vars(args), "results": results}, indent=1))
-    if results:
-        summarise(results)
+    summary = summarise(results)
+    print(summary)
+    Path(args.out).with_suffix(".txt").write_text(summary + "\n")
+    if args.plots:
+        plot(results, str(Path(args.out).with_suffix("")))
 
 
 if __name__ == "__main__":

@@ -76,6 +76,7 @@ def agora_args(tmp_path, **overrides) -> AgoraArguments:
         agora_max_length=32,
         disable_tqdm=True,
         seed=0,
+        agora_allow_weak_teacher=True,  # the tiny random teachers of these tests are no better than chance
     )
     values.update(overrides)
     return AgoraArguments(**values)
@@ -210,8 +211,14 @@ def test_agora_rounds_expand_data_with_teacher_labels_and_provenance(tmp_path, r
         processing_class=tokenizer,
     )
     errors_seen = []
-    real_dev_errors = trainer._dev_errors
-    trainer._dev_errors = lambda: errors_seen.append(real_dev_errors()) or errors_seen[-1]
+    real_score = trainer._agora_score
+
+    def evaluate(dataset, errors=False):
+        metric, wrong = real_score(dataset, errors)
+        errors_seen.append(wrong)
+        return metric, wrong
+
+    trainer._agora_score = evaluate
     trainer.train()
 
     history = trainer.agora_history
@@ -260,12 +267,13 @@ def test_replay_restarts_from_the_best_weights(tmp_path, rte, tokenizer):
     scripted = iter([np.arange(3), np.arange(6), np.arange(5)])  # round 2 is worse than round 1
     best = {}
 
-    def dev_errors():
+    def evaluate(dataset, errors=False):
         if len(recorder.starts) == 1:
             best.update({k: v.detach().clone() for k, v in trainer.model.state_dict().items()})
-        return next(scripted)
+        wrong = next(scripted)
+        return 1 - len(wrong) / len(dataset), wrong
 
-    trainer._dev_errors = dev_errors
+    trainer._agora_score = evaluate
     trainer.train()
     assert [r.replayed for r in trainer.agora_history] == [False, True, False]
     assert all(torch.equal(recorder.starts[2][k], v) for k, v in best.items())  # round 3 starts from round 1's end
@@ -443,7 +451,8 @@ from tests.conftest import GLUE_DIR, minilm_dir
 torch.set_num_threads(1)
 out = Path(sys.argv[1])
 split = carve_dev_split(load_glue("rte", GLUE_DIR, ("train",))["train"].select(range(40)), 0.25, seed=0)
-trainer = AgoraTrainer(model=tiny_classifier(0), args=agora_args(out, per_device_train_batch_size=4),
+trainer = AgoraTrainer(model=tiny_classifier(0),
+    args=agora_args(out, per_device_train_batch_size=4, agora_hyperparameter_space=sys.argv[2] or None),
     train_dataset=split["train"], agora_dev_dataset=split["dev"], teacher=tiny_classifier(1),
     processing_class=AutoTokenizer.from_pretrained(minilm_dir()))
 trainer.train()
@@ -451,17 +460,20 @@ rows = json.dumps(trainer.agora_train_dataset.to_dict(), sort_keys=True)
 state = PartialState()
 (out / f"rank{state.process_index}.json").write_text(json.dumps({
     "num_processes": state.num_processes, "rows": len(trainer.agora_train_dataset),
-    "hash": hashlib.sha256(rows.encode()).hexdigest(), "steps": trainer.state.global_step}))
+    "hash": hashlib.sha256(rows.encode()).hexdigest(), "steps": trainer.state.global_step,
+    "settings": [[s["setting"] for s in r.settings] for r in trainer.agora_history],
+    "weights": sum(float(v.double().sum()) for v in trainer.model.state_dict().values())}))
 """
 
 
 @pytest.mark.slow
-def test_two_processes_train_on_the_same_expanded_set(tmp_path, glue_dir, tokenizer):
+@pytest.mark.parametrize("theta", ["", '[{"learning_rate": 1e-3}, {"learning_rate": 3e-3}]'])
+def test_two_processes_train_on_the_same_expanded_set(tmp_path, glue_dir, tokenizer, theta):
     script = tmp_path / "agora_ddp.py"
     script.write_text(_DISTRIBUTED_SCRIPT)
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", PYTHONPATH=str(Path(__file__).parents[1]))
     subprocess.run(
-        [*two_process_launcher(), str(script), str(tmp_path)],
+        [*two_process_launcher(), str(script), str(tmp_path), theta],
         check=True,
         env=env,
         cwd=Path(__file__).parents[1],
@@ -470,3 +482,7 @@ def test_two_processes_train_on_the_same_expanded_set(tmp_path, glue_dir, tokeni
     ranks = [json.loads((tmp_path / f"rank{i}.json").read_text()) for i in (0, 1)]
     assert [r["num_processes"] for r in ranks] == [2, 2]
     assert ranks[0]["hash"] == ranks[1]["hash"] and ranks[0]["rows"] > 30
+    # every setting is trained data-parallel by both processes: the same pruning and the same final model
+    assert ranks[0]["settings"] == ranks[1]["settings"]
+    assert [len(r) for r in ranks[0]["settings"]] == ([2, 1] if theta else [1, 1])
+    assert ranks[0]["weights"] == ranks[1]["weights"]

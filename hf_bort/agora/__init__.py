@@ -1,12 +1,14 @@
 """Agora: fine-tuning that expands the training data around the model's dev errors, labelled by a teacher."""
 
-from .agora_config import AgoraArguments
-from .agora_trainer import AgoraTrainer
+from .agora_config import AgoraArguments, parse_hyperparameter_space
+from .agora_trainer import AgoraTrainer, find_agora_checkpoint
 from .data import AgoraDataCollator, carve_dev_split
 from .history import AgoraRound, plot_agora_history
 from .samplers import (
+    SAMPLERS,
     AgoraSampler,
     CallableSampler,
+    ContextualSampler,
     EmbeddingNeighbourSampler,
     MaskedLMSampler,
     build_sampler,
@@ -23,11 +25,15 @@ __all__ = [
     "AgoraTeacher",
     "AgoraTrainer",
     "CallableSampler",
+    "ContextualSampler",
     "EmbeddingNeighbourSampler",
     "MaskedLMSampler",
+    "SAMPLERS",
     "TeacherOutput",
     "build_sampler",
     "carve_dev_split",
+    "find_agora_checkpoint",
+    "parse_hyperparameter_space",
     "plot_agora_history",
     "sample_near",
 ]

@@ -1,6 +1,9 @@
 """`AgoraArguments`: the `TrainingArguments` of an Agora run."""
 
+import dataclasses
+import itertools
 import json
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +18,11 @@ class AgoraArguments(TrainingArguments):
     budget of one round) with a fresh optimizer and learning-rate schedule, starting from the current weights.
     A warm restart per round is deliberate: the data changes between rounds, and a schedule that decayed to zero
     in round one would leave nothing to learn the new examples with.
+
+    `agora_hyperparameter_space` is the paper's Θ: a JSON list of settings (`[{"learning_rate": 5e-5}, ...]`) or a
+    grid (`{"learning_rate": [2e-5, 5e-5], "seed": [0, 1]}`, every combination), over `TrainingArguments` fields;
+    a JSON string or the path of a JSON file, so that it is one command-line flag. Parsed into `agora_settings`
+    (a list of dicts; `[{}]`, today's single setting, when not given).
     """
 
     agora_rounds: int = field(
@@ -53,14 +61,60 @@ class AgoraArguments(TrainingArguments):
     )
     agora_patience: int = field(
         default=1,
-        metadata={"help": "Stop after this many consecutive rounds without a lower dev error (0 disables)."},
+        metadata={
+            "help": "Stop after this many consecutive rounds that do not improve the best selection score (0 "
+            "disables). With agora_replay, the first such round triggers a replay and does not count."
+        },
     )
     agora_replay: bool = field(
         default=False,
         metadata={
-            "help": "Replay: after a round that does not lower the dev error, go back to the best weights before "
-            "the next round (which then retrains from them on the grown set); the run ends on the best weights."
+            "help": "Replay: after a round that does not improve the best selection score, go back to the best "
+            "weights (and their dev errors) before the next round. Every run ends on the best weights either way."
         },
+    )
+    agora_hyperparameter_space: str | None = field(
+        default=None,
+        metadata={
+            "help": "Θ, the settings each round trains one model with: a JSON list of TrainingArguments overrides "
+            '(\'[{"learning_rate": 5e-5}, {"learning_rate": 1e-4, "seed": 1}]\'), a JSON grid '
+            '(\'{"learning_rate": [2e-5, 5e-5], "weight_decay": [0, 0.01]}\') or the path of a JSON file holding '
+            "either. After each round the best ceil(|Θ|/2) settings (by the Agora dev metric) are kept. Default: "
+            "one setting, the arguments as given."
+        },
+    )
+    agora_metric: str | None = field(
+        default=None,
+        metadata={
+            "help": "Metric that ranks settings and rounds: 'accuracy', 'f1' (positive class, binary), "
+            "'matthews_correlation', 'pearson' or 'spearmanr'. Default: accuracy (classification), pearson "
+            "(regression). Use the task's own GLUE metric (matthews_correlation for CoLA, f1 for MRPC/QQP)."
+        },
+    )
+    agora_regression_tolerance: float = field(
+        default=0.5,
+        metadata={
+            "help": "Regression only: a dev prediction off by more than this is an error that Agora expands "
+            "around (0.5 on STS-B's 0-5 scale)."
+        },
+    )
+    min_teacher_confidence: float = field(
+        default=0.0,
+        metadata={
+            "help": "Generated rows whose teacher probability for its label is below this are dropped (and "
+            "counted in the history). Classification teachers with probabilities only."
+        },
+    )
+    agora_allow_weak_teacher: bool = field(
+        default=False,
+        metadata={
+            "help": "Run even if the teacher is below the bar on the Agora dev split (binary: accuracy 2/3; "
+            "multi-class: majority-class rate + agora_teacher_margin; regression: Pearson 0.5)."
+        },
+    )
+    agora_teacher_margin: float = field(
+        default=0.05,
+        metadata={"help": "Multi-class teacher bar: the accuracy must beat the majority-class rate by this much."},
     )
     soft_labels: bool = field(
         default=False, metadata={"help": "Keep the teacher's probabilities and add a distillation loss on them."}
@@ -80,9 +134,10 @@ class AgoraArguments(TrainingArguments):
 
     def __post_init__(self):
         super().__post_init__()
-        if isinstance(self.agora_sampler_kwargs, str):
-            self.agora_sampler_kwargs = json.loads(self.agora_sampler_kwargs)
-        self.agora_sampler_kwargs = dict(self.agora_sampler_kwargs or {})
+        self.agora_sampler_kwargs = _json_object(self.agora_sampler_kwargs, "agora_sampler_kwargs")
+        self.agora_settings = parse_hyperparameter_space(self.agora_hyperparameter_space)
+        if self.agora_metric is not None and self.agora_metric not in AGORA_METRICS:
+            raise ValueError(f"agora_metric={self.agora_metric!r} is not known; choose one of {list(AGORA_METRICS)}.")
         if self.remove_unused_columns:
             raise ValueError(
                 "AgoraArguments.remove_unused_columns must be False: Agora keeps the raw text columns and tokenises "
@@ -97,6 +152,9 @@ class AgoraArguments(TrainingArguments):
             "agora_patience": self.agora_patience >= 0,
             "distill_alpha": 0 <= self.distill_alpha <= 1,
             "distill_temperature": self.distill_temperature > 0,
+            "agora_regression_tolerance": self.agora_regression_tolerance >= 0,
+            "min_teacher_confidence": 0 <= self.min_teacher_confidence <= 1,
+            "agora_teacher_margin": 0 <= self.agora_teacher_margin < 1,
         }
         for name, ok in checks.items():
             if not ok:
@@ -105,3 +163,78 @@ class AgoraArguments(TrainingArguments):
             raise ValueError(
                 f"pair_perturbation={self.pair_perturbation!r}; choose 'first', 'second', 'both' or 'either'."
             )
+
+
+AGORA_METRICS = ("accuracy", "f1", "matthews_correlation", "pearson", "spearmanr")
+# TrainingArguments fields a setting may not override: they belong to the run, not to one model of a round.
+_RUN_FIELDS = ("output_dir", "num_train_epochs", "remove_unused_columns", "save_strategy", "report_to")
+
+
+def _json_object(value: Any, name: str) -> dict[str, Any]:
+    """A dict from a dict, a JSON object string or None; a clear error otherwise."""
+    if value is None or value == "":
+        return {}
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as error:
+            raise ValueError(
+                f"AgoraArguments.{name} is not valid JSON ({error.msg} at character {error.pos}): {value!r}. "
+                'Give a JSON object, e.g. \'{"model": "path/to/mlm"}\'.'
+            ) from None
+    if not isinstance(value, dict):
+        raise ValueError(
+            f"AgoraArguments.{name} must be a JSON object (keyword arguments), got {type(value).__name__}: {value!r}."
+        )
+    return dict(value)
+
+
+def parse_hyperparameter_space(space: Any) -> list[dict[str, Any]]:
+    """Θ as a list of settings (each a dict of `TrainingArguments` overrides) from a list, a grid, JSON or a file."""
+    if space is None:
+        return [{}]
+    source = "agora_hyperparameter_space"
+    if isinstance(space, (str, os.PathLike)):
+        text = str(space)
+        if not text.lstrip().startswith(("[", "{")):
+            if not os.path.isfile(text):
+                raise ValueError(
+                    f"{source}={text!r} is neither JSON nor an existing JSON file; give a list of settings "
+                    "'[{\"learning_rate\": 5e-5}]', a grid '{\"learning_rate\": [2e-5, 5e-5]}' or a file path."
+                )
+            source, text = f"{source} file {text}", open(text, encoding="utf-8").read()
+        try:
+            space = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{source} is not valid JSON ({error.msg} at character {error.pos}).") from None
+    if isinstance(space, dict):
+        if not space:
+            raise ValueError(f"{source} is an empty grid; give at least one field with a list of values.")
+        grid = {key: values if isinstance(values, list) else [values] for key, values in space.items()}
+        empty = [key for key, values in grid.items() if not values]
+        if empty:
+            raise ValueError(f"{source} grid has no values for {empty}; give each field at least one value.")
+        settings = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+    elif isinstance(space, list):
+        settings = space
+    else:
+        raise ValueError(f"{source} must be a list of settings or a grid (dict of lists), got {type(space).__name__}.")
+    if not settings:
+        raise ValueError(f"{source} is empty: Θ needs at least one setting (use [{{}}] for the arguments as given).")
+    known = {f.name for f in dataclasses.fields(TrainingArguments)}
+    for setting in settings:
+        if not isinstance(setting, dict):
+            raise ValueError(f"{source}: every setting must be a dict of TrainingArguments fields, got {setting!r}.")
+        unknown = sorted(set(setting) - known)
+        if unknown:
+            raise ValueError(
+                f"{source}: {unknown} are not TrainingArguments fields; a setting may override fields such as "
+                "learning_rate, weight_decay, warmup_steps, per_device_train_batch_size or seed."
+            )
+        fixed = sorted(set(setting) & set(_RUN_FIELDS))
+        if fixed:
+            raise ValueError(f"{source}: {fixed} belong to the whole run and cannot vary between settings.")
+    return [dict(s) for s in settings]
+
+
+__all__ = ["AGORA_METRICS", "AgoraArguments", "parse_hyperparameter_space"]

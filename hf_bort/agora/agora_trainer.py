@@ -1,11 +1,15 @@
 """`AgoraTrainer`: fine-tuning that grows its training set where the model errs (Bort's Agora, de Wynter & Perry 2020).
 
-A round trains on the current set (one ordinary `Trainer.train()` call), predicts the Agora dev set, samples
-new examples near each dev error, labels them with the teacher and appends them. Growing the data between
-`Trainer.train()` calls (each builds its own dataloader from `self.train_dataset`) needs no private internals.
+A round trains one model per remaining hyperparameter setting of Θ on the current set (each one ordinary
+`Trainer.train()` call, all starting from the same weights), ranks them on the Agora dev split by the task's
+metric, samples new examples near the best model's dev errors, labels them with the teacher, appends them, and
+keeps the best half of the settings. Growing the data between `Trainer.train()` calls (each builds its own
+dataloader from `self.train_dataset`) needs no private internals.
 """
 
 import json
+import logging
+import math
 import os
 import re
 from pathlib import Path
@@ -16,26 +20,39 @@ import numpy as np
 import torch
 from accelerate.utils import broadcast_object_list
 from safetensors.torch import load_file, save_file
+from scipy.stats import pearsonr, spearmanr
+from sklearn.metrics import f1_score, matthews_corrcoef
 from torch import nn
 from tqdm.auto import tqdm
-from transformers import PreTrainedTokenizerBase, Trainer, TrainerCallback
-from transformers.trainer_utils import TrainOutput, get_last_checkpoint
+from transformers import PreTrainedTokenizerBase, Trainer, TrainerCallback, set_seed
+from transformers.trainer_utils import TrainOutput
 
 from .agora_config import AgoraArguments
 from .data import TEACHER_PROBS, AgoraDataCollator, model_input_names
 from .history import AgoraRound, plot_agora_history
 from .samplers import AgoraSampler, build_sampler, sample_near
-from .teacher import AgoraTeacher, check_is_classifier, unwrap_classifier
+from .teacher import AgoraTeacher, check_is_classifier, check_label_behaviour, unwrap_classifier
 
+
+logger = logging.getLogger(__name__)
 
 AGORA_STATE_NAME = "agora_state.json"
-AGORA_GENERATED_DIR = "agora_generated"
-AGORA_BEST_WEIGHTS = "agora_best_weights.safetensors"
-_ROUND_DIR = re.compile(r"^agora-round-(\d+)$")
+AGORA_GENERATED_ROWS = "agora_generated.json"
+# weights an Agora checkpoint may carry besides the Trainer's: the best model so far, the weights every setting of
+# the current round starts from, and the best model of the current round so far
+AGORA_WEIGHTS = {
+    "best": "agora_best_weights.safetensors",
+    "start": "agora_round_start.safetensors",
+    "round_best": "agora_round_best.safetensors",
+}
+_MODEL_FILES = ("model.safetensors", "adapter_model.safetensors", "model.safetensors.index.json")
+_CHECKPOINT = re.compile(r"agora-round-(\d+)(?:/setting-(\d+))?/checkpoint-(\d+)$")
+BINARY_TEACHER_BAR = 2 / 3  # the paper's "ok-ish labeller"
+REGRESSION_TEACHER_BAR = 0.5  # Pearson correlation on the Agora dev split
 
 
 class _AgoraStateCallback(TrainerCallback):
-    """Writes the Agora state (round, generated rows, history) into every checkpoint the Trainer saves."""
+    """Writes the Agora state (round, settings, generated rows, history, weights) into every checkpoint."""
 
     def __init__(self, trainer: "AgoraTrainer"):
         self.trainer = trainer
@@ -46,22 +63,36 @@ class _AgoraStateCallback(TrainerCallback):
 
 
 class AgoraTrainer(Trainer):
-    """A `Trainer` that runs Agora's rounds of error-driven data expansion.
+    """A `Trainer` that runs Agora's rounds of error-driven data expansion over a set Θ of hyperparameter settings.
 
     Args:
-        model: any sequence-classification model (Bort or not, peft-wrapped or not).
-        args: `AgoraArguments`.
+        model: any sequence-classification model (Bort or not, peft-wrapped or not); one output = regression.
+        args: `AgoraArguments` (Θ is `args.agora_hyperparameter_space`).
         train_dataset: raw-text training rows (text columns + label); never modified.
-        agora_dev_dataset: labelled raw-text rows whose errors drive the expansion. Carve it out of the training
-            data (`carve_dev_split`), not from the set you report scores on.
+        agora_dev_dataset: labelled raw-text rows whose errors drive the expansion and rank the settings. Carve
+            it out of the training data (`carve_dev_split`), not from the set you report scores on.
         teacher: a classifier model, a `(model, tokenizer)` pair, a text-classification pipeline, or a callable
-            `list[tuple[str, ...]] -> label ids | label names | probabilities`; same label set as the student.
+            `list[tuple[str, ...]] -> label ids | label names | probabilities` (scores for regression); same label
+            set as the student. A model with another vocabulary than the student's must come with its tokenizer.
+        agora_selection_dataset: optional second split, carved from train apart from `agora_dev_dataset`, that
+            picks the best round and setting (the model the run ends on). Without it the Agora dev split picks,
+            which is optimistic: Agora trains on near-copies of its rows. `agora_selected_by` says which did.
         sampler: overrides `args.agora_sampler`: an `AgoraSampler` or a callable `(text, n) -> list[str]`.
         processing_class: the student's tokenizer (required: rows are tokenised on the fly).
         Other arguments are those of `transformers.Trainer`.
 
-    After `train()`, `agora_history` holds one `AgoraRound` per round, `agora_generated` the added rows (with
-    their round, source dev index and teacher confidence) and `agora_train_dataset` the final training set.
+    The algorithm, per round r: every remaining setting θ trains a model from the same start weights (round 1:
+    the given model; later: the previous round's best model, or with replay the best model so far) on the
+    current set; the settings are ranked by `agora_metric` on the Agora dev split; the best model's dev errors
+    are expanded; Θ keeps its best ceil(|Θ|/2) settings (the paper's halving, behind its r <= 2(1 - 2^-|Θ|)
+    bound). A single setting is kept for the remaining rounds. The run ends when the rounds are spent or
+    `agora_patience` rounds in a row do not improve the best selection score, and always ends on the best
+    weights seen (by the selection split when given). Settings run one after another; each is trained
+    data-parallel over all Accelerate processes, so every process sees the same models and the same rows.
+
+    After `train()`, `agora_history` holds one `AgoraRound` per round (with every setting's scores),
+    `agora_generated` the added rows (with their round, source dev index and teacher confidence),
+    `agora_train_dataset` the final training set and `agora_teacher_report` the teacher's dev score.
     """
 
     def __init__(
@@ -75,6 +106,7 @@ class AgoraTrainer(Trainer):
         sampler: AgoraSampler | Any | None = None,
         eval_dataset: datasets.Dataset | dict[str, datasets.Dataset] | None = None,
         data_collator: Any = None,
+        agora_selection_dataset: datasets.Dataset | None = None,
         **kwargs: Any,
     ):
         if not isinstance(args, AgoraArguments):
@@ -89,24 +121,53 @@ class AgoraTrainer(Trainer):
                 "AgoraTrainer needs a non-empty agora_dev_dataset: its errors drive the data expansion. Carve one out "
                 "of the training data with hf_bort.agora.carve_dev_split(train, fraction=0.1, seed=0)."
             )
+        if agora_selection_dataset is not None and len(agora_selection_dataset) == 0:
+            raise ValueError("agora_selection_dataset is empty; pass None to select on the Agora dev split.")
+        config = unwrap_classifier(model).config
+        self.agora_regression = config.num_labels == 1 or config.problem_type == "regression"
+        self.agora_num_labels = config.num_labels
+        self.agora_metric = args.agora_metric or ("pearson" if self.agora_regression else "accuracy")
+        _check_metric(self.agora_metric, self.agora_regression, config.num_labels)
         self.agora_text_columns = _text_columns(train_dataset, args.agora_text_columns)
-        for name, dataset in (("train_dataset", train_dataset), ("agora_dev_dataset", agora_dev_dataset)):
+        named = {"train_dataset": train_dataset, "agora_dev_dataset": agora_dev_dataset}
+        if agora_selection_dataset is not None:
+            named["agora_selection_dataset"] = agora_selection_dataset
+        for name, dataset in named.items():
             for column in (*self.agora_text_columns, args.agora_label_column):
                 if column not in dataset.column_names:
                     raise ValueError(
                         f"Column {column!r} not found in {name} (columns: {dataset.column_names}). Set "
                         "agora_text_columns / agora_label_column in AgoraArguments."
                     )
-        teacher, teacher_tokenizer = teacher if isinstance(teacher, tuple) else (teacher, processing_class)
+            self._check_labels(dataset, name, args.agora_label_column)
+        if isinstance(teacher, tuple):
+            teacher, teacher_tokenizer = teacher
+        else:
+            teacher_tokenizer = processing_class
+            teacher_config = getattr(unwrap_classifier(teacher), "config", None)
+            if isinstance(teacher, nn.Module) and teacher_config is not None:
+                if getattr(teacher_config, "vocab_size", None) != getattr(config, "vocab_size", None):
+                    raise ValueError(
+                        f"The teacher's vocabulary ({teacher_config.vocab_size} tokens) differs from the student's "
+                        f"({config.vocab_size}): the student's tokenizer cannot feed it. Pass "
+                        "teacher=(teacher_model, teacher_tokenizer)."
+                    )
+        if args.min_teacher_confidence > 0 and self.agora_regression:
+            raise ValueError(
+                "min_teacher_confidence needs class probabilities; a regression teacher gives scores. Set it to 0."
+            )
         self.agora_teacher = AgoraTeacher(
             teacher,
-            unwrap_classifier(model).config.label2id,
+            config.label2id,
             teacher_tokenizer,
             args.agora_max_length,
             args.teacher_batch_size,
+            regression=self.agora_regression,
         )
         self.agora_original_dataset = train_dataset
         self.agora_dev_dataset = agora_dev_dataset
+        self.agora_selection_dataset = agora_selection_dataset
+        self.agora_selected_by = "agora_selection" if agora_selection_dataset is not None else "agora_dev"
         self._agora_base = self._training_view(train_dataset, args)
         self.agora_generated = self._agora_base.select([])
         if data_collator is None:
@@ -129,8 +190,8 @@ class AgoraTrainer(Trainer):
         self.agora_teacher.prepare(self.accelerator)
         self.agora_sampler = build_sampler(
             sampler if sampler is not None else args.agora_sampler,
-            model=self.model,
-            tokenizer=processing_class,
+            student=self.model,
+            student_tokenizer=processing_class,
             replace_fraction=args.replace_fraction,
             num_neighbours=args.num_neighbours,
             max_length=args.agora_max_length,
@@ -138,15 +199,46 @@ class AgoraTrainer(Trainer):
         )
         self._user_optimizer = self.optimizer is not None
         self.agora_history: list[AgoraRound] = []
-        self._agora = _fresh_round_state()
-        self._best_weights: dict[str, torch.Tensor] | None = None
+        self.agora_teacher_report: dict[str, Any] = {}
+        self._agora = _fresh_round_state(len(args.agora_settings))
+        self._weights: dict[str, dict[str, torch.Tensor] | None] = dict.fromkeys(AGORA_WEIGHTS)
         self.add_callback(_AgoraStateCallback(self))
 
     # ----- data -----
 
+    def _check_labels(self, dataset: datasets.Dataset, name: str, column: str) -> None:
+        """Labels a classification run can use are integer ids of the student's labels; regression needs numbers."""
+        values = np.asarray(list(dataset[column]))
+        if self.agora_regression:
+            if values.dtype.kind not in "biuf" or not np.isfinite(values.astype(np.float64)).all():
+                raise ValueError(
+                    f"{name} column {column!r} must hold finite numbers for a regression (one-output) student; "
+                    f"found {values[:3].tolist()}..."
+                )
+            return
+        if values.dtype.kind == "f":
+            raise ValueError(
+                f"{name} column {column!r} holds float labels ({values[:3].tolist()}...) but the student is a "
+                f"{self.agora_num_labels}-class classifier: give integer label ids (dataset.cast_column), or a "
+                "one-output student for a regression task."
+            )
+        if values.dtype.kind not in "biu":
+            raise ValueError(
+                f"{name} column {column!r} must hold integer label ids 0..{self.agora_num_labels - 1}, found "
+                f"{values.dtype} values such as {values[:3].tolist()}; map names to ids first."
+            )
+        bad = sorted({int(v) for v in values if not 0 <= int(v) < self.agora_num_labels})
+        if bad:
+            raise ValueError(
+                f"{name} column {column!r} has labels {bad[:10]} outside the student's label set "
+                f"0..{self.agora_num_labels - 1}; drop unlabelled rows (-1) or fix num_labels/label2id."
+            )
+
     def _training_view(self, dataset: datasets.Dataset, args: AgoraArguments) -> datasets.Dataset:
         """The original rows with only the columns training needs, plus empty provenance columns."""
         view = dataset.select_columns([*self.agora_text_columns, args.agora_label_column])
+        label_type = "float32" if self.agora_regression else "int64"
+        view = view.cast_column(args.agora_label_column, datasets.Value(label_type))
         n = len(view)
         features = datasets.Features(
             {
@@ -170,6 +262,40 @@ class AgoraTrainer(Trainer):
             return self._agora_base
         return datasets.concatenate_datasets([self._agora_base, self.agora_generated])
 
+    # ----- teacher gate -----
+
+    def check_teacher(self) -> dict[str, Any]:
+        """Score the teacher on the Agora dev split; refuse a permuted or weak one (unless allowed)."""
+        dev = self.agora_dev_dataset
+        rows = list(zip(*(list(dev[c]) for c in self.agora_text_columns)))
+        labels = np.asarray(list(dev[self.args.agora_label_column]))
+        predicted = self.agora_teacher(rows).labels.numpy()
+        if self.agora_regression:
+            score = _score("pearson", predicted, labels)
+            metric, bar, rule = "pearson", REGRESSION_TEACHER_BAR, "Pearson 0.5 (regression)"
+        else:
+            score = float(np.mean(predicted == labels))
+            metric = "accuracy"
+            if self.agora_num_labels == 2:
+                bar, rule = BINARY_TEACHER_BAR, "2/3 (binary)"
+            else:
+                majority = float(np.bincount(labels, minlength=self.agora_num_labels).max() / len(labels))
+                bar = majority + self.args.agora_teacher_margin
+                rule = f"majority-class rate {majority:.1%} + margin {self.args.agora_teacher_margin:.0%}"
+            check_label_behaviour(predicted, labels, self.agora_num_labels, bar)
+        report = {"metric": metric, "score": score, "bar": bar, "rows": len(labels), "passed": score >= bar}
+        logger.warning(
+            f"Agora teacher on the Agora dev split ({len(labels)} rows): {metric} {score:.4f} (bar {bar:.4f})."
+        )
+        if not report["passed"] and not self.args.agora_allow_weak_teacher:
+            raise ValueError(
+                f"The teacher scores {metric} {score:.4f} on the Agora dev split ({len(labels)} rows), below the bar "
+                f"of {bar:.4f} ({rule}): its labels would mislead the student. Use a better teacher, or set "
+                "agora_allow_weak_teacher=True (--agora_allow_weak_teacher) to run anyway."
+            )
+        self.agora_teacher_report = report
+        return report
+
     # ----- rounds -----
 
     def train(
@@ -179,116 +305,197 @@ class AgoraTrainer(Trainer):
         ignore_keys_for_eval: list[str] | None = None,
         **kwargs: Any,
     ) -> TrainOutput:
-        """Run Agora's rounds; each is a full `Trainer.train()` on the current set with a fresh LR schedule."""
+        """Run Agora's rounds; each setting of a round is a full `Trainer.train()` with a fresh LR schedule."""
         args = self.args
         base_output_dir = args.output_dir
         resume_path = None
         if resume_from_checkpoint:
-            resume_path = self._find_agora_checkpoint(resume_from_checkpoint, base_output_dir)
+            resume_path = find_agora_checkpoint(resume_from_checkpoint, base_output_dir)
             self._load_agora_state(resume_path)
+            logger.warning(f"Agora resumes from {resume_path} (round {self._agora['round']}).")
         else:
             self.agora_history = []
             self.agora_generated = self._agora_base.select([])
-            self._agora = _fresh_round_state()
-            self._best_weights = None
-        saved_epochs = args.num_train_epochs
+            self._agora = _fresh_round_state(len(args.agora_settings))
+            self._weights = dict.fromkeys(AGORA_WEIGHTS)
+            self._weights["start"] = _clone(self.model)
+        self.check_teacher()
+        varied = sorted({key for setting in args.agora_settings for key in setting})
+        saved = {name: getattr(args, name) for name in (*varied, "num_train_epochs", "output_dir")}
         args.num_train_epochs = args.epochs_per_round
-        total_steps, loss_sum, output = 0, 0.0, None
+        output = None
         rounds = tqdm(
-            range(self._agora["round"], args.agora_rounds + 1),
+            total=args.agora_rounds,
+            initial=self._agora["round"] - 1,
             desc="Agora rounds",
             disable=args.disable_tqdm or not self.is_world_process_zero(),
         )
         try:
-            for round_index in rounds:
-                self._agora["round"] = round_index
+            while True:
+                state = self._agora
+                round_index = state["round"]
                 self.train_dataset = self.agora_train_dataset
-                args.output_dir = os.path.join(base_output_dir, f"agora-round-{round_index}")
-                if not self._user_optimizer:
-                    self.optimizer = None  # fresh AdamW moments for the new data, like the fresh schedule
-                output = super().train(
-                    resume_from_checkpoint=resume_path,
-                    trial=trial,
-                    ignore_keys_for_eval=ignore_keys_for_eval,
-                    **kwargs,
-                )
-                resume_path = None
-                total_steps += output.global_step
-                loss_sum += output.training_loss * output.global_step
+                while state["position"] < len(state["remaining"]):
+                    setting_index = state["remaining"][state["position"]]
+                    for name in varied:
+                        setattr(args, name, saved[name])
+                    for name, value in args.agora_settings[setting_index].items():
+                        setattr(args, name, value)
+                    args.output_dir = self._setting_dir(base_output_dir, round_index, setting_index)
+                    if resume_path is None:
+                        self.model.load_state_dict(self._weights["start"])
+                        set_seed(args.seed + round_index - 1)
+                    if not self._user_optimizer:
+                        self.optimizer = None  # fresh AdamW moments for the new data, like the fresh schedule
+                    output = super().train(
+                        resume_from_checkpoint=resume_path,
+                        trial=trial,
+                        ignore_keys_for_eval=ignore_keys_for_eval,
+                        **kwargs,
+                    )
+                    resume_path = None
+                    state["total_steps"] += output.global_step
+                    state["loss_sum"] += output.training_loss * output.global_step
+                    self._score_setting(setting_index)
+                    state["position"] += 1
+                for name in varied:
+                    setattr(args, name, saved[name])
                 record = self._end_round(round_index)
+                rounds.update(1)
                 rounds.set_postfix(dev_errors=record.dev_errors, train=record.train_size)
-                if self._should_stop(round_index):
+                if record.stopped:
                     break
         finally:
-            args.output_dir = base_output_dir
-            args.num_train_epochs = saved_epochs
+            for name, value in saved.items():
+                setattr(args, name, value)
             rounds.close()
-        if args.agora_replay and self._best_weights is not None:
-            self._restore_best()
+        self.model.load_state_dict(self._weights["best"])
         metrics = dict(output.metrics) if output is not None else {}
         metrics["agora_rounds"] = len(self.agora_history)
         metrics["agora_generated_rows"] = len(self.agora_generated)
-        return TrainOutput(total_steps, loss_sum / max(total_steps, 1), metrics)
+        metrics["agora_best_round"] = self._agora["best"]["round"]
+        metrics["agora_best_setting"] = self._agora["best"]["setting"]
+        metrics[f"agora_best_{self.agora_selected_by}_{self.agora_metric}"] = self._agora["best"]["metric"]
+        metrics[f"agora_teacher_{self.agora_teacher_report['metric']}"] = self.agora_teacher_report["score"]
+        total_steps = self._agora["total_steps"]
+        return TrainOutput(total_steps, self._agora["loss_sum"] / max(total_steps, 1), metrics)
 
-    def _should_stop(self, round_index: int) -> bool:
-        patience = self.args.agora_patience
-        return round_index >= self.args.agora_rounds or (patience > 0 and self._agora["stale"] >= patience)
+    def _setting_dir(self, base: str, round_index: int, setting_index: int) -> str:
+        folder = os.path.join(base, f"agora-round-{round_index}")
+        return folder if len(self.args.agora_settings) == 1 else os.path.join(folder, f"setting-{setting_index}")
+
+    def _score_setting(self, setting_index: int) -> None:
+        """Score the model just trained: on the Agora dev split (ranking) and the selection split (best model)."""
+        state = self._agora
+        dev_metric, wrong = self._agora_score(self.agora_dev_dataset, errors=True)
+        if self.agora_selection_dataset is not None:
+            selection_metric, _ = self._agora_score(self.agora_selection_dataset)
+        else:
+            selection_metric = dev_metric
+        result = {
+            "setting": setting_index,
+            "steps": self.state.global_step,
+            "dev_metric": dev_metric,
+            "dev_errors": len(wrong),
+            "selection_metric": selection_metric,
+        }
+        state["results"].append(result)
+        round_best = state["round_best"]
+        if round_best is None or dev_metric > round_best["dev_metric"]:
+            state["round_best"] = dict(result, wrong=wrong.tolist())
+            self._weights["round_best"] = _clone(self.model)
+        best = state["best"]
+        if best["metric"] is None or selection_metric > best["metric"]:
+            state["best"] = {
+                "metric": selection_metric,
+                "round": state["round"],
+                "setting": setting_index,
+                "wrong": wrong.tolist(),
+            }
+            state["improved"] = True
+            self._weights["best"] = _clone(self.model)
 
     def _end_round(self, round_index: int) -> AgoraRound:
-        """Score the Agora dev set, keep track of the best round, and expand the data for the next round."""
-        wrong = self._dev_errors()
-        state = self._agora
+        """Rank the round's settings, keep the best half, decide whether to stop, and expand the data."""
+        args, state = self.args, self._agora
+        round_best = state["round_best"]
+        ranked = sorted(state["results"], key=lambda r: -r["dev_metric"])  # stable: ties keep Θ's order
         record = AgoraRound(
             round=round_index,
             train_size=len(self.train_dataset),
             dev_size=len(self.agora_dev_dataset),
-            dev_errors=len(wrong),
-            dev_metric=1.0 - len(wrong) / len(self.agora_dev_dataset),
+            dev_errors=round_best["dev_errors"],
+            dev_metric=round_best["dev_metric"],
+            metric=self.agora_metric,
+            setting=round_best["setting"],
+            settings=[
+                {k: r[k] for k in ("setting", "steps", "dev_metric", "dev_errors", "selection_metric")} for r in ranked
+            ],
+            selection_metric=max(r["selection_metric"] for r in state["results"]),
+            selected_by=self.agora_selected_by,
+            improved=state["improved"],
         )
-        record.improved = state["best_errors"] is None or len(wrong) < state["best_errors"]
-        if record.improved:
-            state.update(best_errors=len(wrong), best_round=round_index, best_wrong=wrong.tolist(), stale=0)
-            if self.args.agora_replay:
-                self._best_weights = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
-        else:
-            state["stale"] += 1
+        state["stale"] = 0 if record.improved else state["stale"] + 1
+        patience = args.agora_patience + (1 if args.agora_replay else 0)
+        record.stopped = round_index >= args.agora_rounds or (args.agora_patience > 0 and state["stale"] >= patience)
         self.agora_history.append(record)
-        if not self._should_stop(round_index):
-            if self.args.agora_replay and not record.improved:
-                self._restore_best()
+        wrong = np.asarray(round_best["wrong"], dtype=np.int64)
+        start = self._weights["round_best"]
+        if not record.stopped:
+            if args.agora_replay and not record.improved:
                 record.replayed = True
-                wrong = np.asarray(state["best_wrong"], dtype=np.int64)
-            record.generated, record.kept, record.teacher_agreement = self._expand(round_index, wrong)
+                wrong = np.asarray(state["best"]["wrong"], dtype=np.int64)
+                start = self._weights["best"]
+            record.generated, record.kept, record.teacher_agreement, record.low_confidence = self._expand(
+                round_index, wrong
+            )
         self.log(record.log_dict())
+        keep = [r["setting"] for r in ranked[: math.ceil(len(ranked) / 2)]]
+        self._agora.update(
+            round=round_index + 1,
+            position=0,
+            remaining=keep,
+            results=[],
+            round_best=None,
+            improved=False,
+        )
+        self._weights["start"], self._weights["round_best"] = start, None
+        self.model.load_state_dict(start)
         return record
 
-    def _restore_best(self) -> None:
-        self.model.load_state_dict(self._best_weights)
-
-    def _dev_errors(self) -> np.ndarray:
-        """Indices of the Agora dev rows the model gets wrong (same answer on every process)."""
-        output = self.predict(self.agora_dev_dataset, metric_key_prefix="agora_dev")
+    def _predict(self, dataset: datasets.Dataset) -> np.ndarray:
+        """Predicted label ids (scores for regression) of a raw-text split; the same on every process."""
+        output = self.predict(dataset, metric_key_prefix="agora_dev")
         logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
-        labels = np.asarray(list(self.agora_dev_dataset[self.args.agora_label_column]))
-        return np.flatnonzero(logits.argmax(-1) != labels)
+        return logits[:, 0] if self.agora_regression else logits.argmax(-1)
 
-    def _expand(self, round_index: int, wrong: np.ndarray) -> tuple[int, int, float]:
+    def _agora_score(self, dataset: datasets.Dataset, errors: bool = False) -> tuple[float, np.ndarray]:
+        """`agora_metric` on a split and, with `errors`, the indices of its rows the model gets wrong."""
+        predicted = self._predict(dataset)
+        labels = np.asarray(list(dataset[self.args.agora_label_column]))
+        if self.agora_regression:
+            wrong = np.flatnonzero(np.abs(predicted - labels) > self.args.agora_regression_tolerance)
+        else:
+            wrong = np.flatnonzero(predicted != labels)
+        return _score(self.agora_metric, predicted, labels), wrong
+
+    def _expand(self, round_index: int, wrong: np.ndarray) -> tuple[int, int, float, int]:
         """Generate and label rows near the dev errors on the main process; every process gets the same rows."""
         payload = [None]
         if self.accelerator.is_main_process:
             payload = [self._generate(round_index, wrong)]
         if self.accelerator.num_processes > 1:
             payload = broadcast_object_list(payload)
-        columns, generated, agreement = payload[0]
+        columns, generated, agreement, dropped = payload[0]
         new_rows = datasets.Dataset.from_dict(columns, features=self._agora_base.features)
         self.agora_generated = datasets.concatenate_datasets([self.agora_generated, new_rows])
-        return generated, len(new_rows), agreement
+        return generated, len(new_rows), agreement, dropped
 
     @torch.no_grad()
-    def _generate(self, round_index: int, wrong: np.ndarray) -> tuple[dict[str, list], int, float]:
+    def _generate(self, round_index: int, wrong: np.ndarray) -> tuple[dict[str, list], int, float, int]:
         args = self.args
         if len(wrong) == 0:
-            return {name: [] for name in self._agora_base.column_names}, 0, float("nan")
+            return {name: [] for name in self._agora_base.column_names}, 0, float("nan"), 0
         dev = self.agora_dev_dataset
         generator = torch.Generator().manual_seed(args.seed * 10_007 + round_index)
         existing = set(zip(*(self.train_dataset[c] for c in self.agora_text_columns)))
@@ -318,20 +525,32 @@ class AgoraTrainer(Trainer):
                 f"{len(wrong)} dev errors of round {round_index}: it must return variants that differ from their "
                 "source (check its replace_fraction / callable)."
             )
-        teacher_out = self.agora_teacher(rows) if rows else None
-        if args.soft_labels and teacher_out is not None and teacher_out.probs is None:
-            raise ValueError("soft_labels=True, but the teacher returned labels without probabilities.")
-        labels = teacher_out.labels.tolist() if rows else []
+        teacher_out = self.agora_teacher(rows)
+        if (args.soft_labels or args.min_teacher_confidence > 0) and rows and teacher_out.probs is None:
+            raise ValueError(
+                "soft_labels / min_teacher_confidence need the teacher's probabilities, but it returned labels only."
+            )
+        labels = teacher_out.labels.tolist()
+        confidence = teacher_out.confidence.tolist()
+        keep = [k for k, c in enumerate(confidence) if not c < args.min_teacher_confidence]
+        dropped = len(rows) - len(keep)
+        rows, sources = [rows[k] for k in keep], [sources[k] for k in keep]
+        labels, confidence = [labels[k] for k in keep], [confidence[k] for k in keep]
         source_labels = [dev[i][args.agora_label_column] for i in sources]
-        agreement = float(np.mean(np.equal(labels, source_labels))) if rows else float("nan")
+        if not rows:
+            agreement = float("nan")
+        elif self.agora_regression:  # share of new rows the teacher scores within the tolerance of their source
+            agreement = float(np.mean(np.abs(np.subtract(labels, source_labels)) <= args.agora_regression_tolerance))
+        else:
+            agreement = float(np.mean(np.equal(labels, source_labels)))
         columns: dict[str, list] = {c: [row[k] for row in rows] for k, c in enumerate(self.agora_text_columns)}
         columns[args.agora_label_column] = labels
         columns["agora_round"] = [round_index] * len(rows)
         columns["agora_source_index"] = sources
-        columns["agora_teacher_confidence"] = teacher_out.confidence.tolist() if rows else []
+        columns["agora_teacher_confidence"] = confidence
         if args.soft_labels:
-            columns[TEACHER_PROBS] = teacher_out.probs.tolist() if rows else []
-        return columns, proposed, agreement
+            columns[TEACHER_PROBS] = [teacher_out.probs[k].tolist() for k in keep]
+        return columns, proposed, agreement, dropped
 
     # ----- loss -----
 
@@ -351,48 +570,45 @@ class AgoraTrainer(Trainer):
     # ----- checkpoints -----
 
     def _save_agora_state(self, folder: str) -> None:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        state = dict(self._agora, history=[r.to_dict() for r in self.agora_history])
-        state["has_best_weights"] = self._best_weights is not None
-        (Path(folder) / AGORA_STATE_NAME).write_text(json.dumps(state, indent=1))
-        self.agora_generated.save_to_disk(os.path.join(folder, AGORA_GENERATED_DIR))
-        if self._best_weights is not None:
-            save_file(
-                {k: v.contiguous() for k, v in self._best_weights.items()}, os.path.join(folder, AGORA_BEST_WEIGHTS)
-            )
+        """Rows and weights first, the state file last (atomically): a checkpoint with a state file is complete."""
+        path = Path(folder)
+        path.mkdir(parents=True, exist_ok=True)
+        rows = self.agora_generated.to_dict()
+        _atomic_write(path / AGORA_GENERATED_ROWS, json.dumps(rows))
+        weights = []
+        for key, name in AGORA_WEIGHTS.items():
+            if self._weights[key] is not None:
+                save_file({k: v.contiguous() for k, v in self._weights[key].items()}, str(path / name))
+                weights.append(key)
+        state = dict(
+            self._agora,
+            history=[r.to_dict() for r in self.agora_history],
+            weights=weights,
+            generated_rows=len(self.agora_generated),
+            settings=self.args.agora_settings,
+        )
+        _atomic_write(path / AGORA_STATE_NAME, json.dumps(state, indent=1))
 
     def _load_agora_state(self, folder: str) -> None:
-        state = json.loads((Path(folder) / AGORA_STATE_NAME).read_text())
-        self.agora_history = [AgoraRound(**r) for r in state.pop("history")]
-        has_best = state.pop("has_best_weights")
-        self._agora = state
-        generated = datasets.load_from_disk(os.path.join(folder, AGORA_GENERATED_DIR))
-        self.agora_generated = generated.cast(self._agora_base.features)
-        self._best_weights = load_file(os.path.join(folder, AGORA_BEST_WEIGHTS)) if has_best else None
-
-    @staticmethod
-    def _find_agora_checkpoint(resume_from_checkpoint: str | bool, base_output_dir: str) -> str:
-        """The checkpoint to resume: the given folder, or with `True` the last one of the latest round."""
-        if isinstance(resume_from_checkpoint, bool):
-            rounds = (
-                sorted(
-                    (int(m.group(1)), entry.path)
-                    for entry in os.scandir(base_output_dir)
-                    if entry.is_dir() and (m := _ROUND_DIR.match(entry.name))
-                )
-                if os.path.isdir(base_output_dir)
-                else []
-            )
-            for _, path in reversed(rounds):
-                last = get_last_checkpoint(path)
-                if last is not None and os.path.isfile(os.path.join(last, AGORA_STATE_NAME)):
-                    return last
-            raise ValueError(f"No Agora checkpoint (agora-round-*/checkpoint-*) found in {base_output_dir}.")
-        if not os.path.isfile(os.path.join(resume_from_checkpoint, AGORA_STATE_NAME)):
+        path = Path(folder)
+        state = json.loads((path / AGORA_STATE_NAME).read_text())
+        if state.pop("settings") != self.args.agora_settings:
             raise ValueError(
-                f"{resume_from_checkpoint} has no {AGORA_STATE_NAME}: it was not saved by an AgoraTrainer run."
+                f"{folder} was saved with another agora_hyperparameter_space; resume with the same settings or "
+                "start a new run in another output_dir."
             )
-        return resume_from_checkpoint
+        self.agora_history = [AgoraRound(**r) for r in state.pop("history")]
+        weights = state.pop("weights")
+        expected_rows = state.pop("generated_rows")
+        self._agora = state
+        rows = json.loads((path / AGORA_GENERATED_ROWS).read_text())
+        generated = datasets.Dataset.from_dict(rows, features=self._agora_base.features)
+        if len(generated) != expected_rows:
+            raise ValueError(f"{folder}: {AGORA_GENERATED_ROWS} has {len(generated)} rows, expected {expected_rows}.")
+        self.agora_generated = generated
+        self._weights = {
+            key: load_file(str(path / name)) if key in weights else None for key, name in AGORA_WEIGHTS.items()
+        }
 
     # ----- reporting -----
 
@@ -401,9 +617,107 @@ class AgoraTrainer(Trainer):
         plot_agora_history(self.agora_history, path)
 
 
-def _fresh_round_state() -> dict[str, Any]:
-    """Where the rounds stand: next round, best dev error count so far (and its round and errors), stale rounds."""
-    return {"round": 1, "best_errors": None, "best_round": 0, "best_wrong": [], "stale": 0}
+def incomplete_reason(folder: str | os.PathLike) -> str | None:
+    """Why an Agora checkpoint folder cannot be resumed from (None when it is complete)."""
+    path = Path(folder)
+    if not (path / AGORA_STATE_NAME).is_file():
+        return f"it has no {AGORA_STATE_NAME} (not saved by an AgoraTrainer run, or cut short while saving)"
+    try:
+        state = json.loads((path / AGORA_STATE_NAME).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return f"its {AGORA_STATE_NAME} is not valid JSON"
+    missing = [name for name in (AGORA_GENERATED_ROWS, "trainer_state.json") if not (path / name).is_file()]
+    missing += [AGORA_WEIGHTS[key] for key in state.get("weights", []) if not (path / AGORA_WEIGHTS[key]).is_file()]
+    if not any((path / name).is_file() for name in _MODEL_FILES):
+        missing.append("model.safetensors")
+    return f"it lacks {', '.join(missing)}" if missing else None
+
+
+def find_agora_checkpoint(resume_from_checkpoint: str | bool, base_output_dir: str) -> str:
+    """The checkpoint to resume: the given folder, or with `True` the newest complete one of any round/setting."""
+    if not isinstance(resume_from_checkpoint, bool):
+        reason = incomplete_reason(resume_from_checkpoint)
+        if not os.path.isdir(resume_from_checkpoint):
+            reason = "it does not exist"
+        if reason:
+            raise ValueError(
+                f"Cannot resume Agora from {resume_from_checkpoint}: {reason}. Pass resume_from_checkpoint=True to "
+                "pick the newest complete checkpoint of the run."
+            )
+        return str(resume_from_checkpoint)
+    found = []
+    base = Path(base_output_dir)
+    if base.is_dir():
+        for state_file in base.glob("agora-round-*/**/checkpoint-*"):
+            match = _CHECKPOINT.search(state_file.relative_to(base).as_posix())
+            if match and state_file.is_dir():
+                found.append((int(match[1]), int(match[3]), state_file))
+    if not found:
+        raise ValueError(
+            f"No Agora checkpoint (agora-round-*/checkpoint-*) found in {base_output_dir}; train without "
+            "resume_from_checkpoint, with save_strategy set so that checkpoints are written."
+        )
+    # newest first: by the folder's modification time (settings of a round run in rank order), then round and step
+    found.sort(key=lambda item: (item[2].stat().st_mtime_ns, item[0], item[1]), reverse=True)
+    for _, _, folder in found:
+        reason = incomplete_reason(folder)
+        if reason is None:
+            return str(folder)
+        logger.warning(f"Skipping Agora checkpoint {folder}: {reason}.")
+    raise ValueError(f"Every Agora checkpoint in {base_output_dir} is incomplete; start the run again.")
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _clone(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+def _check_metric(metric: str, regression: bool, num_labels: int) -> None:
+    if regression and metric not in ("pearson", "spearmanr"):
+        raise ValueError(
+            f"agora_metric={metric!r} needs classes; a regression student is ranked by pearson/spearmanr."
+        )
+    if not regression and metric in ("pearson", "spearmanr"):
+        raise ValueError(f"agora_metric={metric!r} is for regression; use accuracy, f1 or matthews_correlation.")
+    if metric == "f1" and num_labels != 2:
+        raise ValueError("agora_metric='f1' is the positive class's F1 of a binary task; use accuracy here.")
+
+
+def _score(metric: str, predicted: np.ndarray, labels: np.ndarray) -> float:
+    """The metric (higher is better); a constant prediction scores 0 correlation rather than NaN."""
+    if metric == "accuracy":
+        return float(np.mean(predicted == labels))
+    if metric == "f1":
+        return float(f1_score(labels, predicted, zero_division=0.0))
+    if metric == "matthews_correlation":
+        return float(matthews_corrcoef(labels, predicted))
+    if np.std(predicted) == 0 or np.std(labels) == 0:
+        return 0.0
+    correlation = pearsonr if metric == "pearson" else spearmanr
+    return float(correlation(predicted, labels)[0])
+
+
+def _fresh_round_state(num_settings: int) -> dict[str, Any]:
+    """Where the run stands: round, the remaining settings (and which is training), this round's results, the best
+    model so far (selection score, round, setting, its Agora dev errors), rounds without improvement, and the
+    optimisation steps (and summed loss) of every finished setting."""
+    return {
+        "round": 1,
+        "position": 0,
+        "remaining": list(range(num_settings)),
+        "results": [],
+        "round_best": None,
+        "improved": False,
+        "best": {"metric": None, "round": 0, "setting": 0, "wrong": []},
+        "stale": 0,
+        "total_steps": 0,
+        "loss_sum": 0.0,
+    }
 
 
 def _text_columns(dataset: datasets.Dataset, given: list[str] | None) -> tuple[str, ...]:
@@ -421,4 +735,4 @@ def _text_columns(dataset: datasets.Dataset, given: list[str] | None) -> tuple[s
     return tuple(strings)
 
 
-__all__ = ["AgoraTrainer"]
+__all__ = ["AgoraTrainer", "find_agora_checkpoint", "incomplete_reason"]

@@ -60,6 +60,13 @@ def carve_dev_split(
     train = [i for i in range(len(dataset)) if i not in dev_set]
     if not dev or not train:
         raise ValueError(f"Cannot carve a {fraction:.0%} dev split out of {len(dataset)} rows.")
+    share = len(dev) / len(dataset)
+    if share > max(2 * fraction, fraction + 0.05):
+        raise ValueError(
+            f"carve_dev_split(fraction={fraction}) would put {len(dev)} of {len(dataset)} rows ({share:.0%}) in dev: "
+            f"the {len(members)} distinct texts in {len(strata)} label group(s) each need at least one dev text, "
+            "and copies of a text stay together. Use a larger fraction or more rows."
+        )
     return datasets.DatasetDict({"train": dataset.select(train), "dev": dataset.select(dev)})
 
 

@@ -3,6 +3,11 @@
 A sampler only perturbs single strings (`AgoraSampler.perturb`); `sample_near` applies it to whole examples,
 handles sentence pairs and drops variants equal to their source or to each other, so a user callable gets
 all of that for free.
+
+Token samplers can keep only variants whose sentence representation (the mean-pooled last hidden state of an
+`encoder`) has a cosine similarity to the source's within `[min_similarity, max_similarity]`: near, but not a
+copy. The `contextual` sampler is the masked-LM sampler with that band always on. Samplers are looked up by name
+in `SAMPLERS`; add one there (a class with a `from_agora` constructor) to make it available to `AgoraArguments`.
 """
 
 from abc import ABC, abstractmethod
@@ -11,11 +16,18 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import AutoModelForMaskedLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 
 class AgoraSampler(ABC):
     """Base class of the pluggable samplers."""
+
+    @classmethod
+    def from_agora(
+        cls, student: nn.Module, student_tokenizer: PreTrainedTokenizerBase, **kwargs: Any
+    ) -> "AgoraSampler":
+        """Build from `AgoraArguments` (sampler kwargs merged in) and the student's model and tokenizer."""
+        return cls(**kwargs)
 
     @abstractmethod
     def perturb(self, texts: list[str], num_samples: int, generator: torch.Generator) -> list[list[str]]:
@@ -39,24 +51,89 @@ class CallableSampler(AgoraSampler):
 
 
 class _TokenSampler(AgoraSampler):
-    """Replaces a random `replace_fraction` of the non-special tokens of each text; subclasses pick the fills."""
+    """Replaces a random `replace_fraction` of the non-special tokens of each text; subclasses pick the fills.
+
+    With an `encoder` (a model or path; `encoder_tokenizer` defaults to its own or the sampler's), `oversample`
+    times as many candidates are drawn and only those whose mean-pooled representation lies within the cosine
+    band `[min_similarity, max_similarity]` of the source's are kept; `band_rejected` counts the others.
+    """
 
     def __init__(
-        self, tokenizer: PreTrainedTokenizerBase, replace_fraction: float, num_neighbours: int, max_length: int
+        self,
+        tokenizer: PreTrainedTokenizerBase,
+        replace_fraction: float,
+        num_neighbours: int,
+        max_length: int,
+        encoder: str | nn.Module | None = None,
+        encoder_tokenizer: PreTrainedTokenizerBase | None = None,
+        min_similarity: float = -1.0,
+        max_similarity: float = 1.0,
+        oversample: int = 3,
     ):
         if not 0 < replace_fraction <= 1:
             raise ValueError(f"replace_fraction must be in (0, 1], got {replace_fraction}.")
+        if not -1 <= min_similarity <= max_similarity <= 1:
+            raise ValueError(
+                f"The similarity band [{min_similarity}, {max_similarity}] must satisfy -1 <= min <= max <= 1."
+            )
+        if oversample < 1:
+            raise ValueError(f"oversample must be >= 1, got {oversample}.")
         self.tokenizer = tokenizer
         self.replace_fraction = replace_fraction
         self.num_neighbours = num_neighbours
         self.max_length = max_length
         self.special_ids = set(tokenizer.all_special_ids)
+        if isinstance(encoder, str):
+            encoder_tokenizer = encoder_tokenizer or AutoTokenizer.from_pretrained(encoder)
+            encoder = AutoModel.from_pretrained(encoder)
+        self.encoder = encoder.eval() if encoder is not None else None
+        self.encoder_tokenizer = encoder_tokenizer or tokenizer
+        self.min_similarity = min_similarity
+        self.max_similarity = max_similarity
+        self.oversample = oversample
+        self.band_rejected = 0
 
     def perturb(self, texts: list[str], num_samples: int, generator: torch.Generator) -> list[list[str]]:
-        return [
+        draws = num_samples * self.oversample if self.encoder is not None else num_samples
+        found = [
             [self.tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=True) for ids in found]
-            for found in self.perturb_ids(texts, num_samples, generator)
+            for found in self.perturb_ids(texts, draws, generator)
         ]
+        if self.encoder is None:
+            return found
+        out = []
+        for text, variants in zip(texts, found):
+            unique = list(dict.fromkeys(v for v in variants if v != text))
+            similarity = self.similarity([text] * len(unique), unique).tolist() if unique else []
+            kept = [v for v, s in zip(unique, similarity) if self.min_similarity <= s <= self.max_similarity]
+            self.band_rejected += len(unique) - len(kept)
+            out.append(kept[:num_samples])
+        return out
+
+    @torch.no_grad()
+    def embed(self, texts: list[str]) -> torch.Tensor:
+        """Mean-pooled last hidden state of the encoder (its sentence representation), one row per text."""
+        if self.encoder is None:
+            raise ValueError("This sampler has no encoder: pass encoder= to measure sentence similarity.")
+        device = next(self.encoder.parameters()).device
+        rows = []
+        for start in range(0, len(texts), 64):
+            encoded = self.encoder_tokenizer(
+                texts[start : start + 64],
+                truncation=True,
+                max_length=self.max_length,
+                padding=True,
+                return_tensors="pt",
+            ).to(device)
+            hidden = self.encoder(**encoded, output_hidden_states=True).hidden_states[-1].float()
+            mask = encoded["attention_mask"].unsqueeze(-1).float()
+            rows.append(((hidden * mask).sum(1) / mask.sum(1)).cpu())
+        return torch.cat(rows)
+
+    def similarity(self, sources: list[str], variants: list[str]) -> torch.Tensor:
+        """Cosine similarity of each variant's sentence representation to its source's."""
+        embedded = self.embed(list(sources) + list(variants))
+        return nn.functional.cosine_similarity(embedded[: len(sources)], embedded[len(sources) :], dim=-1)
 
     def perturb_ids(self, texts: list[str], num_samples: int, generator: torch.Generator) -> list[list[list[int]]]:
         """Token ids (special tokens included) of each variant; `perturb` decodes them."""
@@ -106,10 +183,18 @@ class EmbeddingNeighbourSampler(_TokenSampler):
         num_neighbours: int = 10,
         max_length: int = 128,
         chunk_size: int = 1024,
+        **band: Any,
     ):
-        super().__init__(tokenizer, replace_fraction, num_neighbours, max_length)
+        super().__init__(tokenizer, replace_fraction, num_neighbours, max_length, **band)
         self.embeddings = embeddings
         self.chunk_size = chunk_size
+
+    @classmethod
+    def from_agora(
+        cls, student: nn.Module, student_tokenizer: PreTrainedTokenizerBase, **kwargs: Any
+    ) -> "AgoraSampler":
+        """The student's own (current) embeddings and tokenizer unless `embeddings=`/`tokenizer=` are given."""
+        return cls(kwargs.pop("embeddings", student), kwargs.pop("tokenizer", student_tokenizer), **kwargs)
 
     def _matrix(self) -> torch.Tensor:
         if isinstance(self.embeddings, torch.Tensor):
@@ -147,6 +232,8 @@ class MaskedLMSampler(_TokenSampler):
     `model` is any `AutoModelForMaskedLM` (instance or path); its own tokenizer is used.
     """
 
+    registry_name = "masked_lm"
+
     def __init__(
         self,
         model: str | PreTrainedModel,
@@ -156,6 +243,7 @@ class MaskedLMSampler(_TokenSampler):
         max_length: int = 128,
         batch_size: int = 64,
         device: str | torch.device | None = None,
+        **band: Any,
     ):
         if isinstance(model, str):
             tokenizer = tokenizer or AutoTokenizer.from_pretrained(model)
@@ -164,9 +252,20 @@ class MaskedLMSampler(_TokenSampler):
             raise ValueError("MaskedLMSampler needs the masked LM's tokenizer when given a model instance.")
         if tokenizer.mask_token_id is None:
             raise ValueError(f"The tokenizer {type(tokenizer).__name__} has no mask token; it cannot fill masks.")
-        super().__init__(tokenizer, replace_fraction, num_neighbours, max_length)
+        super().__init__(tokenizer, replace_fraction, num_neighbours, max_length, **band)
         self.model = model.eval() if device is None else model.to(device).eval()
         self.batch_size = batch_size
+
+    @classmethod
+    def from_agora(
+        cls, student: nn.Module, student_tokenizer: PreTrainedTokenizerBase, **kwargs: Any
+    ) -> "AgoraSampler":
+        """A masked LM of its own (`model=` in `agora_sampler_kwargs`); the student's tokenizer is not used."""
+        if "model" not in kwargs:
+            raise ValueError(
+                f"The {cls.registry_name!r} sampler needs a masked LM: agora_sampler_kwargs={{'model': 'path/or/id'}}."
+            )
+        return cls(**kwargs)
 
     @torch.no_grad()
     def _fill(self, jobs, generator):
@@ -194,39 +293,64 @@ class MaskedLMSampler(_TokenSampler):
         return fills
 
 
-SAMPLERS: dict[str, type[_TokenSampler]] = {
+class ContextualSampler(MaskedLMSampler):
+    """Masked-LM fills kept only when the variant's sentence representation stays in a cosine band of the source's.
+
+    The band (default [0.85, 0.98]) rejects fills that change the meaning (too distinct) and near copies (too
+    similar). `encoder` (default: the masked LM itself) gives the representation: the mean-pooled last hidden
+    state, e.g. a sentence-transformers encoder such as all-MiniLM-L6-v2. Duplicates are dropped.
+    """
+
+    registry_name = "contextual"
+
+    def __init__(
+        self,
+        model: str | PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase | None = None,
+        encoder: str | nn.Module | None = None,
+        min_similarity: float = 0.85,
+        max_similarity: float = 0.98,
+        **kwargs: Any,
+    ):
+        super().__init__(model, tokenizer, min_similarity=min_similarity, max_similarity=max_similarity, **kwargs)
+        if encoder is None:
+            self.encoder, self.encoder_tokenizer = self.model, self.tokenizer
+        elif isinstance(encoder, str):
+            self.encoder_tokenizer = kwargs.get("encoder_tokenizer") or AutoTokenizer.from_pretrained(encoder)
+            self.encoder = AutoModel.from_pretrained(encoder).eval()
+        else:
+            self.encoder = encoder.eval()
+
+
+SAMPLERS: dict[str, type[AgoraSampler]] = {
     "embedding_neighbours": EmbeddingNeighbourSampler,
     "masked_lm": MaskedLMSampler,
+    "contextual": ContextualSampler,
 }
 
 
 def build_sampler(
     sampler: str | AgoraSampler | Callable[[str, int], Sequence[str]],
     *,
-    model: nn.Module,
-    tokenizer: PreTrainedTokenizerBase,
+    student: nn.Module,
+    student_tokenizer: PreTrainedTokenizerBase,
     replace_fraction: float,
     num_neighbours: int,
     max_length: int,
     **kwargs: Any,
 ) -> AgoraSampler:
-    """Turn a sampler name (with the student's model and tokenizer as defaults), instance or callable into a sampler."""
+    """Turn a sampler name (looked up in `SAMPLERS`, built by its `from_agora`), instance or callable into a sampler."""
     if isinstance(sampler, AgoraSampler):
         return sampler
     if callable(sampler):
         return CallableSampler(sampler)
+    if sampler not in SAMPLERS:
+        raise ValueError(f"Unknown Agora sampler {sampler!r}; choose one of {list(SAMPLERS)}, or pass a callable.")
     common = {"replace_fraction": replace_fraction, "num_neighbours": num_neighbours, "max_length": max_length}
-    if sampler == "embedding_neighbours":
-        return EmbeddingNeighbourSampler(
-            kwargs.pop("embeddings", model), kwargs.pop("tokenizer", tokenizer), **common, **kwargs
-        )
-    if sampler == "masked_lm":
-        if "model" not in kwargs:
-            raise ValueError(
-                "The 'masked_lm' sampler needs a masked LM: agora_sampler_kwargs={'model': 'path/or/id'}."
-            )
-        return MaskedLMSampler(**common, **kwargs)
-    raise ValueError(f"Unknown Agora sampler {sampler!r}; choose one of {list(SAMPLERS)}, or pass a callable.")
+    try:
+        return SAMPLERS[sampler].from_agora(student, student_tokenizer, **common, **kwargs)
+    except TypeError as error:  # an unknown keyword in agora_sampler_kwargs
+        raise ValueError(f"agora_sampler_kwargs do not fit the {sampler!r} sampler: {error}.") from None
 
 
 def sample_near(
@@ -264,3 +388,15 @@ def sample_near(
                 kept.append(new)
         results.append(kept)
     return results
+
+
+__all__ = [
+    "SAMPLERS",
+    "AgoraSampler",
+    "CallableSampler",
+    "ContextualSampler",
+    "EmbeddingNeighbourSampler",
+    "MaskedLMSampler",
+    "build_sampler",
+    "sample_near",
+]

@@ -1,0 +1,143 @@
+"""Agora killed mid-run (SIGINT, SIGKILL; round 1 included) resumes to exactly the uninterrupted result."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Trains a tiny Agora run with a checkpoint every step. With KILL="SIGNAL:ROUND:SETTING:STEP[:early]" (SETTING "-"
+# for a one-setting run, "*" for any setting) it sends
+# itself SIGNAL right after that checkpoint is saved (with ":early", before the Agora state is written into it, as if
+# cut short while saving). With RESUME=1 it resumes from the newest complete checkpoint. It writes the result.
+_SCRIPT = r"""
+import hashlib, json, os, signal, sys
+from pathlib import Path
+import torch
+sys.path.insert(0, os.getcwd())
+from transformers import AutoTokenizer, TrainerCallback
+from hf_bort.agora import AgoraTrainer, carve_dev_split
+from hf_bort.glue import load_glue
+from tests.conftest import GLUE_DIR, minilm_dir
+from tests.test_agora import agora_args, tiny_classifier
+
+torch.set_num_threads(1)
+out, theta = sys.argv[1], sys.argv[2] or None
+kill, resume = os.environ.get("KILL"), os.environ.get("RESUME") == "1"
+split = carve_dev_split(load_glue("rte", GLUE_DIR, ("train",))["train"].select(range(40)), 0.25, seed=0)
+
+class Killer(TrainerCallback):
+    def on_save(self, args, state, control, **kwargs):
+        name, round_index, setting, step = kill.split(":")[:4]
+        folder = args.output_dir.replace(os.sep, "/")
+        here = f"agora-round-{round_index}" + {"-": "", "*": "/setting-"}.get(setting, f"/setting-{setting}")
+        if here in folder and state.global_step == int(step):
+            os.kill(os.getpid(), getattr(signal, name))
+
+early = bool(kill) and kill.endswith(":early")
+trainer = AgoraTrainer(
+    model=tiny_classifier(0),
+    args=agora_args(Path(out), agora_rounds=2, save_strategy="steps", save_steps=1, per_device_train_batch_size=8,
+                    agora_hyperparameter_space=theta),
+    train_dataset=split["train"].select(range(16)), agora_dev_dataset=split["dev"], teacher=tiny_classifier(1),
+    processing_class=AutoTokenizer.from_pretrained(minilm_dir()),
+    callbacks=[Killer()] if early else None,
+)
+if kill and not early:
+    trainer.add_callback(Killer())  # runs after the Agora state callback: the checkpoint is complete
+trainer.train(resume_from_checkpoint=True if resume else None)
+rows = json.dumps(trainer.agora_generated.to_dict(), sort_keys=True)
+(Path(out) / "result.json").write_text(json.dumps({
+    "generated_sha256": hashlib.sha256(rows.encode()).hexdigest(),
+    "generated": len(trainer.agora_generated),
+    "history": [r.to_dict() for r in trainer.agora_history],
+    "weights": {k: v.flatten().tolist() for k, v in trainer.model.state_dict().items()},
+}))
+"""
+
+
+def _run(tmp_path: Path, out: Path, theta: str, kill: str | None = None, resume: bool = False):
+    script = tmp_path / "agora_run.py"
+    script.write_text(_SCRIPT)
+    env = dict(
+        os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO), RESUME="1" if resume else "0"
+    )
+    env.pop("KILL", None)
+    if kill:
+        env["KILL"] = kill
+    return subprocess.run(
+        [sys.executable, str(script), str(out), theta], env=env, cwd=REPO, capture_output=True, text=True, timeout=600
+    )
+
+
+THETA = '[{"learning_rate": 1e-3}, {"learning_rate": 3e-3}]'
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """The result of an uninterrupted run per Θ, computed once when first asked for."""
+    results = {}
+
+    def get(name: str) -> dict:
+        if name not in results:
+            tmp = tmp_path_factory.mktemp(f"agora_full_{name}")
+            done = _run(tmp, tmp / "out", THETA if name == "theta" else "")
+            assert done.returncode == 0, done.stderr[-3000:]
+            results[name] = json.loads((tmp / "out" / "result.json").read_text())
+        return results[name]
+
+    return get
+
+
+def _assert_same(resumed: dict, full: dict) -> None:
+    assert resumed["generated_sha256"] == full["generated_sha256"] and resumed["generated"] == full["generated"]
+    assert resumed["history"] == full["history"]
+    for key, values in full["weights"].items():
+        assert resumed["weights"][key] == pytest.approx(values, abs=1e-6), key
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "theta_name, kill",
+    [
+        ("theta", "SIGINT:1:0:1"),  # round 1, first setting, mid-training: nothing generated yet
+        ("theta", "SIGKILL:1:1:1"),  # round 1, second setting, mid-training
+        ("theta", "SIGKILL:2:*:2"),  # round 2 (the one setting kept), with generated rows
+        ("one", "SIGKILL:1:-:2:early"),  # cut while saving: the newest checkpoint has no Agora state
+    ],
+)
+def test_agora_resumes_to_the_uninterrupted_result(tmp_path, uninterrupted, theta_name, kill):
+    theta = THETA if theta_name == "theta" else ""
+    out = tmp_path / "out"
+    killed = _run(tmp_path, out, theta, kill=kill)
+    assert killed.returncode == -getattr(signal, kill.split(":")[0]), killed.stderr[-3000:]
+    assert not (out / "result.json").exists()
+    resumed = _run(tmp_path, out, theta, resume=True)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    if kill.endswith(":early"):
+        assert "Skipping Agora checkpoint" in resumed.stderr and "agora_state.json" in resumed.stderr
+    _assert_same(json.loads((out / "result.json").read_text()), uninterrupted(theta_name))
+
+
+def test_resume_errors_name_the_problem(tmp_path):
+    from hf_bort.agora import find_agora_checkpoint
+
+    with pytest.raises(ValueError, match="No Agora checkpoint"):
+        find_agora_checkpoint(True, str(tmp_path))
+    folder = tmp_path / "agora-round-1" / "checkpoint-3"
+    folder.mkdir(parents=True)
+    (folder / "agora_state.json").write_text(json.dumps({"weights": ["best"]}))
+    (folder / "trainer_state.json").write_text("{}")
+    (folder / "model.safetensors").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"lacks agora_generated.json, agora_best_weights.safetensors"):
+        find_agora_checkpoint(str(folder), str(tmp_path))
+    with pytest.raises(ValueError, match="Every Agora checkpoint .* is incomplete"):
+        find_agora_checkpoint(True, str(tmp_path))
+    with pytest.raises(ValueError, match="does not exist"):
+        find_agora_checkpoint(str(tmp_path / "nowhere"), str(tmp_path))
