@@ -135,6 +135,13 @@ class DataTrainingArguments:
     agora_dev_fraction: float = field(
         default=0.1, metadata={"help": "Fraction of train carved out as Agora's dev set (with --agora)."}
     )
+    agora_selection_fraction: float = field(
+        default=0.0,
+        metadata={
+            "help": "With --agora: also carve this fraction of train as a selection split that picks the round and "
+            "setting (else Agora's dev split picks them, which is optimistic). 0 disables it."
+        },
+    )
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "Allow writing into a non-empty output dir (earlier results are replaced)."}
     )
@@ -238,6 +245,10 @@ def parse_args(argv: list[str] | None = None) -> RecipeArguments:
         parser.error("--agora needs --agora_teacher: a classifier for the task that labels the rows Agora generates.")
     if not 0.0 < data_args.agora_dev_fraction < 1.0:
         parser.error(f"--agora_dev_fraction must be in (0, 1), got {data_args.agora_dev_fraction}.")
+    if not 0.0 <= data_args.agora_selection_fraction < 1.0 - data_args.agora_dev_fraction:
+        parser.error(
+            f"--agora_selection_fraction must be in [0, 1 - agora_dev_fraction), got {data_args.agora_selection_fraction}."
+        )
     return RecipeArguments(model_args, data_args, training_args)
 
 
@@ -365,9 +376,13 @@ def load_splits(
         return train, official, {**official, **test}
     label_column = None if task.is_regression else "label"
     split = carve_dev_split(train, data.agora_dev_fraction, seed, label_column, text_columns=task.text_columns)
-    train, dev = split["train"], split["dev"]
+    train, carved = split["train"], {"dev": split["dev"]}
+    if data.agora_selection_fraction > 0:  # a second split, apart from the one Agora expands around, picks the model
+        share = data.agora_selection_fraction / (1.0 - data.agora_dev_fraction)
+        split = carve_dev_split(train, share, seed + 1, label_column, text_columns=task.text_columns)
+        train, carved["selection"] = split["train"], split["dev"]
     reported = {name.replace("validation", "test"): ds for name, ds in official.items()}
-    return train, {"dev": dev}, {"dev": dev, **reported, **test}
+    return train, carved, {**carved, **reported, **test}
 
 
 def check_num_labels(config: PreTrainedConfig, task: TextTask, ignore_mismatched_sizes: bool) -> None:
@@ -475,12 +490,23 @@ def build_training_arguments(
             # the process count (the default) would double the loss and the gradients on two processes
             "average_tokens_across_devices": False,
             **(
-                {"agora_max_length": args.data.max_seq_length, "agora_text_columns": list(task.text_columns)}
+                {
+                    "agora_max_length": args.data.max_seq_length,
+                    "agora_text_columns": list(task.text_columns),
+                    # rank rounds and settings by the task's own metric (F1 for MRPC, Matthews for CoLA) by default
+                    "agora_metric": args.training.agora_metric or _agora_metric(task),
+                }
                 if cls is AgoraArguments
                 else {}
             ),
         }
     )
+
+
+def _agora_metric(task: TextTask) -> str | None:
+    """The task's own metric for ranking Agora's rounds and settings: Matthews for CoLA, F1 where GLUE reports it
+    (MRPC, QQP), Pearson for STS-B, else accuracy (None: a task with none of these, Agora's default)."""
+    return next((m for m in ("matthews_correlation", "f1", "pearson", "accuracy") if m in task.metrics), None)
 
 
 def build_trainer(
@@ -513,6 +539,7 @@ def build_trainer(
         args=build_training_arguments(args, task, AgoraArguments),
         train_dataset=train,
         agora_dev_dataset=eval_sets["dev"],
+        agora_selection_dataset=eval_sets.get("selection"),
         teacher=teacher,
         eval_dataset=eval_sets,
         **common,
@@ -590,6 +617,9 @@ def main(argv: list[str] | None = None) -> dict:
         results["agora_rounds"] = len(trainer.agora_history)
         results["agora_teacher"] = model_args.agora_teacher
         results["agora_history"] = [dataclasses.asdict(step) for step in trainer.agora_history]
+        results["agora_selected_by"] = trainer.agora_selected_by
+        results["agora_teacher_report"] = trainer.agora_teacher_report
+        results["agora_metric"] = trainer.args.agora_metric
     output_dir = Path(training_args.output_dir)
     (output_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     card_kwargs = {"lora": model_args.lora, "num_parameters": results["num_parameters"]}

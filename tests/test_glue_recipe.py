@@ -353,7 +353,8 @@ def test_two_processes_report_the_same_format(tmp_path, tiny_bert, glue_dir):
     assert results["rows"] == {"train": 64, "validation": 47}
 
 
-def test_agora_end_to_end_reports_the_official_dev_as_test(tmp_path, tiny_bert, glue_dir):
+@pytest.mark.parametrize("selection", [False, True])
+def test_agora_end_to_end_reports_the_official_dev_as_test(tmp_path, tiny_bert, glue_dir, selection):
     teacher = tmp_path / "teacher"
     model = AutoModelForSequenceClassification.from_pretrained(
         tiny_bert,
@@ -384,11 +385,18 @@ def test_agora_end_to_end_reports_the_official_dev_as_test(tmp_path, tiny_bert, 
             "--agora_rounds",
             "2",
             "--agora_allow_weak_teacher",  # the random tiny teacher is below the bar (2/3 on the carved dev split)
+            *(["--agora_selection_fraction", "0.1"] if selection else []),
         )
     )
     results = json.loads((out / "results.json").read_text())
-    assert list(results["metrics"]) == ["dev", "test"] and results["official_dev_is"] == "test"
-    assert results["rows"] == {"train": 72, "dev": 8, "test": 24} and 1 <= results["agora_rounds"] <= 2
+    carved = ["dev", "selection"] if selection else ["dev"]
+    assert list(results["metrics"]) == [*carved, "test"] and results["official_dev_is"] == "test"
+    expected_rows = {"train": 64, "dev": 8, "selection": 8} if selection else {"train": 72, "dev": 8}
+    assert results["rows"] == {**expected_rows, "test": 24} and 1 <= results["agora_rounds"] <= 2
+    assert results["agora_selected_by"] == ("agora_selection" if selection else "agora_dev")
+    assert results["agora_metric"] == "accuracy" and 0 <= results["agora_teacher_report"]["score"] <= 1
+    card = (out / "README.md").read_text()
+    assert ("separate selection split" in card) == selection and "never trained on" not in card
     dev = load_glue("rte", glue_dir, splits=("validation",))["validation"].select(range(24))
     predictions, _ = _predict(out, dev, get_task("rte"))
     assert results["metrics"]["test"]["accuracy"] == pytest.approx(accuracy_score(dev["label"], predictions))
@@ -485,3 +493,8 @@ def test_resume_continues_from_the_last_checkpoint_and_refuses_changed_settings(
     assert (out / "checkpoint-4").is_dir() and resumed["rows"]["train"] == 32
     with pytest.raises(ValueError, match="learning_rate"):
         recipe.main([*argv, "--learning_rate", "1e-3", "--resume_from_checkpoint", "True"])
+
+
+def test_agora_ranks_by_the_task_s_own_metric():
+    expected = {"cola": "matthews_correlation", "mrpc": "f1", "qqp": "f1", "stsb": "pearson", "sst2": "accuracy"}
+    assert {name: recipe._agora_metric(recipe._glue_text_task(name)) for name in expected} == expected
