@@ -13,7 +13,9 @@ width d. Per layer the top-`heads` heads are kept; then each kept head
 * is widened to d' > d with new dimensions whose query rows and output-projection columns are zero while key and
   value rows are small random values: the function is unchanged at extraction (the new dims add 0 to the logits
   and to the output), and no weight sits at a zero-gradient saddle, so training can use them.
-`as_bort=True` instead keeps whole heads at the parent's width (Bort's `head_dim` allows heads x d != hidden).
+`as_bort=True` builds the same candidate (same head width, so the same costs the search scored) as a Bort model;
+only where heads do not divide hidden does it keep whole heads at the parent's width (Bort's `head_dim` allows
+heads x d != hidden).
 """
 
 from __future__ import annotations
@@ -293,8 +295,9 @@ def extract_subnetwork(
     Args:
         parent_model: a BERT-layout model (BertModel/BertFor*, RobertaModel/RobertaFor*, BortModel/BortFor*).
         arch: the candidate's <depth, heads, hidden, intermediate>, each at most the parent's.
-        as_bort: return a `BortModel` (whole heads at the parent's head width, token type 0 folded into the
-            positions) instead of the parent's own class with a smaller config (which loads with plain transformers).
+        as_bort: return a `BortModel` (token type 0 folded into the positions; heads at the parent's width only
+            where heads do not divide hidden) instead of the parent's own class with a smaller config (which loads
+            with plain transformers).
         importance: "magnitude", "gradient" (needs `data`), or precomputed `ImportanceScores` (reuse across calls).
         data: batches (dicts of tensors) for gradient importance.
         seed: seeds the small random values of widened head dimensions.
@@ -319,10 +322,15 @@ def extract_subnetwork(
         if importance == "gradient" and data is None:
             raise ValueError("importance='gradient' needs data= (a few batches of input_ids/attention_mask).")
         importance = compute_importance(parent_model, data if importance == "gradient" else None)
-    head_dim = parent_head_dim if as_bort else arch.hidden // arch.heads
+    new_config = candidate_config(config, arch)
+    # The candidate's own head width, as the search's costs count it; only a Bort model can hold heads x d != hidden.
+    head_dim = (
+        parent_head_dim
+        if arch.hidden % arch.heads
+        else getattr(new_config, "head_dim", None) or (arch.hidden // arch.heads)
+    )
     selection = _select(importance, parent, parent_head_dim, arch, head_dim)
 
-    new_config = candidate_config(config, arch)
     if as_bort:
         new_config = _bort_config(new_config, head_dim)
         target = BortModel(new_config)
