@@ -26,6 +26,7 @@ depend on the sharding), and each finished candidate is appended to a JSONL file
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
@@ -43,6 +44,7 @@ from tqdm.auto import tqdm
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import logging
 
+from ..distill import layer_map
 from .costs import LatencyModel, inference_flops, parameter_count, pareto_front
 from .extract import compute_importance, extract_subnetwork
 from .ose_config import OSEConfig
@@ -127,14 +129,44 @@ def _candidate_seed(arch: Architecture, seed: int) -> int:
 
 @dataclass
 class _Targets:
-    """The fixed data every candidate is trained and scored on, with the teacher's outputs and reference errors."""
+    """The fixed data every candidate is trained and scored on, with the teacher's outputs and reference errors.
+
+    `train` holds the fitting batches (the short run's steps); `eval` the held-out batches, which no candidate's
+    training, projection or head ever sees.
+    """
 
     train: list[dict[str, torch.Tensor]]
-    train_hidden: list[torch.Tensor | None]
+    train_hidden: list
     train_reference: list[float]
     eval: list[dict[str, torch.Tensor]]
-    eval_hidden: list[torch.Tensor | None]
+    eval_hidden: list
     eval_reference: list[float]
+
+
+# The ridge projection is fitted on the first this-many fitting batches: plenty of tokens for a d x d map, and a
+# fixed cost whatever the step budget.
+_HEAD_FIT_BATCHES = 32
+
+
+def _ridge_map(x: torch.Tensor, y: torch.Tensor) -> nn.Linear:
+    """The affine map x -> y of least squared error, lightly ridge-regularised (closed form), frozen."""
+    x_mean, y_mean = x.mean(0), y.mean(0)
+    xc = x - x_mean
+    ridge = 1e-2 * xc.pow(2).sum() / x.shape[1] + 1e-8
+    solution = torch.linalg.solve(xc.T @ xc + ridge * torch.eye(x.shape[1]), xc.T @ (y - y_mean))
+    head = nn.Linear(x.shape[1], y.shape[1])
+    head.weight.data.copy_(solution.T)
+    head.bias.data.copy_(y_mean - x_mean @ solution)
+    return head.requires_grad_(False)
+
+
+class _LayerMaps(nn.Module):
+    """One fixed ridge map per student hidden state, each to the teacher state `mapping` matches it with."""
+
+    def __init__(self, maps: list[nn.Linear], mapping: list[int]):
+        super().__init__()
+        self.maps = nn.ModuleList(maps)
+        self.mapping = mapping
 
 
 class OSESearch:
@@ -211,15 +243,6 @@ class OSESearch:
             out["labels"] = torch.tensor(labels)
         return out
 
-    def _batches(self, data: dict[str, torch.Tensor], n_batches: int) -> list[dict[str, torch.Tensor]]:
-        """`n_batches` batches cycling through the rows in order: every candidate sees exactly the same data."""
-        rows = len(data["input_ids"])
-        index = torch.arange(n_batches * self.args.batch_size) % rows
-        return [
-            {k: v[index[b * self.args.batch_size : (b + 1) * self.args.batch_size]] for k, v in data.items()}
-            for b in range(n_batches)
-        ]
-
     # ----- the FPTAS -----
 
     def _costs(self) -> tuple[np.ndarray, np.ndarray]:
@@ -257,9 +280,7 @@ class OSESearch:
         mine = pending[state.process_index :: state.num_processes]
 
         targets = self._prepare_targets()
-        scores = compute_importance(
-            self.parent, self._batches(self._train, 4) if self.args.importance == "gradient" else None
-        )
+        scores = self._importance()
         new_records = []
         bar = tqdm(
             mine,
@@ -316,62 +337,172 @@ class OSESearch:
 
     # ----- step 3: error estimates -----
 
+    def estimate(self, architectures: Sequence[Architecture]) -> list[CandidateRecord]:
+        """Step 3 alone: the error estimate of each of `architectures` (any members of the space's grid or not).
+
+        The same numbers `run()` records for them, without buckets, resume files or processes: for benchmarks that
+        check what ê predicts, and for re-scoring a handful of candidates under other settings.
+        """
+        chosen = SearchSpace.from_architectures(self.space, list(architectures))
+        params = parameter_count(chosen)
+        if self.args.inference_cost == "flops":
+            cost = inference_flops(chosen, self.args.seq_len)
+        else:
+            if self.latency_model is None:
+                self._costs()
+            cost = self.latency_model.predict(chosen)
+        targets = self._prepare_targets()
+        scores = self._importance()
+        return [
+            self._evaluate(arch, float(p), float(c), targets, scores)
+            for arch, p, c in zip(architectures, params, cost)
+        ]
+
+    def _importance(self):
+        """The parent's importance scores for extraction, by `args.importance`, on a few fitting batches.
+
+        Methods beyond "magnitude" and "gradient" (e.g. "taylor", "fisher") are passed to `compute_importance` by
+        name when it accepts one; an older `compute_importance` without `method=` gives the gradient scores.
+        """
+        if self.args.importance == "magnitude":
+            return compute_importance(self.parent)
+        fit, _ = self._split()
+        batches = [
+            {k: v for k, v in b.items() if k in ("input_ids", "attention_mask")}
+            for b in self._batches(fit, 4, self.args.seed)
+        ]
+        if self.args.importance == "gradient":
+            return compute_importance(self.parent, batches)
+        try:
+            return compute_importance(self.parent, batches, method=self.args.importance)
+        except TypeError:
+            logger.warning(f"compute_importance has no method {self.args.importance!r} here; using 'gradient'.")
+            return compute_importance(self.parent, batches)
+
+    def _split(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """(fit rows, held-out rows): `eval_dataset` when given, else a seeded `holdout_fraction` of the training rows.
+
+        The held-out rows are never trained on nor used to fit a projection or head, so the ê they give measures
+        how the candidate generalises, not how well its fitted parts memorise (which favours wide models).
+        """
+        if self._eval is not None:
+            return self._train, self._eval
+        rows = len(self._train["input_ids"])
+        if rows < 2:
+            raise ValueError(
+                "The error estimate needs held-out rows: pass at least 2 training texts, or an eval_dataset."
+            )
+        held = min(rows - 1, max(1, round(self.args.holdout_fraction * rows)))
+        order = torch.randperm(rows, generator=torch.Generator().manual_seed(self.args.seed))
+        fit_index, held_index = torch.sort(order[held:]).values, torch.sort(order[:held]).values
+        return (
+            {k: v[fit_index] for k, v in self._train.items()},
+            {k: v[held_index] for k, v in self._train.items()},
+        )
+
+    def _batches(self, data: dict[str, torch.Tensor], n_batches: int, seed: int | None = None) -> list[dict]:
+        """`n_batches` batches of `batch_size` rows; every candidate sees exactly the same data.
+
+        With a seed, the rows are cycled through in a fresh seeded order each pass, so a long budget uses all of
+        them (not the first `n_batches * batch_size`); without one, in order (for scoring every held-out row once).
+        """
+        rows, size = len(data["input_ids"]), self.args.batch_size
+        if seed is None:
+            index = torch.arange(n_batches * size) % rows
+        else:
+            generator = torch.Generator().manual_seed(seed)
+            passes = math.ceil(n_batches * size / rows)
+            index = torch.cat([torch.randperm(rows, generator=generator) for _ in range(passes)])
+        return [{k: v[index[b * size : (b + 1) * size]] for k, v in data.items()} for b in range(n_batches)]
+
     @torch.no_grad()
     def _prepare_targets(self) -> _Targets:
-        """Training and eval batches, the teacher's hidden states on them (distill), and per-batch reference errors.
+        """Fitting and held-out batches, the teacher's hidden states on them (distill), and per-batch references.
 
         A batch's reference is the loss of the best input-independent prediction on it: the per-dimension variance
         of the teacher's hidden states over its tokens (distill), or the entropy of the label prior / the label
-        variance over the training set (task). Dividing by it makes ê = 1 - R²-like and batches comparable.
+        variance over the fitting rows (task). Dividing by it makes ê = 1 - R²-like and batches comparable. For
+        "distill_layers" every matched layer is normalised by its own variance inside the loss, so the reference
+        is 1.
         """
-        train = self._batches(self._train, self.steps)
-        evaluation = (
-            self._batches(self._eval, math.ceil(len(self._eval["input_ids"]) / self.args.batch_size))
-            if self._eval
-            else []
-        )
+        fit, held = self._split()
+        train = self._batches(fit, self.steps, self.args.seed)
+        heldout = self._batches(held, math.ceil(len(held["input_ids"]) / self.args.batch_size))
         if self.args.objective == "task":
-            labels = self._train["labels"]
+            labels = fit["labels"]
             if labels.is_floating_point():
                 reference = float(labels.var(unbiased=False))
             else:
                 prior = torch.bincount(labels).float() / len(labels)
                 reference = float(-(prior[prior > 0] * prior[prior > 0].log()).sum())
             return _Targets(
-                train,
-                [None] * len(train),
-                [reference] * len(train),
-                evaluation,
-                [None] * len(evaluation),
-                [reference] * len(evaluation),
-            )
+                train, [None] * len(train), [reference] * len(train), heldout, [None] * len(heldout),
+                [reference] * len(heldout),
+            )  # fmt: skip
         base = self.parent.base_model
+        all_layers = self.args.objective == "distill_layers"
 
         def teacher(batches):
-            hidden = [
-                base(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).last_hidden_state for b in batches
-            ]
-            refs = [
-                float(h[b["attention_mask"].bool()].var(dim=0, unbiased=False).mean()) for h, b in zip(hidden, batches)
-            ]
+            hidden, refs = [], []
+            for b in batches:
+                out = base(
+                    input_ids=b["input_ids"], attention_mask=b["attention_mask"], output_hidden_states=all_layers
+                )
+                mask = b["attention_mask"].bool()
+                if all_layers:
+                    states = tuple(out.hidden_states)
+                    variances = torch.stack([h[mask].var(dim=0, unbiased=False).mean() for h in states])
+                    hidden.append((states, variances))
+                    refs.append(1.0)
+                else:
+                    hidden.append(out.last_hidden_state)
+                    refs.append(float(out.last_hidden_state[mask].var(dim=0, unbiased=False).mean()))
             return hidden, refs
 
-        return _Targets(train, *teacher(train), evaluation, *teacher(evaluation))
+        return _Targets(train, *teacher(train), heldout, *teacher(heldout))
 
     def _evaluate(self, arch, params, cost, targets: _Targets, scores) -> CandidateRecord:
+        """ê of one candidate: a short run under each setting of Θ, scored on the held-out rows; the best counts."""
         seed = _candidate_seed(arch, self.args.seed)
         torch.manual_seed(seed)
         start = time.perf_counter()
-        student = extract_subnetwork(self.parent, arch, importance=scores, seed=seed).base_model
+        extracted = extract_subnetwork(self.parent, arch, importance=scores, seed=seed).base_model
+        runs = []
+        for setting in self.args.hyperparameter_space:
+            torch.manual_seed(seed)
+            student = copy.deepcopy(extracted)
+            runs.append((*self._short_run(student, arch, targets, setting), setting))
+        held_out, in_sample, raw_loss, setting = min(runs, key=lambda run: run[0])
+        return CandidateRecord(
+            architecture=arch,
+            params=params,
+            inference_cost=cost,
+            error=held_out,
+            raw_loss=raw_loss,
+            steps=self.steps,
+            seconds=time.perf_counter() - start,
+            seed=seed,
+            eval_error=held_out,
+            in_sample_error=in_sample,
+            setting=dict(setting),
+        )
+
+    def _short_run(self, student, arch, targets: _Targets, setting: dict) -> tuple[float, float, float]:
+        """Train `student` for `steps` steps under one setting of Θ: (held-out ê, in-sample ê, raw in-sample loss).
+
+        The in-sample ê is the loss averaged over the last `interval` steps relative to the reference; the held-out
+        ê is the same ratio on the held-out rows after training, through the same (fixed) projection or head.
+        """
         student.eval()  # no dropout: a short estimate measures capacity, and stays deterministic
         head = self._make_head(student, targets, arch)
         # The word embeddings (most of a small encoder's weights) stay as extracted: updating them densely would
         # dominate every step, and a short run measures what the architecture's layers can do with them.
         student.get_input_embeddings().weight.requires_grad_(False)
+        weight_decay = setting.get("weight_decay", 0.0)
         groups = [{"params": [p for p in student.parameters() if p.requires_grad]}]
         if self.args.objective == "task":
-            groups.append({"params": list(head.parameters()), "lr": self.args.head_learning_rate})
-        optimizer = torch.optim.AdamW(groups, lr=self.args.learning_rate)
+            groups.append({"params": list(head.parameters()), "lr": setting["head_learning_rate"]})
+        optimizer = torch.optim.AdamW(groups, lr=setting["learning_rate"], weight_decay=weight_decay)
         losses = []
         for batch, target in zip(targets.train, targets.train_hidden):
             loss = self._loss(student, head, batch, target)
@@ -380,51 +511,56 @@ class OSESearch:
             optimizer.step()
             losses.append(loss.detach().item())
         last = slice(len(losses) - self.args.interval, None)
-        eval_error = None
-        if targets.eval:
-            with torch.no_grad():
-                ratios = [
-                    float(self._loss(student, head, b, t)) / r
-                    for b, t, r in zip(targets.eval, targets.eval_hidden, targets.eval_reference)
-                ]
-            eval_error = float(np.mean(ratios))
-        return CandidateRecord(
-            architecture=arch,
-            params=params,
-            inference_cost=cost,
-            error=float(np.mean(np.array(losses[last]) / np.array(targets.train_reference[last]))),
-            raw_loss=float(np.mean(losses[last])),
-            steps=self.steps,
-            seconds=time.perf_counter() - start,
-            seed=seed,
-            eval_error=eval_error,
-        )
+        in_sample = float(np.mean(np.array(losses[last]) / np.array(targets.train_reference[last])))
+        with torch.no_grad():
+            ratios = [
+                float(self._loss(student, head, b, t)) / r
+                for b, t, r in zip(targets.eval, targets.eval_hidden, targets.eval_reference)
+            ]
+        held_out = float(np.mean(ratios))
+        if not math.isfinite(held_out):
+            held_out = math.inf  # a diverged setting never wins Θ
+        return held_out, in_sample, float(np.mean(losses[last]))
 
     def _make_head(self, student, targets: _Targets, arch: Architecture) -> nn.Module:
-        """Distill: the best affine map from the candidate's width to the parent's, by ridge least squares over all
-        training tokens, then fixed (a closed-form optimum that Adam's noisy steps would only degrade); task: a fresh
-        linear classifier, trained with `head_learning_rate`."""
+        """Distill: the best affine map from the candidate's width to the parent's, by ridge least squares over the
+        fitting tokens, then fixed (a closed-form optimum that Adam's noisy steps would only degrade); one map per
+        matched layer for "distill_layers" (`hf_bort.distill.layer_map`); task: a fresh linear classifier, trained
+        with the setting's `head_learning_rate`."""
         if self.args.objective == "task":
             labels = self._train["labels"]
             return nn.Linear(arch.hidden, 1 if labels.is_floating_point() else int(labels.max()) + 1)
-        xs, ys = [], []
+        all_layers = self.args.objective == "distill_layers"
+        mapping = layer_map(arch.depth, self.space.parent_architecture.depth) if all_layers else [None]
+        xs, ys = [[] for _ in mapping], [[] for _ in mapping]
         with torch.no_grad():
-            for batch, target in zip(targets.train, targets.train_hidden):
+            for batch, target in zip(targets.train[:_HEAD_FIT_BATCHES], targets.train_hidden):
                 mask = batch["attention_mask"].bool()
-                out = student(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
-                xs.append(out[mask])
-                ys.append(target[mask])
-            x, y = torch.cat(xs), torch.cat(ys)
-            x_mean, y_mean = x.mean(0), y.mean(0)
-            xc = x - x_mean
-            ridge = 1e-2 * xc.pow(2).sum() / x.shape[1] + 1e-8
-            solution = torch.linalg.solve(xc.T @ xc + ridge * torch.eye(x.shape[1]), xc.T @ (y - y_mean))
-        head = nn.Linear(arch.hidden, y.shape[-1])
-        head.weight.data.copy_(solution.T)
-        head.bias.data.copy_(y_mean - x_mean @ solution)
-        return head.requires_grad_(False)
+                out = student(
+                    input_ids=batch["input_ids"],
+                    attention_mask=batch["attention_mask"],
+                    output_hidden_states=all_layers,
+                )
+                states = out.hidden_states if all_layers else (out.last_hidden_state,)
+                teacher = target[0] if all_layers else (target,)
+                for k, t in enumerate(mapping):
+                    xs[k].append(states[k][mask])
+                    ys[k].append(teacher[t if all_layers else 0][mask])
+        maps = [_ridge_map(torch.cat(x), torch.cat(y)) for x, y in zip(xs, ys)]
+        return maps[0] if not all_layers else _LayerMaps(maps, mapping)
 
     def _loss(self, student, head, batch, target) -> torch.Tensor:
+        if self.args.objective == "distill_layers":
+            out = student(
+                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], output_hidden_states=True
+            )
+            mask = batch["attention_mask"].bool()
+            teacher_states, variances = target
+            terms = [
+                nn.functional.mse_loss(m(out.hidden_states[k][mask]), teacher_states[t][mask]) / variances[t]
+                for k, (m, t) in enumerate(zip(head.maps, head.mapping))
+            ]
+            return torch.stack(terms).mean()
         hidden = student(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
         if self.args.objective == "distill":
             mask = batch["attention_mask"].bool()
