@@ -19,6 +19,7 @@ The estimate: `OSESearch.estimate(candidates)` with the settings below (what the
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib.util
 import json
 import math
@@ -37,6 +38,7 @@ import hf_bort  # noqa: F401  (registers the Bort model type)
 from hf_bort.glue import load_glue
 from hf_bort.ose import Architecture, OSEConfig, OSESearch, SearchSpace, extract_subnetwork
 from hf_bort.ose.costs import inference_flops, parameter_count
+from hf_bort.ose.result import CandidateRecord
 from hf_bort.ose.search import epsilon_buckets, read_text_lines
 
 
@@ -182,7 +184,7 @@ def train_and_score(parent_dir: Path, arch: Architecture, seed: int, recipe: dic
     }
 
 
-def ground_truth(parent_dir: Path, archs: list[Architecture], recipe: dict, cache: Path) -> dict:
+def ground_truth(parent_dir: Path, archs: list[Architecture], recipe: dict, cache: Path, train: bool = True) -> dict:
     """{arch: [accuracy per seed]}, each run cached in `cache/<arch>-seed<k>.json` (fingerprinted by the recipe)."""
     cache.mkdir(parents=True, exist_ok=True)
     fingerprint = {k: v for k, v in recipe.items() if k not in ("candidates", "seeds", "ose", "max_flops_share")}
@@ -197,6 +199,8 @@ def ground_truth(parent_dir: Path, archs: list[Architecture], recipe: dict, cach
                 if saved["recipe"] == fingerprint:
                     results.setdefault(arch, []).append(saved)
                     continue
+            if not train:
+                continue
             with tempfile.TemporaryDirectory() as work:
                 run = train_and_score(parent_dir, arch, seed, recipe, Path(work), sst2)
             run["recipe"] = fingerprint
@@ -206,17 +210,39 @@ def ground_truth(parent_dir: Path, archs: list[Architecture], recipe: dict, cach
     return results
 
 
-def estimate(parent_dir: Path, archs: list[Architecture], ose: dict, config_overrides: dict) -> dict:
-    """ê per candidate from the search's own estimator, with the settings the demo's search uses."""
-    wikitext = SHARED / "data" / "wikitext-2-raw"
-    parent = AutoModel.from_pretrained(parent_dir)
+def estimate(parent_dir: Path, archs: list[Architecture], recipe: dict, overrides: dict, data: str, cache: Path):
+    """ê per candidate from the search's own estimator (`OSESearch.estimate`), cached by its settings.
+
+    data "wikitext": the demo's search data (wiki.valid texts, distillation by default); "sst2": labelled SST-2 train
+    rows that the ground-truth fine-tuning never uses (held out by design), for objective "task".
+    """
+    ose = recipe["ose"]
+    key = json.dumps({"archs": [a.as_dict() for a in archs], "ose": ose, "overrides": overrides, "data": data})
+    path = cache / f"estimate-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+    if path.exists():
+        saved = json.loads(path.read_text())
+        return {Architecture(**r["architecture"]): CandidateRecord.from_dict(r) for r in saved["records"]}, saved
+    if data == "wikitext":
+        texts = read_text_lines(SHARED / "data" / "wikitext-2-raw" / "wiki.valid.raw")[: ose["texts"]]
+    else:
+        train = load_glue("sst2", SHARED / "data" / "glue", splits=("train",))["train"].shuffle(seed=1234)
+        texts = train.select(range(recipe["train_rows"], recipe["train_rows"] + ose["texts"]))
+    started = time.process_time()
     search = OSESearch(
-        parent,
-        OSEConfig(epsilon=ose["epsilon"], show_progress=False, **config_overrides),
+        AutoModel.from_pretrained(parent_dir),
+        OSEConfig(**{"epsilon": ose["epsilon"], "show_progress": False, **overrides}),
         tokenizer=AutoTokenizer.from_pretrained(parent_dir),
-        train_dataset=read_text_lines(wikitext / "wiki.valid.raw")[: ose["texts"]],
+        train_dataset=texts,
     )
-    return {record.architecture: record for record in search.estimate(archs)}
+    records = search.estimate(archs)
+    saved = {
+        "settings": json.loads(key),
+        "steps": search.steps,
+        "cpu_seconds": round(time.process_time() - started, 1),
+        "records": [r.to_dict() for r in records],
+    }
+    path.write_text(json.dumps(saved, indent=1))
+    return {r.architecture: r for r in records}, saved
 
 
 def rank_agreement(score: np.ndarray, accuracy: np.ndarray) -> tuple[float, float]:
@@ -230,6 +256,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--cache_dir", default="/work/wt/cache/fidelity", help="Per-candidate results (resumable).")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--ose", default="{}", help="JSON of OSEConfig overrides for the estimate.")
+    parser.add_argument("--estimate_data", choices=("wikitext", "sst2"), default="wikitext")
+    parser.add_argument("--partial", action="store_true", help="Train nothing: rank the candidates cached so far.")
     parser.add_argument("--output", default=None, help="Write the table and correlations here as JSON.")
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="Fine-tuning seeds (default: 0).")
     parser.add_argument("--shard", default="0/1", help="i/n: train only every n-th candidate from the i-th.")
@@ -246,14 +274,12 @@ def main(argv: list[str] | None = None) -> dict:
             recipe = {**recipe, "seeds": tuple(args.seeds)}
         cache = Path(args.cache_dir) / ("quick" if args.quick else "minilm")
         index, count = map(int, args.shard.split("/"))
-        truth = ground_truth(parent_dir, archs[index::count], recipe, cache)
+        truth = ground_truth(parent_dir, archs[index::count], recipe, cache, train=not args.partial)
         if count > 1:
             return {}  # a shard only fills the cache; run once without --shard for the table
-        started = time.process_time()
-        records = estimate(parent_dir, archs, recipe["ose"], json.loads(args.ose))
-        estimate_seconds = time.process_time() - started
+        records, saved = estimate(parent_dir, archs, recipe, json.loads(args.ose), args.estimate_data, cache)
     rows = []
-    for arch in archs:
+    for arch in (a for a in archs if a in truth):
         accuracies = [run["accuracy"] for run in truth[arch]]
         record = records[arch]
         rows.append(
@@ -268,6 +294,9 @@ def main(argv: list[str] | None = None) -> dict:
                 "seeds": len(accuracies),
             }
         )
+    if len(rows) < 3:
+        print(f"Only {len(rows)} candidates trained so far; rerun when the shards have finished.")
+        return {"rows": rows}
     accuracy = np.array([r["accuracy"] for r in rows])
     correlations = {
         name: rank_agreement(-np.array([r[key] for r in rows]), accuracy)
@@ -283,12 +312,12 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"\n{'ranking by':<16}{'Kendall τ':>10}{'Spearman ρ':>12}")
     for name, (tau, rho) in correlations.items():
         print(f"{name:<16}{tau:>10.3f}{rho:>12.3f}")
-    print(f"\nê for {len(archs)} candidates: {estimate_seconds:.0f} CPU s")
+    print(f"\nê for {len(archs)} candidates: {saved['cpu_seconds']:.0f} CPU s, {saved['steps']} steps per setting")
     summary = {
         "rows": rows,
         "correlations": {k: {"kendall_tau": v[0], "spearman_rho": v[1]} for k, v in correlations.items()},
         "recipe": {k: v for k, v in recipe.items()},
-        "estimate_cpu_seconds": estimate_seconds,
+        "estimate": {k: v for k, v in saved.items() if k != "records"},
     }
     if args.output:
         Path(args.output).write_text(json.dumps(summary, indent=1, allow_nan=False) + "\n")

@@ -9,14 +9,25 @@
    is cut into buckets of relative width ε in both p and i (bucket = (⌊log_{1+ε} p/p_min⌋, ⌊log_{1+ε} i/i_min⌋))
    and one candidate per bucket is kept, the largest (expected to be the most accurate): every discarded candidate
    has a kept one whose p and i are each within a factor 1 + ε of its own. A smaller ε keeps more candidates.
-3. The error of each kept candidate is estimated by a short training run from its extracted weights (never full
-   training): `steps = interval * ceil(1 / ε)` optimiser steps, the loss averaged over the last `interval` steps.
-   The averaging window is an ε share of the budget, so tighter ε buys a longer, steadier estimate: the work is
-   polynomial in 1/ε, as an FPTAS's must be. Objectives: "distill" (default), MSE between the candidate's final
-   hidden states, through the best affine map to the parent's width (ridge least squares, closed form), and the
-   parent's on unlabelled text; or "task", cross-entropy (or MSE for float labels) of a linear head on the first
-   token. Each batch's loss is divided by that of the best input-independent prediction on it, so ê reads like
-   1 - R² and stays comparable across batches and candidates.
+3. The error of each kept candidate is estimated by short training runs from its extracted weights (never full
+   training), one per setting θ of Θ (`hyperparameter_space`, e.g. learning rates), and ê is the best over Θ, as
+   in the paper. Each run takes `steps = max(s, ceil(K / (ε·sqrt(s))))` optimiser steps (K = `step_scale`,
+   s = `interval`): we read the paper's runtime bound |Θ||B||Ξ| / (ε·s^{3/2}) as counting averaging windows of s
+   steps, K / (ε·s^{3/2}) of them per candidate and setting, so tighter ε buys proportionally longer runs, and a
+   longer window (already a steadier average) needs fewer steps; see `OSEConfig.steps`. The runs cycle through
+   the fitting rows in a fresh seeded order each pass, so a long budget uses all of them.
+   ê is **held out**: the training texts are split (seeded, `holdout_fraction`) into fitting rows and held-out
+   rows, or `eval_dataset` is the held-out set; the short run, the ridge projection and any head see only the
+   fitting rows, and ê is the loss on the held-out rows after the run. W and the Pareto front use it; the
+   in-sample ê (the loss averaged over the last s steps) is recorded for reading (`in_sample_error`). An
+   in-sample ê rewards wide candidates whose fitted projection memorises the fitting tokens.
+   Objectives: "distill" (default), MSE between the candidate's final hidden states, through the best affine map
+   to the parent's width (ridge least squares, closed form), and the parent's, on unlabelled text;
+   "distill_layers", the same for every student layer matched to a parent layer as `hf_bort.distill.layer_map`
+   matches them (embeddings included), each through its own closed-form map and normalised by its own variance;
+   or "task", cross-entropy (or MSE for float labels) of a linear head on the first token. Each batch's loss is
+   divided by that of the best input-independent prediction on it, so ê reads like 1 - R² and stays comparable
+   across batches and candidates.
 4. The W-coefficient (`w_coefficient`) relative to T ranks the candidates; the Pareto front in (p, i, ê) and
    the lowest-W point are returned.
 
