@@ -45,7 +45,7 @@ import os
 import time
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -142,8 +142,9 @@ def _candidate_seed(arch: Architecture, seed: int) -> int:
 class _Targets:
     """The fixed data every candidate is trained and scored on, with the teacher's outputs and reference errors.
 
-    `train` holds the fitting batches (the short run's steps); `eval` the held-out batches, which no candidate's
-    training, projection or head ever sees.
+    `train` holds the fitting batches (the short run's steps); `projection` fitting batches (as many as
+    `_HEAD_FIT_BATCHES`, whatever the step budget) for the closed-form maps; `eval` the held-out batches, which no
+    candidate's training, projection or head ever sees.
     """
 
     train: list[dict[str, torch.Tensor]]
@@ -152,10 +153,13 @@ class _Targets:
     eval: list[dict[str, torch.Tensor]]
     eval_hidden: list
     eval_reference: list[float]
+    projection: list[dict[str, torch.Tensor]] = field(default_factory=list)  # fitting rows for the maps
+    projection_hidden: list = field(default_factory=list)
 
 
-# The ridge projection is fitted on the first this-many fitting batches: plenty of tokens for a d x d map, and a
-# fixed cost whatever the step budget.
+# The ridge projections are fitted on up to this many batches of fitting rows: a d x d map needs many more tokens
+# than d (fitted on a short run's few batches it memorises them and its held-out error passes 1), at a fixed cost
+# whatever the step budget.
 _HEAD_FIT_BATCHES = 32
 
 
@@ -470,7 +474,11 @@ class OSESearch:
                     refs.append(float(out.last_hidden_state[mask].var(dim=0, unbiased=False).mean()))
             return hidden, refs
 
-        return _Targets(train, *teacher(train), heldout, *teacher(heldout))
+        rows = len(fit["input_ids"])
+        projection = self._batches(
+            fit, min(_HEAD_FIT_BATCHES, math.ceil(rows / self.args.batch_size)), self.args.seed + 1
+        )
+        return _Targets(train, *teacher(train), heldout, *teacher(heldout), projection, teacher(projection)[0])
 
     def _evaluate(self, arch, params, cost, targets: _Targets, scores) -> CandidateRecord:
         """ê of one candidate: a short run under each setting of Θ, scored on the held-out rows; the best counts."""
@@ -534,8 +542,8 @@ class OSESearch:
         return held_out, in_sample, float(np.mean(losses[last]))
 
     def _make_head(self, student, targets: _Targets, arch: Architecture) -> nn.Module:
-        """Distill: the best affine map from the candidate's width to the parent's, by ridge least squares over the
-        fitting tokens, then fixed (a closed-form optimum that Adam's noisy steps would only degrade); one map per
+        """Distill: the best affine map from the candidate's width to the parent's, by ridge least squares over up to
+        `_HEAD_FIT_BATCHES` batches of fitting rows, then fixed (a closed-form optimum that Adam's noisy steps would only degrade); one map per
         matched layer for "distill_layers" (`hf_bort.distill.layer_map`); task: a fresh linear classifier, trained
         with the setting's `head_learning_rate`."""
         if self.args.objective == "task":
@@ -545,7 +553,7 @@ class OSESearch:
         mapping = layer_map(arch.depth, self.space.parent_architecture.depth) if all_layers else [None]
         xs, ys = [[] for _ in mapping], [[] for _ in mapping]
         with torch.no_grad():
-            for batch, target in zip(targets.train[:_HEAD_FIT_BATCHES], targets.train_hidden):
+            for batch, target in zip(targets.projection, targets.projection_hidden):
                 mask = batch["attention_mask"].bool()
                 out = student(
                     input_ids=batch["input_ids"],
