@@ -434,11 +434,12 @@ class OSESearch:
     def _prepare_targets(self) -> _Targets:
         """Fitting and held-out batches, the teacher's hidden states on them (distill), and per-batch references.
 
-        A batch's reference is the loss of the best input-independent prediction on it: the per-dimension variance
-        of the teacher's hidden states over its tokens (distill), or the entropy of the label prior / the label
-        variance over the fitting rows (task). Dividing by it makes ê = 1 - R²-like and batches comparable. For
-        "distill_layers" every matched layer is normalised by its own variance inside the loss, so the reference
-        is 1.
+        A batch's reference is the loss, on that batch, of the best input-independent prediction fitted on the
+        fitting rows: the teacher's mean hidden state over the fitting tokens (distill), or the label prior / mean
+        label of the fitting rows (task). Dividing by it makes ê = 1 - R²-like and batches comparable, and on
+        held-out rows the candidate and the reference are fitted on the same data, so neither is favoured. For
+        "distill_layers" every matched layer is normalised by its own reference inside the loss, so the batch
+        reference is 1.
         """
         fit, held = self._split()
         train = self._batches(fit, self.steps, self.args.seed)
@@ -457,28 +458,47 @@ class OSESearch:
         base = self.parent.base_model
         all_layers = self.args.objective == "distill_layers"
 
-        def teacher(batches):
-            hidden, refs = [], []
+        def states(batches):
+            """Per batch: the teacher's hidden states (all layers, or the last one), each of shape (rows, len, d)."""
+            out = []
             for b in batches:
-                out = base(
+                result = base(
                     input_ids=b["input_ids"], attention_mask=b["attention_mask"], output_hidden_states=all_layers
                 )
+                out.append(tuple(result.hidden_states) if all_layers else (result.last_hidden_state,))
+            return out
+
+        projection = self._batches(
+            fit, min(_HEAD_FIT_BATCHES, math.ceil(len(fit["input_ids"]) / self.args.batch_size)), self.args.seed + 1
+        )
+        projection_states = states(projection)
+        # The input-independent predictor: each layer's mean state over the fitting tokens.
+        means = [
+            torch.cat([s[k][b["attention_mask"].bool()] for s, b in zip(projection_states, projection)]).mean(0)
+            for k in range(len(projection_states[0]))
+        ]
+
+        def targets(batches, batch_states):
+            hidden, refs = [], []
+            for b, layer_states in zip(batches, batch_states):
                 mask = b["attention_mask"].bool()
+                references = torch.stack([(h[mask] - m).pow(2).mean() for h, m in zip(layer_states, means)])
                 if all_layers:
-                    states = tuple(out.hidden_states)
-                    variances = torch.stack([h[mask].var(dim=0, unbiased=False).mean() for h in states])
-                    hidden.append((states, variances))
+                    hidden.append((layer_states, references))
                     refs.append(1.0)
                 else:
-                    hidden.append(out.last_hidden_state)
-                    refs.append(float(out.last_hidden_state[mask].var(dim=0, unbiased=False).mean()))
+                    hidden.append(layer_states[0])
+                    refs.append(float(references[0]))
             return hidden, refs
 
-        rows = len(fit["input_ids"])
-        projection = self._batches(
-            fit, min(_HEAD_FIT_BATCHES, math.ceil(rows / self.args.batch_size)), self.args.seed + 1
+        return _Targets(
+            train,
+            *targets(train, states(train)),
+            heldout,
+            *targets(heldout, states(heldout)),
+            projection,
+            targets(projection, projection_states)[0],
         )
-        return _Targets(train, *teacher(train), heldout, *teacher(heldout), projection, teacher(projection)[0])
 
     def _evaluate(self, arch, params, cost, targets: _Targets, scores) -> CandidateRecord:
         """ê of one candidate: a short run under each setting of Θ, scored on the held-out rows; the best counts."""
