@@ -198,8 +198,11 @@ def train_and_score(parent_dir: Path, arch: Architecture, seed: int, recipe: dic
 def ground_truth(parent_dir: Path, archs: list[Architecture], recipe: dict, cache: Path, train: bool = True) -> dict:
     """{arch: [accuracy per seed]}, each run cached in `cache/<arch>-seed<k>.json` (fingerprinted by the recipe)."""
     cache.mkdir(parents=True, exist_ok=True)
-    fingerprint = {k: v for k, v in recipe.items() if k not in ("candidates", "seeds", "ose", "max_flops_share")}
-    fingerprint["parent"] = str(parent_dir)
+    fingerprint = {
+        k: v for k, v in recipe.items() if k not in ("candidates", "seeds", "ose", "max_flops_share", "quick")
+    }
+    # The quick parent lives in a fresh temporary folder each run; it is the same seeded model every time.
+    fingerprint["parent"] = "tiny random BERT, seed 0" if recipe["quick"] else str(parent_dir)
     sst2 = load_glue("sst2", SHARED / "data" / "glue", splits=("train", "validation"))
     results = {}
     for arch in archs:
@@ -258,7 +261,8 @@ def estimate(parent_dir: Path, archs: list[Architecture], recipe: dict, override
 
 def rank_agreement(score: np.ndarray, accuracy: np.ndarray) -> tuple[float, float]:
     """Kendall τ and Spearman ρ between a score (higher = predicted better) and accuracy."""
-    return float(stats.kendalltau(score, accuracy).statistic), float(stats.spearmanr(score, accuracy).statistic)
+    tau, rho = float(stats.kendalltau(score, accuracy).statistic), float(stats.spearmanr(score, accuracy).statistic)
+    return tuple(value if math.isfinite(value) else None for value in (tau, rho))  # None: a constant ranking
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -275,6 +279,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     recipe = QUICK if args.quick else FULL
+    recipe = dict(recipe, quick=args.quick)
     with tempfile.TemporaryDirectory() as scratch:
         parent_dir = tiny_parent(Path(scratch) / "parent") if args.quick else minilm_dir()
         config = AutoModel.from_pretrained(parent_dir).config
@@ -282,7 +287,7 @@ def main(argv: list[str] | None = None) -> dict:
             config, recipe["candidates"], 0.5, 64, recipe["max_flops_share"], 8 if args.quick else 64
         )
         if args.seeds:
-            recipe = {**recipe, "seeds": tuple(args.seeds)}
+            recipe["seeds"] = tuple(args.seeds)
         cache = Path(args.cache_dir) / ("quick" if args.quick else "minilm")
         index, count = map(int, args.shard.split("/"))
         truth = ground_truth(parent_dir, archs[index::count], recipe, cache, train=not args.partial)
@@ -322,7 +327,9 @@ def main(argv: list[str] | None = None) -> dict:
         )
     print(f"\n{'ranking by':<16}{'Kendall τ':>10}{'Spearman ρ':>12}")
     for name, (tau, rho) in correlations.items():
-        print(f"{name:<16}{tau:>10.3f}{rho:>12.3f}")
+        print(
+            f"{name:<16}{tau if tau is not None else float('nan'):>10.3f}{rho if rho is not None else float('nan'):>12.3f}"
+        )
     print(f"\nê for {len(archs)} candidates: {saved['cpu_seconds']:.0f} CPU s, {saved['steps']} steps per setting")
     summary = {
         "rows": rows,
