@@ -16,8 +16,8 @@ batch 32, lr 3e-4, max_length 64) and accuracy on the official SST-2 dev set (87
 
 The estimate: `OSESearch.estimate(candidates)` at the full demo's ε=0.5 and s=10 (`--ose` overrides any OSEConfig
 field, `--estimate_data sst2` gives objective "task" SST-2 rows the fine-tuning never uses), held out as the search
-holds it out, cached too. Printed: Kendall τ and Spearman ρ between -ê and the mean accuracy, next to the same for
--params and -FLOPs alone (scipy.stats), and for the in-sample ê.
+holds it out, cached too. Printed: Kendall τ-b and Spearman ρ between -ê and the mean accuracy, next to the naive rankings
+"more params is better" and "more FLOPs is better" (scipy.stats), and for the in-sample ê.
 
 Cost: the machine this was written on is shared; `--shard i/n` trains every n-th candidate in a separate process,
 and a final run without `--shard` (or with `--partial`, training nothing) prints the table from the cache.
@@ -325,10 +325,11 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"Only {len(rows)} candidates trained so far; rerun when the shards have finished.")
         return {"rows": rows}
     accuracy = np.array([r["accuracy"] for r in rows])
+    # Each ranking's score is "predicted better": -ê (lower error), and the naive "bigger is better" +params, +FLOPs.
     correlations = {
-        name: rank_agreement(-np.array([r[key] for r in rows]), accuracy)
-        for name, key in (("ê (held-out)", "error"), ("ê (in-sample)", "in_sample_error"), ("params", "params"),
-                          ("FLOPs", "flops"))
+        name: rank_agreement(sign * np.array([r[key] for r in rows]), accuracy)
+        for name, key, sign in (("-ê (held-out)", "error", -1), ("-ê (in-sample)", "in_sample_error", -1),
+                                ("params", "params", 1), ("FLOPs", "flops", 1))
     }  # fmt: skip
     print(f"\n{'candidate':<34}{'params':>10}{'GFLOPs':>9}{'ê':>8}{'ê in':>8}{'SST-2 dev acc':>18}")
     for r in sorted(rows, key=lambda r: r["error"]):

@@ -27,7 +27,7 @@ def test_quick_fidelity_ranks_three_candidates_and_resumes_from_its_cache(fideli
     # The printed correlations are scipy's, between -ê (or -params, -FLOPs) and the accuracy.
     accuracy = [r["accuracy"] for r in rows]
     tau = stats.kendalltau([-r["error"] for r in rows], accuracy).statistic
-    reported = summary["correlations"]["ê (held-out)"]["kendall_tau"]
+    reported = summary["correlations"]["-ê (held-out)"]["kendall_tau"]
     assert reported is None if math.isnan(tau) else reported == pytest.approx(tau)
     assert json.loads(output.read_text()) == json.loads(json.dumps(summary))
 
