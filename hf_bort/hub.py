@@ -47,7 +47,7 @@ def _architecture(config: PreTrainedConfig) -> dict[str, object]:
     }
 
 
-def _eval_results(results: dict, task_title: str) -> list[EvalResult]:
+def _eval_results(results: dict, task_title: str, dataset_type: str) -> list[EvalResult]:
     task = results["task"]
     entries = []
     for split, scores in results["metrics"].items():
@@ -60,7 +60,7 @@ def _eval_results(results: dict, task_title: str) -> list[EvalResult]:
             entries.append(
                 EvalResult(
                     task_type="text-classification",
-                    dataset_type="nyu-mll/glue",
+                    dataset_type=dataset_type,
                     dataset_name=f"GLUE {task_title}",
                     dataset_config=task,
                     dataset_split=official_split,
@@ -80,10 +80,17 @@ def render_model_card(
     model_name: str | None = None,
     num_parameters: int | None = None,
     ose_point: str | None = None,
+    data_source: str | None = None,
+    comparison: dict | None = None,
     license: str | None = None,
     template_path: str | os.PathLike = GLUE_CARD_TEMPLATE,
 ) -> ModelCard:
-    """Render the card of a model fine-tuned by `recipes/glue.py` from its `results.json` content and config."""
+    """Render the card of a model fine-tuned by `recipes/glue.py` from its `results.json` content and config.
+
+    `data_source` names where the GLUE data came from when it was not the Hub's `nyu-mll/glue` (e.g. "local GLUE
+    files (SST-2/train.tsv, dev.tsv)"); `comparison` ({"parent_score", "share", "speedup", "metric"}) adds how the
+    model compares with its parent, for a student.
+    """
     task = get_task(results["task"])
     task_title = task.title
     parent = results["model"]
@@ -91,14 +98,14 @@ def render_model_card(
     card_data = ModelCardData(
         model_name=model_name,
         base_model=parent if not Path(parent).exists() else None,
-        datasets=["nyu-mll/glue"],
+        datasets=None if data_source else ["nyu-mll/glue"],
         language="en",
         license=license,
         library_name="peft" if lora else "transformers",
         pipeline_tag="text-classification",
         tags=["glue", task.name, "hf_bort", *(["agora"] if results.get("agora") else []), *(["lora"] if lora else [])],
         metrics=list(task.metrics),
-        eval_results=_eval_results(results, task_title),
+        eval_results=_eval_results(results, task_title, "glue" if data_source else "nyu-mll/glue"),
     )
     if not Path(template_path).is_file():
         raise FileNotFoundError(
@@ -117,6 +124,8 @@ def render_model_card(
         architecture=_architecture(config),
         num_parameters=num_parameters,
         ose_point=ose_point if ose_point is not None else getattr(config, "ose_point", None),
+        data_source=data_source,
+        comparison=comparison,
         lora=lora,
         results=results,
         metric_names=_METRIC_NAMES,

@@ -24,7 +24,31 @@ def test_quick_demo_runs_end_to_end_and_reports_honest_numbers(tmp_path, minilm_
     assert result.returncode == 0, result.stderr[-4000:]
     assert "Bort student" in result.stdout and "faster on this CPU" in result.stdout
 
-    summary = json.loads((out / "results.json").read_text())
+    def refuse_nan(constant):
+        raise AssertionError(f"results.json is not strict JSON: it holds {constant}")
+
+    summary = json.loads((out / "results.json").read_text(), parse_constant=refuse_nan)
+    # The student meets the speed budget as measured (1 thread, warm-up, median CPU time), and the share is honest.
+    assert summary["speedup"] >= summary["ose"]["min_speedup"] == 3.0
+    assert summary["speedup"] == pytest.approx(
+        summary["parent"]["cpu_latency_ms"] / summary["student"]["cpu_latency_ms"], abs=0.01
+    )
+    assert summary["share_of_parent"] == pytest.approx(
+        summary["student"]["accuracy"] / summary["parent"]["accuracy"], abs=1e-3
+    )
+    # The delivered model is the architecture OSE evaluated, heads included.
+    chosen = summary["student"]["architecture"]
+    config = json.loads((out / "model" / "config.json").read_text())
+    assert (config["num_hidden_layers"], config["num_attention_heads"], config["hidden_size"]) == (
+        chosen["depth"], chosen["heads"], chosen["hidden"]
+    )  # fmt: skip
+    assert config["head_dim"] == chosen["hidden"] // chosen["heads"]
+    card = (out / "MODEL_CARD.md").read_text()
+    assert card == (out / "model" / "README.md").read_text()
+    assert "sentence-transformers/all-MiniLM-L6-v2" in card and "nyu-mll/glue" not in card
+    assert "local GLUE files" in card and "none (architecture not extracted with OSE)" not in card
+    assert f"⟨{chosen['depth']}, {chosen['heads']}, {chosen['hidden']}, {chosen['intermediate']}⟩ of MiniLM" in card
+    assert f"{100 * summary['share_of_parent']:.1f}%" in card and f"{summary['speedup']:.2f}x faster" in card
     for name in ("pareto.png", "agora_rounds.png", "MODEL_CARD.md", "ose_result.json"):
         assert (out / name).stat().st_size > 0, name
     assert (out / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -57,15 +57,27 @@ def test_as_bort_matches_the_parent(config_class):
 
 
 def test_widened_heads_preserve_the_pruned_network():
-    """2 heads out of 4 as BERT (head_dim 16) compute what Bort's pruned 2 heads of 8 compute: new dims add 0."""
+    """2 heads out of 4 widened to head_dim 16 compute what the pruned 2 heads of width 8 compute: new dims add 0."""
     torch.manual_seed(0)
     parent = tr.BertModel(tr.BertConfig(**BERT, type_vocab_size=1)).eval()
     arch = Architecture(3, 2, 32, 37)
-    pruned = extract_subnetwork(parent, arch, as_bort=True).eval()
+    widened_bort = extract_subnetwork(parent, arch, as_bort=True).eval()
     widened = extract_subnetwork(parent, arch).eval()
-    assert pruned.config.head_dim == 8 and widened.config.num_attention_heads == 2
+    # as_bort builds the candidate the search scored (head_dim = hidden / heads), not the parent's 8-wide heads.
+    assert widened_bort.config.head_dim == 16 and widened.config.num_attention_heads == 2
+    # The pruned network: the same model with each head cut back to its 8 original dims.
+    pruned = BortModel(BortConfig.from_dict({**widened_bort.config.to_dict(), "head_dim": 8})).eval()
+    state = widened_bort.state_dict()
+    keep = (torch.arange(32).view(2, 16)[:, :8]).reshape(-1)
+    for name, tensor in state.items():
+        if ".attention.self." in name:  # query/key/value rows; the query loses extraction's sqrt(16/8) rescale
+            state[name] = tensor[keep] / (2**0.5 if ".query." in name else 1.0)
+        elif name.endswith("attention.output.dense.weight"):
+            state[name] = tensor[:, keep]
+    pruned.load_state_dict(state)
     with torch.no_grad():
         torch.testing.assert_close(pruned(**_inputs())[0], widened(**_inputs())[0], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(widened_bort(**_inputs())[0], widened(**_inputs())[0], atol=1e-5, rtol=1e-5)
     # Widened dims are trainable: the query side is zero, the key side is not (no zero-gradient saddle).
     query = widened.encoder.layer[0].attention.self.query.weight.view(2, 16, 32)
     key = widened.encoder.layer[0].attention.self.key.weight.view(2, 16, 32)

@@ -53,7 +53,8 @@ def texts(wikitext_dir):
 def _search(parent, tokenizer, texts, **kwargs):
     space = kwargs.pop("space", SearchSpace.from_config(parent.config, step=16))
     data = {k: kwargs.pop(k) for k in ("latency_model", "eval_dataset") if k in kwargs}
-    config = OSEConfig(**{**dict(epsilon=0.5, interval=2, seq_len=24, batch_size=4, show_progress=False), **kwargs})
+    defaults = dict(epsilon=0.5, interval=2, seq_len=24, batch_size=4, step_scale=2.0, show_progress=False)
+    config = OSEConfig(**{**defaults, **kwargs})
     return OSESearch(parent, config, space=space, train_dataset=texts, tokenizer=tokenizer, **data)
 
 
@@ -85,7 +86,7 @@ def test_w_coefficient_definition():
 
 def test_search_end_to_end(parent, tokenizer, texts, tmp_path):
     search = _search(parent, tokenizer, texts, eval_dataset=texts[-8:], output_dir=tmp_path / "run")
-    assert search.steps == 2 * math.ceil(1 / 0.5)
+    assert search.steps == 3  # ceil(2 / (0.5 * sqrt(2))) = ceil(2.83)
     result = search.run()
     p, i = parameter_count(search.space), inference_flops(search.space, 24)
     assert len(result.records) == len(epsilon_buckets(p, i, 0.5))
@@ -99,8 +100,8 @@ def test_search_end_to_end(parent, tokenizer, texts, tmp_path):
     assert result.best in result.front
     assert result.record(result.best).w <= min(result.record(a).w for a in result.front)
     for rec in result.records:
-        # Extracted weights and a fitted head do better than the best constant predictor (ê < 1).
-        assert rec.steps == search.steps and 0 < rec.error < 1 and rec.eval_error is not None
+        assert rec.steps == search.steps and rec.error == rec.eval_error and rec.in_sample_error is not None
+        assert 0 < rec.error < math.inf
         assert rec.params == sum(
             x.numel() for x in tr.AutoModel.from_config(result.to_config(rec.architecture)).parameters()
         )
@@ -155,14 +156,16 @@ def test_task_objective_on_glue(parent, tokenizer, glue_dir):
     train = load_glue("sst2", glue_dir, splits=("validation",))["validation"].select(range(32))
     base = SearchSpace.from_config(parent.config, step=8)
     space = SearchSpace.from_architectures(base, [Architecture(1, 2, 16, 16), Architecture(2, 4, 32, 37)])
-    result = _search(parent, tokenizer, train, space=space, objective="task", epsilon=1.0).run()
-    labels = torch.tensor(train["label"])
-    prior = torch.bincount(labels).float() / len(labels)
+    search = _search(parent, tokenizer, train, space=space, objective="task", epsilon=1.0)
+    result = search.run()
+    fit, held = search._split()
+    assert len(held["labels"]) == 6 and len(fit["labels"]) == 26
+    prior = torch.bincount(fit["labels"]).float() / len(fit["labels"])  # e(T): the label prior of the fitting rows
     assert result.max_point["reference_loss"] == pytest.approx(float(-(prior * prior.log()).sum()))
     reference = result.max_point["reference_loss"]
-    for rec in result.records:  # ê is the cross-entropy relative to the label prior's entropy, batch by batch
-        assert rec.raw_loss == pytest.approx(rec.error * reference, rel=1e-5)
-        assert 0.5 < rec.error < 2  # a 2-step head on a binary task sits near the prior, not at 0 or diverged
+    for rec in result.records:  # in-sample ê is the cross-entropy relative to the label prior's entropy
+        assert rec.raw_loss == pytest.approx(rec.in_sample_error * reference, rel=1e-5)
+        assert 0.5 < rec.in_sample_error < 2 and 0 < rec.error < 2  # near the prior: not at 0, not diverged
 
 
 def test_measured_latency_as_inference_cost(parent, tokenizer, texts):
@@ -221,3 +224,69 @@ def test_cli_search_writes_result_plot_and_resumes(parent, tokenizer, wikitext_d
     lines = (tmp_path / "run" / "candidates-0.jsonl").read_text()
     assert main(argv) == 0  # resumes: every candidate is already there, nothing is evaluated again
     assert (tmp_path / "run" / "candidates-0.jsonl").read_text() == lines
+
+
+def test_step_budget_follows_epsilon_and_interval():
+    """ceil(K / (ε·sqrt(s))) steps, at least s: tighter ε buys longer runs, a longer window needs fewer steps."""
+    steps = {
+        (eps, s): OSEConfig(epsilon=eps, interval=s, step_scale=30.0).steps
+        for eps in (1.0, 0.5, 0.1)
+        for s in (1, 4, 16)
+    }
+    assert steps == {
+        (1.0, 1): 30, (1.0, 4): 15, (1.0, 16): 16,
+        (0.5, 1): 60, (0.5, 4): 30, (0.5, 16): 16,
+        (0.1, 1): 300, (0.1, 4): 150, (0.1, 16): 75,
+    }  # fmt: skip
+    assert OSEConfig(epsilon=0.1, interval=4, step_scale=30.0, max_steps=40).steps == 40
+
+
+def test_training_batches_cycle_through_every_fitting_row(parent, tokenizer, texts):
+    search = _search(parent, tokenizer, texts, step_scale=40.0, max_steps=None)
+    fit, held = search._split()
+    targets = search._prepare_targets()
+    seen = {tuple(row.tolist()) for batch in targets.train for row in batch["input_ids"]}
+    assert seen == {tuple(row.tolist()) for row in fit["input_ids"]}  # all 26 fitting rows, not the first few
+    assert not seen & {tuple(row.tolist()) for row in held["input_ids"]}  # the 6 held-out rows are never trained on
+    assert len(fit["input_ids"]) + len(held["input_ids"]) == len(texts) and len(held["input_ids"]) == 6
+
+
+def test_w_and_the_front_use_the_held_out_error(parent, tokenizer, texts):
+    """The projection and the short run only see the fitting rows, so the in-sample ê flatters every narrow candidate;
+    W must rank by the held-out one. With weights (0, 0, 1), W is ê itself: W from the in-sample ê would fail."""
+    base = SearchSpace.from_config(parent.config, step=8)
+    archs = [Architecture(1, 4, 24, 8), Architecture(1, 1, 8, 8), Architecture(2, 2, 16, 37)]
+    space = SearchSpace.from_architectures(base, archs)
+    result = _search(parent, tokenizer, texts, space=space, epsilon=1.0, weights=[0.0, 0.0, 1.0]).run()
+    for rec in result.records:
+        assert rec.w == pytest.approx(rec.error) and rec.error == rec.eval_error
+        assert rec.error > rec.in_sample_error + 0.02  # the held-out rows expose what the fitted parts memorised
+    assert result.best == min(result.records, key=lambda r: r.error).architecture
+
+
+def test_error_is_the_best_over_the_hyperparameter_space(parent, tokenizer, texts):
+    archs = [Architecture(1, 2, 16, 16), Architecture(2, 4, 32, 37)]
+
+    def estimate(space):
+        search = _search(parent, tokenizer, texts, hyperparameter_space=space, step_scale=6.0)
+        return {r.architecture: r for r in search.estimate(archs)}
+
+    both = estimate([1e-5, {"learning_rate": 3e-2, "weight_decay": 0.01}])
+    low, high = estimate([1e-5]), estimate([{"learning_rate": 3e-2, "weight_decay": 0.01}])
+    for arch in archs:
+        singles = {low[arch].error: low[arch].setting, high[arch].error: high[arch].setting}
+        assert low[arch].error != high[arch].error
+        assert both[arch].error == min(singles) and both[arch].setting == singles[min(singles)]
+        assert both[arch].in_sample_error in (low[arch].in_sample_error, high[arch].in_sample_error)
+    with pytest.raises(ValueError, match="unknown keys \\['momentum'\\]"):
+        OSEConfig(hyperparameter_space=[{"learning_rate": 1e-4, "momentum": 0.9}])
+
+
+def test_layer_wise_objective(parent, tokenizer, texts):
+    """Every student layer matched to the parent's (hf_bort.distill.layer_map) through its own ridge map: the
+    parent's own architecture is an exact copy with identity maps, so its ê is ~0; a 1-layer half-width one's is not."""
+    base = SearchSpace.from_config(parent.config, step=8)
+    archs = [Architecture(2, 4, 32, 37), Architecture(1, 2, 16, 37)]
+    layers = _search(parent, tokenizer, texts, space=base, objective="distill_layers").estimate(archs)
+    assert layers[0].error < 0.01 and layers[1].error > 0.1
+    assert all(math.isfinite(r.error) for r in layers)

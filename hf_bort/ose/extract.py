@@ -17,8 +17,9 @@ heads need not be the parent's width d. Per layer the top-`heads` heads are kept
   and to the output), and no weight sits at a zero-gradient saddle, so training can use them.
 Rotary families keep head_dim (the rotary tables are built for it). Under grouped-query attention whole query
 groups are kept with their key-value head, chosen by the group's summed score, so heads stay a multiple of the
-key-value heads. `as_bort=True` (BERT-layout parents) keeps whole heads at the parent's width instead (Bort's
-`head_dim` allows heads x d != hidden).
+key-value heads. `as_bort=True` (BERT-layout parents) builds the same candidate (same head width, so the same costs
+the search scored) as a Bort model; only where heads do not divide hidden does it keep whole heads at the parent's
+width (Bort's `head_dim` allows heads x d != hidden).
 """
 
 from __future__ import annotations
@@ -602,8 +603,9 @@ def extract_subnetwork(
     Args:
         parent_model: a base model or a model with a head, of any family with a layout in `families.FAMILIES`.
         arch: the candidate's <depth, heads, hidden, intermediate>, each at most the parent's.
-        as_bort: return a `BortModel` (whole heads at the parent's head width, token type 0 folded into the
-            positions) instead of the parent's own class with a smaller config; BERT-layout parents only.
+        as_bort: return a `BortModel` (token type 0 folded into the positions; heads at the parent's width only
+            where heads do not divide hidden) instead of the parent's own class with a smaller config (which loads
+            with plain transformers); BERT-layout parents only.
         importance: a method of `IMPORTANCE_METHODS` (all but "magnitude" need `data`), or precomputed
             `ImportanceScores` (reuse them across candidates).
         data: batches (dicts of tensors) for data-driven importance.
@@ -631,7 +633,9 @@ def extract_subnetwork(
                 f"as_bort=True converts BERT-layout parents ({', '.join(_BERT_LAYOUT_TYPES)}); got "
                 f"{config.model_type!r}. Leave as_bort=False to get the parent's own class."
             )
-        head_dim = g.head_dim
+        # the candidate's own head width, as the search's costs count it; only where heads do not divide hidden
+        # does Bort keep the parent's (its `head_dim` allows heads x d != hidden)
+        head_dim = g.head_dim if arch.hidden % arch.heads else arch.hidden // arch.heads
     else:
         if shape.fixed_head_dim is None and arch.hidden % arch.heads:
             raise ValueError(

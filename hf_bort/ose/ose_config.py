@@ -13,9 +13,10 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Literal
 
 
-OBJECTIVES = ("distill", "task", "lm")
+OBJECTIVES = ("distill", "distill_layers", "task", "lm")
 INFERENCE_COSTS = ("flops", "latency")
 IMPORTANCE_METHODS = ("magnitude", "gradient", "group-taylor", "fisher", "activation")  # extract.IMPORTANCE_METHODS
+HYPERPARAMETERS = ("learning_rate", "head_learning_rate", "weight_decay")
 
 # Fields that change how the search runs or reports, never a candidate's numbers: a resume may differ in them.
 # Constraints and the latency protocol only choose among finished candidates, so they too may change on a resume.
@@ -45,14 +46,17 @@ class OSEConfig:
     interval: int = field(
         default=5, metadata={"help": "s: the number of final training steps whose loss is averaged into ê."}
     )
-    objective: Literal["distill", "task", "lm"] = field(
+    objective: Literal["distill", "distill_layers", "task", "lm"] = field(
         default="distill",
         metadata={
-            "help": "distill: match the parent's hidden states on unlabelled text; task: labelled data; lm (causal "
-            "LMs): match the parent's next-token distributions (KL at temperature 1) on unlabelled text."
+            "help": "distill: match the parent's final hidden states on unlabelled text; distill_layers: every "
+            "layer, matched as hf_bort.distill.layer_map does; task: labelled data; lm (causal LMs): match the "
+            "parent's next-token distributions (KL at temperature 1) on unlabelled text."
         },
     )
-    max_steps: int | None = field(default=None, metadata={"help": "Cap on the training budget interval * ceil(1/ε)."})
+    max_steps: int | None = field(
+        default=None, metadata={"help": "Cap on the per-setting budget ceil(step_scale / (ε·sqrt(interval)))."}
+    )
     max_candidates: int | None = field(
         default=None, metadata={"help": "Evaluate at most this many kept candidates (the cheapest, in ABnC order)."}
     )
@@ -111,6 +115,25 @@ class OSEConfig:
             "help": "Seconds to wait for candidates that another live search into the same output_dir is evaluating."
         },
     )
+    hyperparameter_space: list[float] | None = field(
+        default=None,
+        metadata={
+            "help": "Θ: the settings each candidate's short run is tried under; its ê is the best over them. "
+            "Learning rates (e.g. 5e-5 2e-4), or in Python dicts over learning_rate, head_learning_rate, "
+            "weight_decay. Default: the single setting learning_rate / head_learning_rate."
+        },
+    )
+    holdout_fraction: float = field(
+        default=0.2,
+        metadata={
+            "help": "Share of the training texts held out to score ê when no eval dataset is given (seeded split); "
+            "the short runs, projections and heads only see the rest."
+        },
+    )
+    step_scale: float = field(
+        default=30.0,
+        metadata={"help": "K in the per-setting step budget ceil(K / (ε·sqrt(interval))), at least interval."},
+    )
     show_progress: bool = field(default=True, metadata={"help": "Show a progress bar."})
 
     def __post_init__(self):
@@ -142,6 +165,11 @@ class OSEConfig:
                 raise ValueError(f"{name} must be a positive number, got {value!r}; leave it unset for no limit.")
         for name in ("latency_threads", "latency_batch_size", "latency_repeats"):
             _check_positive_int(name, getattr(self, name))
+        if not (0 < self.holdout_fraction < 1):
+            raise ValueError(f"holdout_fraction must lie in (0, 1), got {self.holdout_fraction!r}; e.g. 0.2.")
+        if not (self.step_scale > 0 and math.isfinite(self.step_scale)):
+            raise ValueError(f"step_scale must be a positive number, got {self.step_scale!r}; e.g. 30.")
+        self.hyperparameter_space = self._settings(self.hyperparameter_space)
         self.weights = [float(w) for w in self.weights]
         if len(self.weights) != 3 or min(self.weights) < 0 or max(self.weights) <= 0:
             raise ValueError(f"weights must be three non-negative numbers (w_p, w_i, w_e), got {self.weights!r}.")
@@ -150,10 +178,43 @@ class OSEConfig:
         if self.text_column is not None and not 1 <= len(self.text_column) <= 2:
             raise ValueError(f"text_column names one column or a pair, got {self.text_column!r}.")
 
+    def _settings(self, space) -> list[dict]:
+        """Θ as a list of dicts with every key filled: a bare number is a learning rate."""
+        if space is None:
+            space = [self.learning_rate]
+        if isinstance(space, (int, float, dict)):
+            space = [space]
+        if len(space) == 0:
+            raise ValueError("hyperparameter_space is empty; give at least one setting, e.g. [5e-5, 2e-4].")
+        settings = []
+        for entry in space:
+            entry = {"learning_rate": entry} if isinstance(entry, (int, float)) else dict(entry)
+            unknown = sorted(set(entry) - set(HYPERPARAMETERS))
+            if unknown:
+                raise ValueError(
+                    f"hyperparameter_space setting {entry} has unknown keys {unknown}; known: {list(HYPERPARAMETERS)}."
+                )
+            entry = {
+                "learning_rate": float(entry.get("learning_rate", self.learning_rate)),
+                "head_learning_rate": float(entry.get("head_learning_rate", self.head_learning_rate)),
+                "weight_decay": float(entry.get("weight_decay", 0.0)),
+            }
+            if not all(math.isfinite(v) and v >= 0 for v in entry.values()) or entry["learning_rate"] <= 0:
+                raise ValueError(f"hyperparameter_space setting {entry} needs a positive learning rate and no NaN.")
+            settings.append(entry)
+        return settings
+
     @property
     def steps(self) -> int:
-        """The short-run budget: s * ceil(1/ε) optimiser steps, capped by max_steps (never below s)."""
-        steps = self.interval * math.ceil(1 / self.epsilon - 1e-9)
+        """Optimiser steps of one short run (per candidate and setting of Θ): ceil(K / (ε·sqrt(s))), at least s.
+
+        The paper bounds the search's runtime by |Θ||B||Ξ| / (ε·s^{3/2}) without giving the per-candidate budget.
+        We read the bound as counting averaging windows of s steps (over |B| rows each): K / (ε·s^{3/2}) windows per
+        candidate and setting, each s steps long, i.e. K / (ε·sqrt(s)) steps. A tighter ε buys a proportionally
+        longer run; a longer averaging window (larger s) already steadies ê, so it needs fewer steps, and the total
+        |Θ|·|Ξ|·steps·(rows per step) shrinks with s as the bound does. K is `step_scale`; `max_steps` caps it.
+        """
+        steps = max(self.interval, math.ceil(self.step_scale / (self.epsilon * math.sqrt(self.interval)) - 1e-9))
         return steps if self.max_steps is None else max(self.interval, min(steps, self.max_steps))
 
     def to_dict(self) -> dict:

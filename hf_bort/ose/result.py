@@ -23,15 +23,17 @@ class CandidateRecord:
     architecture: Architecture
     params: float
     inference_cost: float
-    error: float  # ê: loss averaged over the last `interval` steps, divided by the reference error e(T)
+    error: float  # ê: held-out loss after the best short run over Θ, divided by the reference error e(T)
     raw_loss: float
     steps: int
     seconds: float
     seed: int
-    eval_error: float | None = None  # the same ratio on held-out data, when an eval dataset was given
+    eval_error: float | None = None  # the held-out ratio (eval dataset or held-out split); equals `error`
     w: float | None = None
     latency_ms: float | None = None  # measured on this device (`measure_latency_ms`), when a latency constraint asked
     speedup: float | None = None  # the parent's measured latency / this candidate's, same protocol, same run
+    in_sample_error: float | None = None  # ê on the rows the short run trained on (for reading; W uses `error`)
+    setting: dict | None = None  # the setting of Θ whose run gave `error` (the best held-out one)
 
     def to_dict(self) -> dict:
         return {**asdict(self), "architecture": self.architecture.as_dict()}

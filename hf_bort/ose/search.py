@@ -10,15 +10,26 @@
    is cut into buckets of relative width ε in both p and i (bucket = (⌊log_{1+ε} p/p_min⌋, ⌊log_{1+ε} i/i_min⌋))
    and one candidate per bucket is kept, the largest (expected to be the most accurate): every discarded candidate
    has a kept one whose p and i are each within a factor 1 + ε of its own. A smaller ε keeps more candidates.
-3. The error of each kept candidate is estimated by a short training run from its extracted weights (never full
-   training): `steps = interval * ceil(1 / ε)` optimiser steps, the loss averaged over the last `interval` steps.
-   The averaging window is an ε share of the budget, so tighter ε buys a longer, steadier estimate: the work is
-   polynomial in 1/ε, as an FPTAS's must be. Objectives: "distill" (default), MSE between the candidate's final
-   hidden states, through the best affine map to the parent's width (ridge least squares, closed form), and the
-   parent's on unlabelled text; or "task", cross-entropy (or MSE for float labels) of a linear head on the first
-   token; or "lm" for causal LMs, KL(parent || candidate) between the next-token distributions at temperature 1,
-   the candidate keeping its own (extracted) LM head. Each batch's loss is divided by that of the best
-   input-independent prediction on it, so ê reads like 1 - R² and stays comparable across batches and candidates.
+3. The error of each kept candidate is estimated by short training runs from its extracted weights (never full
+   training), one per setting θ of Θ (`hyperparameter_space`, e.g. learning rates), and ê is the best over Θ, as
+   in the paper. Each run takes `steps = max(s, ceil(K / (ε·sqrt(s))))` optimiser steps (K = `step_scale`,
+   s = `interval`): we read the paper's runtime bound |Θ||B||Ξ| / (ε·s^{3/2}) as counting averaging windows of s
+   steps, K / (ε·s^{3/2}) of them per candidate and setting, so tighter ε buys proportionally longer runs, and a
+   longer window (already a steadier average) needs fewer steps; see `OSEConfig.steps`. The runs cycle through
+   the fitting rows in a fresh seeded order each pass, so a long budget uses all of them.
+   ê is **held out**: the training texts are split (seeded, `holdout_fraction`) into fitting rows and held-out
+   rows, or `eval_dataset` is the held-out set; the short run, the ridge projection and any head see only the
+   fitting rows, and ê is the loss on the held-out rows after the run. W and the Pareto front use it; the
+   in-sample ê (the loss averaged over the last s steps) is recorded for reading (`in_sample_error`). An
+   in-sample ê rewards wide candidates whose fitted projection memorises the fitting tokens.
+   Objectives: "distill" (default), MSE between the candidate's final hidden states, through the best affine map
+   to the parent's width (ridge least squares, closed form), and the parent's, on unlabelled text;
+   "distill_layers", the same for every student layer matched to a parent layer as `hf_bort.distill.layer_map`
+   matches them (embeddings included), each through its own closed-form map and normalised by its own variance;
+   or "task", cross-entropy (or MSE for float labels) of a linear head on the first token; or "lm" for causal LMs,
+   KL(parent || candidate) between the next-token distributions at temperature 1, the candidate keeping its own
+   (extracted) LM head. Each batch's loss is divided by that of the best input-independent prediction on it, so ê reads like 1 - R² and stays comparable
+   across batches and candidates.
 4. The W-coefficient (`w_coefficient`) relative to T ranks the candidates; the Pareto front in (p, i, ê) and
    the lowest-W point are returned.
 
@@ -40,7 +51,7 @@ import socket
 import time
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +61,7 @@ from tqdm.auto import tqdm
 from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import logging
 
+from ..distill import layer_map
 from .costs import LatencyModel, inference_flops, parameter_count, pareto_front
 from .extract import compute_importance, extract_subnetwork
 from .latency import measure_latency_ms
@@ -163,14 +175,49 @@ def _candidate_seed(arch: Architecture, seed: int) -> int:
 
 @dataclass
 class _Targets:
-    """The fixed data every candidate is trained and scored on, with the teacher's outputs and reference errors."""
+    """The fixed data every candidate is trained and scored on, with the teacher's outputs and reference errors.
+
+    `train` holds the fitting batches (the short run's steps); `projection` fitting batches (as many as
+    `_HEAD_FIT_BATCHES`, whatever the step budget) for the closed-form maps; `eval` the held-out batches, which no
+    candidate's training, projection or head ever sees.
+    """
 
     train: list[dict[str, torch.Tensor]]
-    train_hidden: list[torch.Tensor | None]
+    train_hidden: list
     train_reference: list[float]
     eval: list[dict[str, torch.Tensor]]
-    eval_hidden: list[torch.Tensor | None]
+    eval_hidden: list
     eval_reference: list[float]
+    projection: list[dict[str, torch.Tensor]] = field(default_factory=list)  # fitting rows for the maps
+    projection_hidden: list = field(default_factory=list)
+
+
+# The ridge projections are fitted on up to this many batches of fitting rows: a d x d map needs many more tokens
+# than d (fitted on a short run's few batches it memorises them and its held-out error passes 1), at a fixed cost
+# whatever the step budget.
+_HEAD_FIT_BATCHES = 32
+
+
+def _ridge_map(x: torch.Tensor, y: torch.Tensor) -> nn.Linear:
+    """The affine map x -> y of least squared error, lightly ridge-regularised (closed form), frozen."""
+    x_mean, y_mean = x.mean(0), y.mean(0)
+    xc = x - x_mean
+    ridge = 1e-2 * xc.pow(2).sum() / x.shape[1] + 1e-8
+    eye = torch.eye(x.shape[1], device=x.device, dtype=x.dtype)
+    solution = torch.linalg.solve(xc.T @ xc + ridge * eye, xc.T @ (y - y_mean))
+    head = nn.Linear(x.shape[1], y.shape[1]).to(device=x.device, dtype=x.dtype)
+    head.weight.data.copy_(solution.T)
+    head.bias.data.copy_(y_mean - x_mean @ solution)
+    return head.requires_grad_(False)
+
+
+class _LayerMaps(nn.Module):
+    """One fixed ridge map per student hidden state, each to the teacher state `mapping` matches it with."""
+
+    def __init__(self, maps: list[nn.Linear], mapping: list[int]):
+        super().__init__()
+        self.maps = nn.ModuleList(maps)
+        self.mapping = mapping
 
 
 class OSESearch:
@@ -257,18 +304,6 @@ class OSESearch:
             out["labels"] = torch.tensor(labels)
         return out
 
-    def _batches(self, data: dict[str, torch.Tensor], n_batches: int) -> list[dict[str, torch.Tensor]]:
-        """`n_batches` batches cycling through the rows in order: every candidate sees exactly the same data."""
-        rows = len(data["input_ids"])
-        index = torch.arange(n_batches * self.args.batch_size) % rows
-        return [
-            {
-                k: v[index[b * self.args.batch_size : (b + 1) * self.args.batch_size]].to(self.device)
-                for k, v in data.items()
-            }
-            for b in range(n_batches)
-        ]
-
     # ----- the FPTAS -----
 
     def _costs(self) -> tuple[np.ndarray, np.ndarray]:
@@ -327,8 +362,7 @@ class OSESearch:
         mine = pending[state.process_index :: state.num_processes]
 
         targets = self._prepare_targets()
-        batches = self._batches(self._train, 4) if self.args.importance != "magnitude" else None
-        scores = compute_importance(self.parent, batches, method=self.args.importance)
+        scores = self._importance()
         new_records = []
         bar = tqdm(
             mine,
@@ -397,68 +431,200 @@ class OSESearch:
 
     # ----- step 3: error estimates -----
 
+    def estimate(self, architectures: Sequence[Architecture]) -> list[CandidateRecord]:
+        """Step 3 alone: the error estimate of each of `architectures` (any members of the space's grid or not).
+
+        The same numbers `run()` records for them, without buckets, resume files or processes: for benchmarks that
+        check what ê predicts, and for re-scoring a handful of candidates under other settings.
+        """
+        chosen = SearchSpace.from_architectures(self.space, list(architectures))
+        params = parameter_count(chosen)
+        if self.args.inference_cost == "flops":
+            cost = inference_flops(chosen, self.args.seq_len)
+        else:
+            if self.latency_model is None:
+                self._costs()
+            cost = self.latency_model.predict(chosen)
+        targets = self._prepare_targets()
+        scores = self._importance()
+        return [
+            self._evaluate(arch, float(p), float(c), targets, scores)
+            for arch, p, c in zip(architectures, params, cost)
+        ]
+
+    def _importance(self):
+        """The parent's importance scores for extraction, by `args.importance`, on a few fitting batches."""
+        batches = None
+        if self.args.importance != "magnitude":
+            fit, _ = self._split()
+            batches = [
+                {k: v for k, v in b.items() if k in ("input_ids", "attention_mask")}
+                for b in self._batches(fit, 4, self.args.seed)
+            ]
+        return compute_importance(self.parent, batches, method=self.args.importance)
+
+    def _split(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """(fit rows, held-out rows): `eval_dataset` when given, else a seeded `holdout_fraction` of the training rows.
+
+        The held-out rows are never trained on nor used to fit a projection or head, so the ê they give measures
+        how the candidate generalises, not how well its fitted parts memorise (which favours wide models).
+        """
+        if self._eval is not None:
+            return self._train, self._eval
+        rows = len(self._train["input_ids"])
+        if rows < 2:
+            raise ValueError(
+                "The error estimate needs held-out rows: pass at least 2 training texts, or an eval_dataset."
+            )
+        held = min(rows - 1, max(1, round(self.args.holdout_fraction * rows)))
+        order = torch.randperm(rows, generator=torch.Generator().manual_seed(self.args.seed))
+        fit_index, held_index = torch.sort(order[held:]).values, torch.sort(order[:held]).values
+        return (
+            {k: v[fit_index] for k, v in self._train.items()},
+            {k: v[held_index] for k, v in self._train.items()},
+        )
+
+    def _batches(self, data: dict[str, torch.Tensor], n_batches: int, seed: int | None = None) -> list[dict]:
+        """`n_batches` batches of `batch_size` rows; every candidate sees exactly the same data.
+
+        With a seed, the rows are cycled through in a fresh seeded order each pass, so a long budget uses all of
+        them (not the first `n_batches * batch_size`); without one, in order (for scoring every held-out row once).
+        """
+        rows, size = len(data["input_ids"]), self.args.batch_size
+        if seed is None:
+            index = torch.arange(n_batches * size) % rows
+        else:
+            generator = torch.Generator().manual_seed(seed)
+            passes = math.ceil(n_batches * size / rows)
+            index = torch.cat([torch.randperm(rows, generator=generator) for _ in range(passes)])
+        return [
+            {k: v[index[b * size : (b + 1) * size]].to(self.device) for k, v in data.items()} for b in range(n_batches)
+        ]
+
     @torch.no_grad()
     def _prepare_targets(self) -> _Targets:
-        """Training and eval batches, the teacher's hidden states on them (distill), and per-batch reference errors.
+        """Fitting and held-out batches, the teacher's hidden states on them (distill), and per-batch references.
 
-        A batch's reference is the loss of the best input-independent prediction on it: the per-dimension variance
-        of the teacher's hidden states over its tokens (distill), or the entropy of the label prior / the label
-        variance over the training set (task). Dividing by it makes ê = 1 - R²-like and batches comparable.
+        A batch's reference is the loss, on that batch, of the best input-independent prediction fitted on the
+        fitting rows: the teacher's mean hidden state over the fitting tokens (distill), or the label prior / mean
+        label of the fitting rows (task). Dividing by it makes ê = 1 - R²-like and batches comparable, and on
+        held-out rows the candidate and the reference are fitted on the same data, so neither is favoured. For
+        "distill_layers" every matched layer is normalised by its own reference inside the loss, so the batch
+        reference is 1.
         """
-        train = self._batches(self._train, self.steps)
-        evaluation = (
-            self._batches(self._eval, math.ceil(len(self._eval["input_ids"]) / self.args.batch_size))
-            if self._eval
-            else []
-        )
+        fit, held = self._split()
+        train = self._batches(fit, self.steps, self.args.seed)
+        heldout = self._batches(held, math.ceil(len(held["input_ids"]) / self.args.batch_size))
         if self.args.objective == "task":
-            labels = self._train["labels"]
+            labels = fit["labels"]
             if labels.is_floating_point():
                 reference = float(labels.var(unbiased=False))
             else:
                 prior = torch.bincount(labels).float() / len(labels)
                 reference = float(-(prior[prior > 0] * prior[prior > 0].log()).sum())
             return _Targets(
-                train,
-                [None] * len(train),
-                [reference] * len(train),
-                evaluation,
-                [None] * len(evaluation),
-                [reference] * len(evaluation),
-            )
+                train, [None] * len(train), [reference] * len(train), heldout, [None] * len(heldout),
+                [reference] * len(heldout),
+            )  # fmt: skip
         base = self.parent.base_model
+        all_layers = self.args.objective == "distill_layers"
 
-        def reference(hidden, mask):
-            if self.args.objective == "lm":  # KL to the batch's mean next-token distribution
-                log_p = self._teacher_log_probs(hidden[mask])
-                log_mean = torch.logsumexp(log_p, dim=0) - math.log(len(log_p))
-                return float((log_p.exp() * (log_p - log_mean)).sum(-1).mean())
-            return float(hidden[mask].var(dim=0, unbiased=False).mean())
+        def states(batches):
+            """Per batch: the teacher's hidden states (all layers, or the last one), each of shape (rows, len, d)."""
+            out = []
+            for b in batches:
+                result = base(
+                    input_ids=b["input_ids"], attention_mask=b["attention_mask"], output_hidden_states=all_layers
+                )
+                out.append(tuple(result.hidden_states) if all_layers else (result.last_hidden_state,))
+            return out
 
-        def teacher(batches):
-            hidden = [
-                base(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).last_hidden_state for b in batches
-            ]
-            refs = [reference(h, b["attention_mask"].bool()) for h, b in zip(hidden, batches)]
+        projection = self._batches(
+            fit, min(_HEAD_FIT_BATCHES, math.ceil(len(fit["input_ids"]) / self.args.batch_size)), self.args.seed + 1
+        )
+        projection_states = states(projection)
+        # The input-independent predictor: each layer's mean state over the fitting tokens.
+        means = [
+            torch.cat([s[k][b["attention_mask"].bool()] for s, b in zip(projection_states, projection)]).mean(0)
+            for k in range(len(projection_states[0]))
+        ]
+
+        if self.args.objective == "lm":
+            # the input-independent predictor: the parent's mean next-token distribution over the fitting tokens
+            probs = sum(self._teacher_log_probs(s[0][b["attention_mask"].bool()]).exp().sum(0) for s, b in zip(
+                projection_states, projection))  # fmt: skip
+            log_mean = (probs / probs.sum()).log()
+
+        def targets(batches, batch_states):
+            hidden, refs = [], []
+            for b, layer_states in zip(batches, batch_states):
+                mask = b["attention_mask"].bool()
+                if self.args.objective == "lm":  # KL(parent || mean distribution) on this batch's tokens
+                    log_p = self._teacher_log_probs(layer_states[0][mask])
+                    hidden.append(layer_states[0])
+                    refs.append(float((log_p.exp() * (log_p - log_mean)).sum(-1).mean()))
+                    continue
+                references = torch.stack([(h[mask] - m).pow(2).mean() for h, m in zip(layer_states, means)])
+                if all_layers:
+                    hidden.append((layer_states, references))
+                    refs.append(1.0)
+                else:
+                    hidden.append(layer_states[0])
+                    refs.append(float(references[0]))
             return hidden, refs
 
-        return _Targets(train, *teacher(train), evaluation, *teacher(evaluation))
+        return _Targets(
+            train,
+            *targets(train, states(train)),
+            heldout,
+            *targets(heldout, states(heldout)),
+            projection,
+            targets(projection, projection_states)[0],
+        )
 
     def _evaluate(self, arch, params, cost, targets: _Targets, scores) -> CandidateRecord:
+        """ê of one candidate: a short run under each setting of Θ, scored on the held-out rows; the best counts."""
         seed = _candidate_seed(arch, self.args.seed)
         torch.manual_seed(seed)
         start = time.perf_counter()
-        student = extract_subnetwork(self.parent, arch, importance=scores, seed=seed)
-        student = student if self.args.objective == "lm" else student.base_model
+        extracted = extract_subnetwork(self.parent, arch, importance=scores, seed=seed)
+        extracted = extracted if self.args.objective == "lm" else extracted.base_model  # lm: keep its LM head
+        runs = []
+        for setting in self.args.hyperparameter_space:
+            torch.manual_seed(seed)
+            student = copy.deepcopy(extracted)
+            runs.append((*self._short_run(student, arch, targets, setting), setting))
+        held_out, in_sample, raw_loss, setting = min(runs, key=lambda run: run[0])
+        return CandidateRecord(
+            architecture=arch,
+            params=params,
+            inference_cost=cost,
+            error=held_out,
+            raw_loss=raw_loss,
+            steps=self.steps,
+            seconds=time.perf_counter() - start,
+            seed=seed,
+            eval_error=held_out,
+            in_sample_error=in_sample,
+            setting=dict(setting),
+        )
+
+    def _short_run(self, student, arch, targets: _Targets, setting: dict) -> tuple[float, float, float]:
+        """Train `student` for `steps` steps under one setting of Θ: (held-out ê, in-sample ê, raw in-sample loss).
+
+        The in-sample ê is the loss averaged over the last `interval` steps relative to the reference; the held-out
+        ê is the same ratio on the held-out rows after training, through the same (fixed) projection or head.
+        """
         student.eval()  # no dropout: a short estimate measures capacity, and stays deterministic
         head = self._make_head(student, targets, arch)
         # The word embeddings (most of a small encoder's weights) stay as extracted: updating them densely would
         # dominate every step, and a short run measures what the architecture's layers can do with them.
         student.get_input_embeddings().weight.requires_grad_(False)
+        weight_decay = setting.get("weight_decay", 0.0)
         groups = [{"params": [p for p in student.parameters() if p.requires_grad]}]
         if self.args.objective == "task":
-            groups.append({"params": list(head.parameters()), "lr": self.args.head_learning_rate})
-        optimizer = torch.optim.AdamW(groups, lr=self.args.learning_rate)
+            groups.append({"params": list(head.parameters()), "lr": setting["head_learning_rate"]})
+        optimizer = torch.optim.AdamW(groups, lr=setting["learning_rate"], weight_decay=weight_decay)
         losses = []
         for batch, target in zip(targets.train, targets.train_hidden):
             loss = self._loss(student, head, batch, target)
@@ -467,53 +633,45 @@ class OSESearch:
             optimizer.step()
             losses.append(loss.detach().item())
         last = slice(len(losses) - self.args.interval, None)
-        eval_error = None
-        if targets.eval:
-            with torch.no_grad():
-                ratios = [
-                    float(self._loss(student, head, b, t)) / r
-                    for b, t, r in zip(targets.eval, targets.eval_hidden, targets.eval_reference)
-                ]
-            eval_error = float(np.mean(ratios))
-        return CandidateRecord(
-            architecture=arch,
-            params=params,
-            inference_cost=cost,
-            error=float(np.mean(np.array(losses[last]) / np.array(targets.train_reference[last]))),
-            raw_loss=float(np.mean(losses[last])),
-            steps=self.steps,
-            seconds=time.perf_counter() - start,
-            seed=seed,
-            eval_error=eval_error,
-        )
+        in_sample = float(np.mean(np.array(losses[last]) / np.array(targets.train_reference[last])))
+        with torch.no_grad():
+            ratios = [
+                float(self._loss(student, head, b, t)) / r
+                for b, t, r in zip(targets.eval, targets.eval_hidden, targets.eval_reference)
+            ]
+        held_out = float(np.mean(ratios))
+        if not math.isfinite(held_out):
+            held_out = math.inf  # a diverged setting never wins Θ
+        return held_out, in_sample, float(np.mean(losses[last]))
 
     def _make_head(self, student, targets: _Targets, arch: Architecture) -> nn.Module:
-        """Distill: the best affine map from the candidate's width to the parent's, by ridge least squares over all
-        training tokens, then fixed (a closed-form optimum that Adam's noisy steps would only degrade); task: a fresh
-        linear classifier, trained with `head_learning_rate`."""
+        """Distill: the best affine map from the candidate's width to the parent's, by ridge least squares over up to
+        `_HEAD_FIT_BATCHES` batches of fitting rows, then fixed (a closed-form optimum that Adam's noisy steps would only degrade); one map per
+        matched layer for "distill_layers" (`hf_bort.distill.layer_map`); task: a fresh linear classifier, trained
+        with the setting's `head_learning_rate`."""
         if self.args.objective == "task":
             labels = self._train["labels"]
             return nn.Linear(arch.hidden, 1 if labels.is_floating_point() else int(labels.max()) + 1).to(self.device)
         if self.args.objective == "lm":
             return nn.Identity()  # the candidate's own LM head, extracted with it
-        xs, ys = [], []
+        all_layers = self.args.objective == "distill_layers"
+        mapping = layer_map(arch.depth, self.space.parent_architecture.depth) if all_layers else [None]
+        xs, ys = [[] for _ in mapping], [[] for _ in mapping]
         with torch.no_grad():
-            for batch, target in zip(targets.train, targets.train_hidden):
+            for batch, target in zip(targets.projection, targets.projection_hidden):
                 mask = batch["attention_mask"].bool()
-                out = student(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
-                xs.append(out[mask])
-                ys.append(target[mask])
-            x, y = torch.cat(xs), torch.cat(ys)
-            x_mean, y_mean = x.mean(0), y.mean(0)
-            xc = x - x_mean
-            ridge = 1e-2 * xc.pow(2).sum() / x.shape[1] + 1e-8
-            solution = torch.linalg.solve(
-                xc.T @ xc + ridge * torch.eye(x.shape[1], device=x.device, dtype=x.dtype), xc.T @ (y - y_mean)
-            )
-        head = nn.Linear(arch.hidden, y.shape[-1]).to(device=x.device, dtype=x.dtype)
-        head.weight.data.copy_(solution.T)
-        head.bias.data.copy_(y_mean - x_mean @ solution)
-        return head.requires_grad_(False)
+                out = student(
+                    input_ids=batch["input_ids"],
+                    attention_mask=batch["attention_mask"],
+                    output_hidden_states=all_layers,
+                )
+                states = out.hidden_states if all_layers else (out.last_hidden_state,)
+                teacher = target[0] if all_layers else (target,)
+                for k, t in enumerate(mapping):
+                    xs[k].append(states[k][mask])
+                    ys[k].append(teacher[t if all_layers else 0][mask])
+        maps = [_ridge_map(torch.cat(x), torch.cat(y)) for x, y in zip(xs, ys)]
+        return maps[0] if not all_layers else _LayerMaps(maps, mapping)
 
     @torch.no_grad()
     def _teacher_log_probs(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -527,6 +685,17 @@ class OSESearch:
             log_q = torch.log_softmax(logits[mask].float(), dim=-1)
             log_p = self._teacher_log_probs(target[mask])
             return (log_p.exp() * (log_p - log_q)).sum(-1).mean()
+        if self.args.objective == "distill_layers":
+            out = student(
+                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], output_hidden_states=True
+            )
+            mask = batch["attention_mask"].bool()
+            teacher_states, variances = target
+            terms = [
+                nn.functional.mse_loss(m(out.hidden_states[k][mask]), teacher_states[t][mask]) / variances[t]
+                for k, (m, t) in enumerate(zip(head.maps, head.mapping))
+            ]
+            return torch.stack(terms).mean()
         hidden = student(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
         if self.args.objective == "distill":
             mask = batch["attention_mask"].bool()
