@@ -76,17 +76,19 @@ def main() -> None:
             pruning_method="iterative",
             n_iters=args.iterations,
         ),
-        general_config=GeneralConfig(device="cpu", output_dir=str(out / "textpruner")),
+        general_config=GeneralConfig(use_device="cpu", output_dir=str(out / "textpruner")),
     )
     pruner.prune(dataloader=list(batches(data, 32)), save_model=False)
+    # Read the shapes from the weights: TextPruner swaps in smaller Parameters without updating `out_features`.
+    head_dim = model.config.hidden_size // model.config.num_attention_heads
     layers = []
     for layer in model.bert.encoder.layer:
-        attention = layer.attention.self
+        heads = layer.attention.self.query.weight.shape[0] // head_dim
         layers.append(
             {
-                "heads": attention.num_attention_heads,
-                "head_dim": attention.attention_head_size,
-                "intermediate": layer.intermediate.dense.out_features,
+                "heads": heads,
+                "head_dim": head_dim if heads else 0,
+                "intermediate": layer.intermediate.dense.weight.shape[0],
             }
         )
     state = {k: v.contiguous() for k, v in model.state_dict().items() if not k.endswith("position_ids")}
