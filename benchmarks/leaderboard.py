@@ -469,12 +469,35 @@ class Leaderboard:
 
     # --- compression, once per (method, budget, task) ---
 
-    def compressed(self, method: str, budget: float, task: str):
-        """The compressed (not yet fine-tuned) model and what its compression recorded; cached on disk."""
+    def _compressed_folder(self, method: str, budget: float, task: str) -> Path:
         name = f"{method}-{budget:g}x-{task}-{self.settings.key(task)}"
         if method in ("hf_bort", "hf_bort_agora", "random_init"):
             name = f"hf_bort-{budget:g}x-{self.settings.key('sst2') if self.settings.quick else 'shared'}"
-        folder = self._artefact(name)
+        return self._artefact(name)
+
+    def final_latency_pass(self, cells: list[dict]) -> dict:
+        """Every finished model's architecture timed again against the parent, in one pass at the end, with twice
+        the repeats: the speed-ups the table reports and checks against the budget."""
+        timings = {}
+        repeats = {k: 2 * v for k, v in self.settings.latency_repeats.items()}
+        for cell in cells:
+            key = (cell["task"], cell["method"], cell["budget"])
+            if "error" in cell or key in timings:
+                continue
+            if cell["method"] == "parent":
+                model = self.parent_model(cell["task"], cell["seed"])
+            else:
+                folder = self._compressed_folder(cell["method"], cell["budget"], cell["task"])
+                model = load_compressed(folder, self.base_config, 2)[0]
+            both = measure_latency(model, repeats, reference=self.parent_reference)
+            timings[key] = {"latency_ms": both["model"], "speedup": speedup(both["reference"], both["model"])}
+            log(f"final timing {key}: {timings[key]['speedup']}")
+        return timings
+
+    def compressed(self, method: str, budget: float, task: str):
+        """The compressed (not yet fine-tuned) model and what its compression recorded; cached on disk."""
+        folder = self._compressed_folder(method, budget, task)
+        name = folder.name
         folder.parent.mkdir(parents=True, exist_ok=True)
         with open(folder.with_name(f"{name}.lock"), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # one run per task may share the cache: compress each model once
@@ -877,7 +900,7 @@ COMPRESSORS = {
 # ----- report -----
 
 
-def summarise(cells: list[dict], settings: Settings) -> list[dict]:
+def summarise(cells: list[dict], settings: Settings, final: dict | None = None) -> list[dict]:
     rows = []
     parent_means = {}
     groups: dict[tuple, list[dict]] = {}
@@ -894,9 +917,20 @@ def summarise(cells: list[dict], settings: Settings) -> list[dict]:
                 std=statistics.stdev(values) if len(values) > 1 else 0.0,
                 accuracy=statistics.mean(c["accuracy"] for c in ok),
                 params=ok[0]["params"],
-                latency_ms={k: statistics.median(c["latency_ms"][k] for c in ok) for k in ok[0]["latency_ms"]},
-                speedup=min(statistics.median(c["speedup"][k] for c in ok) for k in ("1x128", "8x128")),
-                meets_budget=budget is None or all(c["speedup"]["min"] >= budget for c in ok),
+                cell_speedups=[c["speedup"]["min"] for c in ok],
+            )
+            timing = (final or {}).get((task, method, budget))
+            if timing is None:  # no final pass: the median of the cells' own measurements
+                timing = {
+                    "latency_ms": {k: statistics.median(c["latency_ms"][k] for c in ok) for k in ok[0]["latency_ms"]},
+                    "speedup": {
+                        "min": min(statistics.median(c["speedup"][k] for c in ok) for k in ("1x128", "8x128"))
+                    },
+                }
+            row.update(
+                latency_ms=timing["latency_ms"],
+                speedup=timing["speedup"]["min"],
+                meets_budget=budget is None or timing["speedup"]["min"] >= budget,
             )
         else:
             row["error"] = group[0].get("error", "not run")
@@ -912,21 +946,21 @@ def summarise(cells: list[dict], settings: Settings) -> list[dict]:
 
 def markdown(rows: list[dict]) -> str:
     lines = [
-        "| task | budget | method | metric | mean ± std | seeds | share of parent | speed-up (measured) | "
+        "| task | budget | method | metric | mean ± std | seeds | share of parent | speed-up (measured) | meets budget | "
         "latency 1x128 / 8x128 ms | params |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         budget = "—" if r["budget"] is None else f"≥{r['budget']:g}x"
         if "mean" not in r:
-            lines.append(
-                f"| {r['task']} | {budget} | {r['method']} | {r['metric']} | n/a ({r['error']}) | 0 | | | | |"
-            )
+            error = str(r["error"]).replace("|", "/")[:300]
+            lines.append(f"| {r['task']} | {budget} | {r['method']} | {r['metric']} | n/a ({error}) | 0 | | | | | |")
             continue
         lat = r["latency_ms"]
+        meets = "—" if r["budget"] is None else ("yes" if r["meets_budget"] else "NO")
         lines.append(
             f"| {r['task']} | {budget} | {r['method']} | {r['metric']} | {r['mean']:.4f} ± {r['std']:.4f} | "
-            f"{r['seeds']} | {r.get('share_of_parent', float('nan')):.1%} | {r['speedup']:.2f}x | "
+            f"{r['seeds']} | {r.get('share_of_parent', float('nan')):.1%} | {r['speedup']:.2f}x | {meets} | "
             f"{lat['1x128']:.1f} / {lat['8x128']:.1f} | {r['params']:,} |"
         )
     return "\n".join(lines)
@@ -964,8 +998,8 @@ def plot(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def write_outputs(cells: list[dict], settings: Settings, output_dir: Path, load: dict) -> dict:
-    rows = summarise(cells, settings)
+def write_outputs(cells: list[dict], settings: Settings, output_dir: Path, load: dict, final=None) -> dict:
+    rows = summarise(cells, settings, final)
     table = markdown(rows)
     output_dir.mkdir(parents=True, exist_ok=True)
     report = {"settings": asdict(settings), "machine_load": load, "rows": rows, "cells": cells}
@@ -1000,8 +1034,9 @@ def main(argv: list[str] | None = None) -> dict:
     load = {"loadavg_start": os.getloadavg()}
     board = Leaderboard(settings, args.cache_dir or args.output_dir / "cache", args.output_dir, args.report_only)
     cells = board.run()
+    final = board.final_latency_pass(cells)
     load["loadavg_end"] = os.getloadavg()
-    return write_outputs(cells, settings, args.output_dir, load)
+    return write_outputs(cells, settings, args.output_dir, load, final)
 
 
 if __name__ == "__main__":
