@@ -755,7 +755,7 @@ def agora_finetune(board: Leaderboard, model, task: str, seed: int) -> dict:
         epochs_per_round=s.epochs / 2,
         per_device_train_batch_size=s.batch_size,
         learning_rate=s.learning_rate,
-        warmup_ratio=0.1,
+        warmup_steps=max(1, round(0.1 * len(split["train"]) / s.batch_size * s.epochs / 2)),
         weight_decay=0.01,
         soft_labels=True,
         distill_alpha=s.kd_alpha,
@@ -872,20 +872,37 @@ def compress_textpruner(board: Leaderboard, budget: float, task: str):
 
 
 def compress_modelopt(board: Leaderboard, budget: float, task: str):
-    """NVIDIA ModelOpt: its HF BERT pruning mode (gradnas), installed with --target into MODELOPT_SITE."""
+    """NVIDIA ModelOpt (`pip install --target MODELOPT_SITE nvidia-modelopt==0.47.0 PuLP ninja nvidia-ml-py
+    omegaconf --no-deps`, so the shared venv is untouched): its language-model pruning mode is Minitron on
+    Megatron-Core models; the only mode it registers without Megatron is FastNAS (conv/vision search spaces)."""
     raise PeerUnavailable(modelopt_status())
 
 
+MODELOPT_PROBE = """
+import warnings; warnings.filterwarnings("ignore")
+import importlib.util, modelopt
+from modelopt.torch.prune.pruning import PruneModeRegistry
+modes = sorted(PruneModeRegistry._name2descriptor)
+megatron = importlib.util.find_spec("megatron") is not None
+print(f"nvidia-modelopt {modelopt.__version__} imports on CPU; registered pruning modes {modes}; megatron-core "
+      f"{'importable' if megatron else 'not installed'}")
+"""
+
+
 def modelopt_status() -> str:
+    """The reason ModelOpt cannot prune the HF BERT here, read from the installed package itself."""
     probe = subprocess.run(
-        [sys.executable, "-c", "import modelopt.torch.prune as p, modelopt; print(modelopt.__version__)"],
+        [sys.executable, "-c", MODELOPT_PROBE],
         capture_output=True,
         text=True,
         env={**os.environ, "PYTHONPATH": f"{MODELOPT_SITE}:{os.environ.get('PYTHONPATH', '')}"},
     )
     if probe.returncode != 0:
         return f"nvidia-modelopt does not import here: {probe.stderr.strip().splitlines()[-1:]}"
-    return f"nvidia-modelopt {probe.stdout.strip()} imports, but its run is not wired in this benchmark"
+    return (
+        f"{probe.stdout.strip()}: its LM pruning (mcore_minitron) needs Megatron-Core models, and FastNAS has no "
+        "search space for HF BERT attention, so there is no ModelOpt mode to prune this parent on CPU"
+    )
 
 
 COMPRESSORS = {
