@@ -36,6 +36,7 @@ cached cell stores the settings that produced it and is reused only when they ma
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import fcntl
 import hashlib
@@ -454,18 +455,27 @@ class Leaderboard:
 
     def parent_model(self, task: str, seed: int = 0) -> BertForSequenceClassification:
         folder = self._artefact(f"parent-{task}-{self.settings.key(task)}-seed{seed}")
-        if not (folder / "model.safetensors").exists():
-            model = self._pretrained_classifier(2)
-            seconds = finetune(model, self.task(task), self.settings, seed)
-            save_compressed(model, folder, {"train_seconds": seconds})
+        with self._lock(folder):
+            if not (folder / "model.safetensors").exists():
+                model = self._pretrained_classifier(2)
+                seconds = finetune(model, self.task(task), self.settings, seed)
+                save_compressed(model, folder, {"train_seconds": seconds})
         return load_compressed(folder, self.base_config, 2)[0]
 
     def teacher_logits(self, task: str) -> torch.Tensor:
         path = self._artefact(f"teacher-logits-{task}-{self.settings.key(task)}.pt")
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            torch.save(predict(self.parent_model(task, 0), self.task(task).train), path)
+        with self._lock(path):
+            if not path.exists():
+                torch.save(predict(self.parent_model(task, 0), self.task(task).train), path)
         return torch.load(path)
+
+    @contextlib.contextmanager
+    def _lock(self, artefact: Path):
+        """Several runs (e.g. one per task and budget) may share the cache: each artefact is made once."""
+        artefact.parent.mkdir(parents=True, exist_ok=True)
+        with open(artefact.with_name(f"{artefact.name}.lock"), "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            yield
 
     # --- compression, once per (method, budget, task) ---
 
@@ -497,10 +507,7 @@ class Leaderboard:
     def compressed(self, method: str, budget: float, task: str):
         """The compressed (not yet fine-tuned) model and what its compression recorded; cached on disk."""
         folder = self._compressed_folder(method, budget, task)
-        name = folder.name
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        with open(folder.with_name(f"{name}.lock"), "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # one run per task may share the cache: compress each model once
+        with self._lock(folder):
             if (folder / "shapes.json").exists():
                 model, info = load_compressed(folder, self.base_config, 2)
             else:
@@ -1035,6 +1042,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--report-only", action="store_true", help="Only gather the cached cells into the outputs (no training)."
     )
+    parser.add_argument(
+        "--skip-final-timing", action="store_true", help="Report the cells' own latency medians (no final pass)."
+    )
     parser.add_argument("--methods", nargs="*", default=None, help=f"Subset of {ALL_METHODS}.")
     parser.add_argument("--tasks", nargs="*", default=None)
     parser.add_argument("--seeds", nargs="*", type=int, default=None)
@@ -1051,7 +1061,7 @@ def main(argv: list[str] | None = None) -> dict:
     load = {"loadavg_start": os.getloadavg()}
     board = Leaderboard(settings, args.cache_dir or args.output_dir / "cache", args.output_dir, args.report_only)
     cells = board.run()
-    final = board.final_latency_pass(cells)
+    final = None if args.skip_final_timing else board.final_latency_pass(cells)
     load["loadavg_end"] = os.getloadavg()
     return write_outputs(cells, settings, args.output_dir, load, final)
 
