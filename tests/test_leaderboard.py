@@ -115,6 +115,12 @@ def test_quick_leaderboard_outputs_are_consistent(tmp_path, glue_dir, minilm_pat
         assert 0.0 <= row["mean"] <= 1.0
     # hf_bort and random_init share the architecture; random_init differs only in its weights
     assert rows[("hf_bort", 3.0)]["params"] == rows[("random_init", 3.0)]["params"]
-    assert rows[("parent", None)]["params"] > 2 * rows[("hf_bort", 3.0)]["params"]
+    hf_bort_cell = next(c for c in saved["cells"] if c["method"] == "hf_bort")
+    arch = hf_bort_cell["info"]["architecture"]  # what OSE chose is what was trained and timed
+    assert (
+        len(hf_bort_cell["shapes"]["layers"]) == arch["depth"] and hf_bort_cell["shapes"]["hidden"] == arch["hidden"]
+    )
+    assert {layer["intermediate"] for layer in hf_bort_cell["shapes"]["layers"]} == {arch["intermediate"]}
+    assert rows[("parent", None)]["params"] > rows[("hf_bort", 3.0)]["params"]
     png = (tmp_path / "leaderboard.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
