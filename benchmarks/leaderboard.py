@@ -589,6 +589,8 @@ class Leaderboard:
                         log(f"FAILED {method} {budget} {task} seed {seed}: {type(error).__name__}: {error}")
                         cell = {"method": method, "budget": budget, "task": task, "seed": seed, "error": repr(error)}
                     cells.append(cell)
+                    if "error" in cell and cell["error"] != "not finished":
+                        log(f"{task} {method} {budget}x seed {seed} unavailable: {cell['error']}")
                     metric = cell.get(TASK_METRIC[task])
                     log(
                         f"{task} {method} {budget or '-'}x seed {seed}: {TASK_METRIC[task]}="
