@@ -100,6 +100,7 @@ def test_quick_leaderboard_outputs_are_consistent(tmp_path, glue_dir, minilm_pat
     table = (tmp_path / "leaderboard.md").read_text().strip().splitlines()[2:]
     assert len(table) == len(saved["rows"])
     for line, row in zip(table, saved["rows"]):
+        assert "mean" in row, f"{row['method']} has no result: {row.get('error')}"
         cells = [c.strip() for c in line.strip("|").split("|")]
         assert cells[2] == row["method"]
         mean, std = re.match(r"([\d.]+) ± ([\d.]+)", cells[4]).groups()
