@@ -268,18 +268,29 @@ class DistillationTrainer(Trainer):
         return_outputs: bool = False,
         num_items_in_batch: torch.Tensor | int | None = None,
     ):
-        if "labels" not in inputs:
-            raise ValueError("DistillationTrainer needs masked-LM `labels` in each batch; use an MLM data collator.")
         args: DistillationArguments = self.args
         want_hidden, want_attentions = "hidden" in self.signals, "attentions" in self.signals
-        outputs = model(**inputs, output_hidden_states=want_hidden, output_attentions=want_attentions)
         teacher_inputs = {k: v for k, v in inputs.items() if k != "labels"}
+        # A bare encoder (no masked-LM head) can still learn from the teacher's hidden states, without an MLM term.
+        has_head = _has_mlm_head(self.accelerator.unwrap_model(model))
+        if has_head and "labels" not in inputs:
+            raise ValueError("DistillationTrainer needs masked-LM `labels` in each batch; use an MLM data collator.")
+        if not has_head and args.mlm_weight > 0:
+            raise ValueError(
+                f"mlm_weight={args.mlm_weight} needs a student with a masked-LM head (e.g. BortForMaskedLM); pass "
+                "mlm_weight=0 to distil a bare encoder from hidden states."
+            )
+        outputs = model(
+            **(inputs if has_head else teacher_inputs),
+            output_hidden_states=want_hidden,
+            output_attentions=want_attentions,
+        )
         with torch.no_grad():
             teacher_outputs = self.teacher(
                 **teacher_inputs, output_hidden_states=want_hidden, output_attentions=want_attentions
             )
         attention_mask = inputs.get("attention_mask")
-        terms = {"mlm_loss": (args.mlm_weight, outputs.loss)}
+        terms = {"mlm_loss": (args.mlm_weight, outputs.loss)} if has_head else {}
         if "logits" in self.signals:
             masked = inputs["labels"] != -100
             kd = distillation_kl(outputs.logits, teacher_outputs.logits, args.temperature, masked)
@@ -294,7 +305,7 @@ class DistillationTrainer(Trainer):
             terms["attention_loss"] = (args.attention_weight, attention)
         loss = sum(weight * value for weight, value in terms.values())
         mode = "train" if model.training else "eval"
-        rows = inputs["labels"].new_tensor([inputs["labels"].shape[0]], dtype=torch.float32)
+        rows = inputs["input_ids"].new_tensor([inputs["input_ids"].shape[0]], dtype=torch.float32)
         for name, (_, value) in terms.items():
             # Weighted by sequences, as the Trainer weights `eval_loss`, so `eval_mlm_loss` of a distillation run and
             # `eval_loss` of a masked-LM-only run on the same held-out set are the same statistic.

@@ -220,3 +220,23 @@ def test_projection_is_in_the_optimizer_and_not_in_the_saved_student(tmp_path, t
 def test_same_width_needs_no_projection(tmp_path, tiny_bort_config):
     trainer = _trainer(tmp_path, BortForMaskedLM(tiny_bort_config), _teacher(head=False, hidden=32), max_steps=1)
     assert trainer.projector is None and isinstance(trainer.teacher, nn.Module)
+
+
+def test_a_bare_encoder_student_learns_from_hidden_states_alone(tmp_path, tiny_bort_config):
+    from hf_bort import BortModel
+
+    student, teacher = BortModel(tiny_bort_config), _teacher(head=False)
+    with pytest.raises(ValueError, match="mlm_weight=0.1 needs a student with a masked-LM head"):
+        _trainer(tmp_path / "a", student, teacher, max_steps=1, distill_signals="hidden").train()
+    trainer = _trainer(tmp_path / "b", student, teacher, max_steps=1, distill_signals="hidden", mlm_weight=0.0)
+    batch = {
+        k: torch.stack([_RandomBlocks()[i][k] for i in range(4)]) for k in ("input_ids", "attention_mask", "labels")
+    }
+    student.eval()
+    loss = trainer.compute_loss(student, dict(batch))
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask")}
+    with torch.no_grad():
+        s = student(**inputs, output_hidden_states=True)
+        t = teacher(**inputs, output_hidden_states=True)
+        expected = hidden_state_mse(s.hidden_states, t.hidden_states, trainer.projector, batch["attention_mask"])
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)  # the hidden term alone: no MLM term
