@@ -406,8 +406,12 @@ def test_export_opset_outside_the_supported_range_is_refused(case, bort_folder, 
 def test_export_output_that_is_a_folder_or_below_a_file_is_refused(bort_folder, tmp_path, capsys):
     (tmp_path / "folder").mkdir()
     (tmp_path / "folder" / "keep.txt").write_text("keep")
-    assert main(["export", str(bort_folder), str(tmp_path / "folder"), "--overwrite"]) == 2
-    assert "is a folder; pass the path of the file to write" in _one_line_error(capsys)
+    # a path without .onnx names the folder of an ORT model: a user's folder is refused, and with --overwrite only
+    # the export's own files are written into it
+    assert main(["export", str(bort_folder), str(tmp_path / "folder")]) == 2
+    assert "exists and is not empty" in _one_line_error(capsys)
+    assert main(["export", str(bort_folder), str(tmp_path / "folder"), "--overwrite"]) == 0
+    assert (tmp_path / "folder" / "model.onnx").is_file()
     (tmp_path / "plain").write_text("keep")
     assert main(["export", str(bort_folder), str(tmp_path / "plain" / "m.onnx")]) == 2
     assert "plain is a file, not a folder" in _one_line_error(capsys)
