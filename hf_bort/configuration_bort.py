@@ -16,7 +16,6 @@ import math
 
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
-from transformers.activations import ACT2FN
 
 
 @strict
@@ -106,6 +105,8 @@ class BortConfig(PreTrainedConfig):
                 f"BortConfig.layer_norm_eps must be a positive finite number, got {self.layer_norm_eps}. "
                 "Pass a small value such as 1e-5."
             )
+        from transformers.activations import ACT2FN  # here, not at import: it loads torch (import hf_bort stays light)
+
         if self.hidden_act not in ACT2FN:
             raise ValueError(
                 f"BortConfig.hidden_act {self.hidden_act!r} is not a known activation. Pass one of "
