@@ -48,6 +48,23 @@ def test_import_hf_bort_loads_none_of_the_heavy_modules_and_still_registers():
     assert report["auto_class"] == "AutoModelForSequenceClassification" and report["dir"]
 
 
+def test_import_hf_bort_loads_nothing_beyond_what_transformers_automodel_loads():
+    """A deterministic stand-in for import time: `import hf_bort` adds only its own modules to what
+    `import transformers; from transformers import AutoModel` loads (an eager `transformers.activations` once cost
+    2.5 s this way)."""
+
+    def modules(statement: str) -> set[str]:
+        script = f"{statement}\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"
+        env = {**_clean_env(), "PYTHONPATH": str(REPO_ROOT)}
+        done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return set(json.loads(done.stdout.strip().splitlines()[-1]))
+
+    baseline = modules("import transformers\nfrom transformers import AutoModel")
+    extra = modules("import hf_bort") - baseline
+    assert sorted(m for m in extra if m.split(".")[0] != "hf_bort") == []
+
+
 def test_unknown_attribute_is_an_attribute_error():
     import hf_bort
 
