@@ -25,7 +25,7 @@ from hf_bort.ose.result import RELEASED_BORT
 from hf_bort.ose.search import _head_keys
 
 
-SYNTHETIC = dict(coefficients=[0.5, 2e-8, 4e-7, 5e-8, 0.05], holdout_error=0.0, n_fitted=0, n_holdout=0)
+SYNTHETIC = dict(coefficients=[0.5, 2e-8, 4e-7, 0.0, 5e-8, 0.05], holdout_error=0.0, n_fitted=0, n_holdout=0)
 
 
 def _cover(space, kept, p, cost, key, target: int, eps: float) -> str:

@@ -21,13 +21,14 @@ from hf_bort.ose import (
     read_text_lines,
 )
 from hf_bort.ose.latency import measure_latency_ms
+from hf_bort.ose.search import _head_keys
 from tests.conftest import TINY_DIMS
 
 
 CONFIG = dict(vocab_size=30522, **TINY_DIMS, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
 # A documented synthetic latency model (ms): a constant, per-FLOP costs, and attention (n² terms, which grow with the
 # head count through the softmax) priced as a CPU prices it, several times a matmul FLOP.
-SYNTHETIC_LATENCY = dict(coefficients=[0.5, 2e-8, 4e-7, 5e-8, 0.05], holdout_error=0.0, n_fitted=0, n_holdout=0)
+SYNTHETIC_LATENCY = dict(coefficients=[0.5, 2e-8, 4e-7, 0.0, 5e-8, 0.05], holdout_error=0.0, n_fitted=0, n_holdout=0)
 
 
 def _heads_siblings(archs) -> list[list[Architecture]]:
@@ -55,6 +56,46 @@ def test_heads_are_kept_apart_under_latency_and_trimming_still_covers_every_cand
             np.abs(np.log(latency[:, None] / latency[kept][None, :])) <= math.log1p(eps) + 1e-9
         )
         assert (close & (heads[:, None] == heads[kept][None, :])).any(axis=1).all()
+
+
+def test_a_latency_fit_prices_heads_and_the_trimming_then_keeps_head_variants():
+    """Timings from a known model (softmax priced 20x a matmul FLOP, as on a CPU) are fitted back exactly, and the
+    fitted model tells head counts apart, so OSE's ε-trimming keeps candidates that differ only in heads."""
+    space = SearchSpace.from_config(tr.BertConfig(hidden_size=384, num_hidden_layers=6, num_attention_heads=12))
+    truth = LatencyModel(
+        coefficients=[0.5, 2e-8, 1e-7, 4e-7, 5e-8, 0.05],
+        seq_len=128,
+        batch_size=1,
+        holdout_error=0.0,
+        n_fitted=0,
+        n_holdout=0,
+    )
+    sample = space.subset(np.arange(0, len(space), 7))
+    fitted = LatencyModel.from_timings(sample, truth.predict(sample), seq_len=128)
+    assert fitted.holdout_error < 1e-6 and (fitted.n_fitted, fitted.n_holdout) == (
+        len(sample) - fitted.n_holdout,
+        round(0.25 * len(sample)),
+    )
+    latency = fitted.predict(space)
+    np.testing.assert_allclose(latency, truth.predict(space), rtol=1e-6)
+    one_head = space.subset(space.arrays()["heads"] == 1)
+    twelve = space.subset(space.arrays()["heads"] == 12)
+    assert (fitted.predict(twelve).min() > 0) and np.median(fitted.predict(twelve)) > np.median(
+        fitted.predict(one_head)
+    )
+    kept = epsilon_buckets(parameter_count(space), latency, 0.1, heads=_head_keys(space, latency, 0.1))
+    assert len(_heads_siblings([space[int(k)] for k in kept])) >= 10
+    with pytest.raises(ValueError, match="one positive latency per candidate"):
+        LatencyModel.from_timings(sample, truth.predict(sample)[:-1])
+    with pytest.raises(ValueError, match="needs 6 coefficients .* refit it"):
+        LatencyModel(
+            coefficients=[0.5, 2e-8, 4e-7, 5e-8, 0.05],
+            seq_len=128,
+            batch_size=1,
+            holdout_error=0.0,
+            n_fitted=0,
+            n_holdout=0,
+        )
 
 
 @pytest.fixture

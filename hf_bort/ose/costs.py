@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -88,7 +89,11 @@ def parameter_count(space: SearchSpace) -> np.ndarray:
 
 
 def flops_breakdown(space: SearchSpace, seq_len: int = 128) -> dict[str, np.ndarray]:
-    """i(ξ) split into matmul, attention (n² terms), element-wise and per-layer-count parts (features for latency)."""
+    """i(ξ) split into matmul, attention (n² terms), element-wise and per-layer-count parts (features for latency).
+
+    "softmax" is the per-head share of "attention" (heads x n², the only term that grows with the head count at a
+    fixed width), returned apart so a latency fit can price it at its own, much higher, cost per FLOP on a CPU.
+    """
     if seq_len < 1:
         raise ValueError(f"seq_len must be a positive integer, got {seq_len}.")
     shape, family = space.shape, space.shape.family
@@ -101,7 +106,8 @@ def flops_breakdown(space: SearchSpace, seq_len: int = 128) -> dict[str, np.ndar
 
     block_matmul = 2 * n * hidden * (attn_width + 2 * kv_width) + 2 * n * attn_width * hidden
     block_matmul = block_matmul + 2 * n * hidden * inter * (n_ffn_in + 1)
-    block_attention = 4 * n * n * attn_width + (_SOFTMAX_FLOPS + 1) * heads * n * n
+    block_softmax = (_SOFTMAX_FLOPS + 1) * heads * n * n
+    block_attention = 4 * n * n * attn_width + block_softmax
     block_elementwise = (_ACTIVATION_FLOPS + n_ffn_in - 1) * n * inter + 2 * norm * n * hidden + 2 * n * hidden
 
     projects = (emb != hidden) | (family.factorized_embeddings == "always")
@@ -117,6 +123,7 @@ def flops_breakdown(space: SearchSpace, seq_len: int = 128) -> dict[str, np.ndar
     return {
         "matmul": applications * block_matmul + head_matmul,
         "attention": applications * block_attention,
+        "softmax": applications * block_softmax,
         "elementwise": applications * block_elementwise + head_elementwise,
         "layers": applications,
     }
@@ -162,7 +169,9 @@ class LatencyModel:
     """Latency in milliseconds predicted from the FLOP breakdown by a non-negative linear fit.
 
     Fitted on candidates timed on the current device; `holdout_error` is the mean absolute percentage error on
-    candidates the fit did not see, so a user knows how far to trust it before using it as i(ξ).
+    candidates the fit did not see, so a user knows how far to trust it before using it as i(ξ). `coefficients`
+    are a constant, then one per feature of `_FEATURES`; the softmax feature is what lets the fit tell head counts
+    apart at a fixed width, so OSE's trimming keeps head variants wherever this device's latency does.
     """
 
     coefficients: list[float]
@@ -172,7 +181,14 @@ class LatencyModel:
     n_fitted: int
     n_holdout: int
 
-    _FEATURES = ("matmul", "attention", "elementwise", "layers")
+    _FEATURES = ("matmul", "attention", "softmax", "elementwise", "layers")
+
+    def __post_init__(self) -> None:
+        if len(self.coefficients) != len(self._FEATURES) + 1:
+            raise ValueError(
+                f"A LatencyModel needs {len(self._FEATURES) + 1} coefficients (a constant, then "
+                f"{', '.join(self._FEATURES)}), got {len(self.coefficients)}; refit it with LatencyModel.fit(space)."
+            )
 
     @classmethod
     def _features(cls, space: SearchSpace, seq_len: int, batch_size: int) -> np.ndarray:
@@ -194,7 +210,6 @@ class LatencyModel:
         seed: int = 0,
     ) -> LatencyModel:
         """Time `n_samples` random candidates of `space` (base models, random weights) and fit the model."""
-        from scipy.optimize import nnls
         from transformers import AutoModel
 
         if n_samples < 4:
@@ -213,7 +228,30 @@ class LatencyModel:
                     model(input_ids=ids)
                     runs.append((time.perf_counter() - start) * 1000)
             times.append(statistics.median(runs))
-        times = np.array(times)
+        return cls.from_timings(
+            sample, times, seq_len=seq_len, batch_size=batch_size, holdout_fraction=holdout_fraction
+        )
+
+    @classmethod
+    def from_timings(
+        cls,
+        sample: SearchSpace,
+        times_ms: Sequence[float],
+        *,
+        seq_len: int = 128,
+        batch_size: int = 1,
+        holdout_fraction: float = 0.25,
+    ) -> LatencyModel:
+        """The fit itself, from latencies already measured (e.g. on the deployment device) for `sample`'s candidates.
+
+        The first `holdout_fraction` of the candidates score the fit made without them; the returned model is then
+        refitted on every timing.
+        """
+        from scipy.optimize import nnls
+
+        times = np.asarray(times_ms, dtype=np.float64)
+        if times.shape != (len(sample),) or not np.isfinite(times).all() or (times <= 0).any():
+            raise ValueError(f"times_ms must hold one positive latency per candidate ({len(sample)}), got {times}.")
         features = cls._features(sample, seq_len, batch_size)
         scale = np.maximum(features.max(axis=0), 1.0)  # well-conditioned columns for the solver
         design = features / scale
