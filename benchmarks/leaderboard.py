@@ -111,6 +111,9 @@ class Settings:
     ose_epsilon: float = 0.25
     ose_interval: int = 5
     latency_repeats: dict = field(default_factory=lambda: {"1x128": 21, "8x128": 5})
+    # "measured": CPU time per call (the real benchmark); "flops": the forward FLOPs of each model's own modules, a
+    # deterministic stand-in that lets the quick run's budgets be checked on a busy machine.
+    speed: str = "measured"
     quick: bool = False
 
     def key(self, task: str) -> str:
@@ -137,6 +140,7 @@ QUICK = Settings(
     ose_epsilon=1.0,
     ose_interval=1,
     latency_repeats={"1x128": 3, "8x128": 2},
+    speed="flops",
     quick=True,
 )
 
@@ -308,15 +312,42 @@ def count_params(model: nn.Module) -> int:
 # ----- latency -----
 
 
+def forward_mflops(model: BertForSequenceClassification) -> dict:
+    """Forward MFLOPs per input shape, from the model's own (possibly per-layer) module shapes: matmuls, the n²
+    attention terms and the softmax (per head), and the pooler; `--speed flops`' deterministic cost."""
+    shapes = model_shapes(model)
+    hidden = shapes["hidden"]
+    cost = {}
+    for batch, n in SHAPES:
+        total = batch * 2 * hidden * hidden  # pooler, on each row's first token
+        for layer in shapes["layers"]:
+            inner, ffn = layer["heads"] * layer["head_dim"], layer["intermediate"]
+            matmul = 2 * n * hidden * 3 * inner + 2 * n * inner * hidden + 4 * n * hidden * ffn
+            total += batch * (matmul + 4 * n * n * inner + 6 * layer["heads"] * n * n)
+        cost[f"{batch}x{n}"] = total / 1e6
+    return cost
+
+
 @torch.no_grad()
-def measure_latency(model: nn.Module, repeats: dict, reference: nn.Module | None = None) -> dict:
-    """Median CPU time per call (ms) on 1 thread, per input shape, after warm-up.
+def measure_latency(
+    model: nn.Module, repeats: dict, reference: nn.Module | None = None, speed: str = "measured"
+) -> dict:
+    """Median CPU time per call (ms) on 1 thread, per input shape, after warm-up (or, with speed "flops", MFLOPs).
 
     `time.process_time` counts this process's CPU time only, so other jobs on a shared machine inflate it far less
     than wall time (they still share caches and memory bandwidth). With `reference` (the parent), the two models are
     timed alternately, call by call, so a change in the machine's load hits both and their ratio stays honest; the
     reference's times come back under "reference".
     """
+    if speed == "flops":
+        return (
+            forward_mflops(model)
+            if reference is None
+            else {
+                "model": forward_mflops(model),
+                "reference": forward_mflops(reference),
+            }
+        )
     torch.set_num_threads(1)
     models = {"model": model.eval()}
     if reference is not None:
@@ -418,8 +449,11 @@ class Leaderboard:
         self.tokenizer = AutoTokenizer.from_pretrained(self.parent_path)
         self.base_config = BertConfig.from_pretrained(self.parent_path)
         self.parent_reference = self._pretrained_classifier(2).eval()
-        self.parent_latency = measure_latency(self.parent_reference, settings.latency_repeats)
-        log(f"parent latency (ms, 1 thread, CPU time): {self.parent_latency}")
+        self.parent_latency = measure_latency(self.parent_reference, settings.latency_repeats, speed=settings.speed)
+        log(
+            f"parent {'latency (ms, 1 thread, CPU time)' if settings.speed == 'measured' else 'MFLOPs'}: "
+            f"{self.parent_latency}"
+        )
         self.tasks: dict[str, TaskData] = {}
 
     # --- helpers ---
@@ -442,7 +476,7 @@ class Leaderboard:
 
     def timed(self, model: nn.Module) -> tuple[dict, dict]:
         """(model latency, speed-up over the parent), both timed alternately in this process now."""
-        both = measure_latency(model, self.settings.latency_repeats, reference=self.parent_reference)
+        both = measure_latency(model, self.settings.latency_repeats, self.parent_reference, self.settings.speed)
         return both["model"], speedup(both["reference"], both["model"])
 
     def meets(self, model: nn.Module, budget: float) -> tuple[bool, dict]:
@@ -499,7 +533,7 @@ class Leaderboard:
             else:
                 folder = self._compressed_folder(cell["method"], cell["budget"], cell["task"])
                 model = load_compressed(folder, self.base_config, 2)[0]
-            both = measure_latency(model, repeats, reference=self.parent_reference)
+            both = measure_latency(model, repeats, self.parent_reference, self.settings.speed)
             timings[key] = {"latency_ms": both["model"], "speedup": speedup(both["reference"], both["model"])}
             log(f"final timing {key}: {timings[key]['speedup']}")
         return timings
@@ -553,7 +587,7 @@ class Leaderboard:
             "info": info,
             "seconds": time.perf_counter() - start,
         }
-        both = measure_latency(model, self.settings.latency_repeats, reference=self.parent_reference)
+        both = measure_latency(model, self.settings.latency_repeats, self.parent_reference, self.settings.speed)
         result.update(
             latency_ms=both["model"],
             parent_latency_ms=both["reference"],
@@ -731,7 +765,11 @@ def _fitted_speedup(board: Leaderboard, space) -> np.ndarray:
     for arch in sample:
         torch.manual_seed(0)
         times.append(
-            measure_latency(BertForSequenceClassification(space.to_config(arch)), board.settings.latency_repeats)
+            measure_latency(
+                BertForSequenceClassification(space.to_config(arch)),
+                board.settings.latency_repeats,
+                speed=board.settings.speed,
+            )
         )
 
     def features(sub, batch):
@@ -986,10 +1024,11 @@ def summarise(cells: list[dict], settings: Settings, final: dict | None = None) 
     return sorted(rows, key=lambda r: (r["task"], r["budget"] or 0, order.get(r["method"], 99)))
 
 
-def markdown(rows: list[dict]) -> str:
+def markdown(rows: list[dict], speed: str = "measured") -> str:
+    unit = "ms" if speed == "measured" else "MFLOPs"
     lines = [
-        "| task | budget | method | metric | mean ± std | seeds | share of parent | speed-up (measured) | meets budget | "
-        "latency 1x128 / 8x128 ms | params |",
+        f"| task | budget | method | metric | mean ± std | seeds | share of parent | speed-up ({speed}) | meets budget | "
+        f"latency 1x128 / 8x128 {unit} | params |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -1008,7 +1047,7 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def plot(rows: list[dict], path: Path) -> None:
+def plot(rows: list[dict], path: Path, speed: str = "measured") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -1031,7 +1070,9 @@ def plot(rows: list[dict], path: Path) -> None:
                 label=label,
             )
         ax.set_xscale("log")
-        ax.set_xlabel("measured latency, batch 8x128, 1 thread (ms CPU time)")
+        ax.set_xlabel(
+            "measured latency, batch 8x128, 1 thread (ms CPU time)" if speed == "measured" else "forward MFLOPs, 8x128"
+        )
         ax.set_ylabel(f"{TASK_METRIC[task]} (official dev)")
         ax.set_title(f"{task}: accuracy vs latency (parent = black star)")
         ax.legend(fontsize=7)
@@ -1042,12 +1083,12 @@ def plot(rows: list[dict], path: Path) -> None:
 
 def write_outputs(cells: list[dict], settings: Settings, output_dir: Path, load: dict, final=None) -> dict:
     rows = summarise(cells, settings, final)
-    table = markdown(rows)
+    table = markdown(rows, settings.speed)
     output_dir.mkdir(parents=True, exist_ok=True)
     report = {"settings": asdict(settings), "machine_load": load, "rows": rows, "cells": cells}
     (output_dir / "leaderboard.json").write_text(json.dumps(report, indent=1))
     (output_dir / "leaderboard.md").write_text(table + "\n")
-    plot(rows, output_dir / "leaderboard.png")
+    plot(rows, output_dir / "leaderboard.png", settings.speed)
     print(table)
     return report
 
@@ -1067,6 +1108,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--tasks", nargs="*", default=None)
     parser.add_argument("--seeds", nargs="*", type=int, default=None)
     parser.add_argument("--budgets", nargs="*", type=float, default=None)
+    parser.add_argument(
+        "--speed",
+        choices=("measured", "flops"),
+        default=None,
+        help="How speed-ups are taken: measured CPU time (default) or forward FLOPs (--quick's default).",
+    )
     args = parser.parse_args(argv)
     settings = copy.deepcopy(QUICK if args.quick else Settings())
     for name in ("methods", "tasks", "seeds", "budgets"):
@@ -1075,6 +1122,7 @@ def main(argv: list[str] | None = None) -> dict:
             if name == "methods" and set(value) - set(ALL_METHODS):
                 parser.error(f"unknown methods {sorted(set(value) - set(ALL_METHODS))}; choose from {ALL_METHODS}")
             setattr(settings, name, tuple(value))
+    settings.speed = args.speed or settings.speed
     torch.set_num_threads(1)
     load = {"loadavg_start": os.getloadavg()}
     board = Leaderboard(settings, args.cache_dir or args.output_dir / "cache", args.output_dir, args.report_only)

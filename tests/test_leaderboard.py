@@ -2,6 +2,8 @@
 quick run's outputs agree with each other (JSON = markdown table, speed-ups meet the budget, a valid PNG)."""
 
 import importlib.util
+import json
+import re
 import sys
 
 import pytest
@@ -86,3 +88,62 @@ def test_save_and_load_compressed_round_trips_bit_exact(tmp_path):
     assert info == {"note": "x"}
     for name, tensor in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[name], tensor), name
+
+
+def test_forward_mflops_matches_torch_flop_counter_plus_the_softmax():
+    """The deterministic speed measure against a reference computed another way: torch's FlopCounterMode counts the
+    matmuls (eager attention: two batched matmuls per layer); the softmax, 6 FLOPs per score, is added by hand."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    config = BertConfig(vocab_size=99, **{**TINY_DIMS, "max_position_embeddings": 128}, attn_implementation="eager")
+    config.num_labels = 2
+    model = BertForSequenceClassification(config).eval()
+    heads, layers = config.num_attention_heads, config.num_hidden_layers
+    got = leaderboard.forward_mflops(model)
+    for batch, length in leaderboard.SHAPES:
+        ids = torch.randint(1, 99, (batch, length))
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            model(input_ids=ids)
+        classifier = 2 * batch * config.hidden_size * 2  # counted by torch, left out of a backbone's cost
+        softmax = 6 * batch * layers * heads * length * length
+        expected = (counter.get_total_flops() - classifier + softmax) / 1e6
+        assert got[f"{batch}x{length}"] == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.slow
+def test_quick_leaderboard_outputs_are_consistent(tmp_path, glue_dir, minilm_path):
+    report = leaderboard.main(["--quick", "--output-dir", str(tmp_path)])
+    saved = json.loads((tmp_path / "leaderboard.json").read_text())
+    assert saved["rows"] == json.loads(json.dumps(report["rows"]))
+    rows = {(r["method"], r["budget"]): r for r in saved["rows"]}
+    assert set(rows) == {("parent", None), ("hf_bort", 3.0), ("layer_drop", 3.0), ("random_init", 3.0)}
+    table = (tmp_path / "leaderboard.md").read_text().strip().splitlines()[2:]
+    assert len(table) == len(saved["rows"])
+    # --quick times by forward FLOPs, so the budgets below hold on a busy machine; the table says which measure
+    assert saved["settings"]["speed"] == "flops" and "speed-up (flops)" in (tmp_path / "leaderboard.md").read_text()
+    for line, row in zip(table, saved["rows"]):
+        assert "mean" in row, f"{row['method']} has no result: {row.get('error')}"
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert cells[2] == row["method"]
+        mean, std = re.match(r"([\d.]+) ± ([\d.]+)", cells[4]).groups()
+        assert float(mean) == pytest.approx(row["mean"], abs=5e-5) and float(std) == pytest.approx(
+            row["std"], abs=5e-5
+        )
+        assert float(cells[7].rstrip("x")) == pytest.approx(row["speedup"], abs=5e-3)
+        assert int(cells[10].replace(",", "")) == row["params"]
+        if row["budget"] is not None:
+            # the final timing pass (the table's speed-up) meets the budget, and the table says so
+            assert row["speedup"] >= row["budget"] and row["meets_budget"] and cells[8] == "yes"
+            assert all(c["speedup"]["min"] > 1.5 for c in saved["cells"] if c["method"] == row["method"])
+        assert 0.0 <= row["mean"] <= 1.0
+    # hf_bort and random_init share the architecture; random_init differs only in its weights
+    assert rows[("hf_bort", 3.0)]["params"] == rows[("random_init", 3.0)]["params"]
+    hf_bort_cell = next(c for c in saved["cells"] if c["method"] == "hf_bort")
+    arch = hf_bort_cell["info"]["architecture"]  # what OSE chose is what was trained and timed
+    assert (
+        len(hf_bort_cell["shapes"]["layers"]) == arch["depth"] and hf_bort_cell["shapes"]["hidden"] == arch["hidden"]
+    )
+    assert {layer["intermediate"] for layer in hf_bort_cell["shapes"]["layers"]} == {arch["intermediate"]}
+    assert rows[("parent", None)]["params"] > rows[("hf_bort", 3.0)]["params"]
+    png = (tmp_path / "leaderboard.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
