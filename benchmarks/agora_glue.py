@@ -23,7 +23,9 @@ Teacher: MiniLM-L6 (all-MiniLM-L6-v2) fine-tuned on the task's train split once 
     PYTHONPATH=. python benchmarks/agora_glue.py --tasks sst2 --train-rows 500 --seeds 0 1 2 3 4
     PYTHONPATH=. python benchmarks/agora_glue.py --quick --teacher PATH --allow-weak-teacher   # the fast test
 
-Writes --out (JSON: every run) after each seed, and with --plots a plot of the arms and one of Agora's rounds.
+Writes --out (JSON: every run) after each seed, and with --plots a plot of the arms and one of Agora's rounds per
+task. `--report A.json B.json` merges finished runs (e.g. SST-2 and MRPC, run with their own --train-rows) into one
+table with the paired gains of Agora with Θ over every arm and the goals met or missed.
 """
 
 import argparse
@@ -356,22 +358,40 @@ def _spread(values: list[float]) -> float:
     return statistics.stdev(values) if len(values) > 1 else 0.0
 
 
+def _headline(task: str) -> str:
+    """The metric the goals are judged on: F1 where GLUE reports it (MRPC, QQP), else accuracy."""
+    return "f1" if task in ("mrpc", "qqp") else "accuracy"
+
+
 def summarise(results: list[dict]) -> str:
+    """Per task: every arm's mean ± std, agora_theta's paired gain over it (points) and its wins, and the goals."""
     lines = []
     for task in sorted({r["task"] for r in results}):
-        runs = [r for r in results if r["task"] == task]
-        metrics = ("accuracy", "f1") if task in ("mrpc", "qqp") else ("accuracy",)
-        lines.append(f"\n{task}: {len(runs)} seeds (official dev set, %)")
-        header = f"{'arm':13} " + " ".join(f"{m:>16}" for m in metrics) + "  wins vs agora_theta (acc)"
-        lines.append(header)
+        runs = sorted((r for r in results if r["task"] == task), key=lambda r: r["seed"])
+        headline = _headline(task)
+        metrics = ("accuracy", "f1") if headline == "f1" else ("accuracy",)
+        lines.append(
+            f"\n{task}: {len(runs)} seeds {[r['seed'] for r in runs]}, official dev set (%); goals on {headline}"
+        )
+        lines.append(
+            f"{'arm':13} " + " ".join(f"{m:>16}" for m in metrics) + f"  {'agora_theta gain':>18}  wins (ties)"
+        )
+        theta = [r["arms"]["agora_theta"][headline] * 100 for r in runs]
         for arm in ARMS:
             cells = []
             for metric in metrics:
                 values = [r["arms"][arm][metric] * 100 for r in runs]
                 cells.append(f"{statistics.mean(values):7.2f} +- {_spread(values):5.2f}")
-            wins = sum(r["arms"]["agora_theta"]["accuracy"] > r["arms"][arm]["accuracy"] for r in runs)
-            ties = sum(r["arms"]["agora_theta"]["accuracy"] == r["arms"][arm]["accuracy"] for r in runs)
-            lines.append(f"{arm:13} " + " ".join(f"{c:>16}" for c in cells) + f"  {wins}/{len(runs)} (ties {ties})")
+            gains = [t - r["arms"][arm][headline] * 100 for t, r in zip(theta, runs)]
+            paired = "" if arm == "agora_theta" else f"{statistics.mean(gains):+7.2f} +- {_spread(gains):5.2f}"
+            wins = sum(g > 0 for g in gains)
+            ties = sum(g == 0 for g in gains)
+            record = "" if arm == "agora_theta" else f"{wins}/{len(runs)} ({ties})"
+            lines.append(f"{arm:13} " + " ".join(f"{c:>16}" for c in cells) + f"  {paired:>18}  {record}")
+        for arm, need in [("plain", 3.0)] + [(a, 1.0) for a in ARMS if a not in ("plain", "agora_theta")]:
+            gain = statistics.mean(t - r["arms"][arm][headline] * 100 for t, r in zip(theta, runs))
+            verdict = "met" if gain >= need else f"MISSED by {need - gain:.2f}"
+            lines.append(f"goal agora_theta >= {arm} + {need:g}: mean gain {gain:+.2f} -> {verdict}")
     return "\n".join(lines)
 
 
@@ -386,17 +406,18 @@ def plot(results: list[dict], prefix: str) -> None:
     for ax, task in zip(axes[0], tasks):
         runs = [r for r in results if r["task"] == task]
         for x, arm in enumerate(ARMS):
-            values = [r["arms"][arm]["accuracy"] * 100 for r in runs]
+            values = [r["arms"][arm][_headline(task)] * 100 for r in runs]
             ax.scatter([x] * len(values), values, alpha=0.5)
             ax.errorbar(x, statistics.mean(values), yerr=_spread(values), fmt="k_", capsize=6)
         ax.set_xticks(range(len(ARMS)), ARMS, rotation=30)
-        ax.set_ylabel("accuracy on the official dev set (%)")
+        ax.set_ylabel(f"{_headline(task)} on the official dev set (%)")
         ax.set_title(f"{task}: {len(runs)} seeds")
     fig.tight_layout()
     fig.savefig(f"{prefix}_arms.png", dpi=100)
     plt.close(fig)
-    first = results[0]
-    plot_agora_history(first["history_theta"], f"{prefix}_rounds_{first['task']}_seed{first['seed']}.png")
+    for task in tasks:  # Agora with Θ's rounds, for the first seed of each task
+        first = min((r for r in results if r["task"] == task), key=lambda r: r["seed"])
+        plot_agora_history(first["history_theta"], f"{prefix}_rounds_{task}_seed{first['seed']}.png")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -429,7 +450,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--plots", action="store_true", help="Write <out>_arms.png and a plot of Agora's rounds.")
     parser.add_argument("--teachers-only", action="store_true", help="Only fine-tune (and cache) the teachers.")
     parser.add_argument("--quick", action="store_true", help="SST-2, 1 seed, 60 rows, 2 rounds of 1 epoch, length 32.")
+    parser.add_argument(
+        "--report", nargs="+", metavar="JSON", help="Train nothing: merge these runs' --out files into one table."
+    )
     args = parser.parse_args(argv)
+    if args.report:
+        results = [r for path in args.report for r in json.loads(Path(path).read_text())["results"]]
+        report(results, args)
+        return
     if args.quick:
         args.tasks, args.seeds, args.train_rows, args.max_length, args.rounds = ["sst2"], [0], 60, 32, 2
         args.epochs_per_round = 1.0
@@ -455,6 +483,11 @@ def main(argv: list[str] | None = None) -> None:
             results.append(result)
             print(json.dumps({k: result[k] for k in ("task", "seed", "arms", "wall_s")}), flush=True)
             Path(args.out).write_text(json.dumps({"args": vars(args), "results": results}, indent=1))
+    report(results, args)
+
+
+def report(results: list[dict], args) -> None:
+    """The table (printed and written next to --out) and, with --plots, the figures."""
     summary = summarise(results)
     print(summary)
     Path(args.out).with_suffix(".txt").write_text(summary + "\n")

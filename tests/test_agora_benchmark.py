@@ -41,3 +41,9 @@ def test_quick_benchmark_gives_every_arm_the_same_budget(tmp_path, minilm_path, 
     assert all(arm in summary for arm in agora_glue.ARMS)
     for png in (tmp_path / "quick_arms.png", tmp_path / "quick_rounds_sst2_seed0.png"):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # --report merges finished runs without training: the same table, with agora_theta's paired gain per arm
+    merged = tmp_path / "merged.json"
+    agora_glue.main(["--report", str(out), "--out", str(merged)])
+    assert merged.with_suffix(".txt").read_text() == summary
+    gain = (arms["agora_theta"]["accuracy"] - arms["plain"]["accuracy"]) * 100
+    assert f"goal agora_theta >= plain + 3: mean gain {gain:+.2f}" in summary
