@@ -24,11 +24,13 @@ Teacher: MiniLM-L6 (all-MiniLM-L6-v2) fine-tuned on the task's train split once 
     PYTHONPATH=. python benchmarks/agora_glue.py --quick --teacher PATH --allow-weak-teacher   # the fast test
 
 Writes --out (JSON: every run) after each seed, and with --plots a plot of the arms and one of Agora's rounds per
-task. `--report A.json B.json` merges finished runs (e.g. SST-2 and MRPC, run with their own --train-rows) into one
+task. A rerun into the same --out reuses the (task, seed) runs already there when the settings and the teacher's
+weights match (else it says which differ), so seeds can be added later. `--report A.json B.json` merges finished runs (e.g. SST-2 and MRPC, run with their own --train-rows) into one
 table with the paired gains of Agora with Θ over every arm and the goals met or missed.
 """
 
 import argparse
+import hashlib
 import json
 import os
 import statistics
@@ -465,7 +467,6 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     datasets.disable_progress_bars()
     tokenizer = AutoTokenizer.from_pretrained(offline_minilm_dir())
-    results = []
     tasks = [get_task(name) for name in args.tasks]
     data = {task.name: load_glue(task, args.data_dir, ("train", "validation")) for task in tasks}
     teachers = {}
@@ -477,13 +478,56 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{task.name} teacher: {json.loads(evaluation.read_text()) if evaluation.is_file() else 'given'}")
     if args.teachers_only:
         return
+    results = finished_runs(args, teachers)
     for seed in args.seeds:  # seeds outermost: a run cut short still has paired results for every task
         for task in tasks:
+            if any(r["task"] == task.name and r["seed"] == seed for r in results):
+                print(f"{task.name} seed {seed}: already in {args.out}, reused")
+                continue
             result = run_seed(task, data[task.name], tokenizer, teachers[task.name], seed, args)
+            result["teacher"] = _teacher_fingerprint(teachers[task.name])
             results.append(result)
             print(json.dumps({k: result[k] for k in ("task", "seed", "arms", "wall_s")}), flush=True)
             Path(args.out).write_text(json.dumps({"args": vars(args), "results": results}, indent=1))
     report(results, args)
+
+
+# Arguments that do not change a run's numbers: where it goes, what is shown, and which tasks and seeds are asked for.
+# The teacher is compared by its weights, so how it was made (or where it is cached) is not compared again.
+_NOT_DECISIVE = (
+    *("tasks", "seeds", "out", "plots", "no_bars", "report", "teachers_only", "data_dir"),
+    *("teacher", "teacher_dir", "teacher_rows", "teacher_epochs"),
+)
+
+
+def _teacher_fingerprint(folder: Path) -> str:
+    return hashlib.sha256((Path(folder) / "model.safetensors").read_bytes()).hexdigest()[:16]
+
+
+def finished_runs(args, teachers: dict[str, Path]) -> list[dict]:
+    """The runs already in --out, reused only when every argument that decides a number and the teacher's weights
+    are the same; otherwise a clear error (never an overwrite of someone's results)."""
+    path = Path(args.out)
+    if not path.exists():
+        return []
+    try:
+        saved = json.loads(path.read_text())
+        saved_args, results = saved["args"], saved["results"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        raise SystemExit(f"{path} exists and is not an agora_glue.py result; pass another --out.") from None
+    changed = sorted(
+        k
+        for k in set(saved_args) | set(vars(args))
+        if k not in _NOT_DECISIVE and saved_args.get(k) != vars(args).get(k)
+    )
+    if changed:
+        raise SystemExit(
+            f"{path} holds runs made with other settings ({', '.join(changed)}); pass another --out to keep both."
+        )
+    for result in results:
+        if result["task"] in teachers and result.get("teacher") != _teacher_fingerprint(teachers[result["task"]]):
+            raise SystemExit(f"{path} holds {result['task']} runs made with another teacher; pass another --out.")
+    return results
 
 
 def report(results: list[dict], args) -> None:

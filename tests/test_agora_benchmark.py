@@ -47,3 +47,17 @@ def test_quick_benchmark_gives_every_arm_the_same_budget(tmp_path, minilm_path, 
     assert merged.with_suffix(".txt").read_text() == summary
     gain = (arms["agora_theta"]["accuracy"] - arms["plain"]["accuracy"]) * 100
     assert f"goal agora_theta >= plain + 3: mean gain {gain:+.2f}" in summary
+    # a rerun into the same --out reuses the finished seed (nothing retrained, the same numbers); other settings
+    # are refused with the names of what differs, and the results stay as they were
+    before = out.read_bytes()
+    agora_glue.main(
+        ["--quick", "--teacher", str(teacher), "--allow-weak-teacher", "--no-bars", "--data-dir", str(glue_dir)]
+        + ["--out", str(out)]
+    )
+    assert json.loads(out.read_text())["results"] == json.loads(before)["results"]
+    with pytest.raises(SystemExit, match=r"other settings \(lr\); pass another --out"):
+        agora_glue.main(
+            ["--quick", "--teacher", str(teacher), "--allow-weak-teacher", "--no-bars", "--data-dir", str(glue_dir)]
+            + ["--out", str(out), "--lr", "1e-3"]
+        )
+    assert out.read_bytes() == before
