@@ -61,3 +61,17 @@ def test_quick_benchmark_gives_every_arm_the_same_budget(tmp_path, minilm_path, 
             + ["--out", str(out), "--lr", "1e-3"]
         )
     assert out.read_bytes() == before
+
+
+def test_a_teacher_below_the_bar_on_the_official_dev_set_is_refused(tmp_path):
+    """The benchmark's teachers trained on the Agora dev split's rows, so the bar is checked on the official dev set."""
+    sys.path.insert(0, str(REPO))
+    from benchmarks import agora_glue
+    from hf_bort.glue import get_task
+
+    (tmp_path / "teacher_eval.json").write_text(json.dumps({"accuracy": 0.5667}))
+    with pytest.raises(SystemExit, match=r"rte teacher scores 0\.567 .* 2/3 bar .* --allow-weak-teacher"):
+        agora_glue.check_teacher(get_task("rte"), tmp_path, allow_weak=False)
+    agora_glue.check_teacher(get_task("rte"), tmp_path, allow_weak=True)  # the override runs it anyway
+    (tmp_path / "teacher_eval.json").write_text(json.dumps({"accuracy": 0.8015}))
+    agora_glue.check_teacher(get_task("mrpc"), tmp_path, allow_weak=False)
