@@ -25,8 +25,9 @@ Teacher: MiniLM-L6 (all-MiniLM-L6-v2) fine-tuned on the task's train split once 
 
 Writes --out (JSON: every run) after each seed, and with --plots a plot of the arms and one of Agora's rounds per
 task. A rerun into the same --out reuses the (task, seed) runs already there when the settings and the teacher's
-weights match (else it says which differ), so seeds can be added later. `--report A.json B.json` merges finished runs (e.g. SST-2 and MRPC, run with their own --train-rows) into one
-table with the paired gains of Agora with Θ over every arm and the goals met or missed.
+weights match (else it says which differ), so seeds can be added later. `--report A.json B.json` merges finished
+runs (e.g. SST-2 and MRPC, run with their own --train-rows) into one table with the paired gains of Agora with Θ
+over every arm and the goals met or missed.
 """
 
 import argparse
@@ -289,7 +290,7 @@ def run_agora(task, split, teacher_dir, tokenizer, seed, args, theta: str | None
         agora_patience=args.patience,
         agora_max_length=args.max_length,
         agora_hyperparameter_space=theta,
-        agora_metric=args.metric or ("f1" if task.name in ("mrpc", "qqp") else "accuracy"),
+        agora_metric=args.metric or _headline(task.name),
         agora_allow_weak_teacher=args.allow_weak_teacher,
         **common_args(seed, args),
     )
