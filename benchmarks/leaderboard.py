@@ -751,11 +751,9 @@ def compress_hf_bort(board: Leaderboard, budget: float, task: str):
 
 
 def _fitted_speedup(board: Leaderboard, space) -> np.ndarray:
-    """Predicted speed-up (the smaller of the two shapes) of every candidate of `space`, from a non-negative linear
-    fit of this run's measured latencies on the FLOP breakdown (hf_bort.ose.costs' features), 16 random candidates."""
-    from scipy.optimize import nnls
-
-    from hf_bort.ose.costs import flops_breakdown
+    """Predicted speed-up (the smaller of the two shapes) of every candidate of `space`: hf_bort's `LatencyModel`
+    fitted, per shape, on this run's timings of 16 random candidates."""
+    from hf_bort.ose import LatencyModel
 
     rng = np.random.default_rng(0)
     sample = space.subset(
@@ -771,24 +769,11 @@ def _fitted_speedup(board: Leaderboard, space) -> np.ndarray:
                 speed=board.settings.speed,
             )
         )
-
-    def features(sub, batch):
-        parts = flops_breakdown(sub, 128)
-        return np.stack(
-            [np.ones(len(sub))]
-            + [parts[k] * batch for k in ("matmul", "attention", "elementwise")]
-            + [parts["layers"]],
-            axis=1,
-        )
-
     ratios = []
     for batch, length in SHAPES:
         name = f"{batch}x{length}"
-        design = features(sample, batch)
-        scale = np.maximum(design.max(axis=0), 1.0)
-        weights, _ = nnls(design / scale, np.array([t[name] for t in times]))
-        predicted = (features(space, batch) / scale) @ weights
-        ratios.append(board.parent_latency[name] / np.maximum(predicted, 1e-6))
+        fit = LatencyModel.from_timings(sample, [t[name] for t in times], seq_len=length, batch_size=batch)
+        ratios.append(board.parent_latency[name] / np.maximum(fit.predict(space), 1e-6))
     return np.minimum(*ratios)
 
 
