@@ -500,14 +500,15 @@ def main(argv: list[str] | None = None) -> None:
         return
     for task in tasks:
         check_teacher(task, teachers[task.name], args.allow_weak_teacher)
-    results = finished_runs(args, teachers)
+    fingerprints = {name: _teacher_fingerprint(folder) for name, folder in teachers.items()}  # hashed once
+    results = finished_runs(args, fingerprints)
     for seed in args.seeds:  # seeds outermost: a run cut short still has paired results for every task
         for task in tasks:
             if any(r["task"] == task.name and r["seed"] == seed for r in results):
                 print(f"{task.name} seed {seed}: already in {args.out}, reused")
                 continue
             result = run_seed(task, data[task.name], tokenizer, teachers[task.name], seed, args)
-            result["teacher"] = _teacher_fingerprint(teachers[task.name])
+            result["teacher"] = fingerprints[task.name]
             results.append(result)
             print(json.dumps({k: result[k] for k in ("task", "seed", "arms", "wall_s")}), flush=True)
             Path(args.out).write_text(json.dumps({"args": vars(args), "results": results}, indent=1))
@@ -526,7 +527,7 @@ def _teacher_fingerprint(folder: Path) -> str:
     return hashlib.sha256((Path(folder) / "model.safetensors").read_bytes()).hexdigest()[:16]
 
 
-def finished_runs(args, teachers: dict[str, Path]) -> list[dict]:
+def finished_runs(args, fingerprints: dict[str, str]) -> list[dict]:
     """The runs already in --out, reused only when every argument that decides a number and the teacher's weights
     are the same; otherwise a clear error (never an overwrite of someone's results)."""
     path = Path(args.out)
@@ -547,7 +548,7 @@ def finished_runs(args, teachers: dict[str, Path]) -> list[dict]:
             f"{path} holds runs made with other settings ({', '.join(changed)}); pass another --out to keep both."
         )
     for result in results:
-        if result["task"] in teachers and result.get("teacher") != _teacher_fingerprint(teachers[result["task"]]):
+        if result["task"] in fingerprints and result.get("teacher") != fingerprints[result["task"]]:
             raise SystemExit(f"{path} holds {result['task']} runs made with another teacher; pass another --out.")
     return results
 
