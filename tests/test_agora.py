@@ -347,6 +347,31 @@ def test_soft_label_loss_adds_the_distillation_term(tmp_path, rte, tokenizer):
     torch.testing.assert_close(loss, ce + 0.3 * 4.0 * kl)
 
 
+def test_distill_train_rows_puts_the_teachers_probabilities_on_every_original_row(tmp_path, rte, tokenizer):
+    with pytest.raises(ValueError, match="soft_labels=True"):
+        agora_args(tmp_path, distill_train_rows=True)
+    teacher = tiny_classifier(1).eval()
+    trainer = AgoraTrainer(
+        model=tiny_classifier(0),
+        args=agora_args(tmp_path, agora_rounds=1, soft_labels=True, distill_train_rows=True),
+        train_dataset=rte["train"],
+        agora_dev_dataset=rte["dev"],
+        teacher=teacher,
+        processing_class=tokenizer,
+    )
+    trainer.train()
+    original = trainer.agora_train_dataset.select(range(len(rte["train"])))
+    assert original["sentence1"] == rte["train"]["sentence1"]
+    with torch.no_grad():  # the teacher's softmax, row by row, unbatched and unpadded
+        expected = [
+            teacher(**tokenizer(a, b, truncation=True, max_length=32, return_tensors="pt")).logits.softmax(-1)[0]
+            for a, b in zip(rte["train"]["sentence1"], rte["train"]["sentence2"])
+        ]
+    torch.testing.assert_close(torch.tensor(original["agora_teacher_probs"]), torch.stack(expected), atol=1e-5, rtol=0)
+    batch = trainer.data_collator([dict(r) for r in original.select(range(4))])
+    assert batch["teacher_mask"].all()  # so the distillation term covers the original rows
+
+
 def test_lora_student(tmp_path, rte, tokenizer):
     peft = pytest.importorskip("peft")
     model = peft.get_peft_model(

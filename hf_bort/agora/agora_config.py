@@ -125,6 +125,13 @@ class AgoraArguments(TrainingArguments):
             "help": "Weight of the distillation term (on generated rows) added to the cross-entropy (soft_labels only)."
         },
     )
+    distill_train_rows: bool = field(
+        default=False,
+        metadata={
+            "help": "With soft_labels, the teacher also labels the original training rows once, so the "
+            "distillation term covers every row (KD on the train set plus Agora's targeted rows)."
+        },
+    )
     distill_temperature: float = field(default=2.0, metadata={"help": "Softmax temperature of the distillation term."})
     teacher_batch_size: int = field(default=64, metadata={"help": "Batch size for teacher labelling and sampling."})
     remove_unused_columns: bool = field(
@@ -159,6 +166,8 @@ class AgoraArguments(TrainingArguments):
         for name, ok in checks.items():
             if not ok:
                 raise ValueError(f"AgoraArguments.{name}={getattr(self, name)!r} is out of range.")
+        if self.distill_train_rows and not self.soft_labels:
+            raise ValueError("distill_train_rows distils on the teacher's probabilities: set soft_labels=True too.")
         if self.pair_perturbation not in ("first", "second", "both", "either"):
             raise ValueError(
                 f"pair_perturbation={self.pair_perturbation!r}; choose 'first', 'second', 'both' or 'either'."

@@ -152,9 +152,10 @@ class AgoraTrainer(Trainer):
                         f"({config.vocab_size}): the student's tokenizer cannot feed it. Pass "
                         "teacher=(teacher_model, teacher_tokenizer)."
                     )
-        if args.min_teacher_confidence > 0 and self.agora_regression:
+        if (args.min_teacher_confidence > 0 or args.soft_labels) and self.agora_regression:
             raise ValueError(
-                "min_teacher_confidence needs class probabilities; a regression teacher gives scores. Set it to 0."
+                "min_teacher_confidence and soft_labels need class probabilities; a regression teacher gives "
+                "scores. Set min_teacher_confidence=0 and soft_labels=False."
             )
         self.agora_teacher = AgoraTeacher(
             teacher,
@@ -234,8 +235,11 @@ class AgoraTrainer(Trainer):
                 f"0..{self.agora_num_labels - 1}; drop unlabelled rows (-1) or fix num_labels/label2id."
             )
 
-    def _training_view(self, dataset: datasets.Dataset, args: AgoraArguments) -> datasets.Dataset:
-        """The original rows with only the columns training needs, plus empty provenance columns."""
+    def _training_view(
+        self, dataset: datasets.Dataset, args: AgoraArguments, teacher_probs: list | None = None
+    ) -> datasets.Dataset:
+        """The original rows with only the columns training needs, plus empty provenance columns (and, with
+        `distill_train_rows`, the teacher's probabilities)."""
         view = dataset.select_columns([*self.agora_text_columns, args.agora_label_column])
         label_type = "float32" if self.agora_regression else "int64"
         view = view.cast_column(args.agora_label_column, datasets.Value(label_type))
@@ -251,7 +255,7 @@ class AgoraTrainer(Trainer):
         columns = {"agora_round": [0] * n, "agora_source_index": [-1] * n, "agora_teacher_confidence": [1.0] * n}
         if args.soft_labels:
             features[TEACHER_PROBS] = datasets.List(datasets.Value("float32"))
-            columns[TEACHER_PROBS] = [None] * n
+            columns[TEACHER_PROBS] = [None] * n if teacher_probs is None else teacher_probs
         extra = datasets.Dataset.from_dict(columns, features=datasets.Features({k: features[k] for k in columns}))
         return datasets.concatenate_datasets([view, extra], axis=1).cast(features)
 
@@ -296,6 +300,15 @@ class AgoraTrainer(Trainer):
         self.agora_teacher_report = report
         return report
 
+    def _label_train_rows(self) -> None:
+        """`distill_train_rows`: the teacher's probabilities on every original row, once (a resume relabels them:
+        the teacher is deterministic, and checkpoints store only the generated rows)."""
+        rows = list(zip(*(list(self.agora_original_dataset[c]) for c in self.agora_text_columns)))
+        probs = self.agora_teacher(rows).probs
+        if probs is None:
+            raise ValueError("distill_train_rows needs the teacher's probabilities, but it returned labels only.")
+        self._agora_base = self._training_view(self.agora_original_dataset, self.args, probs.tolist())
+
     # ----- rounds -----
 
     def train(
@@ -320,6 +333,8 @@ class AgoraTrainer(Trainer):
             self._weights = dict.fromkeys(AGORA_WEIGHTS)
             self._weights["start"] = _clone(self.model)
         self.check_teacher()
+        if args.distill_train_rows and self._agora_base[TEACHER_PROBS][0] is None:
+            self._label_train_rows()
         varied = sorted({key for setting in args.agora_settings for key in setting})
         saved = {name: getattr(args, name) for name in (*varied, "num_train_epochs", "output_dir")}
         args.num_train_epochs = args.epochs_per_round
