@@ -292,6 +292,10 @@ def run_agora(task, split, teacher_dir, tokenizer, seed, args, theta: str | None
         agora_hyperparameter_space=theta,
         agora_metric=args.metric or _headline(task.name),
         agora_allow_weak_teacher=args.allow_weak_teacher,
+        # --soft-labels: distil on every row (the teacher labels the real rows too), with the kd arm's 1:1 CE : KD.
+        soft_labels=args.soft_labels,
+        distill_train_rows=args.soft_labels,
+        distill_alpha=1.0,
         **common_args(seed, args),
     )
     teacher = BertForSequenceClassification.from_pretrained(teacher_dir)
@@ -466,6 +470,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--num-neighbours", type=int, default=10)
     parser.add_argument("--patience", type=int, default=0)
     parser.add_argument("--allow-weak-teacher", action="store_true")
+    parser.add_argument(
+        "--soft-labels",
+        action="store_true",
+        help="The Agora arms distil on the teacher's probabilities on every row, real and generated, as kd does.",
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--no-bars", action="store_true")
     parser.add_argument("--out", default="agora_glue.json")
