@@ -1032,6 +1032,40 @@ def summarise(cells: list[dict], settings: Settings, final: dict | None = None) 
     return sorted(rows, key=lambda r: (r["task"], r["budget"] or 0, order.get(r["method"], 99)))
 
 
+# The issue's goals: the share of the parent's score hf_bort keeps at each budget (SST-2 accuracy, MRPC F1).
+GOAL_SHARE = {3.0: {"sst2": 0.97, "mrpc": 0.95}, 6.0: {"sst2": 0.93, "mrpc": 0.90}}
+HF_BORT_METHODS = ("hf_bort", "hf_bort_agora")
+
+
+def goals(rows: list[dict]) -> list[str]:
+    """Each hf_bort variant at each budget: its share of the parent against the goal, and its mean against every
+    other compressed method's (met, or missed by how much)."""
+    lines = []
+    for row in rows:
+        if row["method"] not in HF_BORT_METHODS or row["budget"] not in GOAL_SHARE or "mean" not in row:
+            continue
+        task, budget = row["task"], row["budget"]
+        need = GOAL_SHARE[budget][task]
+        share = row.get("share_of_parent")
+        if share is None:
+            verdict = "no parent result"
+        else:
+            verdict = "met" if share >= need else f"MISSED by {100 * (need - share):.1f} points of share"
+        lines.append(
+            f"{task} ≥{budget:g}x {row['method']}: {share or float('nan'):.1%} of the parent (goal {need:.0%}): {verdict}"
+        )
+        others = [
+            r
+            for r in rows
+            if r["task"] == task and r["budget"] == budget and r["method"] not in HF_BORT_METHODS and "mean" in r
+        ]
+        for other in others:
+            gap = row["mean"] - other["mean"]
+            verdict = "at or above" if gap >= 0 else f"BELOW by {-gap:.4f}"
+            lines.append(f"  vs {other['method']}: {row['mean']:.4f} vs {other['mean']:.4f} -> {verdict}")
+    return lines
+
+
 def markdown(rows: list[dict], speed: str = "measured") -> str:
     unit = "ms" if speed == "measured" else "MFLOPs"
     lines = [
@@ -1093,11 +1127,14 @@ def write_outputs(cells: list[dict], settings: Settings, output_dir: Path, load:
     rows = summarise(cells, settings, final)
     table = markdown(rows, settings.speed)
     output_dir.mkdir(parents=True, exist_ok=True)
-    report = {"settings": asdict(settings), "machine_load": load, "rows": rows, "cells": cells}
+    verdicts = goals(rows)
+    report = {"settings": asdict(settings), "machine_load": load, "rows": rows, "goals": verdicts, "cells": cells}
     (output_dir / "leaderboard.json").write_text(json.dumps(report, indent=1))
     (output_dir / "leaderboard.md").write_text(table + "\n")
+    (output_dir / "leaderboard_goals.txt").write_text("\n".join(verdicts) + "\n")
     plot(rows, output_dir / "leaderboard.png", settings.speed)
     print(table)
+    print("\n".join(verdicts))
     return report
 
 

@@ -147,3 +147,24 @@ def test_quick_leaderboard_outputs_are_consistent(tmp_path, glue_dir, minilm_pat
     assert rows[("parent", None)]["params"] > rows[("hf_bort", 3.0)]["params"]
     png = (tmp_path / "leaderboard.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
+def test_goals_judge_each_hf_bort_variant_against_the_share_and_every_other_method():
+    def row(method, budget, mean, task="sst2"):
+        return {"task": task, "method": method, "budget": budget, "mean": mean}
+
+    rows = [row("parent", None, 0.80), row("hf_bort", 3.0, 0.78), row("hf_bort_agora", 3.0, 0.77)]
+    rows += [row("torch_pruning", 3.0, 0.775), row("textpruner", 3.0, 0.79), row("layer_drop", 6.0, 0.70)]
+    rows += [{"task": "sst2", "method": "modelopt", "budget": 3.0, "error": "needs Megatron"}]
+    for r in rows:
+        if "mean" in r:
+            r["share_of_parent"] = r["mean"] / 0.80
+    lines = leaderboard.goals(rows)
+    assert lines == [
+        "sst2 ≥3x hf_bort: 97.5% of the parent (goal 97%): met",
+        "  vs torch_pruning: 0.7800 vs 0.7750 -> at or above",
+        "  vs textpruner: 0.7800 vs 0.7900 -> BELOW by 0.0100",
+        "sst2 ≥3x hf_bort_agora: 96.2% of the parent (goal 97%): MISSED by 0.7 points of share",
+        "  vs torch_pruning: 0.7700 vs 0.7750 -> BELOW by 0.0050",
+        "  vs textpruner: 0.7700 vs 0.7900 -> BELOW by 0.0200",
+    ]
