@@ -130,7 +130,9 @@ def test_quick_leaderboard_outputs_are_consistent(tmp_path, glue_dir, minilm_pat
             row["std"], abs=5e-5
         )
         assert float(cells[7].rstrip("x")) == pytest.approx(row["speedup"], abs=5e-3)
-        assert int(cells[10].replace(",", "")) == row["params"]
+        assert int(cells[10].replace(",", "")) == row["params"] and float(cells[11]) == pytest.approx(
+            row["accuracy"], abs=5e-5
+        )
         if row["budget"] is not None:
             # the final timing pass (the table's speed-up) meets the budget, and the table says so
             assert row["speedup"] >= row["budget"] and row["meets_budget"] and cells[8] == "yes"
@@ -168,3 +170,21 @@ def test_goals_judge_each_hf_bort_variant_against_the_share_and_every_other_meth
         "  vs torch_pruning: 0.7700 vs 0.7750 -> BELOW by 0.0050",
         "  vs textpruner: 0.7700 vs 0.7900 -> BELOW by 0.0200",
     ]
+
+
+def test_an_unavailable_peer_is_cached_for_the_report_and_retried_by_a_run(
+    tmp_path, glue_dir, minilm_path, monkeypatch
+):
+    calls = []
+
+    def unavailable(board, budget, task):
+        calls.append(task)
+        raise leaderboard.PeerUnavailable("the peer needs a GPU")
+
+    monkeypatch.setitem(leaderboard.COMPRESSORS, "layer_drop", unavailable)
+    board = leaderboard.Leaderboard(leaderboard.QUICK, tmp_path, tmp_path)
+    assert board.cell("layer_drop", 3.0, "sst2", 0)["error"] == "the peer needs a GPU" and calls == ["sst2"]
+    report = leaderboard.Leaderboard(leaderboard.QUICK, tmp_path, tmp_path, report_only=True)
+    assert report.cell("layer_drop", 3.0, "sst2", 0)["error"] == "the peer needs a GPU" and calls == ["sst2"]
+    board.cell("layer_drop", 3.0, "sst2", 0)  # a run tries the peer again (e.g. after it was installed)
+    assert calls == ["sst2", "sst2"]
