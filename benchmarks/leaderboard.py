@@ -8,7 +8,7 @@ Pruners prune further until the measured speed-up meets the budget.
 
 Every compressed model gets the same post-compression training: the same rows, epochs, batch size, learning rate and
 seeds, with the fine-tuned parent (seed 0) as teacher (0.5 x cross-entropy + 0.5 x T^2 KL on its cached logits,
-T = 2). The compression itself (OSE search, pruning, distillation) is done once per (method, budget, task) and only
+T = 2). The parent itself trains on the same rows and epochs at its own, lower learning rate (`parent_learning_rate`). The compression itself (OSE search, pruning, distillation) is done once per (method, budget, task) and only
 the post-compression training varies with the seed.
 
 | method | what |
