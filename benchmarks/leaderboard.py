@@ -129,6 +129,12 @@ class Settings:
         values["max_length"] = values["max_length"][task]
         return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:12]
 
+    def compression_key(self) -> str:
+        """The settings that decide hf_bort's compression, which both tasks share (it uses no task data), hashed."""
+        deciding = ("distil_steps", "ose_epsilon", "ose_interval", "latency_repeats", "speed", "quick")
+        values = {name: getattr(self, name) for name in deciding}
+        return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:12]
+
 
 QUICK = Settings(
     tasks=("sst2",),
@@ -529,7 +535,7 @@ class Leaderboard:
     def _compressed_folder(self, method: str, budget: float, task: str) -> Path:
         name = f"{method}-{budget:g}x-{task}-{self.settings.key(task)}"
         if method in ("hf_bort", "hf_bort_agora", "random_init"):
-            name = f"hf_bort-{budget:g}x-{self.settings.key('sst2') if self.settings.quick else 'shared'}"
+            name = f"hf_bort-{budget:g}x-{self.settings.compression_key()}"
         return self._artefact(name)
 
     def final_latency_pass(self, cells: list[dict]) -> dict:
@@ -694,7 +700,7 @@ def compress_hf_bort(board: Leaderboard, budget: float, task: str):
         )
     space = space.subset(band)
     texts = read_text_lines(WIKITEXT)
-    ose_dir = board.cache / "ose" / f"{budget:g}x-{'quick' if s.quick else 'full'}"
+    ose_dir = board.cache / "ose" / f"{budget:g}x-{s.compression_key()}"
     config = OSEConfig(
         epsilon=s.ose_epsilon,
         interval=s.ose_interval,

@@ -1,6 +1,7 @@
 """benchmarks/leaderboard.py: models rebuilt with per-layer shapes compute what the pruned model computes, and the
 quick run's outputs agree with each other (JSON = markdown table, speed-ups meet the budget, a valid PNG)."""
 
+import dataclasses
 import importlib.util
 import json
 import re
@@ -188,3 +189,11 @@ def test_an_unavailable_peer_is_cached_for_the_report_and_retried_by_a_run(
     assert report.cell("layer_drop", 3.0, "sst2", 0)["error"] == "the peer needs a GPU" and calls == ["sst2"]
     board.cell("layer_drop", 3.0, "sst2", 0)  # a run tries the peer again (e.g. after it was installed)
     assert calls == ["sst2", "sst2"]
+
+
+def test_the_shared_hf_bort_compression_is_keyed_by_the_settings_that_decide_it():
+    base = leaderboard.Settings()
+    same = dataclasses.replace(base, learning_rate=1e-3, epochs=5.0, seeds=(7,), train_rows={"sst2": 10, "mrpc": 10})
+    assert same.compression_key() == base.compression_key()  # post-compression training does not change it
+    for change in ({"distil_steps": 100}, {"ose_epsilon": 0.5}, {"ose_interval": 2}, {"speed": "flops"}):
+        assert dataclasses.replace(base, **change).compression_key() != base.compression_key(), change
