@@ -8,8 +8,9 @@ Pruners prune further until the measured speed-up meets the budget.
 
 Every compressed model gets the same post-compression training: the same rows, epochs, batch size, learning rate and
 seeds, with the fine-tuned parent (seed 0) as teacher (0.5 x cross-entropy + 0.5 x T^2 KL on its cached logits,
-T = 2). The parent itself trains on the same rows and epochs at its own, lower learning rate (`parent_learning_rate`). The compression itself (OSE search, pruning, distillation) is done once per (method, budget, task) and only
-the post-compression training varies with the seed.
+T = 2). The parent itself trains on the same rows and epochs at its own, lower learning rate
+(`parent_learning_rate`). The compression itself (OSE search, pruning, distillation) is done once per (method,
+budget, task) and only the post-compression training varies with the seed.
 
 | method | what |
 |---|---|
@@ -105,7 +106,7 @@ class Settings:
     max_length: dict = field(default_factory=lambda: {"sst2": 64, "mrpc": 64})
     epochs: float = 2.0
     batch_size: int = 32
-    # Compressed models train at 3e-4: at 1e-4 and 1 epoch every >=6x student stayed at the majority class (0.5092).
+    # Compressed models train at 3e-4: at 1e-4 and 1 epoch the >=6x students stayed at the majority class (0.5092).
     learning_rate: float = 3e-4
     # The parent keeps a standard fine-tuning rate: it is the ceiling and the teacher, not a compressed model.
     parent_learning_rate: float = 1e-4
@@ -1063,7 +1064,8 @@ def goals(rows: list[dict]) -> list[str]:
         else:
             verdict = "met" if share >= need else f"MISSED by {100 * (need - share):.1f} points of share"
         lines.append(
-            f"{task} ≥{budget:g}x {row['method']}: {share or float('nan'):.1%} of the parent (goal {need:.0%}): {verdict}"
+            f"{task} ≥{budget:g}x {row['method']}: {share or float('nan'):.1%} of the parent "
+            f"(goal {need:.0%}): {verdict}"
         )
         others = [
             r

@@ -122,7 +122,8 @@ class AgoraArguments(TrainingArguments):
     distill_alpha: float = field(
         default=0.5,
         metadata={
-            "help": "Weight of the distillation term (on generated rows) added to the cross-entropy (soft_labels only)."
+            "help": "Weight of the distillation term (on generated rows, and on the original rows with "
+            "distill_train_rows) added to the cross-entropy (soft_labels only)."
         },
     )
     distill_train_rows: bool = field(

@@ -333,7 +333,7 @@ class AgoraTrainer(Trainer):
             self._weights = dict.fromkeys(AGORA_WEIGHTS)
             self._weights["start"] = _clone(self.model)
         self.check_teacher()
-        if args.distill_train_rows and self._agora_base[TEACHER_PROBS][0] is None:
+        if args.distill_train_rows and self._agora_base[0][TEACHER_PROBS] is None:
             self._label_train_rows()
         varied = sorted({key for setting in args.agora_settings for key in setting})
         saved = {name: getattr(args, name) for name in (*varied, "num_train_epochs", "output_dir")}
@@ -570,7 +570,8 @@ class AgoraTrainer(Trainer):
     # ----- loss -----
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        """Cross-entropy on every row, plus `distill_alpha` x T^2 x KL(teacher || student) on generated rows."""
+        """Cross-entropy on every row, plus `distill_alpha` x T^2 x KL(teacher || student) on the rows that carry the
+        teacher's probabilities (generated rows; with `distill_train_rows` the original rows too)."""
         teacher_probs = inputs.pop("teacher_probs", None)
         teacher_mask = inputs.pop("teacher_mask", None)
         loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
