@@ -128,13 +128,17 @@ class Settings:
             values.pop(name)
         values["train_rows"] = values["train_rows"][task]
         values["max_length"] = values["max_length"][task]
-        return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:12]
+        return _digest(values)
 
     def compression_key(self) -> str:
         """The settings that decide hf_bort's compression, which both tasks share (it uses no task data), hashed."""
         deciding = ("distil_steps", "ose_epsilon", "ose_interval", "latency_repeats", "speed", "quick")
         values = {name: getattr(self, name) for name in deciding}
-        return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:12]
+        return _digest(values)
+
+
+def _digest(values: dict) -> str:
+    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:12]
 
 
 QUICK = Settings(
@@ -473,6 +477,7 @@ class Leaderboard:
             f"{self.parent_latency}"
         )
         self.tasks: dict[str, TaskData] = {}
+        self.unavailable: dict[tuple, PeerUnavailable] = {}  # tried once per run, not once per seed
 
     # --- helpers ---
 
@@ -560,6 +565,8 @@ class Leaderboard:
 
     def compressed(self, method: str, budget: float, task: str):
         """The compressed (not yet fine-tuned) model and what its compression recorded; cached on disk."""
+        if (method, budget, task) in self.unavailable:
+            raise self.unavailable[method, budget, task]
         folder = self._compressed_folder(method, budget, task)
         with self._lock(folder):
             if (folder / "shapes.json").exists():
@@ -592,7 +599,8 @@ class Leaderboard:
         else:
             try:
                 model, info = self.compressed(method, budget, task)
-            except PeerUnavailable as error:  # cached for the report; a run tries again (e.g. after an install)
+            except PeerUnavailable as error:  # cached for the report; a new run tries again (e.g. after an install)
+                self.unavailable[method, budget, task] = error
                 result = {"method": method, "budget": budget, "task": task, "seed": seed, "error": str(error)}
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(json.dumps({**result, "unavailable": True}, indent=1))
