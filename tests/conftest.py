@@ -71,3 +71,14 @@ def minilm_path() -> Path:
     if path is None:
         pytest.fail(f"The offline MiniLM package is missing: {MINILM_INSTALL}.")
     return path
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    """The real MiniLM-L6 WordPiece tokenizer (loaded once; tokenizers are read-only in the tests)."""
+    from transformers import AutoTokenizer
+
+    path = minilm_dir()
+    if path is None:
+        pytest.fail(f"The offline MiniLM package is missing: {MINILM_INSTALL}.")
+    return AutoTokenizer.from_pretrained(path)

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 from transformers import (
-    AutoTokenizer,
     BertConfig,
     BertForMaskedLM,
     BertForSequenceClassification,
@@ -33,13 +32,6 @@ from tests.conftest import TINY_DIMS, two_process_launcher
 
 
 LABELS = {"entailment": 0, "not_entailment": 1}
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    from tests.conftest import minilm_dir
-
-    return AutoTokenizer.from_pretrained(minilm_dir())
 
 
 def tiny_classifier(seed: int, label2id=LABELS) -> BertForSequenceClassification:

@@ -24,7 +24,7 @@ from tests.conftest import TINY_DIMS
 from tests.test_agora import LABELS, agora_args, tiny_classifier
 
 
-rte, tokenizer = test_agora.rte, test_agora.tokenizer  # the same module-scoped fixtures
+rte = test_agora.rte  # the same module-scoped fixture (the tokenizer comes from conftest)
 
 
 # ----- Θ: parsing and bad input -----

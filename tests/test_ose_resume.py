@@ -30,11 +30,6 @@ def _parent(seed: int = 0) -> tr.BertModel:
 
 
 @pytest.fixture
-def tokenizer(minilm_path):
-    return tr.AutoTokenizer.from_pretrained(minilm_path)
-
-
-@pytest.fixture
 def texts(wikitext_dir):
     return read_text_lines(wikitext_dir / "wiki.valid.raw")[:16]
 

@@ -41,11 +41,6 @@ def parent():
 
 
 @pytest.fixture
-def tokenizer(minilm_path):
-    return tr.AutoTokenizer.from_pretrained(minilm_path)
-
-
-@pytest.fixture
 def texts(wikitext_dir):
     return read_text_lines(wikitext_dir / "wiki.valid.raw")[:32]
 

@@ -1,14 +1,9 @@
 """Loading, packing and masking plain text for masked-LM pretraining."""
 
 import pytest
-from transformers import AutoTokenizer, BertConfig
+from transformers import BertConfig
 
 from hf_bort.text_data import MaskedLMCollator, check_block_size, load_text, mask_once, pack_into_blocks
-
-
-@pytest.fixture
-def tokenizer(minilm_path):
-    return AutoTokenizer.from_pretrained(minilm_path)
 
 
 def test_load_text_reads_files_and_folders_dropping_blank_lines_and_crlf(tmp_path):
