@@ -65,7 +65,7 @@ def wikitext_dir() -> Path:
     return WIKITEXT_DIR
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def minilm_path() -> Path:
     path = minilm_dir()
     if path is None:
@@ -74,11 +74,8 @@ def minilm_path() -> Path:
 
 
 @pytest.fixture(scope="session")
-def tokenizer():
+def tokenizer(minilm_path):
     """The real MiniLM-L6 WordPiece tokenizer (loaded once; tokenizers are read-only in the tests)."""
     from transformers import AutoTokenizer
 
-    path = minilm_dir()
-    if path is None:
-        pytest.fail(f"The offline MiniLM package is missing: {MINILM_INSTALL}.")
-    return AutoTokenizer.from_pretrained(path)
+    return AutoTokenizer.from_pretrained(minilm_path)
