@@ -51,6 +51,14 @@ def _is_tracing() -> bool:
     return torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
 
 
+def _layer_config(config: BortConfig, layer_idx: int | None) -> BortConfig:
+    """One layer's view of the config: its `per_layer_config` overrides applied (the config itself when every layer is
+    alike). Modules keep the global config for what is set after construction, such as the attention implementation."""
+    if layer_idx is None or not config.is_heterogeneous:
+        return config
+    return config.per_layer_config[layer_idx]
+
+
 def _check_labels(labels: torch.Tensor, name: str, shape: tuple[int, ...], num_classes: int | None = None) -> None:
     """Labels of the wrong count, or class ids outside [0, num_classes) other than the ignored -100, fail here with
     a message instead of an IndexError, a device assert or a silent broadcast inside the loss."""
@@ -138,9 +146,10 @@ class BortSelfAttention(nn.Module):
     def __init__(self, config: BortConfig, layer_idx: int | None = None):
         super().__init__()
         self.config = config
-        self.num_attention_heads = config.num_attention_heads
-        self.attention_head_size = config.head_dim
-        self.all_head_size = config.num_attention_heads * config.head_dim
+        layer = _layer_config(config, layer_idx)
+        self.num_attention_heads = layer.num_attention_heads
+        self.attention_head_size = layer.head_dim
+        self.all_head_size = layer.num_attention_heads * layer.head_dim
         self.scaling = self.attention_head_size**-0.5
         self.is_causal = False
         self.layer_idx = layer_idx
@@ -180,9 +189,10 @@ class BortSelfAttention(nn.Module):
 
 
 class BortSelfOutput(nn.Module):
-    def __init__(self, config: BortConfig):
+    def __init__(self, config: BortConfig, layer_idx: int | None = None):
         super().__init__()
-        self.dense = nn.Linear(config.num_attention_heads * config.head_dim, config.hidden_size)
+        layer = _layer_config(config, layer_idx)
+        self.dense = nn.Linear(layer.num_attention_heads * layer.head_dim, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
@@ -195,7 +205,7 @@ class BortAttention(nn.Module):
     def __init__(self, config: BortConfig, layer_idx: int | None = None):
         super().__init__()
         self.self = BortSelfAttention(config, layer_idx=layer_idx)
-        self.output = BortSelfOutput(config)
+        self.output = BortSelfOutput(config, layer_idx=layer_idx)
 
     def forward(
         self,
@@ -208,9 +218,9 @@ class BortAttention(nn.Module):
 
 
 class BortIntermediate(nn.Module):
-    def __init__(self, config: BortConfig):
+    def __init__(self, config: BortConfig, layer_idx: int | None = None):
         super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.dense = nn.Linear(config.hidden_size, _layer_config(config, layer_idx).intermediate_size)
         self.intermediate_act_fn = ACT2FN[config.hidden_act]
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
@@ -218,9 +228,9 @@ class BortIntermediate(nn.Module):
 
 
 class BortOutput(nn.Module):
-    def __init__(self, config: BortConfig):
+    def __init__(self, config: BortConfig, layer_idx: int | None = None):
         super().__init__()
-        self.dense = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.dense = nn.Linear(_layer_config(config, layer_idx).intermediate_size, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
@@ -230,11 +240,16 @@ class BortOutput(nn.Module):
 
 
 class BortLayer(GradientCheckpointingLayer):
+    """A post-LayerNorm block. A sub-layer named in this layer's `skip` ("attention" or "mlp") is absent: the hidden
+    states pass it unchanged, and it has no weights."""
+
     def __init__(self, config: BortConfig, layer_idx: int | None = None):
         super().__init__()
-        self.attention = BortAttention(config, layer_idx=layer_idx)
-        self.intermediate = BortIntermediate(config)
-        self.output = BortOutput(config)
+        skip = set(getattr(_layer_config(config, layer_idx), "skip", None) or ())
+        self.attention = None if "attention" in skip else BortAttention(config, layer_idx=layer_idx)
+        mlp = "mlp" not in skip
+        self.intermediate = BortIntermediate(config, layer_idx=layer_idx) if mlp else None
+        self.output = BortOutput(config, layer_idx=layer_idx) if mlp else None
 
     def forward(
         self,
@@ -242,8 +257,11 @@ class BortLayer(GradientCheckpointingLayer):
         attention_mask: torch.Tensor | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> torch.Tensor:
-        attention_output, _ = self.attention(hidden_states, attention_mask, **kwargs)
-        return self.output(self.intermediate(attention_output), attention_output)
+        if self.attention is not None:
+            hidden_states, _ = self.attention(hidden_states, attention_mask, **kwargs)
+        if self.output is None:
+            return hidden_states
+        return self.output(self.intermediate(hidden_states), hidden_states)
 
 
 class BortEncoder(nn.Module):
@@ -360,6 +378,10 @@ class BortModel(BortPreTrainedModel):
                     f"position_ids must be integers of shape (batch, sequence) or (1, sequence) matching the inputs "
                     f"{shape}; got {tuple(position_ids.shape)} ({position_ids.dtype})."
                 )
+        # Value checks read the tensors back to the host. On an accelerator that would synchronise every forward pass,
+        # so they run on the CPU only (as cheap as the lookup itself); there the embedding gather's own device
+        # assertion catches an id outside the table, as for transformers' BERT.
+        if position_ids is not None and position_ids.device.type == "cpu":
             low, high = int(position_ids.min()), int(position_ids.max())
             if low < 0 or high >= self.config.max_position_embeddings:
                 raise ValueError(
@@ -367,7 +389,7 @@ class BortModel(BortPreTrainedModel):
                     f"[0, {self.config.max_position_embeddings}); pass positions below max_position_embeddings, "
                     "or leave position_ids out (0..sequence-1)."
                 )
-        if input_ids is not None:
+        if input_ids is not None and input_ids.device.type == "cpu":
             low, high = int(input_ids.min()), int(input_ids.max())
             if low < 0 or high >= self.config.vocab_size:
                 raise ValueError(
@@ -381,11 +403,13 @@ class BortModel(BortPreTrainedModel):
         mask (batch or 1, heads or 1, sequence, sequence), as transformers' BERT accepts."""
         batch, length = shape
         dims = tuple(attention_mask.shape)
-        heads = self.config.num_attention_heads
         if attention_mask.dim() == 3:
             valid = dims == (batch, length, length)
         elif attention_mask.dim() == 4:
-            valid = dims[0] in (1, batch) and dims[1] in (1, heads) and dims[2:] == (length, length)
+            # one mask for every head, or one per head where every layer has the same head count
+            heads = {layer.attention.self.num_attention_heads for layer in self.encoder.layer if layer.attention}
+            per_head = tuple(heads) if len(heads) == 1 else ()
+            valid = dims[0] in (1, batch) and dims[1] in (1, *per_head) and dims[2:] == (length, length)
             if valid and not (attention_mask.dtype == torch.bool or attention_mask.is_floating_point()):
                 raise ValueError(
                     f"A 4-D attention_mask must be bool (True = attend) or an additive float mask; got "

@@ -43,7 +43,39 @@ def test_invalid_values_raise_value_error_naming_the_field(kwargs, field):
 
 def test_explicit_head_dim_allows_heads_not_dividing_hidden():
     config = BortConfig(hidden_size=30, num_attention_heads=4, head_dim=8)
-    assert config.attention_width == 32
+    assert config.num_attention_heads * config.head_dim == 32
+
+
+def test_per_layer_config_round_trips_and_each_layer_reads_its_own_sizes(tmp_path):
+    per_layer = {0: {"num_attention_heads": 2, "intermediate_size": 20}, 2: {"skip": ["mlp"]}}
+    config = BortConfig(hidden_size=32, num_hidden_layers=3, num_attention_heads=4, per_layer_config=per_layer)
+    layers = config.per_layer_config
+    assert [(c.num_attention_heads, c.intermediate_size, c.skip) for c in layers] == [
+        (2, 20, []),
+        (4, 768, []),
+        (4, 768, ["mlp"]),
+    ]
+    config.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())["per_layer_config"]
+    assert saved == {"0": {"num_attention_heads": 2, "intermediate_size": 20}, "2": {"skip": ["mlp"]}}
+    loaded = AutoConfig.from_pretrained(tmp_path)
+    assert [(c.num_attention_heads, c.skip) for c in loaded.per_layer_config] == [(2, []), (4, []), (4, ["mlp"])]
+
+
+@pytest.mark.parametrize(
+    ("per_layer", "words"),
+    [
+        ({5: {"num_attention_heads": 2}}, r"range \[0, 3\)"),  # a layer that does not exist (transformers' check)
+        ({0: {"hidden_size": 16}}, "cannot vary.*hidden_size"),
+        ({1: {"num_attention_heads": 0}}, r"per_layer_config\[1\]\.num_attention_heads must be a positive integer"),
+        ({1: {"head_dim": 0}}, r"per_layer_config\[1\]\.head_dim must be a positive integer"),
+        ({0: {"skip": ["ffn"]}}, "can skip 'attention' and/or 'mlp'"),
+        ({0: {"skip": "mlp"}}, "given as a list"),
+    ],
+)
+def test_bad_per_layer_settings_name_the_layer_and_the_fix(per_layer, words):
+    with pytest.raises(ValueError, match=words):
+        BortConfig(hidden_size=32, num_hidden_layers=3, num_attention_heads=4, per_layer_config=per_layer)
 
 
 def test_config_round_trips_through_json(tmp_path):

@@ -262,3 +262,90 @@ def test_token_type_ids_from_bert_tokenizers_are_accepted_and_ignored(tiny_bort_
         plain = model(input_ids, attention_mask=attention_mask).last_hidden_state
         typed = model(input_ids, attention_mask=attention_mask, token_type_ids=torch.zeros_like(input_ids))
     assert torch.equal(plain, typed.last_hidden_state)
+
+
+def _heterogeneous(config, per_layer):
+    return type(config).from_dict({**config.to_dict(), "per_layer_config": per_layer})
+
+
+def test_per_layer_heads_and_ffn_widths_compute_the_masked_uniform_model(tiny_bort_config):
+    """A layer with 2 of 4 heads and 20 of 37 FFN neurons computes what the uniform layer computes with the other
+    heads' value rows and the other neurons' output columns zeroed (the reference is built another way: by masks)."""
+    torch.manual_seed(0)
+    uniform = BortModel(tiny_bort_config).eval()
+    pruned = BortModel(_heterogeneous(tiny_bort_config, {1: {"num_attention_heads": 2, "intermediate_size": 20}}))
+    heads, neurons = torch.tensor([1, 3]), torch.arange(5, 25)
+    rows = (heads[:, None] * 8 + torch.arange(8)).reshape(-1)
+    state = uniform.state_dict()
+    layer = "encoder.layer.1."
+    sliced = dict(state)
+    for part in ("query", "key", "value"):
+        for suffix in ("weight", "bias"):
+            sliced[f"{layer}attention.self.{part}.{suffix}"] = state[f"{layer}attention.self.{part}.{suffix}"][rows]
+    sliced[f"{layer}attention.output.dense.weight"] = state[f"{layer}attention.output.dense.weight"][:, rows]
+    for suffix in ("weight", "bias"):
+        sliced[f"{layer}intermediate.dense.{suffix}"] = state[f"{layer}intermediate.dense.{suffix}"][neurons]
+    sliced[f"{layer}output.dense.weight"] = state[f"{layer}output.dense.weight"][:, neurons]
+    pruned.load_state_dict(sliced)
+    with torch.no_grad():
+        value = uniform.encoder.layer[1].attention.self.value
+        dropped = torch.ones(32, dtype=torch.bool)
+        dropped[rows] = False
+        value.weight[dropped] = 0
+        value.bias[dropped] = 0
+        unused = torch.ones(37, dtype=torch.bool)
+        unused[neurons] = False
+        uniform.encoder.layer[1].output.dense.weight[:, unused] = 0
+    input_ids, attention_mask = padded_batch(tiny_bort_config.vocab_size)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            pruned.eval()(input_ids, attention_mask=attention_mask).last_hidden_state,
+            uniform(input_ids, attention_mask=attention_mask).last_hidden_state,
+            atol=1e-5,
+            rtol=1e-5,
+        )
+
+
+def test_skipped_sublayers_have_no_weights_and_pass_the_hidden_states_through(tiny_bort_config):
+    config = _heterogeneous(tiny_bort_config, {0: {"skip": ["attention", "mlp"]}, 1: {"skip": ["mlp"]}})
+    model = BortModel(config).eval()
+    names = list(model.state_dict())
+    assert not any(n.startswith("encoder.layer.0.") for n in names)
+    assert not any(n.startswith(("encoder.layer.1.intermediate", "encoder.layer.1.output")) for n in names)
+    input_ids, _ = padded_batch(config.vocab_size)
+    with torch.no_grad():
+        embeddings, after_0, after_1 = model(input_ids, output_hidden_states=True).hidden_states
+        attention_only, _ = model.encoder.layer[1].attention(after_0)
+    assert torch.equal(after_0, embeddings)  # layer 0 is the identity
+    torch.testing.assert_close(after_1, attention_only, atol=1e-5, rtol=1e-5)  # layer 1 is its attention alone
+
+
+@pytest.mark.parametrize("model_class", list(HEADS.values()), ids=lambda c: c.__name__)
+def test_heterogeneous_models_save_and_load_bit_exact(model_class, tiny_bort_config, tmp_path):
+    torch.manual_seed(0)
+    config = _heterogeneous(tiny_bort_config, {0: {"num_attention_heads": 1, "intermediate_size": 5}})
+    model = model_class(config).eval()
+    model.save_pretrained(tmp_path)
+    reloaded = HEADS_BY_CLASS[model_class].from_pretrained(tmp_path).eval()
+    assert type(reloaded) is model_class
+    assert reloaded.config.per_layer_config[0].num_attention_heads == 1
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, reloaded.state_dict()[name]), name
+    inputs, _ = head_inputs(model_class, config)
+    inputs = {k: v for k, v in inputs.items() if "label" not in k and "positions" not in k}
+    with torch.no_grad():
+        torch.testing.assert_close(model(**inputs)[0], reloaded(**inputs)[0], atol=1e-6, rtol=0)
+
+
+HEADS_BY_CLASS = {model_class: auto_class for auto_class, model_class in HEADS.items()}
+
+
+def test_value_checks_never_read_a_tensor_off_the_cpu(tiny_bort_config):
+    """Id and position range checks copy values to the host: on an accelerator that would synchronise every forward,
+    so they run on CPU tensors only. A meta-device forward (no values at all) shows they are skipped there."""
+    model = BortModel(tiny_bort_config).to("meta")
+    ids = torch.zeros(2, 5, dtype=torch.long, device="meta")
+    out = model(ids, position_ids=torch.arange(5, device="meta")[None])  # no padding mask: transformers reads one back
+    assert out.last_hidden_state.shape == (2, 5, 32) and out.last_hidden_state.device.type == "meta"
+    with pytest.raises(ValueError, match="outside"):  # on the CPU the same call checks the values
+        BortModel(tiny_bort_config)(torch.full((2, 5), 99))

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 import torch
 from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
 
@@ -45,8 +46,15 @@ def test_saved_config_records_every_auto_class(tmp_path, tiny_bort_config):
     assert type(AutoModelForSequenceClassification.from_pretrained(tmp_path)) is BortForSequenceClassification
 
 
-def test_checkpoint_loads_with_trust_remote_code_without_hf_bort(tmp_path, tiny_bort_config):
+# A pruned student: layer 0 keeps 2 heads and 20 FFN neurons, layer 1 drops its FFN (`per_layer_config`).
+HETEROGENEOUS = {0: {"num_attention_heads": 2, "intermediate_size": 20}, 1: {"skip": ["mlp"]}}
+
+
+@pytest.mark.parametrize("per_layer", [None, HETEROGENEOUS], ids=["uniform", "heterogeneous"])
+def test_checkpoint_loads_with_trust_remote_code_without_hf_bort(tmp_path, tiny_bort_config, per_layer):
     torch.manual_seed(0)
+    if per_layer:
+        tiny_bort_config = BortConfig.from_dict({**tiny_bort_config.to_dict(), "per_layer_config": per_layer})
     model = BortForSequenceClassification(tiny_bort_config).eval()
     model.save_pretrained(tmp_path / "ckpt")
     input_ids = torch.tensor([[0, 5, 17, 42, 2, 1]])
