@@ -9,7 +9,7 @@ TORCH_VERSION ?= 2.13.0
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install transformers-tests test test-fast lint demo clean
+.PHONY: install transformers-tests test test-fast lint demo gpu-check clean
 
 install: $(VENV)/.installed
 
@@ -38,6 +38,11 @@ lint: install
 
 demo: install
 	$(PY) recipes/demo.py $(if $(QUICK),--quick) $(if $(TASK),--task $(TASK)) $(if $(OVERWRITE),--overwrite)
+
+# On a CUDA machine: Bort forward+backward (fp32/bf16, SDPA), OSE extraction and a short search on the GPU, and Bort
+# timed against BERT of its shape. Writes benchmarks/results/gpu_check/gpu_check.json (or OUTPUT=...).
+gpu-check: install
+	$(PY) benchmarks/gpu_check.py $(if $(OUTPUT),--output $(OUTPUT))
 
 clean:
 	rm -rf $(VENV) demo_output .pytest_cache .transformers-tests
