@@ -1,6 +1,6 @@
-"""Heads as a real search dimension under latency cost, and the user's constraints on the chosen point."""
+"""Heads as a real search dimension, latency fits, and the user's constraints: decided before anything is trained,
+and met by the chosen point."""
 
-import math
 from collections import defaultdict
 
 import numpy as np
@@ -15,13 +15,11 @@ from hf_bort.ose import (
     OSEResult,
     OSESearch,
     SearchSpace,
-    epsilon_buckets,
     inference_flops,
     parameter_count,
     read_text_lines,
 )
 from hf_bort.ose.latency import measure_latency_ms
-from hf_bort.ose.search import _head_keys
 from tests.conftest import TINY_DIMS
 
 
@@ -39,28 +37,9 @@ def _heads_siblings(archs) -> list[list[Architecture]]:
     return [g for g in groups.values() if len({a.heads for a in g}) > 1]
 
 
-def test_heads_are_kept_apart_under_latency_and_trimming_still_covers_every_candidate():
-    space = SearchSpace.from_config(tr.BertConfig(hidden_size=384, num_hidden_layers=6, num_attention_heads=12))
-    latency = LatencyModel(seq_len=128, batch_size=1, **SYNTHETIC_LATENCY).predict(space)
-    p, heads = parameter_count(space), space.arrays()["heads"]
-    assert len(np.unique(latency)) > len(np.unique(p))  # the cost tells head counts apart
-    for eps in (0.5, 0.1):
-        old = epsilon_buckets(p, latency, eps)
-        kept = epsilon_buckets(p, latency, eps, heads=heads)
-        # Before: one point per cell, so barely any kept pair differs only in heads; now every cell keeps each count.
-        assert len(_heads_siblings([space[int(k)] for k in kept])) > 5 * max(
-            1, len(_heads_siblings(space[int(k)] for k in old))
-        )
-        # The trimming guarantee, per head count: a kept point with the same A within 1 + ε in p and in latency.
-        close = (np.abs(np.log(p[:, None] / p[kept][None, :])) <= math.log1p(eps) + 1e-9) & (
-            np.abs(np.log(latency[:, None] / latency[kept][None, :])) <= math.log1p(eps) + 1e-9
-        )
-        assert (close & (heads[:, None] == heads[kept][None, :])).any(axis=1).all()
-
-
-def test_a_latency_fit_prices_heads_and_the_trimming_then_keeps_head_variants():
+def test_a_latency_fit_prices_heads():
     """Timings from a known model (softmax priced 20x a matmul FLOP, as on a CPU) are fitted back exactly, and the
-    fitted model tells head counts apart, so OSE's ε-trimming keeps candidates that differ only in heads."""
+    fitted model tells head counts apart."""
     space = SearchSpace.from_config(tr.BertConfig(hidden_size=384, num_hidden_layers=6, num_attention_heads=12))
     truth = LatencyModel(
         coefficients=[0.5, 2e-8, 1e-7, 4e-7, 5e-8, 0.05],
@@ -83,8 +62,6 @@ def test_a_latency_fit_prices_heads_and_the_trimming_then_keeps_head_variants():
     assert (fitted.predict(twelve).min() > 0) and np.median(fitted.predict(twelve)) > np.median(
         fitted.predict(one_head)
     )
-    kept = epsilon_buckets(parameter_count(space), latency, 0.1, heads=_head_keys(space, latency, 0.1))
-    assert len(_heads_siblings([space[int(k)] for k in kept])) >= 10
     with pytest.raises(ValueError, match="one positive latency per candidate"):
         LatencyModel.from_timings(sample, truth.predict(sample)[:-1])
     with pytest.raises(ValueError, match="needs 6 coefficients .* refit it"):
@@ -127,67 +104,60 @@ class PerHeadLatency:
         return inference_flops(space, 16) / 1e6 + 0.5 * arrays["heads"] * arrays["depth"]
 
 
-def test_the_search_evaluates_head_variants_where_the_cost_tells_them_apart(tiny_search):
-    search = tiny_search(
-        inference_cost="latency",
-        latency_model=PerHeadLatency(),
-        epsilon=0.5,
-        interval=1,
-        grid={"depths": [2]},
-        output_dir=None,
-    )
-    result = search.run()
-    siblings = _heads_siblings(r.architecture for r in result.records)
-    assert siblings, [str(r.architecture) for r in result.records]
-    for group in siblings:  # same p, costs more than 1 + ε apart: the search really compared the head counts
-        records = sorted((result.record(a) for a in group), key=lambda r: r.inference_cost)
-        assert len({r.params for r in records}) == 1
-        assert records[-1].inference_cost > 1.5 * records[0].inference_cost
-    # Under FLOPs the same grid's head variants cost nearly the same, so each (p, i) cell keeps one point, as before.
-    space = search.space
-    flops = inference_flops(space, 16)
-    kept = epsilon_buckets(parameter_count(space), flops, 0.5)
-    assert not _heads_siblings(space[int(k)] for k in kept)
-    assert len(result.records) > len(kept)
+def test_the_search_evaluates_head_variants(tiny_search):
+    """Heads at the parent's width change p and i, so the kept set holds candidates that differ only in heads, and the
+    search (every kept candidate evaluated: no bounds) compares their errors; under a latency with a per-head cost
+    too."""
+    for extra in ({}, {"inference_cost": "latency", "latency_model": PerHeadLatency()}):
+        search = tiny_search(
+            epsilon=0.5, interval=1, grid={"depths": [2]}, output_dir=None, monotone_bounds=False, **extra
+        )
+        result = search.run()
+        siblings = _heads_siblings(r.architecture for r in result.records)
+        assert siblings, [str(r.architecture) for r in result.records]
+        for group in siblings:  # the fewer heads, the fewer parameters: head counts are priced
+            records = sorted((result.record(a) for a in group), key=lambda r: r.architecture.heads)
+            assert all(a.params < b.params for a, b in zip(records, records[1:]))
+        assert result.guarantee["evaluated"] == result.guarantee["kept"]  # monotone_bounds=False: all of them
 
 
 def test_constraints_choose_the_lowest_w_among_the_points_that_meet_them(tiny_search):
     free = tiny_search().run()
     assert free.constraints == {}
-    flops = dict(zip([r.architecture for r in free.records], [r.inference_cost for r in free.records]))
     smaller = sorted({r.params for r in free.records if r.params < free.record(free.best).params})
     assert smaller, "the unconstrained best is the smallest candidate; the test needs a tighter grid"
     limit = smaller[-1]
 
     constrained = tiny_search(max_params=limit).run()  # the journal is reused: constraints are run-only settings
-    feasible = [r for r in constrained.records if r.params <= limit]
-    assert constrained.best != free.best and constrained.best in {r.architecture for r in feasible}
-    assert constrained.record(constrained.best).w == min(r.w for r in feasible)
+    assert all(r.params <= limit for r in constrained.records)  # only candidates that meet them are searched
+    assert constrained.best != free.best and constrained.record(constrained.best).params <= limit
+    assert constrained.record(constrained.best).w == min(r.w for r in constrained.records)
     assert constrained.constraints == {"limits": {"max_params": limit}}
-    assert [(r.architecture, r.error, r.w) for r in constrained.records] == [
-        (r.architecture, r.error, r.w) for r in free.records
-    ]  # the same candidates and W values; only the choice moved
+    assert constrained.guarantee["feasible"] < constrained.guarantee["space"]
+    shared = {r.architecture: r for r in free.records}
+    for rec in constrained.records:  # a candidate evaluated by both searches has the same numbers
+        if rec.architecture in shared:
+            assert (rec.error, rec.w) == (shared[rec.architecture].error, shared[rec.architecture].w)
 
-    flop_limit = sorted(flops.values())[1]
+    flop_limit = sorted(r.inference_cost for r in free.records)[1]
     by_flops = tiny_search(max_flops=flop_limit).run()
-    assert flops[by_flops.best] <= flop_limit
-    assert by_flops.record(by_flops.best).w == min(
-        r.w for r in by_flops.records if flops[r.architecture] <= flop_limit
-    )
+    assert all(r.inference_cost <= flop_limit for r in by_flops.records)
+    assert by_flops.record(by_flops.best).w == min(r.w for r in by_flops.records)
 
 
-def test_a_constraint_nothing_meets_names_the_closest_candidate(tiny_search):
-    free = tiny_search().run()
-    smallest = min(free.records, key=lambda r: r.params)
+def test_a_constraint_nothing_meets_is_refused_before_anything_is_trained(tiny_search, tmp_path):
+    search = tiny_search(max_params=1000)
+    smallest = int(np.argmin(parameter_count(search.space)))
     with pytest.raises(
         ValueError,
-        match=rf"No evaluated candidate meets the constraints \{{'max_params': 1000.0\}}: the closest is "
-        rf"{smallest.architecture} with {smallest.params:,.0f} parameters.*relax the constraints",
+        match=rf"No candidate can meet the constraints \{{'max_params': 1000.0\}}: the closest is "
+        rf"{search.space[smallest]} with [0-9,]+ parameters.*relax the constraints.*Nothing was trained",
     ):
-        tiny_search(max_params=1000).run()
+        search.run()
+    assert not list((tmp_path / "run").glob("candidates-*.jsonl"))
 
 
-def test_measured_speedup_constraint(tiny_search):
+def test_measured_speedup_constraint(tiny_search, tmp_path):
     free = tiny_search().run()
     result = tiny_search(min_speedup=1e-6, latency_repeats=3).run()
     assert result.best == free.best  # every candidate is faster than a millionth of the parent
@@ -195,12 +165,15 @@ def test_measured_speedup_constraint(tiny_search):
     parent_ms = result.constraints["parent_latency_ms"]
     assert best.latency_ms > 0 and best.speedup == pytest.approx(parent_ms / best.latency_ms)
     assert result.constraints["latency_protocol"] == {"batch_size": 1, "seq_len": 16, "threads": 1, "repeats": 3}
+    journal = sorted((tmp_path / "run").glob("candidates-*.jsonl"))
+    lines = [path.read_text() for path in journal]
     with pytest.raises(
         ValueError,
-        match=r"No evaluated candidate meets the constraints \{'min_speedup': 1000000.0\}: "
-        r"the closest is <D=.*ms \([0-9.]+x the parent's [0-9.]+ ms\)",
+        match=r"No candidate can meet the constraints \{'min_speedup': 1000000.0\}: "
+        r"the closest is <D=.* measured [0-9.]+ ms \([0-9.]+x the parent's [0-9.]+ ms\).*Nothing was trained",
     ):
         tiny_search(min_speedup=1e6, latency_repeats=3).run()
+    assert [path.read_text() for path in journal] == lines  # refused before any candidate was trained
 
 
 def test_measure_latency_ms_restores_threads_and_rejects_bad_protocols():

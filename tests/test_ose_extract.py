@@ -1,12 +1,15 @@
 """Subnetwork extraction: exact at the parent's own architecture, function-preserving head widening, save/load."""
 
+import copy
+import itertools
+
 import pytest
 import torch
 import transformers as tr
 
-from hf_bort import BortConfig, BortModel
+from hf_bort import BortConfig, BortForMaskedLM, BortForSequenceClassification, BortModel
 from hf_bort.ose import Architecture, extract_subnetwork
-from hf_bort.ose.extract import compute_importance
+from hf_bort.ose.extract import compute_importance, spread_by_importance
 
 
 BERT = dict(
@@ -143,8 +146,15 @@ def test_gradient_importance_is_per_weight_taylor_summed_per_neuron():
 
 def test_bad_extraction_requests_raise():
     parent = tr.BertModel(tr.BertConfig(**BERT))
-    with pytest.raises(ValueError, match="does not divide hidden"):
-        extract_subnetwork(parent, Architecture(2, 3, 32, 20))
+    distilbert = tr.DistilBertModel(tr.DistilBertConfig(vocab_size=99, dim=32, n_layers=2, n_heads=4, hidden_dim=37))
+    with pytest.raises(ValueError, match="does not divide hidden.*'distilbert' model needs head_dim"):
+        extract_subnetwork(distilbert, Architecture(2, 3, 32, 20))
+    with pytest.raises(ValueError, match="per-layer sizes.*'distilbert' model cannot load"):
+        extract_subnetwork(distilbert, Architecture(2, 2, 32, 20), allocation="importance")
+    with pytest.raises(ValueError, match="wider than the parent's heads \\(8\\)"):
+        extract_subnetwork(parent, Architecture(2, 2, 32, 20, head_dim=16))
+    with pytest.raises(ValueError, match=r"allocation\['heads'\] must hold 2 counts.*\[0, 4\]"):
+        extract_subnetwork(parent, Architecture(2, 2, 32, 20), allocation={"heads": [2, 5], "intermediate": [4, 4]})
     with pytest.raises(ValueError, match="must lie in"):
         extract_subnetwork(parent, Architecture(4, 4, 32, 37))
     with pytest.raises(ValueError, match="needs data="):
@@ -152,3 +162,123 @@ def test_bad_extraction_requests_raise():
     gpt2 = tr.GPT2Model(tr.GPT2Config(vocab_size=99, n_embd=32, n_layer=2, n_head=4, n_positions=64))
     with pytest.raises(ValueError, match=r"as_bort=True converts BERT-layout parents.*got 'gpt2'"):
         extract_subnetwork(gpt2, Architecture(1, 2, 32, 64), as_bort=True)
+
+
+def _kept_rows(student: torch.Tensor, parent: torch.Tensor) -> torch.Tensor:
+    """Which parent rows a student weight holds, found by matching rows (not by re-running the selection)."""
+    match = (student[:, None, :] == parent[None, :, :]).all(-1)
+    assert (match.sum(1) == 1).all()
+    return match.float().argmax(1)
+
+
+def _masked_parent(parent, student, config):
+    """The parent with every head and FFN neuron the student dropped masked out: value rows (and biases) and output
+    columns zeroed. Same hidden size, every layer kept: it computes what the student computes."""
+    masked = copy.deepcopy(parent)
+    base, small = masked.base_model, student.base_model
+    for layer, kept in zip(base.encoder.layer, small.encoder.layer):
+        value, dense = layer.attention.self.value, layer.output.dense
+        rows = _kept_rows(kept.attention.self.value.weight, value.weight)
+        neurons = _kept_rows(kept.intermediate.dense.weight, layer.intermediate.dense.weight)
+        with torch.no_grad():
+            drop = torch.ones(value.weight.shape[0], dtype=torch.bool)
+            drop[rows] = False
+            value.weight[drop] = 0
+            value.bias[drop] = 0
+            unused = torch.ones(dense.weight.shape[1], dtype=torch.bool)
+            unused[neurons] = False
+            dense.weight[:, unused] = 0
+    return masked
+
+
+PARENTS = {
+    "bert": (tr.BertConfig, tr.BertModel, dict(type_vocab_size=1)),
+    "roberta": (tr.RobertaConfig, tr.RobertaModel, dict(max_position_embeddings=66, type_vocab_size=1)),
+}
+
+
+@pytest.mark.parametrize("family", list(PARENTS))
+@pytest.mark.parametrize("allocation", ["importance", {"heads": [1, 4, 2], "intermediate": [37, 3, 20]}])
+def test_heterogeneous_student_is_a_bort_that_computes_the_masked_parent(family, allocation, tmp_path):
+    config_class, model_class, extra = PARENTS[family]
+    torch.manual_seed(0)
+    parent = model_class(config_class(**{**BERT, **extra})).eval()
+    student = extract_subnetwork(parent, Architecture(3, 2, 32, 20, head_dim=8), allocation=allocation).eval()
+    assert isinstance(student, BortModel) and student.config.is_heterogeneous
+    heads = [layer.attention.self.num_attention_heads for layer in student.encoder.layer]
+    neurons = [layer.intermediate.dense.out_features for layer in student.encoder.layer]
+    if allocation == "importance":  # the totals of <3, 2, 32, 20>, every layer at least one head and neuron
+        assert sum(heads) == 6 and sum(neurons) == 60 and min(heads) >= 1 and min(neurons) >= 1
+    else:
+        assert heads == allocation["heads"] and neurons == allocation["intermediate"]
+    with torch.no_grad():
+        expected = _masked_parent(parent, student, parent.config)(**_inputs())[0]
+        torch.testing.assert_close(student(**_inputs())[0], expected, atol=1e-5, rtol=1e-5)
+    student.save_pretrained(tmp_path)
+    reloaded = tr.AutoModel.from_pretrained(tmp_path).eval()
+    assert [layer.attention.self.num_attention_heads for layer in reloaded.encoder.layer] == heads
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(**_inputs())[0], expected, atol=1e-5, rtol=1e-5)
+
+
+def test_fewer_heads_than_fill_the_hidden_size_keep_the_parents_head_width():
+    """<3, 2x8, 32, 37>: two heads of the parent's width 8 (16 < 32 dims), no widening, a Bort even when uniform."""
+    torch.manual_seed(0)
+    parent = tr.BertModel(tr.BertConfig(**BERT, type_vocab_size=1)).eval()
+    student = extract_subnetwork(parent, Architecture(3, 2, 32, 37, head_dim=8)).eval()
+    assert isinstance(student, BortModel) and not student.config.is_heterogeneous
+    assert (student.config.num_attention_heads, student.config.head_dim) == (2, 8)
+    with torch.no_grad():
+        expected = _masked_parent(parent, student, parent.config)(**_inputs())[0]
+        torch.testing.assert_close(student(**_inputs())[0], expected, atol=1e-5, rtol=1e-5)
+
+
+def test_skipped_sublayers_compute_the_parent_without_them():
+    torch.manual_seed(0)
+    parent = tr.BertModel(tr.BertConfig(**BERT, type_vocab_size=1)).eval()
+    allocation = {"heads": [0, 4, 4], "intermediate": [37, 37, 0]}
+    student = extract_subnetwork(parent, Architecture(3, 4, 32, 37), allocation=allocation).eval()
+    assert [c.skip for c in student.config.per_layer_config] == [["attention"], [], ["mlp"]]
+    reference = copy.deepcopy(parent)
+    reference.encoder.layer[0].attention.forward = lambda hidden_states, *args, **kwargs: (hidden_states, None)
+    reference.encoder.layer[2].feed_forward_chunk = lambda attention_output: attention_output
+    with torch.no_grad():
+        torch.testing.assert_close(student(**_inputs())[0], reference(**_inputs())[0], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("parent_class", "config_class", "bort_class"),
+    [
+        (tr.BertForSequenceClassification, tr.BertConfig, BortForSequenceClassification),
+        (tr.RobertaForSequenceClassification, tr.RobertaConfig, BortForSequenceClassification),
+        (tr.BertForMaskedLM, tr.BertConfig, BortForMaskedLM),
+    ],
+)
+def test_bort_students_keep_the_parents_task_head(parent_class, config_class, bort_class):
+    """BERT's pooler + classifier is Bort's classification head; RoBERTa's already has its shape; the MLM head maps
+    by name. At the parent's own architecture the Bort student's logits are the parent's."""
+    torch.manual_seed(0)
+    extra = dict(max_position_embeddings=66) if config_class is tr.RobertaConfig else {}
+    config = config_class(**{**BERT, **extra}, type_vocab_size=1, num_labels=3, id2label={0: "a", 1: "b", 2: "c"})
+    parent = parent_class(config).eval()
+    student = extract_subnetwork(parent, PARENT, as_bort=True).eval()
+    assert type(student) is bort_class
+    assert student.config.id2label == {0: "a", 1: "b", 2: "c"}
+    with torch.no_grad():
+        torch.testing.assert_close(student(**_inputs()).logits, parent(**_inputs()).logits, atol=1e-5, rtol=1e-5)
+
+
+def test_spread_by_importance_keeps_the_most_score_with_a_unit_per_layer():
+    """The allocation equals the brute-force best: of all counts with one unit or more per layer and the given total,
+    the one whose kept units (each layer's top ones) score the most."""
+    generator = torch.Generator().manual_seed(0)
+    layers = [torch.rand(n, generator=generator) for n in (4, 3, 5)]
+    for total in range(3, 13):
+        counts = spread_by_importance(layers, total)
+        best = max(
+            (c for c in itertools.product(*(range(1, len(s) + 1) for s in layers)) if sum(c) == total),
+            key=lambda c: sum(float(s.sort(descending=True).values[:k].sum()) for s, k in zip(layers, c)),
+        )
+        assert tuple(counts) == best, (total, counts, best)
+    with pytest.raises(ValueError, match="Cannot spread 2 units over layers of sizes \\[4, 3, 5\\]"):
+        spread_by_importance(layers, 2)

@@ -108,14 +108,14 @@ def test_parent_architecture_is_reproduced(name):
 @pytest.mark.parametrize("name", list(FAMILY_CONFIGS))
 def test_smaller_extractions_run_train_and_match_their_cost_row(name):
     parent = _parent(name)
-    space = SearchSpace.from_config(parent.config)
+    space = SearchSpace.from_config(parent.config, allocation="uniform")  # extract_subnetwork's default
     for arch in SMALLER:
         if arch.heads % space.shape.kv_group:
             continue
         child = extract_subnetwork(parent, arch).train()
         assert type(child) is type(parent)
         # The extracted config is exactly the candidate the costs priced (head_dim, key-value heads included).
-        assert SearchSpace.from_config(child.config).parent_architecture == arch
+        assert SearchSpace.from_config(child.config).parent_architecture == space.canonical(arch)
         priced = parameter_count(SearchSpace.from_architectures(space, [arch]))[0]
         assert sum(p.numel() for p in tr.AutoModel.from_config(child.config).parameters()) == priced
         batch = {**_inputs(), "labels": _inputs()["input_ids"].masked_fill(_inputs()["attention_mask"] == 0, -100)}

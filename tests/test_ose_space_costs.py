@@ -10,10 +10,11 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from hf_bort import BortConfig
 from hf_bort.ose import Architecture, LatencyModel, SearchSpace, inference_flops, parameter_count, pareto_front
-from hf_bort.ose.costs import costs_of, flops_breakdown
+from hf_bort.ose.costs import config_costs, costs_of, flops_breakdown
 
 
 TINY = dict(vocab_size=99, max_position_embeddings=64)
+_BORT_TINY = dict(TINY, hidden_size=32, num_hidden_layers=3, num_attention_heads=4, intermediate_size=37)
 
 
 def _configs():
@@ -84,21 +85,40 @@ def test_default_grids_and_grouped_query_heads():
     assert sorted(set(arrays["depth"].tolist())) == [1, 2, 3]
     assert sorted(set(arrays["hidden"].tolist())) == [8, 16, 24, 32]
     assert sorted(set(arrays["intermediate"].tolist())) == [8, 16, 24, 32, 37]
-    assert (arrays["hidden"] % arrays["heads"] == 0).all()
+    # BERT layout: every head count at the parent's head width 8, whatever the hidden size (the student is a Bort)
+    assert sorted(set(arrays["heads"].tolist())) == [1, 2, 3, 4] and set(arrays["head_dim"].tolist()) == {8}
+    assert len(space) == 3 * 4 * 4 * 5 == len(list(space))
+    assert space.allocation == "importance" and space[0].head_dim == 8
+    # DistilBERT ties the head width to hidden / heads, as before
+    distil = SearchSpace.from_config(_configs()["distilbert"], step=8).arrays()
+    assert (distil["hidden"] % distil["heads"] == 0).all() and (
+        distil["head_dim"] == distil["hidden"] // distil["heads"]
+    ).all()
     expected = sum(1 for a, h in itertools.product(range(1, 5), [8, 16, 24, 32]) if h % a == 0) * 3 * 5
-    assert len(space) == expected == len(list(space))
+    assert len(distil["depth"]) == expected
 
     llama = SearchSpace.from_config(_configs()["llama"], step=8)
     assert set(llama.arrays()["heads"].tolist()) == {2, 4}  # multiples of the 2 query heads per key-value head
-    assert llama.to_config(Architecture(2, 2, 16, 24)).num_key_value_heads == 1
+    assert llama.allocation == "uniform" and set(llama.arrays()["head_dim"].tolist()) == {8}  # rotary: fixed
+    assert llama.to_config(Architecture(2, 2, 16, 24, 8)).num_key_value_heads == 1
+
+
+def test_heads_change_the_costs_at_a_fixed_hidden_size():
+    """With heads at the parent's width, fewer heads mean fewer parameters and FLOPs (the tied space priced
+    <6, 3, 384, 768> like <6, 12, 384, 768>, within 0.3%)."""
+    minilm = tr.BertConfig(hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536)
+    space = SearchSpace.from_config(minilm)
+    twelve, three = (SearchSpace.from_architectures(space, [Architecture(6, a, 384, 768, 32)]) for a in (12, 3))
+    assert parameter_count(twelve)[0] - parameter_count(three)[0] == 6 * 4 * (384 * 9 * 32 + 9 * 32) - 6 * 9 * 32
+    assert inference_flops(three)[0] < 0.8 * inference_flops(twelve)[0]
 
 
 def test_explicit_grids_and_constraints():
     config = _configs()["bert"]
     space = SearchSpace.from_config(
-        config, depths=[1, 3], num_heads=[2], hidden_sizes=[16, 32], intermediate_sizes=[20]
+        config, depths=[1, 3], num_heads=[2], head_dims=[4, 8], hidden_sizes=[16, 32], intermediate_sizes=[20]
     )
-    assert list(space) == [Architecture(d, 2, h, 20) for d in (1, 3) for h in (16, 32)]
+    assert list(space) == [Architecture(d, 2, h, 20, w) for d in (1, 3) for h in (16, 32) for w in (4, 8)]
     full = SearchSpace.from_config(config, step=8)
     limit = float(np.median(parameter_count(full)))
     constrained = SearchSpace.from_config(config, step=8, max_params=limit)
@@ -115,7 +135,19 @@ def test_bad_spaces_raise_clear_errors():
     with pytest.raises(ValueError, match="empty after the constraints"):
         SearchSpace.from_config(config, max_params=10)
     with pytest.raises(ValueError, match="divides any hidden size"):
-        SearchSpace.from_config(config, num_heads=[3], hidden_sizes=[32])
+        SearchSpace.from_config(_configs()["distilbert"], num_heads=[3], hidden_sizes=[32])
+    with pytest.raises(ValueError, match=r"num_heads \[3\] are not multiples of 2.*grouped-query"):
+        SearchSpace.from_config(_configs()["llama"], num_heads=[2, 3])
+    with pytest.raises(ValueError, match=r"head_dims \[16\] go beyond the parent's head width 8"):
+        SearchSpace.from_config(config, head_dims=[16])
+    with pytest.raises(ValueError, match="'distilbert' model's heads are hidden / heads wide"):
+        SearchSpace.from_config(_configs()["distilbert"], head_dims=[8])
+    with pytest.raises(ValueError, match="'llama' model keeps its heads 8 wide.*rotary"):
+        SearchSpace.from_config(_configs()["llama"], head_dims=[4])
+    with pytest.raises(ValueError, match="'gpt2' model cannot load.*allocation='uniform'"):
+        SearchSpace.from_config(_configs()["gpt2"], allocation="importance")
+    with pytest.raises(ValueError, match="per_layer_config.*uniform parent"):
+        SearchSpace.from_config(BortConfig(hidden_size=32, per_layer_config={0: {"num_attention_heads": 2}}))
     with pytest.raises(ValueError, match=r"intermediate.*parent_dims=\{'intermediate'"):
         SearchSpace.from_config(
             tr.PreTrainedConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, vocab_size=9)
@@ -138,7 +170,7 @@ def test_inference_flops_matmuls_equal_torch_flop_counter():
     seq_len = 16
     parts = flops_breakdown(space, seq_len)
     arrays = space.arrays()
-    attention_matmuls = 4 * seq_len**2 * arrays["hidden"] * arrays["depth"]
+    attention_matmuls = 4 * seq_len**2 * arrays["heads"] * arrays["head_dim"] * arrays["depth"]
     for index in np.random.default_rng(1).choice(len(space), size=4, replace=False):
         candidate = space.to_config(space[int(index)])
         candidate._attn_implementation = "eager"
@@ -165,14 +197,16 @@ def test_pareto_front_matches_brute_force():
 def test_bert_large_cost_front_and_released_bort():
     config = tr.BertConfig(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096)
     space = SearchSpace.from_config(config)
+    # the released Bort's 8 heads are 128 wide, twice RoBERTa-large's: outside the grid, priced all the same
     bort = Architecture(4, 8, 1024, 768)
-    assert bort in space
+    assert bort not in space and Architecture(4, 16, 1024, 768, 64) in space
     p, i = parameter_count(space), inference_flops(space)
     front = pareto_front(np.stack([p, i], axis=1))
     bort_p, bort_i = costs_of(space, bort)
+    assert bort_p == sum(x.numel() for x in tr.AutoModel.from_config(BortConfig(vocab_size=30522)).parameters())
     # p and i both grow with every dimension, so the cost-only front of a full grid is its smallest corner alone,
     # and Bort lies strictly above it in both costs.
-    assert [space[int(k)] for k in front] == [Architecture(1, 1, 64, 64)]
+    assert [space[int(k)] for k in front] == [Architecture(1, 1, 64, 64, 64)]
     assert p[front[0]] < bort_p and i[front[0]] < bort_i
 
 
@@ -198,3 +232,45 @@ def test_costs_module_does_not_import_the_space_at_run_time():
     tree = ast.parse(inspect.getsource(costs))
     module_level = [node.module for node in tree.body if isinstance(node, ast.ImportFrom)]
     assert "space" not in module_level  # only under `if TYPE_CHECKING:`, for annotations
+
+
+def _flop_counter_total(model, seq_len: int) -> int:
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(input_ids=torch.ones(1, seq_len, dtype=torch.long))
+    return counter.get_total_flops()
+
+
+@pytest.mark.parametrize(
+    "per_layer",
+    [
+        {0: {"num_attention_heads": 2, "intermediate_size": 20}, 1: {"head_dim": 4}, 2: {"skip": ["mlp"]}},
+        {0: {"skip": ["attention"]}, 1: {"num_attention_heads": 1, "intermediate_size": 3}},
+    ],
+)
+def test_heterogeneous_costs_equal_numel_and_the_flop_counter(per_layer):
+    """A heterogeneous Bort's p and i, summed layer by layer (per-layer heads, head widths, FFN widths and skipped
+    sub-layers), equal the instantiated model's parameter count and torch's FLOP counter (matmuls)."""
+    config = BortConfig(**_BORT_TINY, per_layer_config=per_layer)
+    config._attn_implementation = "eager"
+    model = tr.AutoModel.from_config(config).eval()
+    params, flops = config_costs(config, seq_len=16)
+    assert params == sum(x.numel() for x in model.parameters())
+    layers = list(config.per_layer_config)
+    attention = [0 if "attention" in (c.skip or []) else c.num_attention_heads * c.head_dim for c in layers]
+    counted = _flop_counter_total(model, 16)
+    elementwise = flops - counted - sum(6 * 16 * 16 * a // c.head_dim for a, c in zip(attention, layers) if a)
+    assert 0 < elementwise < 0.5 * flops  # the rest is softmax, norms, activations and residual additions
+
+
+def test_every_allocation_of_a_point_costs_the_point():
+    """Costs are linear in each layer's heads and FFN width, so an uneven split of a point's totals costs exactly the
+    point: the FPTAS can search the totals and leave the split to importance."""
+    config = _configs()["bert"]
+    space = SearchSpace.from_config(config, step=8)
+    arch = Architecture(3, 2, 32, 20, 8)
+    single = SearchSpace.from_architectures(space, [arch])
+    for heads, neurons in (([1, 3, 2], [37, 3, 20]), ([4, 1, 1], [8, 8, 44])):
+        student = space.to_config(arch, {"heads": heads, "intermediate": neurons})
+        assert student.is_heterogeneous
+        assert config_costs(student, 16)[0] == parameter_count(single)[0]
+        assert config_costs(student, 16)[1] == pytest.approx(inference_flops(single, 16)[0], rel=1e-12)

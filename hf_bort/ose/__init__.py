@@ -5,7 +5,7 @@ from .extract import compute_importance, extract_subnetwork
 from .latency import measure_latency_ms
 from .ose_config import OSEConfig
 from .result import CandidateRecord, OSEResult
-from .search import OSESearch, epsilon_buckets, read_text_lines, w_coefficient
+from .search import OSESearch, epsilon_cover, read_text_lines, w_coefficient
 from .space import Architecture, SearchSpace
 
 
@@ -18,7 +18,7 @@ __all__ = [
     "OSESearch",
     "SearchSpace",
     "compute_importance",
-    "epsilon_buckets",
+    "epsilon_cover",
     "extract_subnetwork",
     "inference_flops",
     "measure_latency_ms",

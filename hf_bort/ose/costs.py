@@ -14,8 +14,6 @@ All functions take a `SearchSpace` and return one float64 value per candidate, i
 
 from __future__ import annotations
 
-import statistics
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -25,7 +23,7 @@ import torch
 
 
 if TYPE_CHECKING:  # space.py imports this module to filter by cost; costs read a space only through its methods
-    from .space import Architecture, SearchSpace
+    from .space import Architecture, ConfigShape, SearchSpace
 
 
 # Element-wise FLOPs per element: LayerNorm (mean, variance, normalise, scale and shift), RMSNorm, softmax
@@ -36,26 +34,50 @@ _SOFTMAX_FLOPS = 5
 _ACTIVATION_FLOPS = 8
 
 
-def _dims(space: SearchSpace) -> tuple[np.ndarray, ...]:
-    arrays = space.arrays()
-    depth, heads, hidden, inter = (arrays[d].astype(np.float64) for d in ("depth", "heads", "hidden", "intermediate"))
-    shape = space.shape
-    head_dim = np.full_like(hidden, shape.fixed_head_dim) if shape.fixed_head_dim else hidden // heads
-    attn_width = heads * head_dim
-    kv_width = (heads // shape.kv_group) * head_dim
-    return depth, heads, hidden, inter, attn_width, kv_width
-
-
 def _norm_params(kind: str, width: np.ndarray) -> np.ndarray:
     return {"layer": 2 * width, "rms": width, "none": 0 * width}[kind]
 
 
-def parameter_count(space: SearchSpace) -> np.ndarray:
-    """p(ξ) for every candidate: the exact parameter count of the base model built from its config."""
-    shape, family = space.shape, space.shape.family
-    depth, heads, hidden, inter, attn_width, kv_width = _dims(space)
-    emb = shape.embedding_width(hidden) * np.ones_like(hidden)
+@dataclass
+class _Layers:
+    """Per candidate (or, for `config_costs`, per layer): the widths the cost formulas read, as float arrays.
 
+    `attention` / `mlp` are 1 where the sub-layer exists and 0 where it is skipped; `blocks` is how many blocks hold
+    weights and `applications` how many run (they differ for ALBERT's shared groups)."""
+
+    hidden: np.ndarray
+    heads: np.ndarray
+    attn_width: np.ndarray
+    kv_width: np.ndarray
+    inter: np.ndarray
+    attention: np.ndarray | float = 1.0
+    mlp: np.ndarray | float = 1.0
+    blocks: np.ndarray | float = 1.0
+    applications: np.ndarray | float = 1.0
+
+
+def _grid_layers(space: SearchSpace, shape: ConfigShape) -> _Layers:
+    arrays = space.arrays()
+    depth, heads, hidden, inter, head_dim = (
+        arrays[d].astype(np.float64) for d in ("depth", "heads", "hidden", "intermediate", "head_dim")
+    )
+    family = shape.family
+    return _Layers(
+        hidden=hidden,
+        heads=heads,
+        attn_width=heads * head_dim,
+        kv_width=(heads // shape.kv_group) * head_dim,
+        inter=inter,
+        blocks=np.minimum(shape.layer_groups, depth) * shape.inner_group_num if family.shared_layers else depth,
+        applications=depth * shape.inner_group_num if family.shared_layers else depth,
+    )
+
+
+def _outer_params(shape: ConfigShape, hidden: np.ndarray) -> np.ndarray:
+    """Everything outside the blocks: embeddings (and their projection and norm), final norm, pooler, DeBERTa's
+    relative-position table and convolution."""
+    family = shape.family
+    emb = shape.embedding_width(hidden) * np.ones_like(hidden)
     embeddings = shape.vocab_size * emb + shape.type_vocab_size * emb
     if shape.learned_positions:
         embeddings = embeddings + shape.max_positions * emb
@@ -69,15 +91,6 @@ def parameter_count(space: SearchSpace) -> np.ndarray:
         embeddings = embeddings + np.where(projects, emb * hidden + hidden, 0)
     elif family.factorized_embeddings == "if_different_nobias":
         embeddings = embeddings + np.where(projects, emb * hidden, 0)
-
-    attention = hidden * (attn_width + 2 * kv_width) + attn_width * hidden
-    attention = attention + (attn_width + 2 * kv_width) * shape.qkv_bias + hidden * shape.out_bias
-    attention = attention + shape.position_projections * (hidden * attn_width + attn_width)
-    n_ffn_in = 2 if family.gated_mlp else 1
-    ffn = (n_ffn_in + 1) * hidden * inter + (n_ffn_in * inter + hidden) * shape.mlp_bias
-    block = attention + ffn + 2 * _norm_params(family.layer_norm, hidden)
-    n_blocks = np.minimum(shape.layer_groups, depth) * shape.inner_group_num if family.shared_layers else depth
-
     head = _norm_params(family.final_norm, hidden)
     if family.pooler:
         head = head + hidden * hidden + hidden
@@ -85,7 +98,89 @@ def parameter_count(space: SearchSpace) -> np.ndarray:
         head = head + shape.relative_table * hidden + (2 * hidden if shape.relative_norm else 0)
     if shape.conv_kernel > 0:
         head = head + hidden * hidden * shape.conv_kernel / shape.conv_groups + 3 * hidden
-    return embeddings + n_blocks * block + head
+    return embeddings + head
+
+
+def _block_params(shape: ConfigShape, layers: _Layers) -> np.ndarray:
+    """One block's parameters: linear in its heads' width and its FFN width, plus a norm (and biases) per sub-layer."""
+    family, hidden, attn, kv = shape.family, layers.hidden, layers.attn_width, layers.kv_width
+    attention = hidden * (attn + 2 * kv) + attn * hidden
+    attention = attention + (attn + 2 * kv) * shape.qkv_bias + hidden * shape.out_bias
+    attention = attention + shape.position_projections * (hidden * attn + attn)
+    n_ffn_in = 2 if family.gated_mlp else 1
+    ffn = (n_ffn_in + 1) * hidden * layers.inter + (n_ffn_in * layers.inter + hidden) * shape.mlp_bias
+    norm = _norm_params(family.layer_norm, hidden)
+    return layers.attention * (attention + norm) + layers.mlp * (ffn + norm)
+
+
+def _parameter_count(shape: ConfigShape, layers: _Layers) -> np.ndarray:
+    return _outer_params(shape, layers.hidden) + layers.blocks * _block_params(shape, layers)
+
+
+def _by_student_class(space: SearchSpace, cost):
+    """`cost(shape, layers)` of each candidate's student: the parent's class, or Bort where the parent's class cannot
+    hold the student (`SearchSpace.builds_bort`: no token types, no pooler, positions from 0)."""
+    values = cost(space.shape, _grid_layers(space, space.shape))
+    bort = space.builds_bort()
+    if not bort.any():
+        return values
+    bort_shape = space.shape.as_bort()
+    as_bort = cost(bort_shape, _grid_layers(space, bort_shape))
+    if isinstance(values, dict):
+        return {k: np.where(bort, as_bort[k], v) for k, v in values.items()}
+    return np.where(bort, as_bort, values)
+
+
+def parameter_count(space: SearchSpace) -> np.ndarray:
+    """p(ξ) for every candidate: the exact parameter count of its student's base model (any per-layer allocation of
+    the candidate's heads and FFN neurons has the same count)."""
+    return _by_student_class(space, _parameter_count)
+
+
+def _block_flops(shape: ConfigShape, layers: _Layers, n: float) -> dict[str, np.ndarray]:
+    family, hidden = shape.family, layers.hidden
+    norm = _LAYER_NORM_FLOPS if family.layer_norm == "layer" else _RMS_NORM_FLOPS
+    n_ffn_in = 2 if family.gated_mlp else 1
+    attention_matmul = 2 * n * hidden * (layers.attn_width + 2 * layers.kv_width) + 2 * n * layers.attn_width * hidden
+    softmax = (_SOFTMAX_FLOPS + 1) * layers.heads * n * n
+    # per sub-layer: its norm and its residual addition; the FFN adds its activation (and the gate's product)
+    elementwise_attention = norm * n * hidden + n * hidden
+    elementwise_mlp = (_ACTIVATION_FLOPS + n_ffn_in - 1) * n * layers.inter + norm * n * hidden + n * hidden
+    return {
+        "matmul": layers.attention * attention_matmul + layers.mlp * 2 * n * hidden * layers.inter * (n_ffn_in + 1),
+        "attention": layers.attention * (4 * n * n * layers.attn_width + softmax),
+        "softmax": layers.attention * softmax,
+        "elementwise": layers.attention * elementwise_attention + layers.mlp * elementwise_mlp,
+    }
+
+
+def _outer_flops(shape: ConfigShape, hidden: np.ndarray, n: float) -> dict[str, np.ndarray]:
+    family = shape.family
+    norm = _LAYER_NORM_FLOPS if family.layer_norm == "layer" else _RMS_NORM_FLOPS
+    emb = shape.embedding_width(hidden) * np.ones_like(hidden)
+    projects = (emb != hidden) | (family.factorized_embeddings == "always")
+    matmul = np.where(projects & (family.factorized_embeddings != "none"), 2 * n * emb * hidden, 0)
+    if family.pooler:
+        matmul = matmul + 2 * hidden * hidden
+    tables = 1 + shape.learned_positions + (shape.type_vocab_size > 0)
+    elementwise = (tables - 1) * n * emb
+    if family.embedding_norm == "layer":
+        elementwise = elementwise + _LAYER_NORM_FLOPS * n * emb
+    if family.final_norm != "none":
+        elementwise = elementwise + norm * n * hidden
+    return {"matmul": matmul, "elementwise": elementwise}
+
+
+def _flops_breakdown(shape: ConfigShape, layers: _Layers, n: float) -> dict[str, np.ndarray]:
+    block, outer = _block_flops(shape, layers, n), _outer_flops(shape, layers.hidden, n)
+    runs = layers.applications
+    return {
+        "matmul": runs * block["matmul"] + outer["matmul"],
+        "attention": runs * block["attention"],
+        "softmax": runs * block["softmax"],
+        "elementwise": runs * block["elementwise"] + outer["elementwise"],
+        "layers": runs * np.ones_like(layers.hidden),
+    }
 
 
 def flops_breakdown(space: SearchSpace, seq_len: int = 128) -> dict[str, np.ndarray]:
@@ -96,43 +191,49 @@ def flops_breakdown(space: SearchSpace, seq_len: int = 128) -> dict[str, np.ndar
     """
     if seq_len < 1:
         raise ValueError(f"seq_len must be a positive integer, got {seq_len}.")
-    shape, family = space.shape, space.shape.family
-    n = float(seq_len)
-    depth, heads, hidden, inter, attn_width, kv_width = _dims(space)
-    applications = depth * shape.inner_group_num if family.shared_layers else depth
-    emb = shape.embedding_width(hidden) * np.ones_like(hidden)
-    norm = _LAYER_NORM_FLOPS if family.layer_norm == "layer" else _RMS_NORM_FLOPS
-    n_ffn_in = 2 if family.gated_mlp else 1
-
-    block_matmul = 2 * n * hidden * (attn_width + 2 * kv_width) + 2 * n * attn_width * hidden
-    block_matmul = block_matmul + 2 * n * hidden * inter * (n_ffn_in + 1)
-    block_softmax = (_SOFTMAX_FLOPS + 1) * heads * n * n
-    block_attention = 4 * n * n * attn_width + block_softmax
-    block_elementwise = (_ACTIVATION_FLOPS + n_ffn_in - 1) * n * inter + 2 * norm * n * hidden + 2 * n * hidden
-
-    projects = (emb != hidden) | (family.factorized_embeddings == "always")
-    head_matmul = np.where(projects & (family.factorized_embeddings != "none"), 2 * n * emb * hidden, 0)
-    if family.pooler:
-        head_matmul = head_matmul + 2 * hidden * hidden
-    tables = 1 + shape.learned_positions + (shape.type_vocab_size > 0)
-    head_elementwise = (tables - 1) * n * emb
-    if family.embedding_norm == "layer":
-        head_elementwise = head_elementwise + _LAYER_NORM_FLOPS * n * emb
-    if family.final_norm != "none":
-        head_elementwise = head_elementwise + norm * n * hidden
-    return {
-        "matmul": applications * block_matmul + head_matmul,
-        "attention": applications * block_attention,
-        "softmax": applications * block_softmax,
-        "elementwise": applications * block_elementwise + head_elementwise,
-        "layers": applications,
-    }
+    return _by_student_class(space, lambda shape, layers: _flops_breakdown(shape, layers, float(seq_len)))
 
 
 def inference_flops(space: SearchSpace, seq_len: int = 128) -> np.ndarray:
     """i(ξ) for every candidate: FLOPs of one forward pass over `seq_len` tokens (batch 1)."""
     parts = flops_breakdown(space, seq_len)
     return parts["matmul"] + parts["attention"] + parts["elementwise"]
+
+
+def config_costs(config, seq_len: int = 128) -> tuple[float, float]:
+    """(p, i) of the base model `config` builds, for any family of `FAMILIES`; a heterogeneous Bort (per-layer heads,
+    head widths and FFN widths, skipped sub-layers) is summed layer by layer."""
+    from .space import Architecture, SearchSpace, _config_shape
+
+    if not getattr(config, "is_heterogeneous", False):
+        space = SearchSpace.from_config(config, allocation="uniform")
+        single = space.subset(np.flatnonzero([arch == space.parent_architecture for arch in space])[:1])
+        return float(parameter_count(single)[0]), float(inference_flops(single, seq_len)[0])
+    layers = list(config.per_layer_config)
+    skips = [set(getattr(layer, "skip", None) or ()) for layer in layers]
+    heads = np.array([0 if "attention" in s else layer.num_attention_heads for layer, s in zip(layers, skips)], float)
+    widths = np.array([layer.head_dim for layer in layers], dtype=np.float64)
+    hidden = np.full(len(layers), float(config.hidden_size))
+    per_layer = _Layers(
+        hidden=hidden,
+        heads=heads,
+        attn_width=heads * widths,
+        kv_width=heads * widths,
+        inter=np.array([layer.intermediate_size for layer in layers], dtype=np.float64),
+        attention=np.array(["attention" not in s for s in skips], dtype=np.float64),
+        mlp=np.array(["mlp" not in s for s in skips], dtype=np.float64),
+    )
+    first = layers[0]
+    shape = _config_shape(
+        config, Architecture(len(layers), first.num_attention_heads, config.hidden_size, first.intermediate_size)
+    )
+    n, one = float(seq_len), hidden[:1]
+    params = _outer_params(shape, one)[0] + _block_params(shape, per_layer).sum()
+    blocks = _block_flops(shape, per_layer, n)
+    outer = _outer_flops(shape, one, n)
+    flops = outer["matmul"][0] + outer["elementwise"][0]
+    flops += blocks["matmul"].sum() + blocks["attention"].sum() + blocks["elementwise"].sum()
+    return float(params), float(flops)
 
 
 def costs_of(space: SearchSpace, arch: Architecture, seq_len: int = 128) -> tuple[float, float]:
@@ -207,27 +308,33 @@ class LatencyModel:
         seq_len: int = 128,
         batch_size: int = 1,
         repeats: int = 3,
+        threads: int | None = None,
         seed: int = 0,
     ) -> LatencyModel:
-        """Time `n_samples` random candidates of `space` (base models, random weights) and fit the model."""
+        """Time `n_samples` random candidates of `space` (base models, random weights) and fit the model.
+
+        Every timing is `hf_bort.ose.latency.measure_latency_ms` (warm-up, `repeats` passes, median) with `threads`
+        torch threads (default: the current number), the protocol every latency in hf_bort uses."""
         from transformers import AutoModel
+
+        from .latency import measure_latency_ms
 
         if n_samples < 4:
             raise ValueError(f"n_samples must be at least 4 (a fit and a held-out check), got {n_samples}.")
         rng = np.random.default_rng(seed)
         sample = space.subset(rng.choice(len(space), size=min(n_samples, len(space)), replace=False))
-        ids = torch.randint(0, min(space.shape.vocab_size, 1000), (batch_size, seq_len))
-        times = []
-        for arch in sample:
-            model = AutoModel.from_config(space.to_config(arch)).eval()
-            with torch.inference_mode():
-                model(input_ids=ids)  # warm-up
-                runs = []
-                for _ in range(repeats):
-                    start = time.perf_counter()
-                    model(input_ids=ids)
-                    runs.append((time.perf_counter() - start) * 1000)
-            times.append(statistics.median(runs))
+        threads = threads or torch.get_num_threads()
+        times = [
+            measure_latency_ms(
+                AutoModel.from_config(space.to_config(arch)),
+                batch_size=batch_size,
+                seq_len=seq_len,
+                threads=threads,
+                repeats=repeats,
+                warmup=1,
+            )
+            for arch in sample
+        ]
         return cls.from_timings(
             sample, times, seq_len=seq_len, batch_size=batch_size, holdout_fraction=holdout_fraction
         )
@@ -269,6 +376,7 @@ class LatencyModel:
 
 __all__ = [
     "LatencyModel",
+    "config_costs",
     "costs_of",
     "flops_breakdown",
     "inference_flops",

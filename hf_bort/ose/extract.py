@@ -27,20 +27,19 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from transformers import PreTrainedModel
+from transformers.utils import logging
 
-from ..configuration_bort import BortConfig
-from ..convert import bert_state_dict_to_bort, bort_config_from_bert
-from ..modeling_bort import BortModel
+from ..convert import bert_state_dict_to_bort
 from .families import WeightLayout, family_layout
-from .space import Architecture, _config_shape, candidate_config, read_dimension
+from .space import Architecture, _config_shape, candidate_config, head_width, parent_architecture, read_dimension
 
 
+logger = logging.get_logger(__name__)
 _DIMS = ("depth", "heads", "hidden", "intermediate")
-_BERT_LAYOUT_TYPES = ("bert", "roberta", "xlm-roberta", "camembert", "bort")  # what `as_bort=True` converts
 # How new (widened) head dimensions are filled: one side zero keeps the function, the other random keeps it trainable.
 _NEW_DIM_FILL = {"q": "zero", "k": "random", "v": "random", "o": "zero"}
 
@@ -479,6 +478,25 @@ def _rows(units: torch.Tensor, width: int) -> torch.Tensor:
     return (units[:, None] * width + torch.arange(width)).reshape(-1)
 
 
+def spread_by_importance(layer_scores: list[torch.Tensor], total: int) -> list[int]:
+    """How many of `total` units (heads, or FFN neurons) each layer keeps: every layer its best unit, then the rest
+    to the highest scores across all layers (ties: earlier layer, lower index), at most a layer's own count each.
+
+    Global ranking is how loss-based pruners allocate (Kwon et al. 2022); the first unit per layer keeps every
+    sub-layer (a skipped one would change the costs the search priced)."""
+    sizes = [len(scores) for scores in layer_scores]
+    if not len(sizes) <= total <= sum(sizes):
+        raise ValueError(f"Cannot spread {total} units over layers of sizes {sizes}: need one to {sum(sizes)}.")
+    counts = [1] * len(sizes)
+    rest = []
+    for layer, scores in enumerate(layer_scores):
+        best = int(torch.argsort(-scores.double(), stable=True)[0])
+        rest += [(-float(score), layer, index) for index, score in enumerate(scores.tolist()) if index != best]
+    for _, layer, _ in sorted(rest)[: total - len(sizes)]:
+        counts[layer] += 1
+    return counts
+
+
 def _attention_index(scores: ImportanceScores, layer: int, g: _Geometry, heads: int, head_dim: int) -> dict:
     """Which q / k / v rows and output columns a candidate layer keeps (-1: a new, widened dimension)."""
     d = g.head_dim
@@ -508,21 +526,29 @@ class _Selection:
     hidden: torch.Tensor
     layers: list[dict[str, torch.Tensor]]  # per kept layer (block order): axis kind -> kept index
     query_scale: float
+    skipped: list[set[str]]  # per kept layer: the sub-layers it drops ("attention" with 0 heads, "mlp" with 0 neurons)
 
 
-def _select(scores: ImportanceScores, g: _Geometry, arch: Architecture, n_blocks: int, head_dim: int) -> _Selection:
-    blocks = _top_sorted(scores.layers, n_blocks).tolist()
-    first_layer = [0]
+def _select(
+    scores: ImportanceScores, g: _Geometry, hidden: int, blocks: list[int], heads: list[int], neurons: list[int],
+    head_dim: int,
+) -> _Selection:  # fmt: skip
+    kept_hidden = _top_sorted(scores.hidden, hidden)
+    layers, skipped = [], []
+    for layer, n_heads, n_neurons in zip(_layer_indices(g, blocks), heads, neurons):
+        index = _attention_index(scores, layer, g, n_heads, head_dim) if n_heads else {}
+        index.update(neuron=_top_sorted(scores.neurons[layer], n_neurons), hidden=kept_hidden)
+        layers.append(index)
+        skipped.append({name for name, n in (("attention", n_heads), ("mlp", n_neurons)) if n == 0})
+    return _Selection(blocks, kept_hidden, layers, math.sqrt(head_dim / g.head_dim), skipped)
+
+
+def _layer_indices(g: _Geometry, blocks: list[int]) -> list[int]:
+    """The base model's layer indices of the kept blocks, in order (ALBERT: every layer of each kept group)."""
+    first = [0]
     for block in g.blocks:
-        first_layer.append(first_layer[-1] + len(block))
-    hidden = _top_sorted(scores.hidden, arch.hidden)
-    layers = []
-    for block in blocks:
-        for layer in range(first_layer[block], first_layer[block + 1]):
-            index = _attention_index(scores, layer, g, arch.heads, head_dim)
-            index.update(neuron=_top_sorted(scores.neurons[layer], arch.intermediate), hidden=hidden)
-            layers.append(index)
-    return _Selection(blocks, hidden, layers, math.sqrt(head_dim / g.head_dim))
+        first.append(first[-1] + len(block))
+    return [layer for block in blocks for layer in range(first[block], first[block + 1])]
 
 
 def _take(tensor: torch.Tensor, axis: int, index: torch.Tensor, fill: str, generator: torch.Generator) -> torch.Tensor:
@@ -550,7 +576,8 @@ def _take_kind(tensor, axis, kind, index, g: _Geometry, scale: float, generator)
 
 
 def _slice_blocks(base_state: dict, g: _Geometry, selection: _Selection, generator) -> dict[str, torch.Tensor]:
-    """The kept blocks' weights, renumbered and cut to the candidate's shapes through the layout."""
+    """The kept blocks' weights, renumbered and cut to the candidate's shapes through the layout; a skipped
+    sub-layer's weights are left out."""
     layout, out = g.layout, {}
     old_layers = [prefix for block in selection.blocks for prefix in g.blocks[block]]
     new_layers = [
@@ -558,8 +585,10 @@ def _slice_blocks(base_state: dict, g: _Geometry, selection: _Selection, generat
         for new, block in enumerate(selection.blocks)
         for j in range(len(g.blocks[block]))
     ]
-    for old_prefix, new_prefix, index in zip(old_layers, new_layers, selection.layers):
+    for old_prefix, new_prefix, index, skipped in zip(old_layers, new_layers, selection.layers, selection.skipped):
         for module, kinds in layout.modules.items():
+            if layout.sublayer(module) in skipped:
+                continue
             for suffix in ("weight", "bias"):
                 name = f"{old_prefix}{module}.{suffix}"
                 if name not in base_state:
@@ -589,11 +618,78 @@ def _slice_generic(
     return tensor.clone()
 
 
+def _layer_counts(
+    allocation, scores: ImportanceScores, g: _Geometry, arch: Architecture, blocks: list[int]
+) -> tuple[list[int], list[int]]:
+    """Heads and FFN neurons of each kept layer: alike ("uniform"), spread by importance ("importance"), or given
+    ({"heads": [...], "intermediate": [...]}, one count per layer; 0 skips the sub-layer)."""
+    layers = _layer_indices(g, blocks)
+    if allocation == "uniform":
+        return [arch.heads] * len(layers), [arch.intermediate] * len(layers)
+    if allocation == "importance":
+        if g.group > 1:
+            raise ValueError(
+                "allocation='importance' spreads single heads over layers; a grouped-query parent keeps whole "
+                "query groups, so extract it with allocation='uniform'."
+            )
+        heads = spread_by_importance([scores.heads[layer] for layer in layers], arch.heads * len(layers))
+        neurons = spread_by_importance([scores.neurons[layer] for layer in layers], arch.intermediate * len(layers))
+        return heads, neurons
+    if not isinstance(allocation, dict) or set(allocation) != {"heads", "intermediate"}:
+        raise ValueError(
+            f"allocation must be 'uniform', 'importance' or {{'heads': [...], 'intermediate': [...]}} (one count per "
+            f"layer), got {allocation!r}."
+        )
+    heads, neurons = [int(v) for v in allocation["heads"]], [int(v) for v in allocation["intermediate"]]
+    for name, counts, top in (("heads", heads, g.heads), ("intermediate", neurons, g.intermediate)):
+        if len(counts) != len(layers) or not all(0 <= c <= top for c in counts):
+            raise ValueError(
+                f"allocation[{name!r}] must hold {len(layers)} counts (one per layer of the candidate) in [0, {top}] "
+                f"(the parent's; 0 skips the sub-layer), got {counts}."
+            )
+    return heads, neurons
+
+
+# What a BERT-layout parent's task head becomes in a Bort student: (Bort class, renaming of the head's weights).
+# BERT's pooler (dense + tanh on the first token) and classifier compute exactly Bort's classification head.
+_BORT_HEADS = {
+    "ForSequenceClassification": (
+        "BortForSequenceClassification",
+        {
+            "pooler.dense.": "classifier.dense.",  # BERT
+            "classifier.weight": "classifier.out_proj.weight",
+            "classifier.bias": "classifier.out_proj.bias",
+            "classifier.dense.": "classifier.dense.",  # RoBERTa's head already has Bort's shape
+            "classifier.out_proj.": "classifier.out_proj.",
+        },
+    ),
+    "ForMaskedLM": (
+        "BortForMaskedLM",
+        {
+            "cls.predictions.transform.dense.": "lm_head.dense.",  # BERT
+            "cls.predictions.transform.LayerNorm.": "lm_head.layer_norm.",
+            "cls.predictions.bias": "lm_head.decoder.bias",
+            "lm_head.dense.": "lm_head.dense.",  # RoBERTa
+            "lm_head.layer_norm.": "lm_head.layer_norm.",
+            "lm_head.bias": "lm_head.decoder.bias",
+        },
+    ),
+}
+
+
+def _bort_head_name(name: str, renames: dict[str, str]) -> str | None:
+    for old, new in renames.items():
+        if name == old or (old.endswith(".") and name.startswith(old)):
+            return new + name[len(old) :] if old.endswith(".") else new
+    return None
+
+
 def extract_subnetwork(
     parent_model: PreTrainedModel,
     arch: Architecture,
     as_bort: bool = False,
     *,
+    allocation: str | dict = "uniform",
     importance: str | ImportanceScores = "magnitude",
     data: Iterable[dict[str, torch.Tensor]] | None = None,
     seed: int = 0,
@@ -602,20 +698,29 @@ def extract_subnetwork(
 
     Args:
         parent_model: a base model or a model with a head, of any family with a layout in `families.FAMILIES`.
-        arch: the candidate's <depth, heads, hidden, intermediate>, each at most the parent's.
-        as_bort: return a `BortModel` (token type 0 folded into the positions; heads at the parent's width only
-            where heads do not divide hidden) instead of the parent's own class with a smaller config (which loads
-            with plain transformers); BERT-layout parents only.
+        arch: the candidate's <depth, heads, hidden, intermediate> (each at most the parent's) and, where the family
+            allows, `head_dim` (at most the parent's head width; None: hidden / heads).
+        as_bort: return a Bort model even where the parent's own class can hold the candidate (BERT-layout parents).
+        allocation: how the candidate's D x A heads and D x I FFN neurons are spread over its layers: "uniform"
+            (every layer alike), "importance" (every layer its best head and neuron, the rest by importance across
+            layers; `hf_bort.ose.extract.spread_by_importance`), or explicit counts {"heads": [...],
+            "intermediate": [...]} (one per layer; 0 skips the sub-layer).
         importance: a method of `IMPORTANCE_METHODS` (all but "magnitude" need `data`), or precomputed
             `ImportanceScores` (reuse them across candidates).
         data: batches (dicts of tensors) for data-driven importance.
         seed: seeds the small random values of widened head dimensions.
 
-    The result lives on the parent's device, in its dtype, in its train/eval mode.
+    The student is the parent's own class with a smaller config (it loads with plain transformers) where that class
+    can hold it: layers alike, heads filling the hidden size. Otherwise (heads of the parent's width that do not fill
+    it, layers that differ) it is a Bort model (BERT-layout parents), with the parent's sequence-classification or
+    masked-LM head carried over. The result lives on the parent's device, in its dtype, in its train/eval mode.
     """
+    from .. import modeling_bort
+
     config = parent_model.config
     g = _geometry(parent_model)
-    parent = Architecture(*(read_dimension(config, d) for d in _DIMS))
+    parent = parent_architecture(config)
+    shape = _config_shape(config, parent)
     for dim in _DIMS:
         if not 1 <= getattr(arch, dim) <= getattr(parent, dim):
             raise ValueError(
@@ -626,93 +731,127 @@ def extract_subnetwork(
             f"heads={arch.heads} is not a multiple of {g.group}, the query heads per key-value head of this "
             "grouped-query parent; choose a multiple (whole query groups are kept with their key-value head)."
         )
-    shape = _config_shape(config, parent)
-    if as_bort:
-        if config.model_type not in _BERT_LAYOUT_TYPES:
-            raise ValueError(
-                f"as_bort=True converts BERT-layout parents ({', '.join(_BERT_LAYOUT_TYPES)}); got "
-                f"{config.model_type!r}. Leave as_bort=False to get the parent's own class."
-            )
-        # the candidate's own head width, as the search's costs count it; only where heads do not divide hidden
-        # does Bort keep the parent's (its `head_dim` allows heads x d != hidden)
-        head_dim = g.head_dim if arch.hidden % arch.heads else arch.hidden // arch.heads
-    else:
-        if shape.fixed_head_dim is None and arch.hidden % arch.heads:
-            raise ValueError(
-                f"heads={arch.heads} does not divide hidden={arch.hidden}; a {type(parent_model).__name__} needs "
-                "head_dim = hidden / heads. Choose heads that divide hidden, or pass as_bort=True (Bort has head_dim)."
-            )
-        head_dim = shape.fixed_head_dim or arch.hidden // arch.heads
+    if as_bort and not shape.family.per_layer:
+        raise ValueError(
+            f"as_bort=True converts BERT-layout parents (bert, roberta, xlm-roberta, camembert, bort); got "
+            f"{config.model_type!r}. Leave as_bort=False to get the parent's own class."
+        )
+    if arch.head_dim is not None and shape.family.head_width == "tied" and arch.head_dim * arch.heads != arch.hidden:
+        raise ValueError(
+            f"A {config.model_type!r} model's heads are hidden / heads wide; head_dim={arch.head_dim} cannot be "
+            "chosen. Leave head_dim unset."
+        )
+    head_dim = head_width(arch, shape)
+    if shape.family.head_width == "fixed" and head_dim != g.head_dim:
+        raise ValueError(f"A {config.model_type!r} parent keeps head_dim={g.head_dim}; the candidate asks {head_dim}.")
+    if arch.head_dim is not None and shape.family.head_width == "free" and head_dim > g.head_dim:
+        raise ValueError(
+            f"head_dim={head_dim} is wider than the parent's heads ({g.head_dim}); a head keeps at most the "
+            "dimensions it has."
+        )
     if isinstance(importance, str):
         importance = compute_importance(parent_model, data if importance != "magnitude" else None, method=importance)
-
-    new_config = candidate_config(config, arch, shape, parent)
-    n_blocks = new_config.num_hidden_groups if g.shared_layers else arch.depth
-    selection = _select(importance, g, arch, n_blocks, head_dim)
+    n_blocks = min(shape.layer_groups, arch.depth) if g.shared_layers else arch.depth
+    blocks = _top_sorted(importance.layers, n_blocks).tolist()
+    heads, neurons = _layer_counts(allocation, importance, g, arch, blocks)
+    alike = len(set(heads)) == 1 and len(set(neurons)) == 1 and min(heads) > 0 and min(neurons) > 0
+    # the parent's class holds layers alike whose heads fill the hidden size, or any head width if it has `head_dim`
+    holds = alike and (shape.family.has_head_dim_field or head_dim * heads[0] == arch.hidden)
+    bort = as_bort or (shape.model_type != "bort" and not holds)
+    if (bort or not alike) and not shape.family.per_layer:
+        raise ValueError(
+            f"This candidate needs per-layer sizes or heads that do not fill the hidden size, which a "
+            f"{config.model_type!r} model cannot load (only BERT-layout parents, whose students are Bort models, "
+            "can); use allocation='uniform' and heads that divide hidden."
+        )
+    new_config = candidate_config(
+        config,
+        arch if alike else replace(arch, head_dim=head_dim),
+        shape,
+        parent,
+        layer_heads=None if alike else heads,
+        layer_intermediate=None if alike else neurons,
+        as_bort=bort,
+    )
     layer_types = getattr(config, "layer_types", None)
     if not g.shared_layers and isinstance(layer_types, list) and len(layer_types) == len(g.blocks):
-        new_config.layer_types = [layer_types[i] for i in selection.blocks]  # each kept layer keeps its kind
-    target = BortModel(_bort_config(new_config, head_dim)) if as_bort else type(parent_model)(new_config)
+        new_config.layer_types = [layer_types[i] for i in blocks]  # each kept layer keeps its kind
+    selection = _select(importance, g, arch.hidden, blocks, heads, neurons, head_dim)
     generator = torch.Generator().manual_seed(seed)
     prefix = _base_prefix(parent_model)
     parent_state = parent_model.state_dict()
     base_state = {k[len(prefix) :]: v for k, v in parent_state.items() if k.startswith(prefix)}
-    blocks = _slice_blocks(base_state, g, selection, generator)
+    blocks_state = _slice_blocks(base_state, g, selection, generator)
     rest = {k: v for k, v in base_state.items() if not k.startswith(f"{g.layout.blocks}.")}
-    if as_bort:
-        shapes = _bert_shapes_for_bort(base_state, target, selection.hidden, parent.hidden, config)
-        sliced = {k: _slice_generic(k, v, shapes[k], selection.hidden, parent.hidden) for k, v in rest.items()}
-        state = {
-            k.removeprefix("bort."): v for k, v in bert_state_dict_to_bort({**sliced, **blocks}, prefix="").items()
-        }
-        state = _drop_roberta_position_offset(state, config)
-    else:
-        target_state = target.state_dict()
-        new_prefix = _base_prefix(target)
-        state = {f"{new_prefix}{k}": v for k, v in blocks.items()}
-        for name, tensor in rest.items():
-            if f"{new_prefix}{name}" not in target_state:
-                continue  # a factorised embedding's projection, which the candidate lacks when its width is H
-            state[f"{new_prefix}{name}"] = _slice_generic(
-                name, tensor, target_state[f"{new_prefix}{name}"].shape, selection.hidden, parent.hidden
+    if bort and shape.model_type != "bort":
+        head_class, renames = modeling_bort.BortModel, {}
+        for suffix, (name, mapping) in _BORT_HEADS.items():
+            if type(parent_model).__name__.endswith(suffix):
+                head_class, renames = getattr(modeling_bort, name), mapping
+        if head_class is modeling_bort.BortModel and parent_model.base_model is not parent_model:
+            logger.warning(
+                f"The student is a BortModel: the parent's {type(parent_model).__name__} head has no Bort counterpart "
+                "that extraction fills (sequence classification and masked LM carry over), so it is not kept."
             )
-        for name, tensor in parent_state.items():  # task heads outside the base model (classifier, LM head)
-            if not name.startswith(prefix):
-                state[name] = _slice_generic(name, tensor, target_state[name].shape, selection.hidden, parent.hidden)
+        target = head_class(new_config)
+        state = _bort_state(parent_state, prefix, blocks_state, rest, target, selection, parent, config, renames)
+    else:  # the parent's own class (a Bort parent's students are Bort models of its class)
+        target = type(parent_model)(new_config)
+        state = _own_class_state(parent_state, prefix, blocks_state, rest, target, selection, parent)
     target.load_state_dict(state, strict=True)
     reference = next(parent_model.parameters())
     return target.to(device=reference.device, dtype=reference.dtype).train(parent_model.training)
 
 
-def _bort_config(bert_like_config, head_dim: int) -> BortConfig:
-    if bert_like_config.model_type == "bort":
-        values = {**bert_like_config.to_dict(), "head_dim": head_dim}
-    else:
-        values = {**bort_config_from_bert(bert_like_config).to_dict(), "head_dim": head_dim}
-    if bert_like_config.model_type in ("roberta", "xlm-roberta", "camembert"):
-        values["max_position_embeddings"] -= bert_like_config.pad_token_id + 1
-    values.pop("transformers_version", None)
-    return BortConfig.from_dict(values)
-
-
-def _bert_shapes_for_bort(base_state, target: BortModel, hidden_index, parent_hidden: int, config) -> dict:
-    """Target shapes of the BERT-named tensors before conversion: the Bort model's, plus token types and pooler."""
-    shapes = {f"{k}": v.shape for k, v in target.state_dict().items()}
-    if config.model_type in ("roberta", "xlm-roberta", "camembert"):
-        name = "embeddings.position_embeddings.weight"
-        shapes[name] = torch.Size((base_state[name].shape[0], shapes[name][1]))
-    for name, tensor in base_state.items():
-        if name not in shapes:
-            shapes[name] = torch.Size(len(hidden_index) if size == parent_hidden else size for size in tensor.shape)
-    return shapes
-
-
-def _drop_roberta_position_offset(state: dict[str, torch.Tensor], config) -> dict[str, torch.Tensor]:
-    """RoBERTa numbers positions from padding_idx + 1; Bort from 0, so the first padding_idx + 1 rows go."""
-    if config.model_type in ("roberta", "xlm-roberta", "camembert"):
-        name = "embeddings.position_embeddings.weight"
-        state[name] = state[name][config.pad_token_id + 1 :]
+def _own_class_state(parent_state, prefix, blocks_state, rest, target, selection, parent) -> dict:
+    """The student's state dict in the parent's own class: sliced blocks, embeddings and norms, and task heads."""
+    target_state = target.state_dict()
+    new_prefix = _base_prefix(target)
+    state = {f"{new_prefix}{k}": v for k, v in blocks_state.items()}
+    for name, tensor in rest.items():
+        if f"{new_prefix}{name}" not in target_state:
+            continue  # a factorised embedding's projection, which the candidate lacks when its width is H
+        state[f"{new_prefix}{name}"] = _slice_generic(
+            name, tensor, target_state[f"{new_prefix}{name}"].shape, selection.hidden, parent.hidden
+        )
+    for name, tensor in parent_state.items():  # task heads outside the base model (classifier, LM head)
+        if not name.startswith(prefix) and name in target_state:
+            state[name] = _slice_generic(name, tensor, target_state[name].shape, selection.hidden, parent.hidden)
     return state
 
 
-__all__ = ["IMPORTANCE_METHODS", "ImportanceScores", "compute_importance", "extract_subnetwork"]
+def _bort_state(parent_state, prefix, blocks_state, rest, target, selection, parent, config, renames) -> dict:
+    """The Bort student's state dict: BERT names renamed (token type 0 folded into the positions, RoBERTa's offset
+    rows dropped, no pooler) and the task head carried over through `renames`."""
+    target_state = target.state_dict()
+    bort_prefix = _base_prefix(target)
+    shapes = {k.removeprefix(bort_prefix): v.shape for k, v in target_state.items()}
+    offset = _config_shape(config, parent).position_offset
+    sliced = {}
+    for name, tensor in rest.items():
+        if name == "embeddings.position_embeddings.weight":
+            tensor = tensor[offset:]
+        target_shape = shapes.get(name) or torch.Size(
+            len(selection.hidden) if size == parent.hidden else size for size in tensor.shape
+        )  # token types and the pooler, which Bort does not have under these names
+        sliced[name] = _slice_generic(name, tensor, target_shape, selection.hidden, parent.hidden)
+    base = {k.removeprefix("bort."): v for k, v in bert_state_dict_to_bort({**sliced, **blocks_state}, "").items()}
+    state = {f"{bort_prefix}{k}": v for k, v in base.items()}
+    heads = {k: v for k, v in parent_state.items() if prefix and not k.startswith(prefix)}  # classifier, LM head
+    heads.update({k[len(prefix) :]: v for k, v in parent_state.items() if k.startswith(f"{prefix}pooler.")})
+    for name, tensor in heads.items():
+        new = _bort_head_name(name, renames)
+        if new is not None and new in target_state:
+            state[new] = _slice_generic(name, tensor, target_state[new].shape, selection.hidden, parent.hidden)
+    if "lm_head.decoder.weight" in target_state:  # tied to the word embeddings
+        state["lm_head.decoder.weight"] = state[f"{bort_prefix}embeddings.word_embeddings.weight"]
+    return state
+
+
+__all__ = [
+    "IMPORTANCE_METHODS",
+    "ImportanceScores",
+    "compute_importance",
+    "extract_subnetwork",
+    "spread_by_importance",
+]

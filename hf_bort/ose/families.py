@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 # head_dim; key and value have the key-value heads under grouped-query attention); "o": the input columns of the
 # attention output projection (the concatenated heads); "qkv": a fused projection holding q, k and v in that order.
 AXIS_KINDS = ("hidden", "neuron", "q", "k", "v", "o", "qkv")
+HEAD_WIDTHS = ("tied", "free", "fixed")
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,13 @@ class WeightLayout:
     hidden_outputs: tuple[str, ...]  # modules outside the blocks whose output is the residual stream
     inner: str | None = None  # ALBERT: each group holds its layers in this ModuleList
     transposed: bool = False  # GPT-2's Conv1D stores weights as (in, out)
+    # Modules whose name starts with this form the attention sub-layer, the rest the FFN: what a layer that skips
+    # one of them (0 heads or 0 neurons, per-layer students) leaves out. None: sub-layers cannot be skipped.
+    attention_prefix: str | None = None
+
+    def sublayer(self, module: str) -> str:
+        """ "attention" or "mlp": the sub-layer a module of the block belongs to."""
+        return "attention" if self.attention_prefix and module.startswith(self.attention_prefix) else "mlp"
 
     def __post_init__(self):
         for module, kinds in self.modules.items():
@@ -77,7 +85,17 @@ class FamilySpec:
     shared_layers: bool = False  # ALBERT: num_hidden_groups x inner_group_num blocks hold all the weights
     has_head_dim_field: bool = False  # the config has a `head_dim` to keep in sync with H / A
     has_kv_heads: bool = False  # grouped-query attention: reads `num_key_value_heads`
+    # How wide a candidate's heads are: "tied" (hidden / heads, the config cannot say otherwise), "free" (any width up
+    # to the parent's, independent of the hidden size: the student is a Bort where the parent's class cannot hold it),
+    # or "fixed" (the parent's: rotary tables are built for it).
+    head_width: str = "tied"
+    per_layer: bool = False  # students may differ per layer (heads, FFN width): built as heterogeneous Bort models
+    position_offset: bool = False  # positions are numbered from padding_idx + 1 (RoBERTa), not from 0
     layout: WeightLayout | None = field(default=None, compare=False)  # None: costs only, no extraction
+
+    def __post_init__(self):
+        if self.head_width not in HEAD_WIDTHS:
+            raise ValueError(f"FamilySpec.head_width must be one of {HEAD_WIDTHS}, got {self.head_width!r}.")
 
 
 _BERT_LAYOUT = WeightLayout(
@@ -96,6 +114,7 @@ _BERT_LAYOUT = WeightLayout(
     attention_output="attention.output.dense",
     ffn_output="output.dense",
     hidden_outputs=("embeddings",),
+    attention_prefix="attention.",
 )
 _LLAMA_LAYOUT = WeightLayout(
     blocks="layers",
@@ -116,7 +135,9 @@ _LLAMA_LAYOUT = WeightLayout(
     hidden_outputs=("embed_tokens", "norm"),
 )
 
-_BERT = FamilySpec(pooler=True, layout=_BERT_LAYOUT)
+# BERT-layout encoders: any structured subnetwork of them is a Bort model (`hf_bort.convert`), so heads keep their
+# width whatever the hidden size, and layers may differ.
+_BERT = FamilySpec(pooler=True, head_width="free", per_layer=True, layout=_BERT_LAYOUT)
 _LLAMA = FamilySpec(
     token_types=False,
     learned_positions=False,
@@ -130,15 +151,16 @@ _LLAMA = FamilySpec(
     gated_mlp=True,
     has_head_dim_field=True,
     has_kv_heads=True,
+    head_width="fixed",
     layout=_LLAMA_LAYOUT,
 )
 
 FAMILIES: dict[str, FamilySpec] = {
     "bert": _BERT,
-    "roberta": _BERT,
-    "xlm-roberta": _BERT,
-    "camembert": _BERT,
-    "bort": FamilySpec(token_types=False, has_head_dim_field=True, layout=_BERT_LAYOUT),
+    "roberta": replace(_BERT, position_offset=True),
+    "xlm-roberta": replace(_BERT, position_offset=True),
+    "camembert": replace(_BERT, position_offset=True),
+    "bort": replace(_BERT, pooler=False, token_types=False, has_head_dim_field=True),
     "electra": FamilySpec(
         factorized_embeddings="if_different",
         layout=replace(_BERT_LAYOUT, hidden_outputs=("embeddings", "embeddings_project")),
@@ -254,6 +276,7 @@ def family_layout(model_type: str) -> tuple[FamilySpec, WeightLayout]:
 
 __all__ = [
     "AXIS_KINDS",
+    "HEAD_WIDTHS",
     "FAMILIES",
     "FamilySpec",
     "HOW_TO_ADD_A_FAMILY",

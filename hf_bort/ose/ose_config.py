@@ -23,6 +23,8 @@ HYPERPARAMETERS = ("learning_rate", "head_learning_rate", "weight_decay")
 _RUN_ONLY_FIELDS = (
     "output_dir",
     "max_candidates",
+    "monotone_bounds",
+    "candidates_per_round",
     "show_progress",
     "max_params",
     "max_flops",
@@ -58,7 +60,26 @@ class OSEConfig:
         default=None, metadata={"help": "Cap on the per-setting budget ceil(step_scale / (ε·sqrt(interval)))."}
     )
     max_candidates: int | None = field(
-        default=None, metadata={"help": "Evaluate at most this many kept candidates (the cheapest, in ABnC order)."}
+        default=None,
+        metadata={
+            "help": "Evaluate at most this many candidates (largest first). Where the cap leaves candidates open, the "
+            "result says within which factor of the optimum the best W lies (result.guarantee)."
+        },
+    )
+    monotone_bounds: bool = field(
+        default=True,
+        metadata={
+            "help": "Skip candidates that cannot beat the best W found, assuming a candidate errs at least as much "
+            "as any evaluated one that contains it (the assumption the 1 + ε guarantee rests on). False evaluates "
+            "every kept candidate whose costs alone do not rule it out."
+        },
+    )
+    candidates_per_round: int = field(
+        default=4,
+        metadata={
+            "help": "Candidates evaluated between two updates of the bounds (in parallel over the processes). Fixed, "
+            "so that the candidates evaluated do not depend on the number of processes."
+        },
     )
     seq_len: int = field(default=64, metadata={"help": "Tokens per row in the short training runs and in FLOPs."})
     batch_size: int = field(default=8, metadata={"help": "Rows per step in the short training runs."})
@@ -145,6 +166,7 @@ class OSEConfig:
         _check_positive_int("interval", self.interval)
         for name in ("seq_len", "batch_size"):
             _check_positive_int(name, getattr(self, name))
+        _check_positive_int("candidates_per_round", self.candidates_per_round)
         for name in ("max_steps", "max_candidates"):
             if getattr(self, name) is not None:
                 _check_positive_int(name, getattr(self, name))

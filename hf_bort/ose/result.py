@@ -10,7 +10,7 @@ from pathlib import Path
 from transformers import AutoConfig, PreTrainedConfig
 
 from ..extras import require
-from .space import Architecture, candidate_config
+from .space import Architecture
 
 
 RELEASED_BORT = Architecture(depth=4, heads=8, hidden=1024, intermediate=768)
@@ -34,6 +34,7 @@ class CandidateRecord:
     speedup: float | None = None  # the parent's measured latency / this candidate's, same protocol, same run
     in_sample_error: float | None = None  # ê on the rows the short run trained on (for reading; W uses `error`)
     setting: dict | None = None  # the setting of Θ whose run gave `error` (the best held-out one)
+    allocation: dict | None = None  # the student's heads and FFN width per layer (`space.layer_sizes`)
 
     def to_dict(self) -> dict:
         return {**asdict(self), "architecture": self.architecture.as_dict()}
@@ -69,6 +70,11 @@ class OSEResult:
     # The constraints the best point had to meet (`OSEConfig.constraints()`), with the parent's measured latency and
     # the measuring protocol when a latency constraint was set; empty when the search was unconstrained.
     constraints: dict = field(default_factory=dict)
+    # What the search proves: the assumption on ê, the candidates in the space, meeting the constraints, kept by the
+    # ε-cover and evaluated, those left open by `max_candidates`, and the factor within which the best W lies of the
+    # optimum (1 + ε when none is open).
+    guarantee: dict = field(default_factory=dict)
+    allocation: str = "uniform"  # how the space spread heads and FFN neurons over layers (`SearchSpace.allocation`)
 
     def record(self, arch: Architecture) -> CandidateRecord:
         for rec in self.records:
@@ -77,10 +83,17 @@ class OSEResult:
         raise KeyError(f"{arch} was not evaluated in this search.")
 
     def to_config(self, arch: Architecture | None = None) -> PreTrainedConfig:
-        """The parent's config resized to `arch` (default: the best point); `AutoModel.from_config` builds it."""
+        """The config of `arch`'s student (default: the best point), with the per-layer sizes the search gave it;
+        `AutoModel.from_config` builds it (the parent's class, or Bort, as the search built it)."""
+        from .space import SearchSpace, _config_shape, parent_architecture
+
         values = dict(self.parent_config)
         config = AutoConfig.for_model(values.pop("model_type"), **values)
-        return candidate_config(config, arch or self.best)
+        arch = arch or self.best
+        evaluated = next((r for r in self.records if r.architecture == arch), None)
+        parent = parent_architecture(config)
+        space = SearchSpace(config, parent, _config_shape(config, parent), {}, self.allocation)
+        return space.to_config(arch, evaluated.allocation if evaluated else None)
 
     def to_dict(self) -> dict:
         return {

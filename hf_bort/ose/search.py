@@ -67,7 +67,7 @@ from .extract import compute_importance, extract_subnetwork
 from .latency import measure_latency_ms
 from .ose_config import OSEConfig
 from .result import CandidateRecord, OSEResult
-from .space import Architecture, SearchSpace
+from .space import Architecture, SearchSpace, layer_sizes
 
 
 logger = logging.get_logger(__name__)
@@ -87,36 +87,47 @@ def read_text_lines(path: str | os.PathLike, min_words: int = 4) -> list[str]:
     return [ln.strip() for ln in lines if len(ln.split()) >= min_words and not ln.strip().startswith("=")]
 
 
-def epsilon_buckets(
-    params: np.ndarray, cost: np.ndarray, epsilon: float, heads: np.ndarray | None = None
-) -> np.ndarray:
-    """Step 2: indices of one representative per ε-bucket, in ABnC (p, then i) order; see the module docstring.
+def epsilon_cover(dims: np.ndarray, params: np.ndarray, cost: np.ndarray, epsilon: float) -> np.ndarray:
+    """Step 2: the kept candidates, largest first: for every candidate ξ, one kept κ that contains it (κ ≥ ξ in every
+    dimension) and costs at most a factor 1 + ε more in both p and i.
 
-    A bucket is the cell (⌊log_{1+ε} p/p_min⌋, ⌊log_{1+ε} i/i_min⌋), and, when `heads` (each candidate's head count
-    A, or any per-candidate key) is given, also that key: each cell then keeps one representative per key. The
-    representative is the last member of its bucket in (p, i) order, the largest: all members cost the same up to a
-    factor 1 + ε, and the largest is the one expected to have the lowest error, so it ε-dominates the others. Either
-    way every discarded candidate has a kept one with the same key whose p and i are each within a factor 1 + ε of
-    its own.
+    The (1 + ε) guarantee. Assume ê is monotone: a candidate that contains another (at least as deep, with at least
+    as many heads, as wide a hidden size, head and FFN) errs no more. Then the κ kept for the W-optimum ξ* has
+    W(κ) ≤ (1 + ε) W(ξ*), because each ratio of W = max(p/p(T), i/i(T), ê) grows by at most 1 + ε. Bucketing by
+    (p, i) alone (the paper's trimming) keeps one point per cost cell and misses optima whose cell-mate is
+    larger in cost but smaller in a dimension the error depends on; containment is what the bound needs.
 
-    Why heads need a key: p does not depend on A and FLOPs only through the softmax term, so within a cell the
-    largest member is nearly always the maximum-heads variant and the head count is never searched. `OSESearch`
-    therefore passes, as the key, the head count of every candidate whose (D, H, I) siblings differ in i by more than
-    a factor 1 + ε across head counts, i.e. wherever the cost measure tells head counts apart at the trimming's own
-    resolution (measured latency, or a `LatencyModel`, at small head widths; FLOPs at small hidden sizes), and one
-    shared key elsewhere. There the kept set holds candidates that differ only in heads, and their errors decide.
+    The cover is a greedy net: candidates are visited largest first (by the sum of their grid ranks, then p, then i:
+    an order in which every candidate comes after those that contain it), and a candidate no kept one covers is
+    kept. Two kept points in one (p, i) cell of relative width ε never contain each other, so the kept set is at most
+    the number of cells, O((log(p_max/p_min) · log(i_max/i_min)) / ε²), times the widest antichain of the grid:
+    polynomial in 1/ε.
+
+    Args:
+        dims: (N, k) the candidates' dimensions; containment is "≥ in every column".
+        params / cost: p(ξ) and i(ξ), positive.
     """
     _check_epsilon(epsilon)
-    order = np.lexsort((cost, params))
-    base = math.log1p(epsilon)
-    bucket_p = np.floor(np.log(params[order] / params.min()) / base + 1e-9).astype(np.int64)
-    bucket_i = np.floor(np.log(cost[order] / cost.min()) / base + 1e-9).astype(np.int64)
-    keys = bucket_p * (int(bucket_i.max()) + 1) + bucket_i
-    if heads is not None:
-        heads = np.asarray(heads, dtype=np.int64)[order]
-        keys = keys * (int(heads.max()) + 1) + heads
-    _, last_reversed = np.unique(keys[::-1], return_index=True)
-    return order[np.sort(len(keys) - 1 - last_reversed)]
+    dims = np.asarray(dims, dtype=np.int64)
+    ranks = np.stack([np.unique(column, return_inverse=True)[1].reshape(-1) for column in dims.T], axis=1)
+    order = np.lexsort((-cost, -params, -ranks.sum(1)))
+    by_params = np.argsort(params, kind="stable")
+    sorted_params = params[by_params]
+    covered = np.zeros(len(params), dtype=bool)
+    kept = []
+    for index in order:
+        if covered[index]:
+            continue
+        kept.append(index)
+        # only candidates within a factor 1 + ε below it in p can be covered by it
+        low = np.searchsorted(sorted_params, params[index] / (1 + epsilon) * (1 - 1e-12), side="left")
+        high = np.searchsorted(sorted_params, params[index], side="right")
+        window = by_params[low:high]
+        inside = (dims[window] <= dims[index]).all(axis=1) & (
+            cost[window] * (1 + epsilon) >= cost[index] * (1 - 1e-12)
+        )
+        covered[window[inside]] = True
+    return np.array(kept, dtype=np.int64)
 
 
 def w_coefficient(
@@ -152,6 +163,65 @@ def w_coefficient(
     return np.max(np.stack([w * r for w, r in zip(weights, ratios)]), axis=0)
 
 
+# Under the monotone assumption a candidate errs at least as much as any evaluated one that contains it; an error
+# is capped at this (the constant predictor's, e(T) = 1) before it bounds smaller candidates, since any candidate
+# can learn the constant: a diverged run of a large candidate must not rule out everything below it.
+_ERROR_BOUND_CAP = 1.0
+MONOTONE_ASSUMPTION = (
+    "ê is monotone: a candidate that contains another (at least as deep, with as many heads, as wide a hidden "
+    "size, head and FFN) has no larger ê"
+)
+
+
+class _BranchAndBound:
+    """Which kept candidates still need an error estimate, given those evaluated so far (step 3, exactly).
+
+    W(κ) ≥ max(w_p p/p(T), w_i i/i(T)) always, and under the monotone assumption ê(κ) ≥ ê(ρ) for every evaluated ρ
+    that contains κ; a candidate whose lower bound reaches the best W found cannot improve on it, so it is never
+    trained. The kept set is visited largest first, `size` candidates a round, so bounds come from large candidates
+    down to the ones they contain; the rounds are a function of the records alone, so a resumed or sharded search
+    evaluates exactly what an uninterrupted single process does.
+    """
+
+    def __init__(self, dims: np.ndarray, cost_ratio: np.ndarray, error_weight: float, monotone: bool, size: int):
+        self.dims, self.cost_ratio, self.error_weight = dims, cost_ratio, error_weight
+        self.monotone, self.size = monotone, size
+
+    def lower_bounds(self, evaluated: dict[int, float]) -> np.ndarray:
+        """W's lower bound for every kept candidate; the exact W for the evaluated ones (keyed by kept position)."""
+        error = np.zeros(len(self.dims))
+        if self.monotone:
+            for position, value in evaluated.items():
+                contained = (self.dims <= self.dims[position]).all(axis=1)
+                error[contained] = np.maximum(error[contained], min(value, _ERROR_BOUND_CAP))
+        for position, value in evaluated.items():
+            error[position] = value
+        return np.maximum(self.cost_ratio, self.error_weight * error)
+
+    def open(self, evaluated: dict[int, float]) -> list[int]:
+        """Kept positions, in order, neither evaluated nor ruled out by the best W found."""
+        bounds = self.lower_bounds(evaluated)
+        best = min((bounds[p] for p in evaluated), default=math.inf)
+        return [p for p in range(len(self.dims)) if p not in evaluated and bounds[p] < best]
+
+    def next_round(self, evaluated: dict[int, float], budget: int | None) -> list[int]:
+        size = self.size if budget is None else min(self.size, max(0, budget - len(evaluated)))
+        return self.open(evaluated)[:size]
+
+    def certificate(self, evaluated: dict[int, float], epsilon: float) -> dict:
+        """What the evaluated set proves: the factor within which the best W lies of the optimum over the whole space
+        (1 + ε when nothing is left open; larger when `max_candidates` stopped the search early)."""
+        open_ = self.open(evaluated)
+        bounds = self.lower_bounds(evaluated)
+        best = min((bounds[p] for p in evaluated), default=math.inf)
+        floor = min([best, *(bounds[p] for p in open_)])
+        return {
+            "open": len(open_),
+            "lower_bound": float(floor),
+            "factor": float((1 + epsilon) * best / floor) if floor > 0 else math.inf,
+        }
+
+
 def _check_epsilon(epsilon: float) -> None:
     if not (isinstance(epsilon, (int, float)) and 0 < epsilon <= 1):
         raise ValueError(
@@ -170,7 +240,12 @@ def ose_state():
 
 def _candidate_seed(arch: Architecture, seed: int) -> int:
     """A seed that depends only on the architecture and the search seed: sharding cannot change a result."""
-    return zlib.crc32(f"{arch.depth}-{arch.heads}-{arch.hidden}-{arch.intermediate}-{seed}".encode())
+    return zlib.crc32(f"{_arch_key(arch)}-{seed}".encode())
+
+
+def _arch_key(arch: Architecture) -> str:
+    """depth-heads-hidden-intermediate[-head_dim]: names a candidate in seeds and claim files."""
+    return "-".join(str(v) for v in arch.as_dict().values())
 
 
 @dataclass
@@ -336,8 +411,6 @@ class OSESearch:
         }
 
     def run(self) -> OSEResult:
-        from accelerate.utils import gather_object
-
         state = ose_state()
         self.device = state.device
         self.parent.to(self.device)
@@ -346,55 +419,165 @@ class OSESearch:
             _check_output_dir(self.output_dir)
         self._check_seq_len()
         params, cost = self._costs()  # step 1
-        # Heads split the buckets wherever the cost tells head counts apart; see `epsilon_buckets`.
-        kept = epsilon_buckets(params, cost, self.args.epsilon, heads=_head_keys(self.space, cost, self.args.epsilon))
-        if self.args.max_candidates is not None:
-            kept = kept[: self.args.max_candidates]
+        feasible = self._feasible(params, cost, state)  # constraints decided before anything is trained
+        dims = self._dims()
+        kept = feasible[epsilon_cover(dims[feasible], params[feasible], cost[feasible], self.args.epsilon)]  # step 2
         finished = self._load_finished(state)
         state.wait_for_everyone()  # every process reads the same finished set before anyone appends to it
-        pending = [int(k) for k in kept if self.space[int(k)] not in finished]
-        self.reused_candidates = len(kept) - len(pending)
-        if self.output_dir is not None:
-            logger.info(
-                f"OSE: {self.reused_candidates} of {len(kept)} candidates reused from {self.output_dir}, "
-                f"{len(pending)} to evaluate."
-            )
-        mine = pending[state.process_index :: state.num_processes]
-
+        at_start = set(finished)
+        weights = self.args.weights
+        cost_ratio = np.maximum(weights[0] * params[kept] / params.max(), weights[1] * cost[kept] / cost.max())
+        bounds = _BranchAndBound(
+            dims[kept], cost_ratio, weights[2], self.args.monotone_bounds, self.args.candidates_per_round
+        )
         targets = self._prepare_targets()
         scores = self._importance()
-        new_records = []
+        evaluated: dict[int, CandidateRecord] = {}  # kept position -> record
         bar = tqdm(
-            mine,
-            desc=f"OSE candidates (rank {state.process_index})",
+            total=len(kept),
+            desc="OSE candidates (evaluated or ruled out by bounds)",
             disable=not self.args.show_progress or not state.is_main_process,
         )
-        for index in bar:
-            record = self._claim_and_evaluate(index, params, cost, targets, scores, state.process_index)
-            if record is None:
-                continue  # another search into the same folder has it, or finished it
-            new_records.append(record.to_dict())
-            bar.set_postfix(arch=str(record.architecture), err=f"{record.error:.3f}")
-        if self.output_dir is None:
-            gathered = gather_object(new_records) if state.num_processes > 1 else new_records
-            records = [CandidateRecord.from_dict(r) for r in gathered]
-        else:
-            # Candidates claimed by other processes (ranks, or another search into this folder) are waited for,
-            # stale claims taken over, and every kept candidate is then read back from the journal.
-            self._finish_claimed(kept, params, cost, targets, scores, state.process_index)
-            state.wait_for_everyone()
-            records = list(self._read_journal()[0].values())
-        kept_index = {self.space[int(k)]: int(k) for k in kept}
-        records = [r for r in records if r.architecture in kept_index]
-        for rec in records:  # costs come from this run's space (closed form or this run's latency model)
-            rec.params, rec.inference_cost = (
-                float(params[kept_index[rec.architecture]]),
-                float(cost[kept_index[rec.architecture]]),
+        while batch := bounds.next_round({k: r.error for k, r in evaluated.items()}, self.args.max_candidates):
+            records = self._evaluate_round([int(kept[k]) for k in batch], params, cost, targets, scores, finished)
+            evaluated.update(zip(batch, records))
+            errors = {k: r.error for k, r in evaluated.items()}
+            bar.n = len(kept) - len(bounds.open(errors))
+            bar.set_postfix(evaluated=len(evaluated), best_w=f"{min(bounds.lower_bounds(errors)[list(errors)]):.3f}")
+            bar.refresh()
+        bar.close()
+        records = list(evaluated.values())
+        self.reused_candidates = sum(r.architecture in at_start for r in records)
+        for k, rec in evaluated.items():  # costs come from this run's space (closed form or this run's latency model)
+            rec.params, rec.inference_cost = float(params[kept[k]]), float(cost[kept[k]])
+        certificate = bounds.certificate({k: r.error for k, r in evaluated.items()}, self.args.epsilon)
+        guarantee = {
+            "assumption": MONOTONE_ASSUMPTION,
+            "epsilon": self.args.epsilon,
+            "space": len(self.space),
+            "feasible": len(feasible),
+            "kept": len(kept),
+            "evaluated": len(records),
+            **certificate,
+        }
+        if certificate["open"]:
+            logger.warning(
+                f"OSE: max_candidates={self.args.max_candidates} stopped the search with {certificate['open']} kept "
+                f"candidate(s) neither evaluated nor ruled out; the best W is within a factor "
+                f"{certificate['factor']:.3f} of the optimum (1 + ε = {1 + self.args.epsilon:.3f} without the cap)."
             )
         records = sorted(records, key=lambda r: (r.params, r.inference_cost, r.architecture))
-        return self._result(records, params, cost, float(np.mean(targets.train_reference)))
+        return self._result(records, params, cost, float(np.mean(targets.train_reference)), guarantee)
 
-    def _result(self, records: list[CandidateRecord], params, cost, reference: float) -> OSEResult:
+    def _latency_protocol(self) -> dict:
+        return {
+            "batch_size": self.args.latency_batch_size,
+            "seq_len": self.args.seq_len,
+            "threads": self.args.latency_threads,
+            "repeats": self.args.latency_repeats,
+        }
+
+    def _feasible(self, params: np.ndarray, cost: np.ndarray, state) -> np.ndarray:
+        """Indices of the candidates that can meet `OSEConfig.constraints()`, decided before anything is trained: none
+        of them depends on the weights. Parameters and FLOPs are exact; latency and speed-up are predicted by a
+        `LatencyModel` fitted on this device with the constraints' protocol (the parent measured with it), and checked
+        by measurement again when the best point is chosen. Where no candidate can meet them, the closest is named
+        (measured, for latency) and the search refuses to start."""
+        limits = self.args.constraints()
+        if not limits:
+            return np.arange(len(self.space))
+        flops = inference_flops(self.space, self.args.seq_len)
+        ratios = [params / limits.get("max_params", math.inf), flops / limits.get("max_flops", math.inf)]
+        parent_ms = latency = None
+        if {"max_latency_ms", "min_speedup"} & set(limits):
+            from accelerate.utils import broadcast_object_list
+
+            protocol = self._latency_protocol()
+            predicted = [None]
+            if state.is_main_process:  # one process times (parallel timings would slow each other down)
+                model = LatencyModel.fit(
+                    self.space,
+                    seq_len=protocol["seq_len"],
+                    batch_size=protocol["batch_size"],
+                    threads=protocol["threads"],
+                    repeats=protocol["repeats"],
+                    seed=self.args.seed,
+                )
+                predicted = [(measure_latency_ms(self.parent, **protocol), model.predict(self.space))]
+            if state.num_processes > 1:
+                broadcast_object_list(predicted)
+            parent_ms, latency = predicted[0]
+            ratios += [
+                latency / limits.get("max_latency_ms", math.inf),
+                limits.get("min_speedup", 0.0) * latency / parent_ms,
+            ]
+        violation = np.max(np.stack(ratios), axis=0)
+        if (violation <= 1.0).any():
+            return np.flatnonzero(violation <= 1.0)
+        closest = int(np.argmin(violation))
+        arch, measured = self.space[closest], ""
+        if latency is not None:
+            model = AutoModel.from_config(self.space.to_config(arch))
+            measured_ms = measure_latency_ms(model, **self._latency_protocol())
+            ratios = [r[closest] for r in ratios[:2]]
+            ratios += [
+                measured_ms / limits.get("max_latency_ms", math.inf),
+                limits.get("min_speedup", 0.0) * measured_ms / parent_ms,
+            ]
+            if max(ratios) <= 1.0:  # the prediction was too pessimistic: the measured candidate meets them
+                return np.array([closest])
+            measured = (
+                f", measured {measured_ms:.2f} ms ({parent_ms / measured_ms:.2f}x the parent's {parent_ms:.2f} ms)"
+            )
+        raise ValueError(
+            f"No candidate can meet the constraints {limits}: the closest is {arch} with {params[closest]:,.0f} "
+            f"parameters, {flops[closest]:.4g} FLOPs{measured}; relax the constraints or widen the grids. Nothing "
+            "was trained."
+        )
+
+    def _dims(self) -> np.ndarray:
+        """Every candidate's dimensions as columns (depth, heads, hidden, intermediate, head width): containment is
+        "≥ in every column"."""
+        arrays = self.space.arrays()
+        return np.stack([arrays[d] for d in ("depth", "heads", "hidden", "intermediate", "head_dim")], axis=1)
+
+    def _evaluate_round(self, indices: list[int], params, cost, targets, scores, finished) -> list[CandidateRecord]:
+        """The records of `indices` (space indices), the same on every process: read from the journal where a search
+        finished them, else evaluated, shared out over the processes (and with other searches into the folder)."""
+        from accelerate.utils import gather_object
+
+        state = ose_state()
+        new = []
+        for index in indices[state.process_index :: state.num_processes]:
+            if self.space[index] in finished:
+                continue
+            record = self._claim_and_evaluate(index, params, cost, targets, scores, state.process_index)
+            if record is not None:  # None: another search into the same folder has it, or finished it
+                new.append(record.to_dict())
+        if self.output_dir is None:
+            for values in gather_object(new) if state.num_processes > 1 else new:
+                record = CandidateRecord.from_dict(values)
+                finished[record.architecture] = record
+        else:
+            # Candidates claimed by another search are waited for, stale claims taken over, and every candidate of the
+            # round is then read back from the journal.
+            self._finish_claimed(indices, params, cost, targets, scores, state.process_index)
+            state.wait_for_everyone()
+            finished.update(self._read_journal()[0])
+        return [finished[self.space[index]] for index in indices]
+
+    def extract(self, arch: Architecture) -> PreTrainedModel:
+        """The student of `arch` exactly as the search built it before its short run: the parent's most important
+        weights by the search's scores, its allocation over layers (the per-layer sizes its record holds), its seed."""
+        return extract_subnetwork(
+            self.parent,
+            arch,
+            importance=self._importance(),
+            allocation=self.space.allocation,
+            seed=_candidate_seed(arch, self.args.seed),
+        )
+
+    def _result(self, records: list[CandidateRecord], params, cost, reference: float, guarantee: dict) -> OSEResult:
         # Errors are already relative to e(T) batch by batch, so T's error is 1; its mean loss is kept for reading.
         max_point = {
             "params": float(params.max()),
@@ -427,6 +610,8 @@ class OSESearch:
             settings=self.settings(),
             config=self.args.to_dict(),
             constraints=constraints,
+            guarantee=guarantee,
+            allocation=self.space.allocation,
         )
 
     # ----- step 3: error estimates -----
@@ -453,7 +638,9 @@ class OSESearch:
         ]
 
     def _importance(self):
-        """The parent's importance scores for extraction, by `args.importance`, on a few fitting batches."""
+        """The parent's importance scores for extraction, by `args.importance`, on a few fitting batches (once)."""
+        if getattr(self, "_scores", None) is not None:
+            return self._scores
         batches = None
         if self.args.importance != "magnitude":
             fit, _ = self._split()
@@ -461,7 +648,8 @@ class OSESearch:
                 {k: v for k, v in b.items() if k in ("input_ids", "attention_mask")}
                 for b in self._batches(fit, 4, self.args.seed)
             ]
-        return compute_importance(self.parent, batches, method=self.args.importance)
+        self._scores = compute_importance(self.parent, batches, method=self.args.importance)
+        return self._scores
 
     def _split(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """(fit rows, held-out rows): `eval_dataset` when given, else a seeded `holdout_fraction` of the training rows.
@@ -587,7 +775,10 @@ class OSESearch:
         seed = _candidate_seed(arch, self.args.seed)
         torch.manual_seed(seed)
         start = time.perf_counter()
-        extracted = extract_subnetwork(self.parent, arch, importance=scores, seed=seed)
+        extracted = extract_subnetwork(
+            self.parent, arch, importance=scores, seed=seed, allocation=self.space.allocation
+        )
+        allocation = layer_sizes(extracted.config)
         extracted = extracted if self.args.objective == "lm" else extracted.base_model  # lm: keep its LM head
         runs = []
         for setting in self.args.hyperparameter_space:
@@ -607,6 +798,7 @@ class OSESearch:
             eval_error=held_out,
             in_sample_error=in_sample,
             setting=dict(setting),
+            allocation=allocation,
         )
 
     def _short_run(self, student, arch, targets: _Targets, setting: dict) -> tuple[float, float, float]:
@@ -852,7 +1044,7 @@ class OSESearch:
                     self._claim_path(arch).unlink(missing_ok=True)
 
     def _claim_path(self, arch: Architecture) -> Path:
-        return self.output_dir / "claims" / f"{arch.depth}-{arch.heads}-{arch.hidden}-{arch.intermediate}.json"
+        return self.output_dir / "claims" / f"{_arch_key(arch)}.json"
 
     @contextlib.contextmanager
     def _claims_lock(self):
@@ -919,12 +1111,7 @@ class OSESearch:
 
         static = [r for r in ranked if violation(r) <= 1.0]
         if {"max_latency_ms", "min_speedup"} & set(limits) and static:
-            protocol = {
-                "batch_size": self.args.latency_batch_size,
-                "seq_len": self.args.seq_len,
-                "threads": self.args.latency_threads,
-                "repeats": self.args.latency_repeats,
-            }
+            protocol = self._latency_protocol()
             from accelerate.utils import broadcast_object_list
 
             # One process measures (parallel timings would slow each other down); every rank gets its numbers.
@@ -933,7 +1120,7 @@ class OSESearch:
             if state.is_main_process:
                 parent_ms, latencies = measure_latency_ms(self.parent, **protocol), {}
                 for rec in static:
-                    model = AutoModel.from_config(self.space.to_config(rec.architecture))
+                    model = AutoModel.from_config(self.space.to_config(rec.architecture, rec.allocation))
                     rec.latency_ms = latencies[rec.architecture] = measure_latency_ms(model, **protocol)
                     rec.speedup = parent_ms / rec.latency_ms
                     if violation(rec) <= 1.0:
@@ -998,21 +1185,6 @@ _FINGERPRINTED = {
 # A claim is stale when its process is gone from this host, or (another host, or a reused pid) it is this old.
 CLAIM_TIMEOUT_SECONDS = 24 * 3600
 CLAIM_POLL_SECONDS = 0.5
-
-
-def _head_keys(space: SearchSpace, cost: np.ndarray, epsilon: float) -> np.ndarray | None:
-    """Each candidate's head count where its (D, H, I) siblings' costs span more than a factor 1 + ε, else 0."""
-    arrays = space.arrays()
-    shapes = np.stack([arrays["depth"], arrays["hidden"], arrays["intermediate"]], axis=1)
-    _, group = np.unique(shapes, axis=0, return_inverse=True)
-    group = group.reshape(-1)
-    log_cost = np.log(cost)
-    high = np.full(group.max() + 1, -np.inf)
-    low = np.full(group.max() + 1, np.inf)
-    np.maximum.at(high, group, log_cost)
-    np.minimum.at(low, group, log_cost)
-    told_apart = (high - low)[group] > math.log1p(epsilon)
-    return np.where(told_apart, arrays["heads"], 0) if told_apart.any() else None
 
 
 def _check_output_dir(path: Path) -> None:
@@ -1144,4 +1316,4 @@ def _claim_is_stale(holder: dict, own_token: str) -> bool:
     return False
 
 
-__all__ = ["OSESearch", "epsilon_buckets", "ose_state", "read_text_lines", "w_coefficient"]
+__all__ = ["MONOTONE_ASSUMPTION", "OSESearch", "epsilon_cover", "ose_state", "read_text_lines", "w_coefficient"]
