@@ -61,7 +61,12 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from safetensors.torch import load_file, save_file  # noqa: E402
 from torch import nn  # noqa: E402
-from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification  # noqa: E402
+from transformers import (  # noqa: E402
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    BertConfig,
+    BertForSequenceClassification,
+)
 from transformers.utils import logging as hf_logging  # noqa: E402
 
 
@@ -680,7 +685,7 @@ def compress_hf_bort(board: Leaderboard, budget: float, task: str):
     Until OSE takes the speed constraint itself, the space is cut to a FLOPs band just under the budget and OSE's
     evaluated records are filtered here by MEASURED latency: the lowest-ê candidate that meets the budget wins.
     """
-    from transformers import AutoModel, BertForMaskedLM, DataCollatorForLanguageModeling
+    from transformers import AutoModel, AutoModelForMaskedLM, DataCollatorForLanguageModeling
 
     from hf_bort import (
         DistillationArguments,
@@ -688,7 +693,6 @@ def compress_hf_bort(board: Leaderboard, budget: float, task: str):
         OSEConfig,
         OSESearch,
         SearchSpace,
-        extract_subnetwork,
     )
     from hf_bort.ose import read_text_lines
 
@@ -720,16 +724,17 @@ def compress_hf_bort(board: Leaderboard, budget: float, task: str):
         show_progress=False,
         max_candidates=2 if s.quick else None,
     )
-    result = OSESearch(parent, config, space=space, train_dataset=texts[:600], tokenizer=board.tokenizer).run()
+    search = OSESearch(parent, config, space=space, train_dataset=texts[:600], tokenizer=board.tokenizer)
+    result = search.run()
     # Within the speed band p and i are already bounded by the user's constraint, and W = max(p, i, ê ratios) then
     # favours the cheapest candidate (12x where 6x was asked): the most accurate candidate that meets the budget is
     # the one a user would ship, so the records are ranked by their error estimate ê (W is kept in the info).
     ranked = sorted(result.records, key=lambda r: (r.error, r.w))
     tried = []
     for record in ranked[:8]:
-        student = extract_subnetwork(parent, record.architecture, seed=0)
-        classifier = BertForSequenceClassification(student.config.__class__(**{**student.config.to_dict()}))
-        classifier.bert.load_state_dict(student.state_dict(), strict=False)
+        student = search.extract(record.architecture)  # as the search built it (per-layer sizes: a Bort)
+        classifier = AutoModelForSequenceClassification.from_config(student.config)
+        classifier.base_model.load_state_dict(student.state_dict(), strict=False)
         ok, timing = board.meets(classifier, budget)
         tried.append({"architecture": record.architecture.as_dict(), "w": record.w, **timing})
         if ok:
@@ -739,8 +744,8 @@ def compress_hf_bort(board: Leaderboard, budget: float, task: str):
     arch = record.architecture
     log(f"hf_bort {budget}x: OSE chose {arch} ({len(result.records)} evaluated), measured {timing}")
     # Distil: hidden states of the parent on WikiText, through DistillationTrainer (the student has an MLM head).
-    mlm = BertForMaskedLM(student.config)
-    mlm.bert.load_state_dict(student.state_dict(), strict=False)
+    mlm = AutoModelForMaskedLM.from_config(student.config)
+    mlm.base_model.load_state_dict(student.state_dict(), strict=False)
     words = " ".join(texts[600:]).split()
     chunks = [" ".join(words[i : i + 48]) for i in range(0, len(words), 48)][: s.distil_steps * 16]
     encoded = board.tokenizer(chunks, truncation=True, max_length=64)
@@ -766,8 +771,8 @@ def compress_hf_bort(board: Leaderboard, budget: float, task: str):
         data_collator=DataCollatorForLanguageModeling(board.tokenizer, mlm_probability=0.15),
     )
     trainer.train()
-    classifier = BertForSequenceClassification(student.config)
-    classifier.bert.load_state_dict(mlm.bert.state_dict(), strict=False)
+    classifier = AutoModelForSequenceClassification.from_config(student.config)
+    classifier.base_model.load_state_dict(mlm.base_model.state_dict(), strict=False)
     classifier.config.num_labels = 2
     losses = [h for h in trainer.state.log_history if "loss" in h]
     info = {
@@ -797,7 +802,7 @@ def _fitted_speedup(board: Leaderboard, space) -> np.ndarray:
         torch.manual_seed(0)
         times.append(
             measure_latency(
-                BertForSequenceClassification(space.to_config(arch)),
+                AutoModelForSequenceClassification.from_config(space.to_config(arch)),
                 board.settings.latency_repeats,
                 speed=board.settings.speed,
             )

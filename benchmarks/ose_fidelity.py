@@ -47,7 +47,7 @@ from hf_bort.glue import load_glue
 from hf_bort.ose import Architecture, OSEConfig, OSESearch, SearchSpace, extract_subnetwork
 from hf_bort.ose.costs import inference_flops, parameter_count
 from hf_bort.ose.result import CandidateRecord
-from hf_bort.ose.search import epsilon_buckets, read_text_lines
+from hf_bort.ose.search import epsilon_cover, read_text_lines
 
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -119,8 +119,12 @@ def select_candidates(
     space = SearchSpace.from_config(config, step=step)
     params, flops = parameter_count(space), inference_flops(space, seq_len)
     parent_flops = flops.max()
-    kept = [int(k) for k in epsilon_buckets(params, flops, epsilon) if flops[int(k)] <= max_flops_share * parent_flops]
-    kept = [space[k] for k in kept if space[k] != space.parent_architecture]
+    feasible = np.flatnonzero(flops <= max_flops_share * parent_flops)
+    arrays = space.arrays()
+    dims = np.stack([arrays[d] for d in ("depth", "heads", "hidden", "intermediate", "head_dim")], axis=1)
+    cover = feasible[epsilon_cover(dims[feasible], params[feasible], flops[feasible], epsilon)]
+    kept = [space[int(k)] for k in sorted(cover, key=lambda k: (params[k], flops[k]))]  # ABnC order
+    kept = [arch for arch in kept if arch != space.parent_architecture]
     if len(kept) < count:
         raise ValueError(f"The ε={epsilon} kept set has {len(kept)} candidates; ask for at most that many.")
     return [kept[int(round(i))] for i in np.linspace(0, len(kept) - 1, count)]

@@ -37,7 +37,20 @@ _METRIC_NAMES = {
 
 
 def _architecture(config: PreTrainedConfig) -> dict[str, object]:
-    """Bort's ⟨depth, heads, hidden, intermediate⟩ notation, read from any BERT-like config."""
+    """Bort's ⟨depth, heads, hidden, intermediate⟩ notation, read from any BERT-like config; where layers differ
+    (`per_layer_config`), heads and intermediate list each layer's, separated by slashes (0: the sub-layer is
+    skipped)."""
+    if getattr(config, "is_heterogeneous", False):
+        from .ose.space import layer_sizes
+
+        sizes = layer_sizes(config)
+        return {
+            "model_type": config.model_type,
+            "depth": config.num_hidden_layers,
+            "heads": "/".join(str(n) for n in sizes["heads"]),
+            "hidden": config.hidden_size,
+            "intermediate": "/".join(str(n) for n in sizes["intermediate"]),
+        }
     return {
         "model_type": config.model_type,
         "depth": getattr(config, "num_hidden_layers", None),

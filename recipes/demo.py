@@ -31,8 +31,9 @@ from hf_bort.agora import plot_agora_history
 from hf_bort.errors import check_model_source, check_weights_readable
 from hf_bort.glue import get_task
 from hf_bort.hub import render_model_card
-from hf_bort.ose import OSEConfig, OSESearch, SearchSpace, extract_subnetwork
+from hf_bort.ose import OSEConfig, OSESearch, SearchSpace
 from hf_bort.ose.search import read_text_lines
+from hf_bort.ose.space import layer_sizes
 from hf_bort.testing import offline_minilm_dir
 
 
@@ -56,11 +57,13 @@ parser.add_argument("--overwrite", action="store_true", help="Replace an existin
 parser.add_argument("--min_speedup", type=float, default=3.0, help="The student must be this many times faster.")
 args = parser.parse_args()
 
-if args.quick:
-    ose = dict(epsilon=1.0, interval=3, texts=200)  # 20 kept candidates, 3 training steps each
+if args.quick:  # a coarse grid (heads 3-12, hidden 128-384, FFN 256-1536: 432 points) and at most 10 candidates
+    ose = dict(epsilon=1.0, interval=3, texts=200, max_candidates=10)
+    grid = dict(num_heads=[3, 6, 9, 12], hidden_sizes=[128, 256, 384], intermediate_sizes=range(256, 1537, 256))
     distill_steps, train_rows, max_length, epochs, agora_rounds = 30, 2000, 48, 1, 2
-else:
-    ose = dict(epsilon=0.5, interval=10, texts=1000)  # 42 kept candidates, 20 training steps each
+else:  # the default grid (10,368 points), at most 40 candidates of 20 training steps each
+    ose = dict(epsilon=0.5, interval=10, texts=1000, max_candidates=40)
+    grid = {}
     distill_steps, train_rows, max_length, epochs, agora_rounds = 300, 6000, 64, 1, 3
 
 
@@ -171,13 +174,17 @@ banner(f"1/5  OSE search over the parent's architecture (MiniLM-L6, epsilon={ose
 started = time.perf_counter()
 tokenizer = AutoTokenizer.from_pretrained(parent_dir)
 parent = AutoModel.from_pretrained(parent_dir)
-space = SearchSpace.from_config(parent.config)
+space = SearchSpace.from_config(parent.config, **grid)
 # ê is scored on wiki.test rows that no candidate's short run, projection or head has seen.
 # Quick: K = 6 gives 4 steps per candidate at ε=1, s=3; full: the default K = 30 gives 19 at ε=0.5, s=10.
+# The speed budget is a constraint of the search: only candidates predicted to meet it are searched (a latency model
+# fitted on this CPU, 1 thread), and the chosen one is measured.
 search_settings = dict(
     epsilon=ose["epsilon"],
     interval=ose["interval"],
     step_scale=6.0 if args.quick else 30.0,
+    min_speedup=args.min_speedup,
+    max_candidates=ose["max_candidates"],
     output_dir=str(out / "ose"),
 )
 search = OSESearch(
@@ -220,15 +227,15 @@ timings["ose_search"] = time.perf_counter() - started
 # ---------------------------------------------------------------------------------------------------------
 banner(f"2/5  Extraction of {chosen} from the parent's weights, as a Bort model")
 extracted_dir = out / "extracted"
-student = extract_subnetwork(parent, chosen, as_bort=True)
-if (student.config.num_attention_heads, student.config.head_dim) != (chosen.heads, chosen.hidden // chosen.heads):
-    raise RuntimeError(f"The extracted heads differ from the {chosen} OSE evaluated; this is a bug in extraction.")
+student = search.extract(chosen, as_bort=True)  # the same weights, layer sizes and seed the search started from
+if layer_sizes(student.config) != chosen_record.allocation:
+    raise RuntimeError(f"The extracted layers differ from the {chosen} OSE evaluated; this is a bug in extraction.")
 student.save_pretrained(extracted_dir)
 tokenizer.save_pretrained(extracted_dir)
 print(
-    f"Saved {type(student).__name__} {chosen} (head_dim {student.config.head_dim}, as OSE scored it) with "
-    f"{sum(p.numel() for p in student.parameters()):,} parameters to {extracted_dir} (OSE counted "
-    f"{chosen_record.params:,.0f} for the BERT layout, which adds token types and a pooler)"
+    f"Saved {type(student).__name__} {chosen} (heads per layer {chosen_record.allocation['heads']}, FFN width per "
+    f"layer {chosen_record.allocation['intermediate']}, as OSE scored it) with "
+    f"{sum(p.numel() for p in student.parameters()):,} parameters to {extracted_dir}"
 )
 
 # ---------------------------------------------------------------------------------------------------------
@@ -293,6 +300,7 @@ summary = {
     },
     "student": {
         "architecture": chosen.as_dict(),
+        "layers": chosen_record.allocation,
         **headline(student_results),
         "cpu_latency_ms": round(latency["student"], 3),
     },
@@ -308,6 +316,7 @@ summary = {
         },
         "candidate_latency_ms": measured,
         "parent_latency_ms": round(parent_latency, 3),
+        "guarantee": result.guarantee,
     },
     "distillation": distill_results,
     "agora_history": student_results["agora_history"],
@@ -316,7 +325,7 @@ summary = {
     "latency_measure": f"median CPU time of one forward pass, 1 thread, batch {LATENCY_SHAPE[0]} x "
     f"{LATENCY_SHAPE[1]} tokens, after warm-up",
 }
-metric = next(k for k in summary["student"] if k not in ("architecture", "parameters", "cpu_latency_ms"))
+metric = next(k for k in summary["student"] if k not in ("architecture", "layers", "parameters", "cpu_latency_ms"))
 summary["metric"] = metric
 summary["speedup"] = round(latency["parent"] / latency["student"], 2)
 summary["speedup_at_selection"] = round(chosen_speedup, 2)  # the measurement the speed budget was checked on
@@ -336,9 +345,11 @@ card = render_model_card(
     model_name=f"bort-{chosen.depth}-{chosen.heads}-{chosen.hidden}-{chosen.intermediate}-minilm-l6-{args.task}",
     num_parameters=student_results["num_parameters"],
     ose_point=(
-        f"⟨{chosen.depth}, {chosen.heads}, {chosen.hidden}, {chosen.intermediate}⟩ of MiniLM-L6's grid, chosen by W "
-        f"(W {chosen_record.w:.3f}, held-out ê {chosen_record.error:.3f}, ε {result.epsilon}) among candidates "
-        f">= {args.min_speedup}x faster than the parent"
+        f"{chosen} of MiniLM-L6's grid (heads per layer {chosen_record.allocation['heads']}, FFN width per layer "
+        f"{chosen_record.allocation['intermediate']}), chosen by W (W {chosen_record.w:.3f}, held-out ê "
+        f"{chosen_record.error:.3f}, ε {result.epsilon}) among candidates >= {args.min_speedup}x faster than the "
+        f"parent; {result.guarantee['evaluated']} of {result.guarantee['kept']} kept candidates evaluated, so its W is "
+        f"within {result.guarantee['factor']:.2f}x of the grid's best if a larger candidate never errs more"
     ),
     data_source=f"local GLUE files from `{Path(args.data_dir).name}/` (the original GLUE TSVs), not the Hub",
     comparison={
@@ -354,6 +365,8 @@ card.save(out / "MODEL_CARD.md")
 
 rows = [("", "parent (teacher)", "Bort student")]
 for key in summary["student"]:
+    if key == "layers":
+        continue
     if key == "architecture":
         rows.append(("architecture", str(result.parent_architecture), str(chosen)))
     else:

@@ -50,6 +50,21 @@ def test_extract_saves_the_same_child_as_the_library(parent_dir, tmp_path, capsy
     assert (out / "tokenizer.json").is_file()
 
 
+def test_extract_a_per_layer_child_with_heads_of_the_parents_width(parent_dir, tmp_path, capsys):
+    """`--architecture D,A,H,I,head_dim --allocation importance`: a heterogeneous Bort, the library's student."""
+    out = tmp_path / "child"
+    argv = ["extract", str(parent_dir), str(out), "--architecture", "2,1,32,20,8", "--allocation", "importance"]
+    assert main(argv) == 0
+    saved = AutoModel.from_pretrained(out)
+    expected = extract_subnetwork(
+        AutoModel.from_pretrained(parent_dir), Architecture(2, 1, 32, 20, 8), allocation="importance"
+    )
+    assert type(saved).__name__ == "BortModel" and saved.config.head_dim == 8
+    assert [layer.attention.self.num_attention_heads for layer in saved.encoder.layer] == [1, 1]
+    for (name, ours), (_, theirs) in zip(saved.state_dict().items(), expected.state_dict().items(), strict=True):
+        assert torch.equal(ours, theirs), name
+
+
 def test_extract_bad_input_is_one_clear_line(parent_dir, tmp_path, capsys):
     assert main(["extract", str(parent_dir), str(tmp_path / "c"), "--architecture", "1,2,16"]) == 2
     assert "must be four integers depth,heads,hidden,intermediate" in capsys.readouterr().err

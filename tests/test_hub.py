@@ -95,3 +95,15 @@ def test_bort_card_sizes_are_rederived_from_the_config():
         assert numbers == [embeddings, total - embeddings, total]
     assert _count(BortConfig())[0] == 75_106_304
     assert "masked-LM head of `amazon/bort` is untrained" in card.text
+
+
+def test_card_of_a_heterogeneous_student_lists_each_layers_sizes():
+    config = BortConfig(
+        hidden_size=32,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        intermediate_size=37,
+        per_layer_config={0: {"num_attention_heads": 2, "intermediate_size": 20}, 2: {"skip": ["mlp"]}},
+    )
+    card = render_model_card(_results(agora=False), config, num_parameters=12_345)
+    assert "⟨3, 2/4/4, 32, 20/37/0⟩" in str(card)  # 0: layer 2 has no FFN

@@ -14,7 +14,18 @@ class ExtractArguments:
     output_dir: Path = field(metadata={"positional": True, "help": "Folder to write the extracted model to."})
     architecture: str | None = field(
         default=None,
-        metadata={"help": "depth,heads,hidden,intermediate of the child, e.g. 4,8,256,768 (or use --result)."},
+        metadata={
+            "help": "depth,heads,hidden,intermediate of the child, e.g. 4,8,256,768, and optionally the width of one "
+            "head last, e.g. 6,2,384,192,32 (heads that need not fill the hidden size: a Bort child) (or --result)."
+        },
+    )
+    allocation: str = field(
+        default="uniform",
+        metadata={
+            "choices": ["uniform", "importance"],
+            "help": "How the child's heads and FFN neurons are spread over its layers: alike, or by importance "
+            "(a Bort child with per layer sizes). With --result, the per layer sizes the search evaluated are used.",
+        },
     )
     result: Path | None = field(
         default=None, metadata={"help": "An OSE result.json (hf-bort search): extract its chosen architecture."}
@@ -38,6 +49,7 @@ class ExtractArguments:
 
 
 def _architecture(args: ExtractArguments):
+    """The child and how its layers are sized: (architecture, allocation) from --architecture or a search's result."""
     from ..ose import Architecture, OSEResult
 
     if (args.architecture is None) == (args.result is None):
@@ -45,13 +57,15 @@ def _architecture(args: ExtractArguments):
     if args.result is not None:
         if not args.result.is_file():
             raise FileNotFoundError(f"--result {args.result} does not exist; pass the result.json of hf-bort search.")
-        return OSEResult.load(args.result).best
+        result = OSEResult.load(args.result)
+        return result.best, result.record(result.best).allocation or args.allocation
     parts = args.architecture.replace(" ", "").split(",")
-    if len(parts) != 4 or not all(p.isdigit() for p in parts):
+    if len(parts) not in (4, 5) or not all(p.isdigit() for p in parts):
         raise ValueError(
-            f"--architecture {args.architecture!r} must be four integers depth,heads,hidden,intermediate."
+            f"--architecture {args.architecture!r} must be four integers depth,heads,hidden,intermediate, or five "
+            "with the width of one head last."
         )
-    return Architecture(*map(int, parts))
+    return Architecture(*map(int, parts)), args.allocation
 
 
 def run_extract(args: ExtractArguments) -> int:
@@ -60,7 +74,7 @@ def run_extract(args: ExtractArguments) -> int:
 
     from ..ose import extract_subnetwork, read_text_lines
 
-    arch = _architecture(args)
+    arch, allocation = _architecture(args)
     check_model_source(args.model, "parent model")
     if args.output_dir.is_dir() and any(args.output_dir.iterdir()) and not args.overwrite:
         raise FileExistsError(f"{args.output_dir} is not empty; pass --overwrite or choose another folder.")
@@ -76,7 +90,13 @@ def run_extract(args: ExtractArguments) -> int:
             for i in range(0, len(texts), 8)
         ]
     child = extract_subnetwork(
-        parent, arch, as_bort=args.as_bort, importance=args.importance, data=data, seed=args.seed
+        parent,
+        arch,
+        as_bort=args.as_bort,
+        allocation=allocation,
+        importance=args.importance,
+        data=data,
+        seed=args.seed,
     )
     child.save_pretrained(args.output_dir)
     tokenizer.save_pretrained(args.output_dir)

@@ -26,6 +26,18 @@ class SearchDataArguments:
     )
     max_texts: int = field(default=2000, metadata={"help": "Use at most this many training texts."})
     step: int = field(default=64, metadata={"help": "Spacing of the hidden and intermediate grids."})
+    head_dims: list[int] | None = field(
+        default=None,
+        metadata={"help": "Widths of one head to search (BERT layout: up to the parent's; default the parent's)."},
+    )
+    allocation: str | None = field(
+        default=None,
+        metadata={
+            "choices": ["uniform", "importance"],
+            "help": "How a candidate's heads and FFN neurons are spread over its layers: by importance (parents of the "
+            "BERT layout, the default there; the students are Bort models) or alike (every other family).",
+        },
+    )
 
     def __post_init__(self):
         if (self.train_file is None) == (self.glue_task is None):
@@ -75,7 +87,9 @@ def run_search(args: argparse.Namespace) -> int:
         train = load_glue(data.glue_task, data.glue_dir, splits=("train",))["train"]
         train = train.select(range(min(data.max_texts, len(train))))
     evaluation = read_text_lines(data.eval_file)[: max(1, data.max_texts // 10)] if data.eval_file else None
-    space = SearchSpace.from_config(AutoConfig.from_pretrained(data.model), step=data.step)
+    space = SearchSpace.from_config(
+        AutoConfig.from_pretrained(data.model), step=data.step, head_dims=data.head_dims, allocation=data.allocation
+    )
     search = OSESearch(data.model, config, space=space, train_dataset=train, eval_dataset=evaluation)
     result = search.run()
 

@@ -148,7 +148,7 @@ class OSEResult:
         """A fixed-width table of the candidates (sorted by parameters); * marks the front, > the best."""
         unit = "i (GFLOPs)" if self.inference_cost_unit == "flops" else "i (ms)"
         scale = 1e9 if self.inference_cost_unit == "flops" else 1.0
-        header = f"{'':2}{'D':>3} {'A':>3} {'H':>5} {'I':>5} {'p (M)':>9} {unit:>11} {'ê':>7} {'W':>7} {'eval ê':>7}"
+        header = f"{'':2}{'D':>3} {'A':>6} {'H':>5} {'I':>5} {'p (M)':>9} {unit:>11} {'ê':>7} {'W':>7} {'eval ê':>7}"
         lines = [header, "-" * len(header)]
         front = set(self.front)
         for rec in sorted(self.records, key=lambda r: (r.params, r.inference_cost)):
@@ -158,7 +158,7 @@ class OSEResult:
             mark = (">" if a == self.best else " ") + ("*" if a in front else " ")
             ev = f"{rec.eval_error:7.4f}" if rec.eval_error is not None else f"{'-':>7}"
             lines.append(
-                f"{mark}{a.depth:>3} {a.heads:>3} {a.hidden:>5} {a.intermediate:>5} {rec.params / 1e6:9.3f} "
+                f"{mark}{a.depth:>3} {_heads(a):>6} {a.hidden:>5} {a.intermediate:>5} {rec.params / 1e6:9.3f} "
                 f"{rec.inference_cost / scale:11.4f} {rec.error:7.4f} {rec.w:7.4f} {ev}"
             )
         return "\n".join(lines)
@@ -241,6 +241,11 @@ class OSEResult:
         fig.savefig(path, dpi=110)
         plt.close(fig)
         return path
+
+
+def _heads(arch: Architecture) -> str:
+    """A (or A x d where the heads do not fill the hidden size), as the table shows it."""
+    return f"{arch.heads}x{arch.head_dim}" if arch.head_dim is not None else str(arch.heads)
 
 
 __all__ = ["CandidateRecord", "OSEResult", "RELEASED_BORT"]

@@ -186,14 +186,17 @@ class _BranchAndBound:
     def __init__(self, dims: np.ndarray, cost_ratio: np.ndarray, error_weight: float, monotone: bool, size: int):
         self.dims, self.cost_ratio, self.error_weight = dims, cost_ratio, error_weight
         self.monotone, self.size = monotone, size
+        self._floor, self._folded = np.zeros(len(dims)), set()  # error bounds from the evaluations folded in so far
 
     def lower_bounds(self, evaluated: dict[int, float]) -> np.ndarray:
-        """W's lower bound for every kept candidate; the exact W for the evaluated ones (keyed by kept position)."""
-        error = np.zeros(len(self.dims))
+        """W's lower bound for every kept candidate; the exact W for the evaluated ones (keyed by kept position).
+        Evaluations only ever add up, so each is folded into the bounds once."""
         if self.monotone:
-            for position, value in evaluated.items():
+            for position in evaluated.keys() - self._folded:
                 contained = (self.dims <= self.dims[position]).all(axis=1)
-                error[contained] = np.maximum(error[contained], min(value, _ERROR_BOUND_CAP))
+                self._floor[contained] = np.maximum(self._floor[contained], min(evaluated[position], _ERROR_BOUND_CAP))
+                self._folded.add(position)
+        error = self._floor.copy()
         for position, value in evaluated.items():
             error[position] = value
         return np.maximum(self.cost_ratio, self.error_weight * error)
@@ -566,12 +569,14 @@ class OSESearch:
             finished.update(self._read_journal()[0])
         return [finished[self.space[index]] for index in indices]
 
-    def extract(self, arch: Architecture) -> PreTrainedModel:
+    def extract(self, arch: Architecture, as_bort: bool = False) -> PreTrainedModel:
         """The student of `arch` exactly as the search built it before its short run: the parent's most important
-        weights by the search's scores, its allocation over layers (the per-layer sizes its record holds), its seed."""
+        weights by the search's scores, its allocation over layers (the per-layer sizes its record holds), its seed;
+        `as_bort` makes it a Bort model even where the parent's class could hold it."""
         return extract_subnetwork(
             self.parent,
             arch,
+            as_bort,
             importance=self._importance(),
             allocation=self.space.allocation,
             seed=_candidate_seed(arch, self.args.seed),
