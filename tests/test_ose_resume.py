@@ -34,7 +34,7 @@ def texts(wikitext_dir):
     return read_text_lines(wikitext_dir / "wiki.valid.raw")[:16]
 
 
-def _search(parent, tokenizer, texts, output_dir, eval_dataset=None, **kwargs) -> OSESearch:
+def _search(parent, tokenizer, texts, output_dir, eval_dataset=None, allocation=None, **kwargs) -> OSESearch:
     config = OSEConfig(
         **{
             **dict(epsilon=1.0, interval=2, seq_len=16, batch_size=4, max_candidates=4, show_progress=False),
@@ -42,7 +42,7 @@ def _search(parent, tokenizer, texts, output_dir, eval_dataset=None, **kwargs) -
             "output_dir": output_dir,
         }
     )
-    space = SearchSpace.from_config(parent.config, step=16)
+    space = SearchSpace.from_config(parent.config, step=16, allocation=allocation)
     return OSESearch(parent, config, space=space, train_dataset=texts, eval_dataset=eval_dataset, tokenizer=tokenizer)
 
 
@@ -109,6 +109,8 @@ def test_resume_reuses_only_what_the_same_search_produced(tokenizer, texts, tmp_
         ValueError, match=r"different settings: seq_len \(16 -> 24\), train_data \(the training data differ\)"
     ):
         _search(_parent(), tokenizer, texts, run, eval_dataset=texts[-4:], seq_len=24).run()
+    with pytest.raises(ValueError, match=r"different settings: space \(the search space differs\)"):
+        _search(_parent(), tokenizer, texts, run, eval_dataset=texts[-4:], allocation="uniform").run()  # other layers
     assert (run / "candidates-0.jsonl").read_bytes() == journal
 
 

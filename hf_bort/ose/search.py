@@ -1269,7 +1269,8 @@ def _fingerprint_tensors(tensors: dict[str, torch.Tensor]) -> str:
 
 
 def _fingerprint_space(space: SearchSpace) -> str:
-    digest = hashlib.sha256(repr(space.shape).encode())
+    """The grid, the family's shape and how heads and neurons are spread over layers (each changes a student)."""
+    digest = hashlib.sha256(f"{space.shape!r}|{space.allocation}".encode())
     for name, values in sorted(space.arrays().items()):
         digest.update(name.encode())
         digest.update(np.ascontiguousarray(values, dtype=np.int64).tobytes())
