@@ -141,3 +141,29 @@ def test_resume_errors_name_the_problem(tmp_path):
         find_agora_checkpoint(True, str(tmp_path))
     with pytest.raises(ValueError, match="does not exist"):
         find_agora_checkpoint(str(tmp_path / "nowhere"), str(tmp_path))
+
+
+def _complete_checkpoint(folder: Path, round_index: int, position: int, step: int) -> Path:
+    """The files `find_agora_checkpoint` reads in a complete checkpoint, recording where it stands in the run."""
+    folder.mkdir(parents=True)
+    (folder / "agora_state.json").write_text(json.dumps({"round": round_index, "position": position, "weights": []}))
+    (folder / "agora_generated.json").write_text("{}")
+    (folder / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+    (folder / "model.safetensors").write_bytes(b"")
+    return folder
+
+
+def test_resume_picks_the_checkpoint_furthest_along_whatever_the_modification_times(tmp_path):
+    """Round 2 ranked setting 1 before setting 0, so setting-0's checkpoints are the newest; a touched old checkpoint
+    (a copy, a backup tool) must not send the run back to round 1."""
+    from hf_bort.agora import find_agora_checkpoint
+
+    old = _complete_checkpoint(tmp_path / "agora-round-1" / "setting-1" / "checkpoint-5", 1, 1, 5)
+    _complete_checkpoint(tmp_path / "agora-round-2" / "setting-1" / "checkpoint-7", 2, 0, 7)
+    newest = _complete_checkpoint(tmp_path / "agora-round-2" / "setting-0" / "checkpoint-3", 2, 1, 3)
+    cut = tmp_path / "agora-round-2" / "setting-0" / "checkpoint-4"
+    cut.mkdir()  # cut short while saving: no Agora state, skipped
+    later = newest.stat().st_mtime_ns + 10**12
+    os.utime(old, ns=(later, later))  # the round-1 checkpoint is touched: now the most recently modified folder
+    assert find_agora_checkpoint(True, str(tmp_path)) == str(newest)
+
