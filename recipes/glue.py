@@ -16,7 +16,9 @@ saved Hub-ready, `results.json`, and for GLUE tasks a model card (`README.md`) r
 Data files (CSV, TSV or JSON lines) need a `label` column: integers or strings for classification, floats for
 regression. The text is `sentence1`/`sentence2` when present, else the first one or two other columns.
 Checkpoints: `--save_strategy epoch` (or steps) writes them; `--resume_from_checkpoint PATH` (or `True`, the last one
-in `--output_dir`) continues a run, after checking the run's settings are the ones it started with.
+in `--output_dir`, Agora's included) continues a run, after checking the run's settings are the ones it started with.
+`--output_dir` must be new, empty or an earlier run of this recipe (`run_args.json`); a folder holding anything else is
+refused, with `--overwrite_output_dir` or a resume too (hf_bort.output_dir).
 
 Honest splits: without `--agora` the validation set is the evaluation set, as usual. With `--agora` the algorithm
 learns from its dev set, so that set is carved out of train (`--agora_dev_fraction`) and the official dev set is
@@ -53,12 +55,13 @@ from transformers import (
 from transformers.trainer_utils import get_last_checkpoint
 
 import hf_bort  # noqa: F401  (registers Bort with the Auto classes)
-from hf_bort.agora import AgoraArguments, AgoraTrainer, carve_dev_split
+from hf_bort.agora import AgoraArguments, AgoraTrainer, carve_dev_split, find_agora_checkpoint
 from hf_bort.errors import check_model_source, run_main
 from hf_bort.extras import require
 from hf_bort.glue import GLUE_TASKS, get_task, load_glue
 from hf_bort.hub import save_model_card
 from hf_bort.metrics import load_glue_metric
+from hf_bort.output_dir import check_output_dir, record_run
 
 
 @dataclass(frozen=True)
@@ -143,7 +146,8 @@ class DataTrainingArguments:
         },
     )
     overwrite_output_dir: bool = field(
-        default=False, metadata={"help": "Allow writing into a non-empty output dir (earlier results are replaced)."}
+        default=False,
+        metadata={"help": "Replace an earlier run of this recipe in --output_dir (any other folder is refused)."},
     )
 
 
@@ -257,34 +261,29 @@ def _run_settings(args: RecipeArguments) -> dict:
     return {key: settings.get(key, getattr(args.training, key, None)) for key in _RESUME_KEYS}
 
 
-def check_output_dir(args: RecipeArguments) -> None:
-    """Never write over a user's earlier results unless asked to; a resumed run must be the run that was started."""
-    path = Path(args.training.output_dir)
-    run_file = path / "run_args.json"
-    settings = _run_settings(args)
-    if args.training.resume_from_checkpoint is not None:
-        if run_file.is_file():
-            started = json.loads(run_file.read_text())
-            changed = {key: (started.get(key), value) for key, value in settings.items() if started.get(key) != value}
-            if changed:
-                raise ValueError(
-                    f"Cannot resume in {path}: these settings differ from the run that wrote it (was, now): "
-                    f"{changed}. Pass the original values, or start a new run in another --output_dir."
-                )
-        return
-    if path.is_dir() and any(path.iterdir()) and not args.data.overwrite_output_dir:
-        hint = " or --resume_from_checkpoint True to continue it" if get_last_checkpoint(str(path)) else ""
-        raise FileExistsError(
-            f"Output directory {path} exists and is not empty. Pass --overwrite_output_dir to write into it "
-            f"anyway{hint}, or choose another --output_dir."
-        )
+def _resume(args: RecipeArguments) -> str | bool | None:
+    """`--resume_from_checkpoint True` (the last checkpoint of --output_dir, as in run_glue.py) or a path."""
+    resume = args.training.resume_from_checkpoint
+    return True if resume in ("True", "true", True) else resume
 
 
-def record_run(args: RecipeArguments) -> None:
-    """What a resume must match, written when the run starts."""
-    path = Path(args.training.output_dir)
-    path.mkdir(parents=True, exist_ok=True)
-    (path / "run_args.json").write_text(json.dumps(_run_settings(args), indent=2) + "\n")
+def find_checkpoint(args: RecipeArguments) -> str | None:
+    """The checkpoint a resumed run continues, found before any work: `True` means the last one in --output_dir, by
+    the rules of the trainer that wrote it (Agora saves under agora-round-N/, per round and setting)."""
+    resume, output_dir = _resume(args), args.training.output_dir
+    if resume is True:
+        if args.model.agora:
+            return find_agora_checkpoint(True, output_dir)
+        last = get_last_checkpoint(output_dir) if Path(output_dir).is_dir() else None
+        if last is None:
+            raise FileNotFoundError(
+                f"No checkpoint-* folder in {output_dir} to resume from; pass its path, or train with "
+                "--save_strategy epoch to write checkpoints."
+            )
+        return last
+    if resume is not None and not Path(resume).is_dir():
+        raise FileNotFoundError(f"--resume_from_checkpoint {resume} is not a folder; pass a checkpoint-* folder.")
+    return resume
 
 
 def _read_files(data: DataTrainingArguments) -> datasets.DatasetDict:
@@ -555,10 +554,14 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     model_args, data_args, training_args = args
     check_model_source(model_args.model_name_or_path, "--model_name_or_path")
-    check_output_dir(args)
+    settings, resume = _run_settings(args), _resume(args)
+    check_output_dir(
+        training_args.output_dir, "glue.py", settings, overwrite=data_args.overwrite_output_dir, resume=resume,
+        overwrite_flag="--overwrite_output_dir", resume_flag="--resume_from_checkpoint True",
+    )  # fmt: skip
+    checkpoint = find_checkpoint(args)
     task, raw = load_data(args)
-    if training_args.resume_from_checkpoint is None:
-        record_run(args)
+    record_run(training_args.output_dir, "glue.py", settings, resume)  # every input read: the folder is now the run's
     set_seed(training_args.seed)
 
     train, eval_sets, reported = load_splits(task, raw, args)
@@ -568,7 +571,7 @@ def main(argv: list[str] | None = None) -> dict:
     model = load_model(args, task)
     trainer, prepare = build_trainer(args, task, model, tokenizer, train, eval_sets)
     started = time.perf_counter()
-    train_output = trainer.train(resume_from_checkpoint=_checkpoint(training_args))
+    train_output = trainer.train(resume_from_checkpoint=checkpoint)
     train_seconds = time.perf_counter() - started
     metrics = {
         name: _official_metrics(trainer.evaluate(prepare(ds), metric_key_prefix=name), name, task)
@@ -633,22 +636,6 @@ def main(argv: list[str] | None = None) -> dict:
                 output_dir, results=results, config=trainer.model.config, push_to=trainer.hub_model_id, **card_kwargs
             )
     return results
-
-
-def _checkpoint(training_args: TrainingArguments) -> str | bool | None:
-    """`--resume_from_checkpoint True` means the last checkpoint in --output_dir, as in run_glue.py."""
-    resume = training_args.resume_from_checkpoint
-    if resume in ("True", "true", True):
-        last = get_last_checkpoint(training_args.output_dir)
-        if last is None:
-            raise FileNotFoundError(
-                f"No checkpoint-* folder in {training_args.output_dir} to resume from; pass its path, or train with "
-                "--save_strategy epoch to write checkpoints."
-            )
-        return last
-    if resume is not None and not Path(resume).is_dir():
-        raise FileNotFoundError(f"--resume_from_checkpoint {resume} is not a folder; pass a checkpoint-* folder.")
-    return resume
 
 
 if __name__ == "__main__":

@@ -439,41 +439,90 @@ def test_debug_flag_shows_the_real_exception(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# recipes/pretrain.py: the output guard, and unloadable model folders.
+# The recipes' output folders: one guard (hf_bort.output_dir) for recipes/glue.py and recipes/pretrain.py. A user's
+# folder survives byte for byte whatever the flags say, a resume included; only a run of the same recipe is replaced.
 def _user_folder(path):
     path.mkdir(parents=True)
-    files = {"README.md": b"# my model\n", "config.json": b'{"mine": true}\n'}
+    files = {"results.json": b'{"mine": 1}\n', "README.md": b"# my model\n", "config.json": b'{"mine": true}\n'}
     for name, content in files.items():
         (path / name).write_bytes(content)
     return files
 
 
-def test_pretrain_resume_from_another_folder_does_not_license_overwriting(tmp_path, minilm_path, wikitext_dir):
+def _glue_recipe():
+    spec = importlib.util.spec_from_file_location("glue_recipe_guard", REPO_ROOT / "recipes" / "glue.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _recipe_argv(name, minilm_path, out):
+    if name == "pretrain":
+        return _recipe(), _argv(minilm_path, WIKITEXT_DIR / "wiki.valid.raw", out)
+    argv = ["--model_name_or_path", str(minilm_path), "--task_name", "sst2", "--data_dir", str(GLUE_DIR)]
+    return _glue_recipe(), [*argv, "--output_dir", str(out), "--max_train_samples", "8", "--use_cpu", "true"]
+
+
+# each case: the flags (given the recipe and tmp_path) and the words the refusal must hold
+GUARD_CASES = {
+    "resume from a checkpoint in another folder": (
+        lambda name, tmp: ["--resume_from_checkpoint", str(tmp / "elsewhere" / "checkpoint-1")],
+        "is not inside it",
+    ),
+    "resume the last checkpoint": (
+        lambda name, tmp: ["--resume_from_checkpoint", "last" if name == "pretrain" else "True"],
+        "holds files that .* did not write .*not even to resume",
+    ),
+    "resume a checkpoint inside it": (
+        lambda name, tmp: ["--resume_from_checkpoint", str(tmp / "out" / "checkpoint-1")],
+        "not even to resume",
+    ),
+    "overwrite": (
+        lambda name, tmp: ["--overwrite" if name == "pretrain" else "--overwrite_output_dir"],
+        r"holds files that .* did not write \(no run_args.json",
+    ),
+    "no flag": (lambda name, tmp: [], "holds files that .* did not write"),
+}
+
+
+@pytest.mark.parametrize("case", list(GUARD_CASES))
+@pytest.mark.parametrize("name", ["glue", "pretrain"])
+def test_a_users_folder_survives_every_flag_of_both_recipes(name, case, tmp_path, minilm_path):
     files = _user_folder(tmp_path / "out")
     (tmp_path / "elsewhere" / "checkpoint-1").mkdir(parents=True)
-    argv = _argv(minilm_path, wikitext_dir / "wiki.valid.raw", tmp_path / "out")
-    with pytest.raises(FileExistsError, match="not empty and --resume_from_checkpoint .*elsewhere.* is not inside it"):
-        _recipe().main([*argv, "--resume_from_checkpoint", str(tmp_path / "elsewhere" / "checkpoint-1")])
-    for name, content in files.items():
-        assert (tmp_path / "out" / name).read_bytes() == content
+    (tmp_path / "out" / "checkpoint-1").mkdir()
+    recipe, argv = _recipe_argv(name, minilm_path, tmp_path / "out")
+    flags, message = GUARD_CASES[case]
+    with pytest.raises(FileExistsError, match=message):
+        recipe.main([*argv, *flags(name, tmp_path)])
+    for file, content in files.items():
+        assert (tmp_path / "out" / file).read_bytes() == content
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted([*files, "checkpoint-1"])
 
 
-def test_pretrain_guard_allows_resuming_a_checkpoint_inside_the_output_dir(tmp_path, minilm_path, wikitext_dir):
-    recipe = _recipe()
-    _user_folder(tmp_path / "out")
-    parser = recipe.HfArgumentParser((recipe.PretrainArguments, recipe.DistillationArguments))
-    for resume in ("last", str(tmp_path / "out" / "checkpoint-2"), str(tmp_path / "out")):
-        argv = [
-            *_argv(minilm_path, wikitext_dir / "wiki.valid.raw", tmp_path / "out"),
-            "--resume_from_checkpoint",
-            resume,
-        ]
-        script, args = parser.parse_args_into_dataclasses(argv)
-        if resume == str(tmp_path / "out"):  # the folder itself is not a checkpoint in it
-            with pytest.raises(FileExistsError):
-                recipe._check_output_dir(args, script)
-        else:
-            recipe._check_output_dir(args, script)
+def test_the_guard_lets_a_run_replace_or_continue_only_its_own_recipes_run(tmp_path):
+    from hf_bort.output_dir import check_output_dir, record_run
+
+    out, settings = tmp_path / "out", {"seed": 0, "learning_rate": 1e-4}
+    flags = dict(overwrite_flag="--overwrite", resume_flag="--resume_from_checkpoint last")
+    check_output_dir(out, "pretrain.py", settings, overwrite=False, resume=None, **flags)  # a new folder
+    record_run(out, "pretrain.py", settings, resume=None)
+    (out / "checkpoint-2").mkdir()
+    with pytest.raises(FileExistsError, match="holds an earlier pretrain.py run. Pass --overwrite .*resume.* last"):
+        check_output_dir(out, "pretrain.py", settings, overwrite=False, resume=None, **flags)
+    check_output_dir(out, "pretrain.py", settings, overwrite=True, resume=None, **flags)
+    for resume in (True, out / "checkpoint-2"):
+        check_output_dir(out, "pretrain.py", settings, overwrite=False, resume=resume, **flags)
+    with pytest.raises(ValueError, match=r"learning_rate.*\(0.0001, 0.001\)"):
+        check_output_dir(
+            out, "pretrain.py", {**settings, "learning_rate": 1e-3}, overwrite=False, resume=True, **flags
+        )
+    with pytest.raises(FileExistsError, match="no run_args.json of a glue.py run"):  # another recipe's run
+        check_output_dir(out, "glue.py", settings, overwrite=True, resume=None, **flags)
+    record_run(out, "pretrain.py", {"seed": 1}, resume=True)  # a resume keeps the record of the run it continues
+    assert json.loads((out / "run_args.json").read_text()) == {"recipe": "pretrain.py", "settings": settings}
+    # a checkpoint elsewhere may seed a run in a new folder, which the run then owns
+    check_output_dir(tmp_path / "new", "pretrain.py", settings, overwrite=False, resume=out / "checkpoint-2", **flags)
 
 
 def test_pretrain_refuses_a_file_as_output_dir(tmp_path, minilm_path, wikitext_dir):

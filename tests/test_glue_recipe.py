@@ -100,10 +100,14 @@ def test_bad_arguments_are_clear_errors(capsys):
     assert "--agora needs --agora_teacher" in capsys.readouterr().err
 
 
-def test_non_empty_output_dir_is_refused(tmp_path, tiny_bert):
+def test_an_earlier_run_is_replaced_only_with_overwrite_output_dir(tmp_path, tiny_bert):
+    from hf_bort.output_dir import record_run
+
+    argv = ["--model_name_or_path", str(tiny_bert), "--task_name", "rte", "--output_dir", str(tmp_path)]
+    record_run(tmp_path, "glue.py", recipe._run_settings(recipe.parse_args(argv)), resume=None)
     (tmp_path / "results.json").write_text("{}")
-    with pytest.raises(FileExistsError, match="--overwrite_output_dir"):
-        recipe.main(["--model_name_or_path", str(tiny_bert), "--task_name", "rte", "--output_dir", str(tmp_path)])
+    with pytest.raises(FileExistsError, match="earlier glue.py run. Pass --overwrite_output_dir .*True to continue"):
+        recipe.main(argv)
     assert (tmp_path / "results.json").read_text() == "{}"
 
 
