@@ -56,7 +56,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 import hf_bort  # noqa: F401  (registers Bort with the Auto classes)
 from hf_bort.agora import AgoraArguments, AgoraTrainer, carve_dev_split, find_agora_checkpoint
-from hf_bort.errors import check_model_source, run_main
+from hf_bort.errors import check_model_source, load_checkpoint, run_main
 from hf_bort.extras import require
 from hf_bort.glue import GLUE_TASKS, get_task, load_glue
 from hf_bort.hub import save_model_card
@@ -402,8 +402,11 @@ def load_model(args: RecipeArguments, task: TextTask) -> PreTrainedModel:
     config = AutoConfig.from_pretrained(model_args.model_name_or_path)
     check_num_labels(config, task, model_args.ignore_mismatched_sizes)
     label_names = task.label_names or ("score",)
-    model = AutoModelForSequenceClassification.from_pretrained(
+    model = load_checkpoint(
+        AutoModelForSequenceClassification,
         model_args.model_name_or_path,
+        "--model_name_or_path",
+        new_weights=True,  # a base checkpoint gets the task's head; a replaced one is asked for (check_num_labels)
         num_labels=task.num_labels,
         id2label=dict(enumerate(label_names)),
         label2id={name: i for i, name in enumerate(label_names)},
@@ -531,7 +534,7 @@ def build_trainer(
     teacher_path = args.model.agora_teacher
     check_model_source(teacher_path, "--agora_teacher")
     teacher = (
-        AutoModelForSequenceClassification.from_pretrained(teacher_path),
+        load_checkpoint(AutoModelForSequenceClassification, teacher_path, "--agora_teacher"),  # its head, trained
         AutoTokenizer.from_pretrained(teacher_path),
     )
     trainer = AgoraTrainer(

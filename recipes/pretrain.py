@@ -39,7 +39,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from hf_bort import Architecture, BortConfig, BortForMaskedLM, BortModel, extract_subnetwork
 from hf_bort.distill import DistillationArguments, DistillationTrainer, check_tokenizers_match
-from hf_bort.errors import check_model_source, readable_weights, run_main
+from hf_bort.errors import check_model_source, load_checkpoint, run_main
 from hf_bort.output_dir import check_output_dir, record_run
 from hf_bort.text_data import MaskedLMCollator, check_block_size, load_text, mask_once, pack_into_blocks
 
@@ -151,8 +151,7 @@ def _load_teacher(script: PretrainArguments) -> PreTrainedModel:
     """The teacher with its MLM head when its checkpoint has one; the bare encoder otherwise (hidden-state KD)."""
     config = AutoConfig.from_pretrained(script.teacher)
     has_head = any("MaskedLM" in name or "PreTraining" in name for name in (config.architectures or []))
-    with readable_weights(script.teacher, "--teacher"):
-        return (AutoModelForMaskedLM if has_head else AutoModel).from_pretrained(script.teacher)
+    return load_checkpoint(AutoModelForMaskedLM if has_head else AutoModel, script.teacher, "--teacher")
 
 
 def _build_student(
@@ -171,8 +170,7 @@ def _build_student(
         )
         return _with_mlm_head(extract_subnetwork(teacher, arch, as_bort=True))
     if script.init != "random":
-        with readable_weights(script.init, "--init"):
-            return _with_mlm_head(AutoModel.from_pretrained(script.init))
+        return _with_mlm_head(load_checkpoint(AutoModel, script.init, "--init"))
     set_seed(seed)
     config = BortConfig(
         vocab_size=len(tokenizer),

@@ -433,6 +433,184 @@ def test_onnx_encoder_refuses_empty_inputs():
         encoder._check_inputs(_ids(0, 5).numpy(), _ids(0, 5).numpy())
 
 
+def test_onnx_encoder_refuses_float_token_ids_as_the_pytorch_model_does():
+    encoder = object.__new__(OnnxEncoder)  # refused before the session runs
+    encoder.metadata = {"vocab_size": "99", "max_position_embeddings": "64"}
+    for ids in (torch.tensor([[3.7, 4.0]]), _ids().float().numpy()):
+        with pytest.raises(ValueError, match="input_ids must hold integer token ids .*got dtype float"):
+            encoder(ids)
+    with pytest.raises(ValueError, match="input_ids must hold integer token ids .*got dtype torch.float32"):
+        BortModel(_config())(torch.tensor([[3.7, 4.0]]))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Exports and ORT folders: an overwrite leaves nothing of the earlier export, a head the checkpoint lacks is refused,
+# and a graph whose width is not the config's label count is refused when loaded.
+@pytest.fixture(scope="module")
+def encoder_folder(tmp_path_factory):
+    path = tmp_path_factory.mktemp("encoder") / "encoder"
+    BortModel(_config()).save_pretrained(path)
+    return path
+
+
+def test_export_overwrite_removes_every_file_the_earlier_export_wrote(bort_folder, tmp_path, capsys):
+    from hf_bort import ORTModelForSequenceClassification
+
+    torch.manual_seed(1)
+    other = tmp_path / "other"
+    BortForSequenceClassification(_config(num_labels=3)).save_pretrained(other)
+    out = tmp_path / "onnx"
+    assert main(["export", str(bort_folder), str(out), "--int8"]) == 0
+    (out / "notes.txt").write_bytes(b"mine")
+    assert main(["export", str(other), str(out), "--overwrite"]) == 0
+    assert not (out / "model_quantized.onnx").exists()  # the earlier model's graph is gone, not left beside the new
+    with pytest.raises(FileNotFoundError, match="No ONNX graph model_quantized.onnx"):
+        ORTModelForSequenceClassification.from_pretrained(out, file_name="model_quantized.onnx")
+    loaded = ORTModelForSequenceClassification.from_pretrained(out)
+    assert loaded.config.num_labels == 3 and loaded(_ids()).logits.shape == (2, 3)
+    assert (out / "notes.txt").read_bytes() == b"mine"
+    # a file no export wrote is never replaced, even with --overwrite
+    (out / "model_quantized.onnx").write_bytes(b"my own graph")
+    assert main(["export", str(bort_folder), str(out), "--int8", "--overwrite"]) == 2
+    assert "holds model_quantized.onnx, which no earlier export wrote" in _one_line_error(capsys)
+    assert (out / "model_quantized.onnx").read_bytes() == b"my own graph"
+    assert ORTModelForSequenceClassification.from_pretrained(out).config.num_labels == 3  # the export before stays
+
+
+MISSING_HEAD_CASES = {
+    "a masked-LM head from a classifier": ("bort_folder", "masked-lm", "BortForSequenceClassification checkpoint"),
+    "a classifier from a bare encoder": ("encoder_folder", "sequence-classification", "BortModel checkpoint"),
+}
+
+
+@pytest.mark.parametrize("output", ["x.onnx", "folder"])
+@pytest.mark.parametrize("case", list(MISSING_HEAD_CASES))
+def test_export_refuses_a_head_the_checkpoint_does_not_hold(case, output, request, tmp_path, capsys):
+    folder, task, saved_as = MISSING_HEAD_CASES[case]
+    model_dir = request.getfixturevalue(folder)
+    assert main(["export", str(model_dir), str(tmp_path / output), "--task", task]) == 2
+    line = _one_line_error(capsys)
+    assert f"holds a {saved_as} without the weights" in line and "they would start random" in line
+    assert not (tmp_path / output).exists()
+
+
+def test_a_sampler_refuses_a_masked_lm_without_its_head(bort_folder):
+    from hf_bort.agora import MaskedLMSampler
+
+    with pytest.raises(ValueError, match="sampler masked LM .* BortForSequenceClassification checkpoint without"):
+        MaskedLMSampler(str(bort_folder))
+
+
+def test_an_ort_folder_whose_graph_does_not_fit_its_config_is_refused(bort_folder, tmp_path):
+    from hf_bort import ORTModelForSequenceClassification
+
+    assert main(["export", str(bort_folder), str(tmp_path / "onnx")]) == 0
+    config = json.loads((tmp_path / "onnx" / "config.json").read_text())
+    config["id2label"] = {"0": "a", "1": "b", "2": "c"}
+    config["label2id"] = {"a": 0, "b": 1, "c": 2}
+    (tmp_path / "onnx" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"returns 2 logits per row but its config has 3 labels \(a, b, c\)"):
+        ORTModelForSequenceClassification.from_pretrained(tmp_path / "onnx")
+
+
+# Every hf_bort function that loads a model from a path (outside hf_bort/ose/), called from Python: each bad folder
+# is named in one sentence, never "Repo id must be in the form...", "Should have a `model_type` key" or a bare
+# SafetensorError. Each loader: (the call, the folder fixture it loads, the loader's name for the folder).
+def _ort(path, **kwargs):
+    from hf_bort import ORTModelForSequenceClassification
+
+    return ORTModelForSequenceClassification.from_pretrained(path, **kwargs)
+
+
+def _export_for_ort(path, tmp_path):
+    from hf_bort.modeling_ort import export_for_ort
+
+    return export_for_ort(path, tmp_path / "out")
+
+
+def _sampler(kind):
+    from hf_bort.agora import ContextualSampler, EmbeddingNeighbourSampler, MaskedLMSampler
+
+    if kind == "masked_lm":
+        return lambda path, tmp_path: MaskedLMSampler(str(path))
+    if kind == "contextual":
+        return lambda path, tmp_path: ContextualSampler(bort_mlm(), _tokenizer(), encoder=str(path))
+    return lambda path, tmp_path: EmbeddingNeighbourSampler(torch.zeros(30522, 4), _tokenizer(), encoder=str(path))
+
+
+def bort_mlm():
+    return BortForMaskedLM(_config())
+
+
+def _tokenizer():
+    from transformers import AutoTokenizer
+
+    from tests.conftest import minilm_dir
+
+    return AutoTokenizer.from_pretrained(minilm_dir())
+
+
+API_LOADERS = {
+    "ORTModelForSequenceClassification.from_pretrained": (lambda path, tmp: _ort(path), None, "model"),
+    "ORTModelForSequenceClassification.from_pretrained(export=True)": (
+        lambda path, tmp: _ort(path, export=True),
+        "bort_folder",
+        "model",
+    ),
+    "export_for_ort": (_export_for_ort, "bort_folder", "model_dir"),
+    "convert_bert_checkpoint": (lambda path, tmp: convert_bert_checkpoint(path), "bert_folder", "source"),
+    "MaskedLMSampler": (_sampler("masked_lm"), "bert_folder", "sampler masked LM"),
+    "ContextualSampler(encoder=)": (_sampler("contextual"), "encoder_folder", "sampler encoder"),
+    "EmbeddingNeighbourSampler(encoder=)": (_sampler("neighbours"), "encoder_folder", "sampler encoder"),
+}
+API_CASES = {
+    "a missing folder": "does not exist",
+    "a file": "is a file; pass the folder that holds config.json",
+    "a folder without config.json": "has no config.json",
+    "a config.json without model_type": "names no model_type",
+    "a truncated config.json": "is not a JSON object",
+    "truncated weights": "model.safetensors' is not a valid safetensors file (truncated or corrupt",
+}
+
+
+def _bad_folder(case, source, tmp_path):
+    path = tmp_path / "bad"
+    if case == "a file":
+        path.write_bytes(b"x")
+    elif case == "truncated weights":
+        shutil.copytree(source, path)
+        data = (path / "model.safetensors").read_bytes()
+        (path / "model.safetensors").write_bytes(data[: len(data) // 2])
+    elif case != "a missing folder":
+        path.mkdir()
+        if case == "a config.json without model_type":
+            (path / "config.json").write_text('{"hidden_size": 32}')
+        if case == "a truncated config.json":
+            (path / "config.json").write_text('{"model_type": "bo')
+    return path
+
+
+@pytest.mark.parametrize(
+    ("loader", "case"),
+    # an ORT folder holds no safetensors weights (a corrupt graph: test_export.py)
+    [
+        (loader, case)
+        for loader in API_LOADERS
+        for case in API_CASES
+        if API_LOADERS[loader][1] or case != "truncated weights"
+    ],
+)
+def test_every_python_loader_names_a_bad_model_folder(loader, case, request, tmp_path):
+    load, source, role = API_LOADERS[loader]
+    path = _bad_folder(case, request.getfixturevalue(source) if source else None, tmp_path)
+    with pytest.raises((ValueError, FileNotFoundError)) as error:
+        load(path, tmp_path)
+    message = str(error.value)
+    assert API_CASES[case] in message and role in message and str(path) in message
+    assert "Repo id" not in message and "Should have a `model_type` key" not in message
+    assert not (tmp_path / "out").exists()
+
+
 def test_debug_flag_shows_the_real_exception(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         main(["export", str(tmp_path / "missing"), str(tmp_path / "m.onnx"), "--debug"])
