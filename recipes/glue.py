@@ -13,8 +13,10 @@ saved Hub-ready, `results.json`, and for GLUE tasks a model card (`README.md`) r
     python recipes/glue.py --model_name_or_path PATH --train_file train.csv --validation_file dev.csv --output_dir o
     accelerate launch --multi_gpu --num_processes 2 recipes/glue.py ...   # also starts two CPU (gloo) processes
 
-Data files (CSV, TSV or JSON lines) need a `label` column: integers or strings for classification, floats for
-regression. The text is `sentence1`/`sentence2` when present, else the first one or two other columns.
+Data files (CSV, TSV or JSON lines) need a `label` column: integers or names for classification, numbers written with
+a decimal point (`3.5`, `1.0`) for regression; the training file decides, and a column that mixes kinds or holds a
+stray value is refused, naming the rows (hf_bort.data_files). The text is `sentence1`/`sentence2` when present, else
+the first one or two other columns.
 Checkpoints: `--save_strategy epoch` (or steps) writes them; `--resume_from_checkpoint PATH` (or `True`, the last one
 in `--output_dir`, Agora's included) continues a run, after checking the run's settings are the ones it started with.
 `--output_dir` must be new, empty or an earlier run of this recipe (`run_args.json`); a folder holding anything else is
@@ -56,6 +58,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 import hf_bort  # noqa: F401  (registers Bort with the Auto classes)
 from hf_bort.agora import AgoraArguments, AgoraTrainer, carve_dev_split, find_agora_checkpoint
+from hf_bort.data_files import Table, encode_labels, infer_label_names, read_table
 from hf_bort.errors import check_model_source, load_checkpoint, run_main
 from hf_bort.extras import require
 from hf_bort.glue import GLUE_TASKS, get_task, load_glue
@@ -286,43 +289,35 @@ def find_checkpoint(args: RecipeArguments) -> str | None:
     return resume
 
 
-def _read_files(data: DataTrainingArguments) -> datasets.DatasetDict:
+def _read_files(data: DataTrainingArguments) -> dict[str, Table]:
     files = {"train": data.train_file, "validation": data.validation_file, "test": data.test_file}
-    files = {split: path for split, path in files.items() if path is not None}
-    for split, path in files.items():
-        if not Path(path).is_file():
-            raise FileNotFoundError(
-                f"--{split}_file {path} does not exist; pass the path of a .csv, .tsv or .json file."
-            )
-    suffixes = {Path(path).suffix.lower() for path in files.values()}
-    if len(suffixes) != 1 or not suffixes <= {".csv", ".tsv", ".json", ".jsonl"}:
-        raise ValueError(f"Data files must all be .csv, .tsv or .json(l), got {sorted(suffixes)}.")
-    suffix = suffixes.pop()
-    builder, options = {".csv": ("csv", {}), ".tsv": ("csv", {"delimiter": "\t"})}.get(suffix, ("json", {}))
-    return datasets.load_dataset(builder, data_files=files, **options)
+    tables = {split: read_table(path, f"--{split}_file") for split, path in files.items() if path is not None}
+    suffixes = {table.path.suffix.lower().replace(".jsonl", ".json") for table in tables.values()}
+    if len(suffixes) != 1:
+        raise ValueError(f"Data files must all have one format (.csv, .tsv or .json(l)), got {sorted(suffixes)}.")
+    return tables
 
 
-def _file_task(name: str, raw: datasets.DatasetDict) -> TextTask:
-    """Label kind and text columns as run_glue.py reads them: `label`, then sentence1/sentence2 or the first others."""
-    train = raw["train"]
-    if "label" not in train.column_names:
+def _file_task(name: str, tables: dict[str, Table]) -> TextTask:
+    """Label kind and text columns as run_glue.py reads them: `label`, then sentence1/sentence2 or the first others.
+    The training file's labels decide the task, once (hf_bort.data_files.infer_label_names)."""
+    train = tables["train"]
+    missing = {split: table.path.name for split, table in tables.items() if "label" not in table.columns}
+    if missing:
         raise ValueError(
-            f"The training file has no 'label' column (columns: {train.column_names}); name the column holding the "
-            "class or score 'label'."
+            f"{', '.join(missing.values())} ha{'s' if len(missing) == 1 else 've'} no 'label' column (columns: "
+            f"{train.columns}); name the column holding the class or score 'label'."
         )
-    feature = train.features["label"]
-    is_regression = getattr(feature, "dtype", None) in ("float32", "float64")
-    others = [c for c in train.column_names if c != "label"]
+    others = [c for c in train.columns if c != "label"]
     text_columns = ("sentence1", "sentence2") if {"sentence1", "sentence2"} <= set(others) else tuple(others[:2])
     if not text_columns:
         raise ValueError("The training file has only a 'label' column; add the text column(s) to classify.")
-    label_names = None
-    if not is_regression:
-        label_names = (
-            tuple(feature.names)
-            if isinstance(feature, datasets.ClassLabel)
-            else tuple(sorted({str(v) for v in train["label"]}))
-        )
+    for split, table in tables.items():
+        absent = [c for c in text_columns if c not in table.columns]
+        if absent:
+            raise ValueError(f"--{split}_file {table.path} has no column {absent} (the training file's text columns).")
+    label_names = infer_label_names(train)
+    is_regression = label_names is None
     return TextTask(
         name=name,
         text_columns=text_columns,
@@ -332,18 +327,15 @@ def _file_task(name: str, raw: datasets.DatasetDict) -> TextTask:
     )
 
 
-def _encode_labels(dataset: datasets.Dataset, task: TextTask, split: str) -> datasets.Dataset:
-    """File labels as ids (classification) or float32 scores (regression), in the label order of train."""
-    if task.is_regression:
-        return dataset.cast_column("label", datasets.Value("float32"))
-    if isinstance(dataset.features["label"], datasets.ClassLabel):
-        return dataset
-    ids = {name: i for i, name in enumerate(task.label_names)}
-    unknown = sorted({str(v) for v in dataset["label"]} - set(ids))
-    if unknown:
-        raise ValueError(f"The {split} file has labels {unknown} that the training file does not; fix the data.")
-    dataset = dataset.map(lambda row: {"label": ids[str(row["label"])]})
-    return dataset.cast_column("label", datasets.ClassLabel(names=list(task.label_names)))
+def _dataset(table: Table, task: TextTask) -> datasets.Dataset:
+    """A file's text columns (as text) and labels (class ids, or float32 scores), in the label order of train."""
+    columns = {c: ["" if v is None else str(v) for v in table.column(c)] for c in task.text_columns}
+    features = {c: datasets.Value("string") for c in task.text_columns}
+    columns["label"] = encode_labels(table, task.label_names)
+    features["label"] = (
+        datasets.Value("float32") if task.is_regression else datasets.ClassLabel(names=list(task.label_names))
+    )
+    return datasets.Dataset.from_dict(columns, features=datasets.Features(features))
 
 
 def load_data(args: RecipeArguments) -> tuple[TextTask, datasets.DatasetDict]:
@@ -352,11 +344,11 @@ def load_data(args: RecipeArguments) -> tuple[TextTask, datasets.DatasetDict]:
     if data.task_name is not None:
         task = _glue_text_task(data.task_name)
         return task, load_glue(task.name, data.data_dir, splits=("train", *task.dev_splits))
-    raw = _read_files(data)
-    if "validation" not in raw and not args.model.agora:
+    if data.validation_file is None and not args.model.agora:
         raise ValueError("--train_file needs --validation_file to score the model on (or --agora, which carves one).")
-    task = _file_task(Path(data.train_file).stem, raw)
-    return task, datasets.DatasetDict({split: _encode_labels(ds, task, split) for split, ds in raw.items()})
+    tables = _read_files(data)
+    task = _file_task(Path(data.train_file).stem, tables)
+    return task, datasets.DatasetDict({split: _dataset(table, task) for split, table in tables.items()})
 
 
 def load_splits(

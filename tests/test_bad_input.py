@@ -9,6 +9,7 @@ inputs tried (see the report of issue #15).
 import importlib.util
 import json
 import os
+import re
 import runpy
 import shutil
 import subprocess
@@ -297,6 +298,84 @@ def test_a_few_malformed_train_rows_are_skipped_with_a_count(tmp_path, caplog):
         train = load_glue("sst2", tmp_path, splits=("train",))["train"]
     assert len(train) == 201 and train[-1]["sentence"] == "last one ."
     assert f"{task / 'train.tsv'}: 1 of 202 rows have fewer than 2" in caplog.text and "data rows 201" in caplog.text
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Data files of recipes/glue.py (--train_file, --validation_file): each problem named with its file and lines, and the
+# task inferred once, from the training file's labels. Refused before anything is written.
+def _rows(labels, header="review,label"):
+    return (header + "\n" + "".join(f"text {i},{label}\n" for i, label in enumerate(labels))).encode()
+
+
+BINARY = ["0", "1"] * 20
+GOOD_DEV = ("dev.csv", _rows(["0", "1"]))
+DATA_FILE_CASES = {
+    # labels: one typo among class ids would make a 3-class task, one fraction a regression
+    "a text typo among class ids": ({"train": ("train.csv", _rows([*BINARY[:7], "pos", *BINARY[8:]]))},
+                                    r"mixes numbers and text: 1 rows of text among 39 rows of numbers \(line 9 \('pos'\)\)"),
+    "one fraction among class ids": ({"train": ("train.csv", _rows([*BINARY[:4], "0.5", *BINARY[5:]]))},
+                                     r"holds integer classes except line 6 \('0.5'\): a stray value"),
+    "a missing label": ({"train": ("train.csv", _rows([*BINARY[:3], "", *BINARY[4:]]))}, r"is empty on line 5"),
+    "a class held by one row of 100": ({"train": ("train.csv", _rows(["neg", "pos"] * 50 + ["Pos"]))},
+                                       r"classes held by a single row of 101 \(line 102 \('Pos'\)\)"),
+    "a dev label train does not have": ({"validation": ("dev.csv", _rows(["0", "2", "1.0"]))},
+                                        r"dev.csv holds labels the training file does not have \(lines 3, 4 \('2', '1.0'\)"),
+    "a regression dev label that is not a number": (
+        {"train": ("train.csv", _rows([f"{i / 10:.1f}" for i in range(40)])), "validation": ("dev.csv", _rows(["0.5", "high"]))},
+        r"dev.csv is not a number on line 3; this is a regression task",
+    ),
+    # files
+    "a broken JSON line": ({"train": ("train.jsonl", b'{"review": "a", "label": 0}\n{"review": "b", "label": \n'),
+                            "validation": ("dev.jsonl", b'{"review": "a", "label": 0}\n')},
+                           r"train.jsonl: line 2 is not valid JSON"),
+    "a JSON line that is not an object": ({"train": ("train.jsonl", b'{"review": "a", "label": 0}\n[1, 2]\n'),
+                                           "validation": ("dev.jsonl", b'{"review": "a", "label": 0}\n')},
+                                          r"train.jsonl: line 2 is not a JSON object"),
+    "a JSON line without a key": ({"train": ("train.jsonl", b'{"review": "a", "label": 0}\n{"review": "b"}\n'),
+                                   "validation": ("dev.jsonl", b'{"review": "a", "label": 0}\n')},
+                                  r"train.jsonl: keys of the first row \(\['review', 'label'\]\) are missing on line 2"),
+    "a JSON array": ({"train": ("train.json", b'[{"review": "a", "label": 0}]'), "validation": ("dev.json", b"{}")},
+                     r"train.json holds a JSON array; write one JSON object per line"),
+    "a 0-byte CSV": ({"train": ("train.csv", b"")}, r"--train_file .*train.csv is empty \(0 bytes\)"),
+    "a header-only CSV": ({"validation": ("dev.csv", b"review,label\n")}, r"dev.csv has a header line but no data rows"),
+    "a CSV row with too many fields": ({"train": ("train.csv", _rows(BINARY) + b"a, b,1\n")},
+                                       r"train.csv: 1 of 41 rows do not have the header's 2 fields \(line 42\)"),
+    "a non-UTF-8 CSV": ({"train": ("train.csv", "review,label\ncafé,1\n".encode("latin-1"))},
+                        r"train.csv is not UTF-8 text"),
+    "a folder passed as a file": ({"train": ("train.csv", None)}, r"--train_file .*train.csv is a folder, not a file"),
+    "a missing file": ({"validation": ("nowhere.csv", False)}, r"--validation_file .*nowhere.csv does not exist"),
+    "a .txt file": ({"train": ("train.txt", b"a\tb\n")}, r"is not .csv, .tsv, .json or .jsonl"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(DATA_FILE_CASES))
+def test_bad_data_files_are_named_with_their_lines_before_any_work(case, tmp_path, minilm_path):
+    files = {"train": ("train.csv", _rows(BINARY)), "validation": GOOD_DEV, **DATA_FILE_CASES[case][0]}
+    for name, content in files.values():
+        if content is None:
+            (tmp_path / name).mkdir()
+        elif content is not False:
+            (tmp_path / name).write_bytes(content)
+    argv = ["--model_name_or_path", str(minilm_path), "--output_dir", str(tmp_path / "out")]
+    argv += [arg for split, (name, _) in files.items() for arg in (f"--{split}_file", str(tmp_path / name))]
+    with pytest.raises((ValueError, OSError)) as error:
+        _glue_recipe().main(argv)
+    assert re.search(DATA_FILE_CASES[case][1], str(error.value)), str(error.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_training_file_decides_the_task_once(tmp_path):
+    from hf_bort.data_files import encode_labels, infer_label_names, read_table
+
+    def task(name, content):
+        (tmp_path / name).write_bytes(content)
+        table = read_table(tmp_path / name, "--train_file")
+        return infer_label_names(table), encode_labels(table, infer_label_names(table))
+
+    assert task("ids.csv", _rows(["10", "2", "2", "10"])) == (("2", "10"), [1, 0, 0, 1])  # numeric order
+    assert task("names.jsonl", b'{"t": "a", "label": "pos"}\n{"t": "b", "label": "neg"}\n') == (("neg", "pos"), [1, 0])
+    assert task("scores.tsv", b"t\tlabel\na\t1.0\nb\t0\nc\t3.5\n") == (None, [1.0, 0.0, 3.5])  # scores
+    assert task("json_ids.jsonl", b'{"t": "a", "label": 1}\n{"t": "b", "label": "01"}\n')[0] == ("1",)
 
 
 # ---------------------------------------------------------------------------------------------------------------
