@@ -378,6 +378,38 @@ def test_the_training_file_decides_the_task_once(tmp_path):
     assert task("json_ids.jsonl", b'{"t": "a", "label": 1}\n{"t": "b", "label": "01"}\n')[0] == ("1",)
 
 
+# Θ (--agora_hyperparameter_space): every setting checked against TrainingArguments, types included, when the arguments
+# are parsed: before the teacher check and the first round, not in the middle of the run.
+THETA_CASES = {
+    "a word for a float": ('[{"learning_rate": "fast"}]', "setting 0 has learning_rate='fast', but .* takes float"),
+    "a bool for an int": ('{"seed": [1, true]}', "setting 1 has seed=True, but TrainingArguments.seed takes int"),
+    "a fraction for a batch size": (
+        '[{}, {"per_device_train_batch_size": 8.5}]',
+        "setting 1 has per_device_train_batch_size=8.5, but .* takes int",
+    ),
+    "null for a float": ('[{"max_grad_norm": null}]', "setting 0 has max_grad_norm=None, but .* takes float"),
+    "an unknown scheduler": (
+        '[{"lr_scheduler_type": "fastest"}]',
+        "setting 0 .* fastest is not a valid SchedulerType",
+    ),
+    "a negative warm-up": ('[{"warmup_steps": -3}]', "setting 0 .* Expected value warmup_steps >= 0"),
+}
+
+
+@pytest.mark.parametrize("case", list(THETA_CASES))
+def test_a_bad_agora_setting_is_one_line_before_anything_runs(case, tmp_path, minilm_path, capsys):
+    from hf_bort.errors import run_main
+
+    theta, message = THETA_CASES[case]
+    argv = ["--model_name_or_path", str(minilm_path), "--task_name", "sst2", "--data_dir", str(GLUE_DIR), "--agora",
+            "--agora_teacher", str(minilm_path), "--output_dir", str(tmp_path / "out"), "--agora_hyperparameter_space", theta]  # fmt: skip
+    assert run_main(_glue_recipe().main, "glue.py", argv) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("glue.py: error: agora_hyperparameter_space") and error.count("\n") == 1
+    assert re.search(message, error), error
+    assert not (tmp_path / "out").exists()
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Model folders and weights, through the project's entry points (`hf-bort` exits 2 with one line on stderr).
 @pytest.fixture(scope="module")
