@@ -30,6 +30,7 @@ reported as the held-out test.
 import argparse
 import dataclasses
 import json
+import logging
 import statistics
 import sys
 import time
@@ -61,10 +62,13 @@ from hf_bort.agora import AgoraArguments, AgoraTrainer, carve_dev_split, find_ag
 from hf_bort.data_files import Table, encode_labels, infer_label_names, read_table
 from hf_bort.errors import check_model_source, load_checkpoint, run_main
 from hf_bort.extras import require
-from hf_bort.glue import GLUE_TASKS, get_task, load_glue
+from hf_bort.glue import GLUE_TASKS, get_task, glue_files, load_glue
 from hf_bort.hub import save_model_card
 from hf_bort.metrics import load_glue_metric
 from hf_bort.output_dir import check_output_dir, record_run
+
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -541,6 +545,32 @@ def build_trainer(
     return trainer, lambda ds: ds  # AgoraTrainer tokenises raw rows itself
 
 
+def collapse_warning(split: str, logits: np.ndarray | tuple, labels: np.ndarray, task: TextTask) -> str | None:
+    """A warning when a classifier predicts one class for every row of a split that holds several: it learned the
+    class balance, not the task, which a score such as Matthews correlation 0.000 or MRPC's F1 does not say."""
+    logits = logits[0] if isinstance(logits, tuple) else logits
+    predicted = np.unique(np.argmax(logits, axis=-1))
+    if task.is_regression or len(predicted) > 1 or len(np.unique(labels)) < 2:
+        return None
+    name = task.label_names[predicted[0]]
+    return (
+        f"On {split} the model predicts {name!r} for all {len(labels)} rows ({np.mean(labels == predicted[0]):.1%} "
+        f"of them are {name!r}): its predictions collapsed to one class, so its scores measure the class balance, "
+        "not the task. Train longer, with another learning rate, or on more rows."
+    )
+
+
+def data_source(task: TextTask, data: DataTrainingArguments) -> str | dict[str, dict[str, str]]:
+    """What the rows were read from: the Hub's `nyu-mll/glue`, or the local files, by split."""
+    if task.is_glue and data.data_dir is None:
+        return "nyu-mll/glue"
+    if task.is_glue:
+        files = glue_files(task.name, data.data_dir, splits=("train", *task.dev_splits))
+    else:
+        files = {"train": data.train_file, "validation": data.validation_file, "test": data.test_file}
+    return {"files": {split: str(path) for split, path in files.items() if path is not None}}
+
+
 def _official_metrics(output: dict[str, float], prefix: str, task: TextTask) -> dict[str, float]:
     return {name: output[f"{prefix}_{name}"] for name in (*task.metrics, "loss")}
 
@@ -568,20 +598,23 @@ def main(argv: list[str] | None = None) -> dict:
     started = time.perf_counter()
     train_output = trainer.train(resume_from_checkpoint=checkpoint)
     train_seconds = time.perf_counter() - started
-    metrics = {
-        name: _official_metrics(trainer.evaluate(prepare(ds), metric_key_prefix=name), name, task)
-        for name, ds in reported.items()
-    }
+    metrics, warnings = {}, []
+    for name, ds in reported.items():
+        output = trainer.predict(prepare(ds), metric_key_prefix=name)
+        trainer.log(output.metrics)
+        metrics[name] = _official_metrics(output.metrics, name, task)
+        warnings.append(collapse_warning(name, output.predictions, output.label_ids, task))
     trainer.save_model()
     if not trainer.is_world_process_zero():
         return {}
+    warnings = [warning for warning in warnings if warning is not None]
+    for warning in warnings:
+        logger.warning(warning)
 
     first_reported = reported[next(n for n in reported if n != "dev")]
     results = {
         "task": task.name,
-        "data": "nyu-mll/glue"
-        if task.is_glue
-        else {k: getattr(data_args, k) for k in ("train_file", "validation_file", "test_file")},
+        "data": data_source(task, data_args),
         "model": model_args.model_name_or_path,
         "lora": model_args.lora,
         "agora": model_args.agora,
@@ -589,6 +622,7 @@ def main(argv: list[str] | None = None) -> dict:
         "num_processes": trainer.args.world_size,
         "rows": {"train": len(train), **{name: len(ds) for name, ds in reported.items()}},
         "metrics": metrics,
+        "warnings": warnings,
         "num_parameters": sum(p.numel() for p in trainer.model.parameters()),
         "trainable_parameters": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
         "train_seconds": round(train_seconds, 1),

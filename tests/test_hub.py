@@ -95,3 +95,17 @@ def test_bort_card_sizes_are_rederived_from_the_config():
         assert numbers == [embeddings, total - embeddings, total]
     assert _count(BortConfig())[0] == 75_106_304
     assert "masked-LM head of `amazon/bort` is untrained" in card.text
+
+
+def test_the_data_section_names_the_local_files_that_were_read():
+    results = {
+        **_results(agora=False),
+        "data": {"files": {"train": "glue/MRPC/train.tsv", "validation": "glue/MRPC/dev.tsv"}},
+    }
+    card = render_model_card(results, _config())
+    assert "datasets" not in card.data.to_dict()
+    data = card.text.split("## Data")[1].split("##")[0]
+    assert "read from local files `glue/MRPC/train.tsv` (train), `glue/MRPC/dev.tsv` (validation), not from" in data
+    assert "](https://huggingface.co/datasets/nyu-mll/glue)" not in data
+    hub = render_model_card({**_results(agora=False), "data": "nyu-mll/glue"}, _config())
+    assert "[nyu-mll/glue](https://huggingface.co/datasets/nyu-mll/glue), config `mrpc`" in hub.text
