@@ -1,9 +1,9 @@
-"""Every bad input of issue #15 that this module covers gets one clear error naming the problem; a user's files
-survive every refusal byte for byte.
+"""Bad inputs get one clear error naming the problem and the fix; a user's files survive every refusal byte for byte.
 
-Model inputs and configs, GLUE files, model folders and weights, the `hf-bort convert`/`export` command line,
-`recipes/pretrain.py`'s output guard and `recipes/demo.py --overwrite`. The parametrised lists are the count of bad
-inputs tried (see the report of issue #15).
+Model inputs and configs, GLUE folders and the GLUE recipe's data files, model folders and weights (the `hf-bort`
+command line and every Python loader), exports and ORT folders, Agora's Θ, the recipes' output folders (one guard,
+resume included) and `recipes/demo.py --overwrite`. Every bad input the suite tries, here and in the other test files,
+is listed with its count in tests/BAD_INPUTS.md; the last test keeps that list complete.
 """
 
 import importlib.util
@@ -928,3 +928,27 @@ def test_demo_overwrite_removes_its_own_run_and_says_what(tmp_path, monkeypatch,
     )
     assert sorted(p.name for p in out.iterdir()) == [".hf_bort_demo"]
     assert json.loads((out / ".hf_bort_demo").read_text())["written_by"] == "hf_bort recipes/demo.py"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The list of every bad input the suite tries, in one place with its count (tests/BAD_INPUTS.md).
+def test_the_list_of_bad_inputs_is_complete():
+    catalogue = (REPO_ROOT / "tests" / "BAD_INPUTS.md").read_text()
+    sections = re.findall(r"^## (.+)\n\n((?:- .+\n)+)", catalogue, flags=re.M)
+    entries = {title: [re.match(r"- `([^`]+)`", line)[1] for line in lines.splitlines()] for title, lines in sections}
+    not_bad = entries.pop("Not bad inputs (tests/test_bad_input.py)")
+    count = sum(len(tests) for tests in entries.values())
+    assert f"# Bad inputs the test suite tries: {count}\n" in catalogue
+    assert f"{count} bad inputs" in (REPO_ROOT / "README.md").read_text()
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    collected = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", *entries],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300,
+    ).stdout.splitlines()  # fmt: skip
+    missing = [
+        f"{file}::{test}" for file, tests in entries.items() for test in tests if f"{file}::{test}" not in collected
+    ]
+    assert not missing, f"tests/BAD_INPUTS.md names tests that do not exist: {missing}"
+    here = {line.split("::", 1)[1] for line in collected if line.startswith("tests/test_bad_input.py::")}
+    unlisted = here - set(entries["tests/test_bad_input.py"]) - set(not_bad)
+    assert not unlisted, f"tests of tests/test_bad_input.py missing from tests/BAD_INPUTS.md: {sorted(unlisted)}"
