@@ -119,7 +119,8 @@ class ORTModelForSequenceClassification(OptimizedModel):
     def from_pretrained(cls, model_id: str | os.PathLike, *args, **kwargs) -> "ORTModelForSequenceClassification":
         """optimum's `from_pretrained`, after naming a local folder that cannot be loaded (missing, a file, without or
         with a broken config.json) in one sentence, where optimum would say "Repo id must be in the form..."."""
-        check_model_source(model_id, "model")
+        if not kwargs.get("subfolder"):  # with a subfolder, optimum reads the config there or at the top
+            check_model_source(model_id, "model")
         return super().from_pretrained(model_id, *args, **kwargs)
 
     @classmethod

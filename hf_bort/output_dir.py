@@ -51,7 +51,7 @@ def check_output_dir(
     if resume not in (None, True) and path.resolve() not in Path(resume).resolve().parents:
         raise FileExistsError(
             f"--output_dir {path} is not empty and --resume_from_checkpoint {resume} is not inside it: a checkpoint "
-            f"in another folder does not make this one the run's to write over. Resume into the folder holding the "
+            "in another folder does not make this one the run's to write over. Resume into the folder holding the "
             "checkpoint, or into a new --output_dir."
         )
     started = _run_record(path, recipe)

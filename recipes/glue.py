@@ -306,12 +306,12 @@ def _file_task(name: str, tables: dict[str, Table]) -> TextTask:
     """Label kind and text columns as run_glue.py reads them: `label`, then sentence1/sentence2 or the first others.
     The training file's labels decide the task, once (hf_bort.data_files.infer_label_names)."""
     train = tables["train"]
-    missing = {split: table.path.name for split, table in tables.items() if "label" not in table.columns}
-    if missing:
-        raise ValueError(
-            f"{', '.join(missing.values())} ha{'s' if len(missing) == 1 else 've'} no 'label' column (columns: "
-            f"{train.columns}); name the column holding the class or score 'label'."
-        )
+    for split, table in tables.items():
+        if "label" not in table.columns:
+            raise ValueError(
+                f"--{split}_file {table.path} has no 'label' column (columns: {table.columns}); name the column "
+                "holding the class or score 'label'."
+            )
     others = [c for c in train.columns if c != "label"]
     text_columns = ("sentence1", "sentence2") if {"sentence1", "sentence2"} <= set(others) else tuple(others[:2])
     if not text_columns:
