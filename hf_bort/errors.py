@@ -8,10 +8,12 @@ traceback is shown with `--debug` on the command line or `HF_BORT_DEBUG=1` in th
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 
 DEBUG_FLAG = "--debug"
@@ -66,8 +68,21 @@ def check_model_source(name_or_path: str | os.PathLike, role: str = "model") -> 
     if path.is_file():
         raise ValueError(f"{role} {name!r} is a file; pass the folder that holds config.json (or a Hub id).")
     if path.is_dir():
-        if not (path / "config.json").is_file():
+        config = path / "config.json"
+        if not config.is_file():
             raise ValueError(f"{role} folder {name!r} has no config.json; pass a folder written by save_pretrained.")
+        try:
+            model_type = json.loads(config.read_text(encoding="utf-8")).get("model_type")
+        except (ValueError, AttributeError) as error:  # not JSON (a truncated copy), or JSON but not an object
+            raise ValueError(
+                f"{role} {str(config)!r} is not a JSON object ({type(error).__name__}: {error}); re-save the model "
+                "with save_pretrained or re-download it."
+            ) from None
+        if not model_type:
+            raise ValueError(
+                f"{role} {str(config)!r} names no model_type, so transformers cannot tell which model it describes; "
+                "pass a folder written by save_pretrained."
+            )
         return
     hub_id = name.count("/") <= 1 and not name.startswith((".", "/", "~")) and name.strip() == name and name != ""
     if not hub_id:
@@ -130,11 +145,53 @@ def readable_weights(name_or_path: str | os.PathLike, role: str = "model") -> It
         raise _corrupt_weights_error(where, error) from error
 
 
+def load_checkpoint(
+    model_class: Any, name_or_path: str | os.PathLike, role: str = "model", *, new_weights: bool = False, **kwargs: Any
+) -> Any:
+    """`model_class.from_pretrained(name_or_path)` with every failure in one sentence: a missing folder, a file, no or
+    a broken config.json and corrupt weights are named (`check_model_source`, `readable_weights`), and a checkpoint
+    without the weights `model_class` needs is refused unless `new_weights`: transformers would start them at random
+    and say so only in a log line (a masked-LM head on a classifier checkpoint, a classifier on a bare encoder).
+
+    A bare encoder may lack a pooler (a masked-LM checkpoint has none): hf_bort reads encoders' hidden states, which
+    the pooler does not touch.
+    """
+    check_model_source(name_or_path, role)
+    with readable_weights(name_or_path, role):
+        model, info = model_class.from_pretrained(name_or_path, output_loading_info=True, **kwargs)
+    missing = sorted(info["missing_keys"])
+    if model.base_model is model:
+        missing = [key for key in missing if not key.startswith("pooler.")]
+    if missing and not new_weights:
+        saved_as = ", ".join(getattr(model.config, "architectures", None) or ["an unnamed model class"])
+        shown = ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else "")
+        raise ValueError(
+            f"{role} {str(name_or_path)!r} holds a {saved_as} checkpoint without the weights {type(model).__name__} "
+            f"needs ({len(missing)} missing: {shown}); they would start random. Load it as what it holds, or pass a "
+            "checkpoint that has them."
+        )
+    return model
+
+
+def check_input_file(path: str | os.PathLike, role: str, fix: str) -> Path:
+    """An input file that exists, is a file and is not empty (0 bytes); otherwise one sentence naming it and `fix`."""
+    path = Path(os.fspath(path)).expanduser()
+    if path.is_dir():
+        raise IsADirectoryError(f"{role} {path} is a folder, not a file; {fix}")
+    if not path.exists():
+        raise FileNotFoundError(f"{role} {path} does not exist; {fix}")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{role} {path} is empty (0 bytes); {fix}")
+    return path
+
+
 __all__ = [
     "DEBUG_ENV",
     "DEBUG_FLAG",
+    "check_input_file",
     "check_model_source",
     "check_weights_readable",
+    "load_checkpoint",
     "one_line",
     "readable_weights",
     "run_main",

@@ -28,6 +28,8 @@ import torch
 from torch import nn
 from transformers.utils import ModelOutput
 
+from .errors import check_input_file
+
 
 INPUT_NAMES = ("input_ids", "attention_mask")
 MIN_OPSET = 17  # the first opset with LayerNormalization
@@ -227,9 +229,8 @@ def quantize_onnx_int8(
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    source, destination = Path(source), Path(destination)
-    if not source.is_file():
-        raise FileNotFoundError(f"No ONNX model at {source}; export one first with hf_bort.export_onnx(model, path).")
+    source = check_input_file(source, "ONNX model", "export one first with hf_bort.export_onnx(model, path).")
+    destination = Path(destination)
     _refuse_overwrite(destination, overwrite)
     destination.parent.mkdir(parents=True, exist_ok=True)
     model = onnx.load(source)
@@ -262,12 +263,12 @@ class OnnxEncoder:
     def __init__(self, path: str | os.PathLike, *, num_threads: int | None = None, optimization_level: str = "all"):
         import onnxruntime as ort
 
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise FileNotFoundError(
-                f"No ONNX model at {self.path}. Export one with hf_bort.export_onnx(model, path) or "
-                "`hf-bort export MODEL_DIR OUT.onnx`."
-            )
+        self.path = check_input_file(
+            path,
+            "ONNX model",
+            "pass the .onnx file written by hf_bort.export_onnx(model, path) or `hf-bort export MODEL_DIR OUT.onnx` "
+            "(a folder written by `hf-bort export MODEL_DIR OUT_DIR` loads with ORTModelForSequenceClassification).",
+        )
         if optimization_level not in self._LEVELS:
             raise ValueError(f"optimization_level must be one of {self._LEVELS}, got {optimization_level!r}.")
         options = ort.SessionOptions()
@@ -329,7 +330,13 @@ class OnnxEncoder:
         **kwargs,
     ) -> OnnxModelOutput:
         """Run the session; `token_type_ids` and other tokenizer extras are accepted and ignored, as in Bort."""
-        ids = np.asarray(input_ids.cpu() if isinstance(input_ids, torch.Tensor) else input_ids, dtype=np.int64)
+        ids = np.asarray(input_ids.cpu() if isinstance(input_ids, torch.Tensor) else input_ids)
+        if ids.dtype.kind not in "iu":  # casting would silently truncate 3.7 to token 3, where BortModel refuses
+            raise ValueError(
+                f"input_ids must hold integer token ids (int64), got dtype {ids.dtype}. Pass the ids the tokenizer "
+                "returned."
+            )
+        ids = ids.astype(np.int64, copy=False)
         if attention_mask is None:
             mask = np.ones_like(ids)
         else:

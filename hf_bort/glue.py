@@ -273,22 +273,19 @@ def _load_local_split(task: GlueTask, path: Path, split: str) -> datasets.Datase
     return datasets.Dataset.from_dict(columns, features=datasets.Features(features))
 
 
-def load_glue(
-    task: str | GlueTask, data_dir: str | os.PathLike | None = None, splits: tuple[str, ...] | None = None
-) -> datasets.DatasetDict:
-    """Load a GLUE task from a local folder in the original layout, or from the Hub's `nyu-mll/glue`.
+def glue_files(
+    task: str | GlueTask, data_dir: str | os.PathLike, splits: tuple[str, ...] | None = None
+) -> dict[str, Path]:
+    """The files `load_glue(task, data_dir, splits)` reads, by split: what a results file or card must name as the data.
 
-    `data_dir` is the folder holding `<TASK>/` subfolders (e.g. `../shared/data/glue`) or the task folder
-    itself. `splits` restricts what is read (default: every split whose file exists, all on the Hub).
+    `data_dir` is the folder holding `<TASK>/` subfolders (e.g. `../shared/data/glue`) or the task folder itself.
+    `splits` restricts what is read (default: every split whose file exists).
     """
     task = task if isinstance(task, GlueTask) else get_task(task)
-    if data_dir is None:
-        loaded = datasets.load_dataset("nyu-mll/glue", task.name)
-        return loaded if splits is None else datasets.DatasetDict({s: loaded[s] for s in splits})
     root = Path(data_dir)
     folder = root / task.folder if (root / task.folder).is_dir() else root
     wanted = dict(task.splits) if splits is None else {s: dict(task.splits).get(s) for s in splits}
-    result = {}
+    files = {}
     for split, stem in wanted.items():
         if stem is None:
             raise ValueError(f"GLUE {task.name} has no split {split!r}; its splits are {[s for s, _ in task.splits]}.")
@@ -302,8 +299,21 @@ def load_glue(
                 f"original GLUE file {task.folder}/{stem}.tsv there, or drop --data_dir to load nyu-mll/glue from "
                 "the Hub."
             )
-        result[split] = _load_local_split(task, path, split)
-    return datasets.DatasetDict(result)
+        files[split] = path
+    return files
 
 
-__all__ = ["GLUE_TASKS", "GlueTask", "get_task", "load_glue"]
+def load_glue(
+    task: str | GlueTask, data_dir: str | os.PathLike | None = None, splits: tuple[str, ...] | None = None
+) -> datasets.DatasetDict:
+    """Load a GLUE task from a local folder in the original layout (see `glue_files`), or from the Hub's
+    `nyu-mll/glue`. `splits` restricts what is read (default: every split whose file exists, all on the Hub)."""
+    task = task if isinstance(task, GlueTask) else get_task(task)
+    if data_dir is None:
+        loaded = datasets.load_dataset("nyu-mll/glue", task.name)
+        return loaded if splits is None else datasets.DatasetDict({s: loaded[s] for s in splits})
+    files = glue_files(task, data_dir, splits)
+    return datasets.DatasetDict({split: _load_local_split(task, path, split) for split, path in files.items()})
+
+
+__all__ = ["GLUE_TASKS", "GlueTask", "get_task", "glue_files", "load_glue"]

@@ -101,10 +101,14 @@ def render_model_card(
     """Render the card of a model fine-tuned by `recipes/glue.py` from its `results.json` content and config.
 
     `data_source` names where the GLUE data came from when it was not the Hub's `nyu-mll/glue` (e.g. "local GLUE
-    files (SST-2/train.tsv, dev.tsv)"); `comparison` ({"parent_score", "share", "speedup", "metric"}) adds how the
-    model compares with its parent, for a student.
+    files (SST-2/train.tsv, dev.tsv)"); by default the files `results["data"]` lists (`recipes/glue.py --data_dir`).
+    `comparison` ({"parent_score", "share", "speedup", "metric"}) adds how the model compares with its parent, for a
+    student. The recipe's `results["warnings"]` (e.g. predictions collapsed to one class) are shown with the results.
     """
     task = get_task(results["task"])
+    if data_source is None and isinstance(results.get("data"), dict):
+        files = ", ".join(f"`{path}` ({split})" for split, path in results["data"]["files"].items())
+        data_source = f"read from local files {files}, not from the Hub's nyu-mll/glue"
     task_title = task.title
     parent = results["model"]
     model_name = model_name or f"{Path(parent.rstrip('/')).name}-{task.name}{'-lora' if lora else ''}"

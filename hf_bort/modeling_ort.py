@@ -11,6 +11,7 @@ returns, so it runs inside `transformers.pipeline("text-classification", model=.
     classifier = pipeline("text-classification", model=model, tokenizer="bort-sst2-onnx")
 """
 
+import json
 import os
 import shutil
 import tempfile
@@ -20,7 +21,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, PreTrainedConfig
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from .errors import readable_weights
+from .errors import check_model_source, load_checkpoint
 from .export import OnnxEncoder, export_onnx, quantize_onnx_int8
 from .extras import require
 
@@ -30,6 +31,8 @@ OptimizedModel = require("optimum.modeling_base").OptimizedModel
 
 ONNX_FILE_NAME = "model.onnx"
 ONNX_INT8_FILE_NAME = "model_quantized.onnx"
+# What `export_for_ort` wrote into its folder: the files an overwrite removes, and only those.
+EXPORT_MANIFEST = ".hf_bort_export.json"
 
 
 def _graph_files(path: Path) -> list[Path]:
@@ -68,6 +71,14 @@ class ORTModelForSequenceClassification(OptimizedModel):
                 f"{model.path} returns {model.output_names}, not a classifier's logits: export a checkpoint with a "
                 "sequence-classification head (`hf-bort export MODEL_DIR OUT_DIR --task sequence-classification`)."
             )
+        width = model(torch.zeros(1, 1, dtype=torch.long)).logits.shape[-1]  # one token: the graph's own answer
+        if width != config.num_labels:
+            raise ValueError(
+                f"{model.path} returns {width} logits per row but its config has {config.num_labels} labels "
+                f"({', '.join(map(str, config.id2label.values()))}): the graph and the config come from different "
+                "models, and a pipeline would name the wrong labels. Export them together again (`hf-bort export "
+                "MODEL_DIR OUT_DIR --overwrite`)."
+            )
         self.model_path = model.path
         self._temporary_dir = None  # holds the graph of a model exported by from_pretrained(..., export=True)
 
@@ -103,6 +114,14 @@ class ORTModelForSequenceClassification(OptimizedModel):
             destination = Path(save_directory) / source.name
             if destination.resolve() != source.resolve():
                 shutil.copyfile(source, destination)
+
+    @classmethod
+    def from_pretrained(cls, model_id: str | os.PathLike, *args, **kwargs) -> "ORTModelForSequenceClassification":
+        """optimum's `from_pretrained`, after naming a local folder that cannot be loaded (missing, a file, without or
+        with a broken config.json) in one sentence, where optimum would say "Repo id must be in the form..."."""
+        if not kwargs.get("subfolder"):  # with a subfolder, optimum reads the config there or at the top
+            check_model_source(model_id, "model")
+        return super().from_pretrained(model_id, *args, **kwargs)
 
     @classmethod
     def _from_pretrained(
@@ -154,7 +173,7 @@ class ORTModelForSequenceClassification(OptimizedModel):
         """Export a PyTorch checkpoint (`from_pretrained(..., export=True)`) into a temporary folder and load it."""
         import hf_bort  # noqa: F401  (registers Bort with the Auto classes)
 
-        pytorch_model = AutoModelForSequenceClassification.from_pretrained(model_id).eval()
+        pytorch_model = load_checkpoint(AutoModelForSequenceClassification, model_id).eval()
         temporary_dir = tempfile.TemporaryDirectory(prefix="hf_bort_ort_")
         path = export_onnx(pytorch_model, Path(temporary_dir.name) / ONNX_FILE_NAME)
         if int8:
@@ -162,6 +181,15 @@ class ORTModelForSequenceClassification(OptimizedModel):
         model = cls(OnnxEncoder(path, num_threads=num_threads), pytorch_model.config)
         model._temporary_dir = temporary_dir
         return model
+
+
+def _exported_files(folder: Path) -> list[str]:
+    """The files an earlier `export_for_ort` wrote into `folder`, as its manifest lists them (none without one)."""
+    try:
+        files = json.loads((folder / EXPORT_MANIFEST).read_text(encoding="utf-8"))["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    return [name for name in files if isinstance(name, str) and Path(name).name == name]
 
 
 def export_for_ort(
@@ -176,35 +204,57 @@ def export_for_ort(
 ) -> Path:
     """Write a folder that `ORTModelForSequenceClassification.from_pretrained` (and a pipeline) loads.
 
-    The folder holds the graph (`model.onnx`, or `model_quantized.onnx` with `int8`), `config.json` and, when
-    `model_dir` has one, the tokenizer. Returns the graph's path.
+    The folder holds the graph (`model.onnx`, or `model_quantized.onnx` with `int8`), `config.json`, when `model_dir`
+    has one the tokenizer, and a manifest of these files (`.hf_bort_export.json`). `overwrite` replaces an earlier
+    export: every file it wrote goes, so no graph of another model stays beside the new config; a file that no export
+    wrote is never replaced (the export is refused instead). Everything is written in a temporary folder first, so a
+    failed export leaves the folder as it was. Returns the graph's path.
     """
     import transformers
 
     import hf_bort  # noqa: F401  (registers Bort with the Auto classes)
 
     output_dir = Path(output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise FileExistsError(f"{output_dir} is a file; pass a folder (new or empty) to export to.")
     if output_dir.is_dir() and any(output_dir.iterdir()) and not overwrite:
         raise FileExistsError(
             f"{output_dir} exists and is not empty; pass overwrite=True (or --overwrite) or choose another folder."
         )
-    output_dir.mkdir(parents=True, exist_ok=True)
-    with readable_weights(model_dir, "model_dir"):
-        model = getattr(transformers, task_class).from_pretrained(model_dir).eval()
-    model.config.save_pretrained(output_dir)
-    if (Path(model_dir) / "tokenizer_config.json").is_file():
-        transformers.AutoTokenizer.from_pretrained(model_dir).save_pretrained(output_dir)
-    graph = export_onnx(model, output_dir / ONNX_FILE_NAME, opset=opset, overwrite=overwrite)
-    if not int8:
-        return graph
-    with tempfile.TemporaryDirectory() as tmp:
-        fp32 = output_dir / ONNX_FILE_NAME
-        moved = Path(tmp) / ONNX_FILE_NAME
-        for source in _graph_files(fp32):
-            shutil.move(source, moved.with_name(source.name))
-        return quantize_onnx_int8(
-            moved, output_dir / ONNX_INT8_FILE_NAME, per_channel=per_channel, overwrite=overwrite
-        )
+    model = load_checkpoint(getattr(transformers, task_class), model_dir, "model_dir").eval()
+    earlier = _exported_files(output_dir)
+    with tempfile.TemporaryDirectory(prefix="hf_bort_export_") as tmp:
+        staging = Path(tmp) / "export"
+        model.config.save_pretrained(staging)
+        if (Path(model_dir) / "tokenizer_config.json").is_file():
+            transformers.AutoTokenizer.from_pretrained(model_dir).save_pretrained(staging)
+        graph = export_onnx(model, Path(tmp) / ONNX_FILE_NAME, opset=opset)
+        if int8:
+            graph = quantize_onnx_int8(graph, staging / ONNX_INT8_FILE_NAME, per_channel=per_channel)
+        else:
+            for source in _graph_files(graph):
+                shutil.move(source, staging / source.name)
+        written = sorted(path.name for path in staging.iterdir())
+        foreign = [name for name in written if (output_dir / name).exists() and name not in earlier]
+        if foreign:
+            raise FileExistsError(
+                f"{output_dir} holds {', '.join(foreign)}, which no earlier export wrote; they are never replaced. "
+                "Move them out, or choose another folder."
+            )
+        for name in earlier:
+            (output_dir / name).unlink(missing_ok=True)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        for name in written:
+            shutil.move(staging / name, output_dir / name)
+    manifest = {"written_by": "hf_bort export_for_ort", "model_dir": str(model_dir), "files": written}
+    (output_dir / EXPORT_MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    return output_dir / (ONNX_INT8_FILE_NAME if int8 else ONNX_FILE_NAME)
 
 
-__all__ = ["ONNX_FILE_NAME", "ONNX_INT8_FILE_NAME", "ORTModelForSequenceClassification", "export_for_ort"]
+__all__ = [
+    "EXPORT_MANIFEST",
+    "ONNX_FILE_NAME",
+    "ONNX_INT8_FILE_NAME",
+    "ORTModelForSequenceClassification",
+    "export_for_ort",
+]

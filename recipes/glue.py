@@ -13,10 +13,14 @@ saved Hub-ready, `results.json`, and for GLUE tasks a model card (`README.md`) r
     python recipes/glue.py --model_name_or_path PATH --train_file train.csv --validation_file dev.csv --output_dir o
     accelerate launch --multi_gpu --num_processes 2 recipes/glue.py ...   # also starts two CPU (gloo) processes
 
-Data files (CSV, TSV or JSON lines) need a `label` column: integers or strings for classification, floats for
-regression. The text is `sentence1`/`sentence2` when present, else the first one or two other columns.
+Data files (CSV, TSV or JSON lines) need a `label` column: integers or names for classification, numbers written with
+a decimal point (`3.5`, `1.0`) for regression; the training file decides, and a column that mixes kinds or holds a
+stray value is refused, naming the rows (hf_bort.data_files). The text is `sentence1`/`sentence2` when present, else
+the first one or two other columns.
 Checkpoints: `--save_strategy epoch` (or steps) writes them; `--resume_from_checkpoint PATH` (or `True`, the last one
-in `--output_dir`) continues a run, after checking the run's settings are the ones it started with.
+in `--output_dir`, Agora's included) continues a run, after checking the run's settings are the ones it started with.
+`--output_dir` must be new, empty or an earlier run of this recipe (`run_args.json`); a folder holding anything else is
+refused, with `--overwrite_output_dir` or a resume too (hf_bort.output_dir).
 
 Honest splits: without `--agora` the validation set is the evaluation set, as usual. With `--agora` the algorithm
 learns from its dev set, so that set is carved out of train (`--agora_dev_fraction`) and the official dev set is
@@ -26,6 +30,7 @@ reported as the held-out test.
 import argparse
 import dataclasses
 import json
+import logging
 import statistics
 import sys
 import time
@@ -53,12 +58,17 @@ from transformers import (
 from transformers.trainer_utils import get_last_checkpoint
 
 import hf_bort  # noqa: F401  (registers Bort with the Auto classes)
-from hf_bort.agora import AgoraArguments, AgoraTrainer, carve_dev_split
-from hf_bort.errors import check_model_source, run_main
+from hf_bort.agora import AgoraArguments, AgoraTrainer, carve_dev_split, find_agora_checkpoint
+from hf_bort.data_files import Table, encode_labels, infer_label_names, read_table
+from hf_bort.errors import check_model_source, load_checkpoint, run_main
 from hf_bort.extras import require
-from hf_bort.glue import GLUE_TASKS, get_task, load_glue
+from hf_bort.glue import GLUE_TASKS, get_task, glue_files, load_glue
 from hf_bort.hub import save_model_card
 from hf_bort.metrics import load_glue_metric
+from hf_bort.output_dir import check_output_dir, record_run
+
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -143,7 +153,8 @@ class DataTrainingArguments:
         },
     )
     overwrite_output_dir: bool = field(
-        default=False, metadata={"help": "Allow writing into a non-empty output dir (earlier results are replaced)."}
+        default=False,
+        metadata={"help": "Replace an earlier run of this recipe in --output_dir (any other folder is refused)."},
     )
 
 
@@ -257,73 +268,60 @@ def _run_settings(args: RecipeArguments) -> dict:
     return {key: settings.get(key, getattr(args.training, key, None)) for key in _RESUME_KEYS}
 
 
-def check_output_dir(args: RecipeArguments) -> None:
-    """Never write over a user's earlier results unless asked to; a resumed run must be the run that was started."""
-    path = Path(args.training.output_dir)
-    run_file = path / "run_args.json"
-    settings = _run_settings(args)
-    if args.training.resume_from_checkpoint is not None:
-        if run_file.is_file():
-            started = json.loads(run_file.read_text())
-            changed = {key: (started.get(key), value) for key, value in settings.items() if started.get(key) != value}
-            if changed:
-                raise ValueError(
-                    f"Cannot resume in {path}: these settings differ from the run that wrote it (was, now): "
-                    f"{changed}. Pass the original values, or start a new run in another --output_dir."
-                )
-        return
-    if path.is_dir() and any(path.iterdir()) and not args.data.overwrite_output_dir:
-        hint = " or --resume_from_checkpoint True to continue it" if get_last_checkpoint(str(path)) else ""
-        raise FileExistsError(
-            f"Output directory {path} exists and is not empty. Pass --overwrite_output_dir to write into it "
-            f"anyway{hint}, or choose another --output_dir."
-        )
+def _resume(args: RecipeArguments) -> str | bool | None:
+    """`--resume_from_checkpoint True` (the last checkpoint of --output_dir, as in run_glue.py) or a path."""
+    resume = args.training.resume_from_checkpoint
+    return True if resume in ("True", "true", True) else resume
 
 
-def record_run(args: RecipeArguments) -> None:
-    """What a resume must match, written when the run starts."""
-    path = Path(args.training.output_dir)
-    path.mkdir(parents=True, exist_ok=True)
-    (path / "run_args.json").write_text(json.dumps(_run_settings(args), indent=2) + "\n")
-
-
-def _read_files(data: DataTrainingArguments) -> datasets.DatasetDict:
-    files = {"train": data.train_file, "validation": data.validation_file, "test": data.test_file}
-    files = {split: path for split, path in files.items() if path is not None}
-    for split, path in files.items():
-        if not Path(path).is_file():
+def find_checkpoint(args: RecipeArguments) -> str | None:
+    """The checkpoint a resumed run continues, found before any work: `True` means the last one in --output_dir, by
+    the rules of the trainer that wrote it (Agora saves under agora-round-N/, per round and setting)."""
+    resume, output_dir = _resume(args), args.training.output_dir
+    if resume is True:
+        if args.model.agora:
+            return find_agora_checkpoint(True, output_dir)
+        last = get_last_checkpoint(output_dir) if Path(output_dir).is_dir() else None
+        if last is None:
             raise FileNotFoundError(
-                f"--{split}_file {path} does not exist; pass the path of a .csv, .tsv or .json file."
+                f"No checkpoint-* folder in {output_dir} to resume from; pass its path, or train with "
+                "--save_strategy epoch to write checkpoints."
             )
-    suffixes = {Path(path).suffix.lower() for path in files.values()}
-    if len(suffixes) != 1 or not suffixes <= {".csv", ".tsv", ".json", ".jsonl"}:
-        raise ValueError(f"Data files must all be .csv, .tsv or .json(l), got {sorted(suffixes)}.")
-    suffix = suffixes.pop()
-    builder, options = {".csv": ("csv", {}), ".tsv": ("csv", {"delimiter": "\t"})}.get(suffix, ("json", {}))
-    return datasets.load_dataset(builder, data_files=files, **options)
+        return last
+    if resume is not None and not Path(resume).is_dir():
+        raise FileNotFoundError(f"--resume_from_checkpoint {resume} is not a folder; pass a checkpoint-* folder.")
+    return resume
 
 
-def _file_task(name: str, raw: datasets.DatasetDict) -> TextTask:
-    """Label kind and text columns as run_glue.py reads them: `label`, then sentence1/sentence2 or the first others."""
-    train = raw["train"]
-    if "label" not in train.column_names:
-        raise ValueError(
-            f"The training file has no 'label' column (columns: {train.column_names}); name the column holding the "
-            "class or score 'label'."
-        )
-    feature = train.features["label"]
-    is_regression = getattr(feature, "dtype", None) in ("float32", "float64")
-    others = [c for c in train.column_names if c != "label"]
+def _read_files(data: DataTrainingArguments) -> dict[str, Table]:
+    files = {"train": data.train_file, "validation": data.validation_file, "test": data.test_file}
+    tables = {split: read_table(path, f"--{split}_file") for split, path in files.items() if path is not None}
+    suffixes = {table.path.suffix.lower().replace(".jsonl", ".json") for table in tables.values()}
+    if len(suffixes) != 1:
+        raise ValueError(f"Data files must all have one format (.csv, .tsv or .json(l)), got {sorted(suffixes)}.")
+    return tables
+
+
+def _file_task(name: str, tables: dict[str, Table]) -> TextTask:
+    """Label kind and text columns as run_glue.py reads them: `label`, then sentence1/sentence2 or the first others.
+    The training file's labels decide the task, once (hf_bort.data_files.infer_label_names)."""
+    train = tables["train"]
+    for split, table in tables.items():
+        if "label" not in table.columns:
+            raise ValueError(
+                f"--{split}_file {table.path} has no 'label' column (columns: {table.columns}); name the column "
+                "holding the class or score 'label'."
+            )
+    others = [c for c in train.columns if c != "label"]
     text_columns = ("sentence1", "sentence2") if {"sentence1", "sentence2"} <= set(others) else tuple(others[:2])
     if not text_columns:
         raise ValueError("The training file has only a 'label' column; add the text column(s) to classify.")
-    label_names = None
-    if not is_regression:
-        label_names = (
-            tuple(feature.names)
-            if isinstance(feature, datasets.ClassLabel)
-            else tuple(sorted({str(v) for v in train["label"]}))
-        )
+    for split, table in tables.items():
+        absent = [c for c in text_columns if c not in table.columns]
+        if absent:
+            raise ValueError(f"--{split}_file {table.path} has no column {absent} (the training file's text columns).")
+    label_names = infer_label_names(train)
+    is_regression = label_names is None
     return TextTask(
         name=name,
         text_columns=text_columns,
@@ -333,18 +331,15 @@ def _file_task(name: str, raw: datasets.DatasetDict) -> TextTask:
     )
 
 
-def _encode_labels(dataset: datasets.Dataset, task: TextTask, split: str) -> datasets.Dataset:
-    """File labels as ids (classification) or float32 scores (regression), in the label order of train."""
-    if task.is_regression:
-        return dataset.cast_column("label", datasets.Value("float32"))
-    if isinstance(dataset.features["label"], datasets.ClassLabel):
-        return dataset
-    ids = {name: i for i, name in enumerate(task.label_names)}
-    unknown = sorted({str(v) for v in dataset["label"]} - set(ids))
-    if unknown:
-        raise ValueError(f"The {split} file has labels {unknown} that the training file does not; fix the data.")
-    dataset = dataset.map(lambda row: {"label": ids[str(row["label"])]})
-    return dataset.cast_column("label", datasets.ClassLabel(names=list(task.label_names)))
+def _dataset(table: Table, task: TextTask) -> datasets.Dataset:
+    """A file's text columns (as text) and labels (class ids, or float32 scores), in the label order of train."""
+    columns = {c: ["" if v is None else str(v) for v in table.column(c)] for c in task.text_columns}
+    features = {c: datasets.Value("string") for c in task.text_columns}
+    columns["label"] = encode_labels(table, task.label_names)
+    features["label"] = (
+        datasets.Value("float32") if task.is_regression else datasets.ClassLabel(names=list(task.label_names))
+    )
+    return datasets.Dataset.from_dict(columns, features=datasets.Features(features))
 
 
 def load_data(args: RecipeArguments) -> tuple[TextTask, datasets.DatasetDict]:
@@ -353,11 +348,11 @@ def load_data(args: RecipeArguments) -> tuple[TextTask, datasets.DatasetDict]:
     if data.task_name is not None:
         task = _glue_text_task(data.task_name)
         return task, load_glue(task.name, data.data_dir, splits=("train", *task.dev_splits))
-    raw = _read_files(data)
-    if "validation" not in raw and not args.model.agora:
+    if data.validation_file is None and not args.model.agora:
         raise ValueError("--train_file needs --validation_file to score the model on (or --agora, which carves one).")
-    task = _file_task(Path(data.train_file).stem, raw)
-    return task, datasets.DatasetDict({split: _encode_labels(ds, task, split) for split, ds in raw.items()})
+    tables = _read_files(data)
+    task = _file_task(Path(data.train_file).stem, tables)
+    return task, datasets.DatasetDict({split: _dataset(table, task) for split, table in tables.items()})
 
 
 def load_splits(
@@ -403,8 +398,11 @@ def load_model(args: RecipeArguments, task: TextTask) -> PreTrainedModel:
     config = AutoConfig.from_pretrained(model_args.model_name_or_path)
     check_num_labels(config, task, model_args.ignore_mismatched_sizes)
     label_names = task.label_names or ("score",)
-    model = AutoModelForSequenceClassification.from_pretrained(
+    model = load_checkpoint(
+        AutoModelForSequenceClassification,
         model_args.model_name_or_path,
+        "--model_name_or_path",
+        new_weights=True,  # a base checkpoint gets the task's head; a replaced one is asked for (check_num_labels)
         num_labels=task.num_labels,
         id2label=dict(enumerate(label_names)),
         label2id={name: i for i, name in enumerate(label_names)},
@@ -532,7 +530,7 @@ def build_trainer(
     teacher_path = args.model.agora_teacher
     check_model_source(teacher_path, "--agora_teacher")
     teacher = (
-        AutoModelForSequenceClassification.from_pretrained(teacher_path),
+        load_checkpoint(AutoModelForSequenceClassification, teacher_path, "--agora_teacher"),  # its head, trained
         AutoTokenizer.from_pretrained(teacher_path),
     )
     trainer = AgoraTrainer(
@@ -547,6 +545,32 @@ def build_trainer(
     return trainer, lambda ds: ds  # AgoraTrainer tokenises raw rows itself
 
 
+def collapse_warning(split: str, logits: np.ndarray | tuple, labels: np.ndarray, task: TextTask) -> str | None:
+    """A warning when a classifier predicts one class for every row of a split that holds several: it learned the
+    class balance, not the task, which a score such as Matthews correlation 0.000 or MRPC's F1 does not say."""
+    logits = logits[0] if isinstance(logits, tuple) else logits
+    predicted = np.unique(np.argmax(logits, axis=-1))
+    if task.is_regression or len(predicted) > 1 or len(np.unique(labels)) < 2:
+        return None
+    name = task.label_names[predicted[0]]
+    return (
+        f"On {split} the model predicts {name!r} for all {len(labels)} rows ({np.mean(labels == predicted[0]):.1%} "
+        f"of them are {name!r}): its predictions collapsed to one class, so its scores measure the class balance, "
+        "not the task. Train longer, with another learning rate, or on more rows."
+    )
+
+
+def data_source(task: TextTask, data: DataTrainingArguments) -> str | dict[str, dict[str, str]]:
+    """What the rows were read from: the Hub's `nyu-mll/glue`, or the local files, by split."""
+    if task.is_glue and data.data_dir is None:
+        return "nyu-mll/glue"
+    if task.is_glue:
+        files = glue_files(task.name, data.data_dir, splits=("train", *task.dev_splits))
+    else:
+        files = {"train": data.train_file, "validation": data.validation_file, "test": data.test_file}
+    return {"files": {split: str(path) for split, path in files.items() if path is not None}}
+
+
 def _official_metrics(output: dict[str, float], prefix: str, task: TextTask) -> dict[str, float]:
     return {name: output[f"{prefix}_{name}"] for name in (*task.metrics, "loss")}
 
@@ -555,10 +579,14 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     model_args, data_args, training_args = args
     check_model_source(model_args.model_name_or_path, "--model_name_or_path")
-    check_output_dir(args)
+    settings, resume = _run_settings(args), _resume(args)
+    check_output_dir(
+        training_args.output_dir, "glue.py", settings, overwrite=data_args.overwrite_output_dir, resume=resume,
+        overwrite_flag="--overwrite_output_dir", resume_flag="--resume_from_checkpoint True",
+    )  # fmt: skip
+    checkpoint = find_checkpoint(args)
     task, raw = load_data(args)
-    if training_args.resume_from_checkpoint is None:
-        record_run(args)
+    record_run(training_args.output_dir, "glue.py", settings, resume)  # every input read: the folder is now the run's
     set_seed(training_args.seed)
 
     train, eval_sets, reported = load_splits(task, raw, args)
@@ -568,22 +596,25 @@ def main(argv: list[str] | None = None) -> dict:
     model = load_model(args, task)
     trainer, prepare = build_trainer(args, task, model, tokenizer, train, eval_sets)
     started = time.perf_counter()
-    train_output = trainer.train(resume_from_checkpoint=_checkpoint(training_args))
+    train_output = trainer.train(resume_from_checkpoint=checkpoint)
     train_seconds = time.perf_counter() - started
-    metrics = {
-        name: _official_metrics(trainer.evaluate(prepare(ds), metric_key_prefix=name), name, task)
-        for name, ds in reported.items()
-    }
+    metrics, warnings = {}, []
+    for name, ds in reported.items():
+        output = trainer.predict(prepare(ds), metric_key_prefix=name)
+        trainer.log(output.metrics)
+        metrics[name] = _official_metrics(output.metrics, name, task)
+        warnings.append(collapse_warning(name, output.predictions, output.label_ids, task))
     trainer.save_model()
     if not trainer.is_world_process_zero():
         return {}
+    warnings = [warning for warning in warnings if warning is not None]
+    for warning in warnings:
+        logger.warning(warning)
 
     first_reported = reported[next(n for n in reported if n != "dev")]
     results = {
         "task": task.name,
-        "data": "nyu-mll/glue"
-        if task.is_glue
-        else {k: getattr(data_args, k) for k in ("train_file", "validation_file", "test_file")},
+        "data": data_source(task, data_args),
         "model": model_args.model_name_or_path,
         "lora": model_args.lora,
         "agora": model_args.agora,
@@ -591,6 +622,7 @@ def main(argv: list[str] | None = None) -> dict:
         "num_processes": trainer.args.world_size,
         "rows": {"train": len(train), **{name: len(ds) for name, ds in reported.items()}},
         "metrics": metrics,
+        "warnings": warnings,
         "num_parameters": sum(p.numel() for p in trainer.model.parameters()),
         "trainable_parameters": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
         "train_seconds": round(train_seconds, 1),
@@ -633,22 +665,6 @@ def main(argv: list[str] | None = None) -> dict:
                 output_dir, results=results, config=trainer.model.config, push_to=trainer.hub_model_id, **card_kwargs
             )
     return results
-
-
-def _checkpoint(training_args: TrainingArguments) -> str | bool | None:
-    """`--resume_from_checkpoint True` means the last checkpoint in --output_dir, as in run_glue.py."""
-    resume = training_args.resume_from_checkpoint
-    if resume in ("True", "true", True):
-        last = get_last_checkpoint(training_args.output_dir)
-        if last is None:
-            raise FileNotFoundError(
-                f"No checkpoint-* folder in {training_args.output_dir} to resume from; pass its path, or train with "
-                "--save_strategy epoch to write checkpoints."
-            )
-        return last
-    if resume is not None and not Path(resume).is_dir():
-        raise FileNotFoundError(f"--resume_from_checkpoint {resume} is not a folder; pass a checkpoint-* folder.")
-    return resume
 
 
 if __name__ == "__main__":

@@ -39,7 +39,8 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from hf_bort import Architecture, BortConfig, BortForMaskedLM, BortModel, extract_subnetwork
 from hf_bort.distill import DistillationArguments, DistillationTrainer, check_tokenizers_match
-from hf_bort.errors import check_model_source, readable_weights, run_main
+from hf_bort.errors import check_model_source, load_checkpoint, run_main
+from hf_bort.output_dir import check_output_dir, record_run
 from hf_bort.text_data import MaskedLMCollator, check_block_size, load_text, mask_once, pack_into_blocks
 
 
@@ -110,7 +111,10 @@ class PretrainArguments:
     max_train_blocks: int | None = field(default=None, metadata={"help": "Use at most this many training blocks."})
     max_eval_blocks: int | None = field(default=None, metadata={"help": "Use at most this many held-out blocks."})
     eval_untrained: bool = field(default=True, metadata={"help": "Also report the held-out loss before training."})
-    overwrite: bool = field(default=False, metadata={"help": "Allow writing into a non-empty --output_dir."})
+    overwrite: bool = field(
+        default=False,
+        metadata={"help": "Replace an earlier run of this recipe in --output_dir (any other is refused)."},
+    )
 
     def __post_init__(self):
         if self.objective not in ("distill", "mlm"):
@@ -127,29 +131,27 @@ class PretrainArguments:
             raise ValueError("--init extract extracts the student from --teacher; pass --teacher <checkpoint>.")
 
 
-def _check_output_dir(args: DistillationArguments, script: PretrainArguments) -> None:
-    """Never write into a folder holding someone's files unless asked to, or resuming a run saved there: a checkpoint
-    in another folder does not make this one ours to overwrite."""
-    output = Path(args.output_dir)
-    if output.exists() and not output.is_dir():
-        raise FileExistsError(f"--output_dir {output} is a file; pass a folder (new or empty) to write the model to.")
-    resume = args.resume_from_checkpoint
-    resuming_here = resume == "last" or (bool(resume) and output.resolve() in Path(resume).resolve().parents)
-    if output.is_dir() and any(output.iterdir()) and not script.overwrite and not resuming_here:
-        raise FileExistsError(
-            f"--output_dir {output} exists and is not empty"
-            + (f" and --resume_from_checkpoint {resume} is not inside it" if resume else "")
-            + ". Pass --overwrite to write into it, --resume_from_checkpoint last to continue the run saved there, "
-            "or choose a new --output_dir."
-        )
+# Settings that decide a run's result: a resumed run must have the same.
+_RESUME_KEYS = ("train_file", "dataset_config", "train_split", "text_column", "teacher", "objective", "tokenizer", "init",
+                "student_layers", "student_heads", "student_hidden", "student_intermediate", "student_max_positions",
+                "block_size", "mlm_probability", "max_train_blocks", "seed", "learning_rate", "mlm_weight",
+                "kd_weight", "temperature", "hidden_weight", "attention_weight", "distill_signals")  # fmt: skip
+
+
+def _run_settings(script: PretrainArguments, args: DistillationArguments) -> dict:
+    return {key: getattr(script, key) if hasattr(script, key) else getattr(args, key) for key in _RESUME_KEYS}
+
+
+def _resume(args: DistillationArguments) -> str | bool | None:
+    """`--resume_from_checkpoint last` (the last checkpoint of --output_dir) or a checkpoint's path."""
+    return True if args.resume_from_checkpoint == "last" else args.resume_from_checkpoint
 
 
 def _load_teacher(script: PretrainArguments) -> PreTrainedModel:
     """The teacher with its MLM head when its checkpoint has one; the bare encoder otherwise (hidden-state KD)."""
     config = AutoConfig.from_pretrained(script.teacher)
     has_head = any("MaskedLM" in name or "PreTraining" in name for name in (config.architectures or []))
-    with readable_weights(script.teacher, "--teacher"):
-        return (AutoModelForMaskedLM if has_head else AutoModel).from_pretrained(script.teacher)
+    return load_checkpoint(AutoModelForMaskedLM if has_head else AutoModel, script.teacher, "--teacher")
 
 
 def _build_student(
@@ -168,8 +170,7 @@ def _build_student(
         )
         return _with_mlm_head(extract_subnetwork(teacher, arch, as_bort=True))
     if script.init != "random":
-        with readable_weights(script.init, "--init"):
-            return _with_mlm_head(AutoModel.from_pretrained(script.init))
+        return _with_mlm_head(load_checkpoint(AutoModel, script.init, "--init"))
     set_seed(seed)
     config = BortConfig(
         vocab_size=len(tokenizer),
@@ -218,9 +219,13 @@ def main(argv: list[str] | None = None) -> dict:
         check_model_source(script.tokenizer, "--tokenizer")
     if script.init not in ("random", "extract"):
         check_model_source(script.init, "--init")
-    _check_output_dir(args, script)
-    if args.resume_from_checkpoint == "last":
-        args.resume_from_checkpoint = get_last_checkpoint(args.output_dir)
+    settings, resume = _run_settings(script, args), _resume(args)
+    check_output_dir(
+        args.output_dir, "pretrain.py", settings, overwrite=script.overwrite, resume=resume,
+        overwrite_flag="--overwrite", resume_flag="--resume_from_checkpoint last",
+    )  # fmt: skip
+    if resume is True:
+        args.resume_from_checkpoint = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None
         if args.resume_from_checkpoint is None:
             raise FileNotFoundError(f"--resume_from_checkpoint last: no checkpoint-* folder in {args.output_dir}.")
 
@@ -239,6 +244,7 @@ def main(argv: list[str] | None = None) -> dict:
             eval_text = load_text(script.eval_file, script.eval_split, script.dataset_config, script.text_column)
             eval_blocks = pack_into_blocks(eval_text, tokenizer, script.block_size, script.max_eval_blocks)
             eval_blocks = mask_once(eval_blocks, tokenizer, script.mlm_probability, seed=args.seed)
+    record_run(args.output_dir, "pretrain.py", settings, resume)  # every input read: the folder is now the run's
 
     common = dict(
         model=student, args=args, train_dataset=train_blocks, eval_dataset=eval_blocks, processing_class=tokenizer,

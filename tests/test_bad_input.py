@@ -1,14 +1,15 @@
-"""Every bad input of issue #15 that this module covers gets one clear error naming the problem; a user's files
-survive every refusal byte for byte.
+"""Bad inputs get one clear error naming the problem and the fix; a user's files survive every refusal byte for byte.
 
-Model inputs and configs, GLUE files, model folders and weights, the `hf-bort convert`/`export` command line,
-`recipes/pretrain.py`'s output guard and `recipes/demo.py --overwrite`. The parametrised lists are the count of bad
-inputs tried (see the report of issue #15).
+Model inputs and configs, GLUE folders and the GLUE recipe's data files, model folders and weights (the `hf-bort`
+command line and every Python loader), exports and ORT folders, Agora's Θ, the recipes' output folders (one guard,
+resume included) and `recipes/demo.py --overwrite`. Every bad input the suite tries, here and in the other test files,
+is listed with its count in tests/BAD_INPUTS.md; the last test keeps that list complete.
 """
 
 import importlib.util
 import json
 import os
+import re
 import runpy
 import shutil
 import subprocess
@@ -300,6 +301,116 @@ def test_a_few_malformed_train_rows_are_skipped_with_a_count(tmp_path, caplog):
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# Data files of recipes/glue.py (--train_file, --validation_file): each problem named with its file and lines, and the
+# task inferred once, from the training file's labels. Refused before anything is written.
+def _rows(labels, header="review,label"):
+    return (header + "\n" + "".join(f"text {i},{label}\n" for i, label in enumerate(labels))).encode()
+
+
+BINARY = ["0", "1"] * 20
+GOOD_DEV = ("dev.csv", _rows(["0", "1"]))
+DATA_FILE_CASES = {
+    # labels: one typo among class ids would make a 3-class task, one fraction a regression
+    "a text typo among class ids": ({"train": ("train.csv", _rows([*BINARY[:7], "pos", *BINARY[8:]]))},
+                                    r"mixes numbers and text: 1 rows of text among 39 rows of numbers \(line 9 \('pos'\)\)"),
+    "one fraction among class ids": ({"train": ("train.csv", _rows([*BINARY[:4], "0.5", *BINARY[5:]]))},
+                                     r"holds integer classes except line 6 \('0.5'\): a stray value"),
+    "a missing label": ({"train": ("train.csv", _rows([*BINARY[:3], "", *BINARY[4:]]))}, r"is empty on line 5"),
+    "a class held by one row of 100": ({"train": ("train.csv", _rows(["neg", "pos"] * 50 + ["Pos"]))},
+                                       r"classes held by a single row of 101 \(line 102 \('Pos'\)\)"),
+    "a dev label train does not have": ({"validation": ("dev.csv", _rows(["0", "2", "1.0"]))},
+                                        r"dev.csv holds labels the training file does not have \(lines 3, 4 \('2', '1.0'\)"),
+    "a regression dev label that is not a number": (
+        {"train": ("train.csv", _rows([f"{i / 10:.1f}" for i in range(40)])), "validation": ("dev.csv", _rows(["0.5", "high"]))},
+        r"dev.csv is not a number on line 3; this is a regression task",
+    ),
+    # files
+    "a broken JSON line": ({"train": ("train.jsonl", b'{"review": "a", "label": 0}\n{"review": "b", "label": \n'),
+                            "validation": ("dev.jsonl", b'{"review": "a", "label": 0}\n')},
+                           r"train.jsonl: line 2 is not valid JSON"),
+    "a JSON line that is not an object": ({"train": ("train.jsonl", b'{"review": "a", "label": 0}\n[1, 2]\n'),
+                                           "validation": ("dev.jsonl", b'{"review": "a", "label": 0}\n')},
+                                          r"train.jsonl: line 2 is not a JSON object"),
+    "a JSON line without a key": ({"train": ("train.jsonl", b'{"review": "a", "label": 0}\n{"review": "b"}\n'),
+                                   "validation": ("dev.jsonl", b'{"review": "a", "label": 0}\n')},
+                                  r"train.jsonl: keys of the first row \(\['review', 'label'\]\) are missing on line 2"),
+    "a JSON array": ({"train": ("train.json", b'[{"review": "a", "label": 0}]'), "validation": ("dev.json", b"{}")},
+                     r"train.json holds a JSON array; write one JSON object per line"),
+    "a 0-byte CSV": ({"train": ("train.csv", b"")}, r"--train_file .*train.csv is empty \(0 bytes\)"),
+    "a header-only CSV": ({"validation": ("dev.csv", b"review,label\n")}, r"dev.csv has a header line but no data rows"),
+    "a CSV row with too many fields": ({"train": ("train.csv", _rows(BINARY) + b"a, b,1\n")},
+                                       r"train.csv: 1 of 41 rows do not have the header's 2 fields \(line 42\)"),
+    "a non-UTF-8 CSV": ({"train": ("train.csv", "review,label\ncafé,1\n".encode("latin-1"))},
+                        r"train.csv is not UTF-8 text"),
+    "a folder passed as a file": ({"train": ("train.csv", None)}, r"--train_file .*train.csv is a folder, not a file"),
+    "a missing file": ({"validation": ("nowhere.csv", False)}, r"--validation_file .*nowhere.csv does not exist"),
+    "a .txt file": ({"train": ("train.txt", b"a\tb\n")}, r"is not .csv, .tsv, .json or .jsonl"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(DATA_FILE_CASES))
+def test_bad_data_files_are_named_with_their_lines_before_any_work(case, tmp_path, minilm_path):
+    files = {"train": ("train.csv", _rows(BINARY)), "validation": GOOD_DEV, **DATA_FILE_CASES[case][0]}
+    for name, content in files.values():
+        if content is None:
+            (tmp_path / name).mkdir()
+        elif content is not False:
+            (tmp_path / name).write_bytes(content)
+    argv = ["--model_name_or_path", str(minilm_path), "--output_dir", str(tmp_path / "out")]
+    argv += [arg for split, (name, _) in files.items() for arg in (f"--{split}_file", str(tmp_path / name))]
+    with pytest.raises((ValueError, OSError)) as error:
+        _glue_recipe().main(argv)
+    assert re.search(DATA_FILE_CASES[case][1], str(error.value)), str(error.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_training_file_decides_the_task_once(tmp_path):
+    from hf_bort.data_files import encode_labels, infer_label_names, read_table
+
+    def task(name, content):
+        (tmp_path / name).write_bytes(content)
+        table = read_table(tmp_path / name, "--train_file")
+        return infer_label_names(table), encode_labels(table, infer_label_names(table))
+
+    assert task("ids.csv", _rows(["10", "2", "2", "10"])) == (("2", "10"), [1, 0, 0, 1])  # numeric order
+    assert task("names.jsonl", b'{"t": "a", "label": "pos"}\n{"t": "b", "label": "neg"}\n') == (("neg", "pos"), [1, 0])
+    assert task("scores.tsv", b"t\tlabel\na\t1.0\nb\t0\nc\t3.5\n") == (None, [1.0, 0.0, 3.5])  # scores
+    assert task("json_ids.jsonl", b'{"t": "a", "label": 1}\n{"t": "b", "label": "01"}\n')[0] == ("1",)
+
+
+# Θ (--agora_hyperparameter_space): every setting checked against TrainingArguments, types included, when the arguments
+# are parsed: before the teacher check and the first round, not in the middle of the run.
+THETA_CASES = {
+    "a word for a float": ('[{"learning_rate": "fast"}]', "setting 0 has learning_rate='fast', but .* takes float"),
+    "a bool for an int": ('{"seed": [1, true]}', "setting 1 has seed=True, but TrainingArguments.seed takes int"),
+    "a fraction for a batch size": (
+        '[{}, {"per_device_train_batch_size": 8.5}]',
+        "setting 1 has per_device_train_batch_size=8.5, but .* takes int",
+    ),
+    "null for a float": ('[{"max_grad_norm": null}]', "setting 0 has max_grad_norm=None, but .* takes float"),
+    "an unknown scheduler": (
+        '[{"lr_scheduler_type": "fastest"}]',
+        "setting 0 .* fastest is not a valid SchedulerType",
+    ),
+    "a negative warm-up": ('[{"warmup_steps": -3}]', "setting 0 .* Expected value warmup_steps >= 0"),
+}
+
+
+@pytest.mark.parametrize("case", list(THETA_CASES))
+def test_a_bad_agora_setting_is_one_line_before_anything_runs(case, tmp_path, minilm_path, capsys):
+    from hf_bort.errors import run_main
+
+    theta, message = THETA_CASES[case]
+    argv = ["--model_name_or_path", str(minilm_path), "--task_name", "sst2", "--data_dir", str(GLUE_DIR), "--agora",
+            "--agora_teacher", str(minilm_path), "--output_dir", str(tmp_path / "out"), "--agora_hyperparameter_space", theta]  # fmt: skip
+    assert run_main(_glue_recipe().main, "glue.py", argv) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("glue.py: error: agora_hyperparameter_space") and error.count("\n") == 1
+    assert re.search(message, error), error
+    assert not (tmp_path / "out").exists()
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # Model folders and weights, through the project's entry points (`hf-bort` exits 2 with one line on stderr).
 @pytest.fixture(scope="module")
 def bort_folder(tmp_path_factory):
@@ -433,47 +544,274 @@ def test_onnx_encoder_refuses_empty_inputs():
         encoder._check_inputs(_ids(0, 5).numpy(), _ids(0, 5).numpy())
 
 
+def test_onnx_encoder_refuses_float_token_ids_as_the_pytorch_model_does():
+    encoder = object.__new__(OnnxEncoder)  # refused before the session runs
+    encoder.metadata = {"vocab_size": "99", "max_position_embeddings": "64"}
+    for ids in (torch.tensor([[3.7, 4.0]]), _ids().float().numpy()):
+        with pytest.raises(ValueError, match="input_ids must hold integer token ids .*got dtype float"):
+            encoder(ids)
+    with pytest.raises(ValueError, match="input_ids must hold integer token ids .*got dtype torch.float32"):
+        BortModel(_config())(torch.tensor([[3.7, 4.0]]))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Exports and ORT folders: an overwrite leaves nothing of the earlier export, a head the checkpoint lacks is refused,
+# and a graph whose width is not the config's label count is refused when loaded.
+@pytest.fixture(scope="module")
+def encoder_folder(tmp_path_factory):
+    path = tmp_path_factory.mktemp("encoder") / "encoder"
+    BortModel(_config()).save_pretrained(path)
+    return path
+
+
+def test_export_overwrite_removes_every_file_the_earlier_export_wrote(bort_folder, tmp_path, capsys):
+    from hf_bort import ORTModelForSequenceClassification
+
+    torch.manual_seed(1)
+    other = tmp_path / "other"
+    BortForSequenceClassification(_config(num_labels=3)).save_pretrained(other)
+    out = tmp_path / "onnx"
+    assert main(["export", str(bort_folder), str(out), "--int8"]) == 0
+    (out / "notes.txt").write_bytes(b"mine")
+    assert main(["export", str(other), str(out), "--overwrite"]) == 0
+    assert not (out / "model_quantized.onnx").exists()  # the earlier model's graph is gone, not left beside the new
+    with pytest.raises(FileNotFoundError, match="No ONNX graph model_quantized.onnx"):
+        ORTModelForSequenceClassification.from_pretrained(out, file_name="model_quantized.onnx")
+    loaded = ORTModelForSequenceClassification.from_pretrained(out)
+    assert loaded.config.num_labels == 3 and loaded(_ids()).logits.shape == (2, 3)
+    assert (out / "notes.txt").read_bytes() == b"mine"
+    # a file no export wrote is never replaced, even with --overwrite
+    (out / "model_quantized.onnx").write_bytes(b"my own graph")
+    assert main(["export", str(bort_folder), str(out), "--int8", "--overwrite"]) == 2
+    assert "holds model_quantized.onnx, which no earlier export wrote" in _one_line_error(capsys)
+    assert (out / "model_quantized.onnx").read_bytes() == b"my own graph"
+    assert ORTModelForSequenceClassification.from_pretrained(out).config.num_labels == 3  # the export before stays
+
+
+MISSING_HEAD_CASES = {
+    "a masked-LM head from a classifier": ("bort_folder", "masked-lm", "BortForSequenceClassification checkpoint"),
+    "a classifier from a bare encoder": ("encoder_folder", "sequence-classification", "BortModel checkpoint"),
+}
+
+
+@pytest.mark.parametrize("output", ["x.onnx", "folder"])
+@pytest.mark.parametrize("case", list(MISSING_HEAD_CASES))
+def test_export_refuses_a_head_the_checkpoint_does_not_hold(case, output, request, tmp_path, capsys):
+    folder, task, saved_as = MISSING_HEAD_CASES[case]
+    model_dir = request.getfixturevalue(folder)
+    assert main(["export", str(model_dir), str(tmp_path / output), "--task", task]) == 2
+    line = _one_line_error(capsys)
+    assert f"holds a {saved_as} without the weights" in line and "they would start random" in line
+    assert not (tmp_path / output).exists()
+
+
+def test_a_sampler_refuses_a_masked_lm_without_its_head(bort_folder):
+    from hf_bort.agora import MaskedLMSampler
+
+    with pytest.raises(ValueError, match="sampler masked LM .* BortForSequenceClassification checkpoint without"):
+        MaskedLMSampler(str(bort_folder))
+
+
+def test_an_ort_folder_whose_graph_does_not_fit_its_config_is_refused(bort_folder, tmp_path):
+    from hf_bort import ORTModelForSequenceClassification
+
+    assert main(["export", str(bort_folder), str(tmp_path / "onnx")]) == 0
+    config = json.loads((tmp_path / "onnx" / "config.json").read_text())
+    config["id2label"] = {"0": "a", "1": "b", "2": "c"}
+    config["label2id"] = {"a": 0, "b": 1, "c": 2}
+    (tmp_path / "onnx" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"returns 2 logits per row but its config has 3 labels \(a, b, c\)"):
+        ORTModelForSequenceClassification.from_pretrained(tmp_path / "onnx")
+
+
+# Every hf_bort function that loads a model from a path (outside hf_bort/ose/), called from Python: each bad folder
+# is named in one sentence, never "Repo id must be in the form...", "Should have a `model_type` key" or a bare
+# SafetensorError. Each loader: (the call, the folder fixture it loads, the loader's name for the folder).
+def _ort(path, **kwargs):
+    from hf_bort import ORTModelForSequenceClassification
+
+    return ORTModelForSequenceClassification.from_pretrained(path, **kwargs)
+
+
+def _export_for_ort(path, tmp_path):
+    from hf_bort.modeling_ort import export_for_ort
+
+    return export_for_ort(path, tmp_path / "out")
+
+
+def _sampler(kind):
+    from hf_bort.agora import ContextualSampler, EmbeddingNeighbourSampler, MaskedLMSampler
+
+    if kind == "masked_lm":
+        return lambda path, tmp_path: MaskedLMSampler(str(path))
+    if kind == "contextual":
+        return lambda path, tmp_path: ContextualSampler(bort_mlm(), _tokenizer(), encoder=str(path))
+    return lambda path, tmp_path: EmbeddingNeighbourSampler(torch.zeros(30522, 4), _tokenizer(), encoder=str(path))
+
+
+def bort_mlm():
+    return BortForMaskedLM(_config())
+
+
+def _tokenizer():
+    from transformers import AutoTokenizer
+
+    from tests.conftest import minilm_dir
+
+    return AutoTokenizer.from_pretrained(minilm_dir())
+
+
+API_LOADERS = {
+    "ORTModelForSequenceClassification.from_pretrained": (lambda path, tmp: _ort(path), None, "model"),
+    "ORTModelForSequenceClassification.from_pretrained(export=True)": (
+        lambda path, tmp: _ort(path, export=True),
+        "bort_folder",
+        "model",
+    ),
+    "export_for_ort": (_export_for_ort, "bort_folder", "model_dir"),
+    "convert_bert_checkpoint": (lambda path, tmp: convert_bert_checkpoint(path), "bert_folder", "source"),
+    "MaskedLMSampler": (_sampler("masked_lm"), "bert_folder", "sampler masked LM"),
+    "ContextualSampler(encoder=)": (_sampler("contextual"), "encoder_folder", "sampler encoder"),
+    "EmbeddingNeighbourSampler(encoder=)": (_sampler("neighbours"), "encoder_folder", "sampler encoder"),
+}
+API_CASES = {
+    "a missing folder": "does not exist",
+    "a file": "is a file; pass the folder that holds config.json",
+    "a folder without config.json": "has no config.json",
+    "a config.json without model_type": "names no model_type",
+    "a truncated config.json": "is not a JSON object",
+    "truncated weights": "model.safetensors' is not a valid safetensors file (truncated or corrupt",
+}
+
+
+def _bad_folder(case, source, tmp_path):
+    path = tmp_path / "bad"
+    if case == "a file":
+        path.write_bytes(b"x")
+    elif case == "truncated weights":
+        shutil.copytree(source, path)
+        data = (path / "model.safetensors").read_bytes()
+        (path / "model.safetensors").write_bytes(data[: len(data) // 2])
+    elif case != "a missing folder":
+        path.mkdir()
+        if case == "a config.json without model_type":
+            (path / "config.json").write_text('{"hidden_size": 32}')
+        if case == "a truncated config.json":
+            (path / "config.json").write_text('{"model_type": "bo')
+    return path
+
+
+@pytest.mark.parametrize(
+    ("loader", "case"),
+    # an ORT folder holds no safetensors weights (a corrupt graph: test_export.py)
+    [
+        (loader, case)
+        for loader in API_LOADERS
+        for case in API_CASES
+        if API_LOADERS[loader][1] or case != "truncated weights"
+    ],
+)
+def test_every_python_loader_names_a_bad_model_folder(loader, case, request, tmp_path):
+    load, source, role = API_LOADERS[loader]
+    path = _bad_folder(case, request.getfixturevalue(source) if source else None, tmp_path)
+    with pytest.raises((ValueError, FileNotFoundError)) as error:
+        load(path, tmp_path)
+    message = str(error.value)
+    assert API_CASES[case] in message and role in message and str(path) in message
+    assert "Repo id" not in message and "Should have a `model_type` key" not in message
+    assert not (tmp_path / "out").exists()
+
+
 def test_debug_flag_shows_the_real_exception(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         main(["export", str(tmp_path / "missing"), str(tmp_path / "m.onnx"), "--debug"])
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# recipes/pretrain.py: the output guard, and unloadable model folders.
+# The recipes' output folders: one guard (hf_bort.output_dir) for recipes/glue.py and recipes/pretrain.py. A user's
+# folder survives byte for byte whatever the flags say, a resume included; only a run of the same recipe is replaced.
 def _user_folder(path):
     path.mkdir(parents=True)
-    files = {"README.md": b"# my model\n", "config.json": b'{"mine": true}\n'}
+    files = {"results.json": b'{"mine": 1}\n', "README.md": b"# my model\n", "config.json": b'{"mine": true}\n'}
     for name, content in files.items():
         (path / name).write_bytes(content)
     return files
 
 
-def test_pretrain_resume_from_another_folder_does_not_license_overwriting(tmp_path, minilm_path, wikitext_dir):
+def _glue_recipe():
+    spec = importlib.util.spec_from_file_location("glue_recipe_guard", REPO_ROOT / "recipes" / "glue.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _recipe_argv(name, minilm_path, out):
+    if name == "pretrain":
+        return _recipe(), _argv(minilm_path, WIKITEXT_DIR / "wiki.valid.raw", out)
+    argv = ["--model_name_or_path", str(minilm_path), "--task_name", "sst2", "--data_dir", str(GLUE_DIR)]
+    return _glue_recipe(), [*argv, "--output_dir", str(out), "--max_train_samples", "8", "--use_cpu", "true"]
+
+
+# each case: the flags (given the recipe and tmp_path) and the words the refusal must hold
+GUARD_CASES = {
+    "resume from a checkpoint in another folder": (
+        lambda name, tmp: ["--resume_from_checkpoint", str(tmp / "elsewhere" / "checkpoint-1")],
+        "is not inside it",
+    ),
+    "resume the last checkpoint": (
+        lambda name, tmp: ["--resume_from_checkpoint", "last" if name == "pretrain" else "True"],
+        "holds files that .* did not write .*not even to resume",
+    ),
+    "resume a checkpoint inside it": (
+        lambda name, tmp: ["--resume_from_checkpoint", str(tmp / "out" / "checkpoint-1")],
+        "not even to resume",
+    ),
+    "overwrite": (
+        lambda name, tmp: ["--overwrite" if name == "pretrain" else "--overwrite_output_dir"],
+        r"holds files that .* did not write \(no run_args.json",
+    ),
+    "no flag": (lambda name, tmp: [], "holds files that .* did not write"),
+}
+
+
+@pytest.mark.parametrize("case", list(GUARD_CASES))
+@pytest.mark.parametrize("name", ["glue", "pretrain"])
+def test_a_users_folder_survives_every_flag_of_both_recipes(name, case, tmp_path, minilm_path):
     files = _user_folder(tmp_path / "out")
     (tmp_path / "elsewhere" / "checkpoint-1").mkdir(parents=True)
-    argv = _argv(minilm_path, wikitext_dir / "wiki.valid.raw", tmp_path / "out")
-    with pytest.raises(FileExistsError, match="not empty and --resume_from_checkpoint .*elsewhere.* is not inside it"):
-        _recipe().main([*argv, "--resume_from_checkpoint", str(tmp_path / "elsewhere" / "checkpoint-1")])
-    for name, content in files.items():
-        assert (tmp_path / "out" / name).read_bytes() == content
+    (tmp_path / "out" / "checkpoint-1").mkdir()
+    recipe, argv = _recipe_argv(name, minilm_path, tmp_path / "out")
+    flags, message = GUARD_CASES[case]
+    with pytest.raises(FileExistsError, match=message):
+        recipe.main([*argv, *flags(name, tmp_path)])
+    for file, content in files.items():
+        assert (tmp_path / "out" / file).read_bytes() == content
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted([*files, "checkpoint-1"])
 
 
-def test_pretrain_guard_allows_resuming_a_checkpoint_inside_the_output_dir(tmp_path, minilm_path, wikitext_dir):
-    recipe = _recipe()
-    _user_folder(tmp_path / "out")
-    parser = recipe.HfArgumentParser((recipe.PretrainArguments, recipe.DistillationArguments))
-    for resume in ("last", str(tmp_path / "out" / "checkpoint-2"), str(tmp_path / "out")):
-        argv = [
-            *_argv(minilm_path, wikitext_dir / "wiki.valid.raw", tmp_path / "out"),
-            "--resume_from_checkpoint",
-            resume,
-        ]
-        script, args = parser.parse_args_into_dataclasses(argv)
-        if resume == str(tmp_path / "out"):  # the folder itself is not a checkpoint in it
-            with pytest.raises(FileExistsError):
-                recipe._check_output_dir(args, script)
-        else:
-            recipe._check_output_dir(args, script)
+def test_the_guard_lets_a_run_replace_or_continue_only_its_own_recipes_run(tmp_path):
+    from hf_bort.output_dir import check_output_dir, record_run
+
+    out, settings = tmp_path / "out", {"seed": 0, "learning_rate": 1e-4}
+    flags = dict(overwrite_flag="--overwrite", resume_flag="--resume_from_checkpoint last")
+    check_output_dir(out, "pretrain.py", settings, overwrite=False, resume=None, **flags)  # a new folder
+    record_run(out, "pretrain.py", settings, resume=None)
+    (out / "checkpoint-2").mkdir()
+    with pytest.raises(FileExistsError, match="holds an earlier pretrain.py run. Pass --overwrite .*resume.* last"):
+        check_output_dir(out, "pretrain.py", settings, overwrite=False, resume=None, **flags)
+    check_output_dir(out, "pretrain.py", settings, overwrite=True, resume=None, **flags)
+    for resume in (True, out / "checkpoint-2"):
+        check_output_dir(out, "pretrain.py", settings, overwrite=False, resume=resume, **flags)
+    with pytest.raises(ValueError, match=r"learning_rate.*\(0.0001, 0.001\)"):
+        check_output_dir(
+            out, "pretrain.py", {**settings, "learning_rate": 1e-3}, overwrite=False, resume=True, **flags
+        )
+    with pytest.raises(FileExistsError, match="no run_args.json of a glue.py run"):  # another recipe's run
+        check_output_dir(out, "glue.py", settings, overwrite=True, resume=None, **flags)
+    record_run(out, "pretrain.py", {"seed": 1}, resume=True)  # a resume keeps the record of the run it continues
+    assert json.loads((out / "run_args.json").read_text()) == {"recipe": "pretrain.py", "settings": settings}
+    # a checkpoint elsewhere may seed a run in a new folder, which the run then owns
+    check_output_dir(tmp_path / "new", "pretrain.py", settings, overwrite=False, resume=out / "checkpoint-2", **flags)
 
 
 def test_pretrain_refuses_a_file_as_output_dir(tmp_path, minilm_path, wikitext_dir):
@@ -590,3 +928,27 @@ def test_demo_overwrite_removes_its_own_run_and_says_what(tmp_path, monkeypatch,
     )
     assert sorted(p.name for p in out.iterdir()) == [".hf_bort_demo"]
     assert json.loads((out / ".hf_bort_demo").read_text())["written_by"] == "hf_bort recipes/demo.py"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The list of every bad input the suite tries, in one place with its count (tests/BAD_INPUTS.md).
+def test_the_list_of_bad_inputs_is_complete():
+    catalogue = (REPO_ROOT / "tests" / "BAD_INPUTS.md").read_text()
+    sections = re.findall(r"^## (.+)\n\n((?:- .+\n)+)", catalogue, flags=re.M)
+    entries = {title: [re.match(r"- `([^`]+)`", line)[1] for line in lines.splitlines()] for title, lines in sections}
+    not_bad = entries.pop("Not bad inputs (tests/test_bad_input.py)")
+    count = sum(len(tests) for tests in entries.values())
+    assert f"# Bad inputs the test suite tries: {count}\n" in catalogue
+    assert f"{count} bad inputs" in (REPO_ROOT / "README.md").read_text()
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    collected = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", *entries],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300,
+    ).stdout.splitlines()  # fmt: skip
+    missing = [
+        f"{file}::{test}" for file, tests in entries.items() for test in tests if f"{file}::{test}" not in collected
+    ]
+    assert not missing, f"tests/BAD_INPUTS.md names tests that do not exist: {missing}"
+    here = {line.split("::", 1)[1] for line in collected if line.startswith("tests/test_bad_input.py::")}
+    unlisted = here - set(entries["tests/test_bad_input.py"]) - set(not_bad)
+    assert not unlisted, f"tests of tests/test_bad_input.py missing from tests/BAD_INPUTS.md: {sorted(unlisted)}"

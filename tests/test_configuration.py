@@ -72,6 +72,7 @@ def test_per_layer_config_round_trips_and_each_layer_reads_its_own_sizes(tmp_pat
         ({0: {"skip": ["ffn"]}}, "can skip 'attention' and/or 'mlp'"),
         ({0: {"skip": "mlp"}}, "given as a list"),
     ],
+    ids=["a layer that does not exist", "hidden_size per layer", "0 heads", "head_dim 0", "a skip of ffn", "a string"],
 )
 def test_bad_per_layer_settings_name_the_layer_and_the_fix(per_layer, words):
     with pytest.raises(ValueError, match=words):

@@ -54,7 +54,7 @@ def test_check_model_source(tmp_path, monkeypatch):
     (tmp_path / "file.bin").write_bytes(b"x")
     (tmp_path / "empty").mkdir()
     (tmp_path / "model").mkdir()
-    (tmp_path / "model" / "config.json").write_text("{}")
+    (tmp_path / "model" / "config.json").write_text('{"model_type": "bert"}')
     check_model_source(tmp_path / "model")
     with pytest.raises(ValueError, match="teacher .*file.bin' is a file"):
         check_model_source(tmp_path / "file.bin", "teacher")

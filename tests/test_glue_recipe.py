@@ -100,10 +100,14 @@ def test_bad_arguments_are_clear_errors(capsys):
     assert "--agora needs --agora_teacher" in capsys.readouterr().err
 
 
-def test_non_empty_output_dir_is_refused(tmp_path, tiny_bert):
+def test_an_earlier_run_is_replaced_only_with_overwrite_output_dir(tmp_path, tiny_bert):
+    from hf_bort.output_dir import record_run
+
+    argv = ["--model_name_or_path", str(tiny_bert), "--task_name", "rte", "--output_dir", str(tmp_path)]
+    record_run(tmp_path, "glue.py", recipe._run_settings(recipe.parse_args(argv)), resume=None)
     (tmp_path / "results.json").write_text("{}")
-    with pytest.raises(FileExistsError, match="--overwrite_output_dir"):
-        recipe.main(["--model_name_or_path", str(tiny_bert), "--task_name", "rte", "--output_dir", str(tmp_path)])
+    with pytest.raises(FileExistsError, match="earlier glue.py run. Pass --overwrite_output_dir .*True to continue"):
+        recipe.main(argv)
     assert (tmp_path / "results.json").read_text() == "{}"
 
 
@@ -291,7 +295,61 @@ def test_end_to_end_metrics_match_the_saved_model(tmp_path, tiny_bert, glue_dir)
     assert scores["loss"] == pytest.approx(loss, rel=1e-4)
     assert scores["accuracy"] == pytest.approx(accuracy_score(dev["label"], predictions))
     assert scores["f1"] == pytest.approx(f1_score(dev["label"], predictions))
-    assert f"{scores['accuracy']:.4f}" in (out / "README.md").read_text()
+    card = (out / "README.md").read_text()
+    assert f"{scores['accuracy']:.4f}" in card
+    # the data named is what was read: the local files, not the Hub's nyu-mll/glue
+    files = {"train": str(glue_dir / "MRPC" / "train.tsv"), "validation": str(glue_dir / "MRPC" / "dev.tsv")}
+    assert results["data"] == {"files": files}
+    data_section = card.split("## Data")[1].split("##")[0]
+    assert f"`{files['train']}` (train), `{files['validation']}` (validation)" in data_section
+    assert "nyu-mll/glue](" not in card and "datasets:" not in card.split("---")[1]
+
+
+def test_predictions_collapsed_to_one_class_are_a_warning_in_the_log_results_and_card(
+    tmp_path, tiny_bert, glue_dir, caplog
+):
+    """A classifier stuck on one class scores accuracy = that class's share (MRPC F1 0.81, Matthews 0.000); the run
+    must say so, not report it like any other score."""
+    stuck = AutoModelForSequenceClassification.from_pretrained(tiny_bert, num_labels=2)
+    with torch.no_grad():
+        stuck.classifier.weight.zero_()
+        stuck.classifier.bias.copy_(torch.tensor([5.0, -5.0]))  # 'negative' whatever the text
+    stuck.save_pretrained(tmp_path / "stuck")
+    AutoTokenizer.from_pretrained(tiny_bert).save_pretrained(tmp_path / "stuck")
+    out = tmp_path / "out"
+    argv = [
+        "--task_name",
+        "sst2",
+        "--data_dir",
+        str(glue_dir),
+        "--max_train_samples",
+        "16",
+        "--max_eval_samples",
+        "40",
+    ]
+    with caplog.at_level("WARNING"):
+        results = recipe.main(_run(tmp_path / "stuck", out, *argv, "--learning_rate", "1e-9"))
+    dev = load_glue("sst2", glue_dir, splits=("validation",))["validation"].select(range(40))
+    share = 1 - np.mean(dev["label"])
+    assert results["metrics"]["validation"]["accuracy"] == pytest.approx(share)
+    warning = f"On validation the model predicts 'negative' for all 40 rows ({share:.1%} of them are 'negative')"
+    assert len(results["warnings"]) == 1 and results["warnings"][0].startswith(warning)
+    assert json.loads((out / "results.json").read_text())["warnings"] == results["warnings"]
+    assert warning in caplog.text and f"**Warning:** {warning}" in (out / "README.md").read_text()
+
+
+def test_a_collapse_warning_needs_one_predicted_class_and_several_true_ones():
+    task = recipe._glue_text_task("cola")
+    one_class = np.array([[2.0, -1.0]] * 4)
+    assert recipe.collapse_warning("test", one_class, np.array([0, 1, 0, 0]), task).startswith(
+        "On test the model predicts 'unacceptable' for all 4 rows (75.0% of them"
+    )
+    assert recipe.collapse_warning("test", one_class, np.array([0, 0, 0, 0]), task) is None  # nothing else to predict
+    assert recipe.collapse_warning("test", np.array([[2.0, -1.0], [0.0, 1.0]]), np.array([0, 1]), task) is None
+    assert (
+        recipe.collapse_warning("test", np.zeros((3, 1)), np.array([1.0, 2.0, 3.0]), recipe._glue_text_task("stsb"))
+        is None
+    )
 
 
 def test_end_to_end_regression(tmp_path, tiny_bert):

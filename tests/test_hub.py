@@ -107,3 +107,17 @@ def test_card_of_a_heterogeneous_student_lists_each_layers_sizes():
     )
     card = render_model_card(_results(agora=False), config, num_parameters=12_345)
     assert "⟨3, 2/4/4, 32, 20/37/0⟩" in str(card)  # 0: layer 2 has no FFN
+
+
+def test_the_data_section_names_the_local_files_that_were_read():
+    results = {
+        **_results(agora=False),
+        "data": {"files": {"train": "glue/MRPC/train.tsv", "validation": "glue/MRPC/dev.tsv"}},
+    }
+    card = render_model_card(results, _config())
+    assert "datasets" not in card.data.to_dict()
+    data = card.text.split("## Data")[1].split("##")[0]
+    assert "read from local files `glue/MRPC/train.tsv` (train), `glue/MRPC/dev.tsv` (validation), not from" in data
+    assert "](https://huggingface.co/datasets/nyu-mll/glue)" not in data
+    hub = render_model_card({**_results(agora=False), "data": "nyu-mll/glue"}, _config())
+    assert "[nyu-mll/glue](https://huggingface.co/datasets/nyu-mll/glue), config `mrpc`" in hub.text

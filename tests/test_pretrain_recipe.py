@@ -58,8 +58,9 @@ def test_tokenizer_other_than_the_teachers_is_refused_for_distillation(tmp_path,
 def test_existing_output_is_not_overwritten_without_asking(tmp_path, minilm_path, wikitext_dir):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "precious.txt").write_text("keep me")
-    with pytest.raises(FileExistsError, match="--overwrite"):
-        _recipe().main(_argv(minilm_path, wikitext_dir / "wiki.valid.raw", tmp_path / "out"))
+    for extra in ([], ["--overwrite"]):  # --overwrite replaces an earlier run of the recipe, never a user's files
+        with pytest.raises(FileExistsError, match="holds files that pretrain.py did not write"):
+            _recipe().main(_argv(minilm_path, wikitext_dir / "wiki.valid.raw", tmp_path / "out", *extra))
     assert (tmp_path / "out" / "precious.txt").read_text() == "keep me"
 
 

@@ -1,9 +1,12 @@
 """`AgoraArguments`: the `TrainingArguments` of an Agora run."""
 
 import dataclasses
+import enum
 import itertools
 import json
 import os
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -144,6 +147,7 @@ class AgoraArguments(TrainingArguments):
         super().__post_init__()
         self.agora_sampler_kwargs = _json_object(self.agora_sampler_kwargs, "agora_sampler_kwargs")
         self.agora_settings = parse_hyperparameter_space(self.agora_hyperparameter_space)
+        self._check_settings_apply()
         if self.agora_metric is not None and self.agora_metric not in AGORA_METRICS:
             raise ValueError(f"agora_metric={self.agora_metric!r} is not known; choose one of {list(AGORA_METRICS)}.")
         if self.remove_unused_columns:
@@ -173,6 +177,20 @@ class AgoraArguments(TrainingArguments):
             raise ValueError(
                 f"pair_perturbation={self.pair_perturbation!r}; choose 'first', 'second', 'both' or 'either'."
             )
+
+    def _check_settings_apply(self) -> None:
+        """Each setting of Θ as the `TrainingArguments` it makes, before anything runs: an unknown scheduler or
+        optimizer name, a negative warm-up... fails now, not after the teacher check and the first settings."""
+        run = {f.name: getattr(self, f.name) for f in dataclasses.fields(TrainingArguments) if f.init}
+        for index, setting in enumerate(self.agora_settings):
+            if not setting:
+                continue
+            try:
+                TrainingArguments(**{**run, **setting})
+            except (ValueError, TypeError) as error:
+                raise ValueError(
+                    f"agora_hyperparameter_space setting {index} {setting} is not valid TrainingArguments: {error}"
+                ) from None
 
 
 AGORA_METRICS = ("accuracy", "f1", "matthews_correlation", "pearson", "spearmanr")
@@ -232,7 +250,7 @@ def parse_hyperparameter_space(space: Any) -> list[dict[str, Any]]:
     if not settings:
         raise ValueError(f"{source} is empty: Θ needs at least one setting (use [{{}}] for the arguments as given).")
     known = {f.name for f in dataclasses.fields(TrainingArguments)}
-    for setting in settings:
+    for index, setting in enumerate(settings):
         if not isinstance(setting, dict):
             raise ValueError(f"{source}: every setting must be a dict of TrainingArguments fields, got {setting!r}.")
         unknown = sorted(set(setting) - known)
@@ -244,7 +262,50 @@ def parse_hyperparameter_space(space: Any) -> list[dict[str, Any]]:
         fixed = sorted(set(setting) & set(_RUN_FIELDS))
         if fixed:
             raise ValueError(f"{source}: {fixed} belong to the whole run and cannot vary between settings.")
+        for name, value in setting.items():
+            hint = _FIELD_TYPES[name]
+            if not _matches(value, hint):
+                raise ValueError(
+                    f"{source}: setting {index} has {name}={value!r}, but TrainingArguments.{name} takes "
+                    f"{_type_name(hint)}{_example(name)}."
+                )
     return [dict(s) for s in settings]
+
+
+_FIELD_TYPES = typing.get_type_hints(TrainingArguments)
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    """Whether a JSON value fits a `TrainingArguments` annotation (bool is not a number; an int is a float).
+
+    Enum-valued fields also take their names as strings (`SchedulerType | str`); whether a name is known is checked
+    by `TrainingArguments` itself, for every setting, when `AgoraArguments` is built."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, option) for option in typing.get_args(hint))
+    if origin is typing.Literal:
+        return value in typing.get_args(hint)
+    if origin is not None:  # list[str], dict[str, Any]: the container's type
+        return isinstance(value, origin)
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return not isinstance(hint, type) or isinstance(value, hint)
+
+
+def _type_name(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+
+
+def _example(name: str) -> str:
+    """The field's default, as an example of a value it takes."""
+    default = next(f.default for f in dataclasses.fields(TrainingArguments) if f.name == name)
+    if default is dataclasses.MISSING or default is None:
+        return ""
+    return f" (default {default.value if isinstance(default, enum.Enum) else default!r})"
 
 
 __all__ = ["AGORA_METRICS", "AgoraArguments", "parse_hyperparameter_space"]

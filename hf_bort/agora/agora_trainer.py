@@ -650,7 +650,8 @@ def incomplete_reason(folder: str | os.PathLike) -> str | None:
 
 
 def find_agora_checkpoint(resume_from_checkpoint: str | bool, base_output_dir: str) -> str:
-    """The checkpoint to resume: the given folder, or with `True` the newest complete one of any round/setting."""
+    """The checkpoint to resume: the given folder, or with `True` the complete one furthest along in the run (by the
+    round, setting and step it records) of any round and setting."""
     if not isinstance(resume_from_checkpoint, bool):
         reason = incomplete_reason(resume_from_checkpoint)
         if not os.path.isdir(resume_from_checkpoint):
@@ -658,29 +659,46 @@ def find_agora_checkpoint(resume_from_checkpoint: str | bool, base_output_dir: s
         if reason:
             raise ValueError(
                 f"Cannot resume Agora from {resume_from_checkpoint}: {reason}. Pass resume_from_checkpoint=True to "
-                "pick the newest complete checkpoint of the run."
+                "pick the complete checkpoint furthest along in the run."
             )
         return str(resume_from_checkpoint)
-    found = []
     base = Path(base_output_dir)
+    found = []
     if base.is_dir():
-        for state_file in base.glob("agora-round-*/**/checkpoint-*"):
-            match = _CHECKPOINT.search(state_file.relative_to(base).as_posix())
-            if match and state_file.is_dir():
-                found.append((int(match[1]), int(match[3]), state_file))
+        for folder in base.glob("agora-round-*/**/checkpoint-*"):
+            if folder.is_dir() and _CHECKPOINT.search(folder.relative_to(base).as_posix()):
+                found.append(folder)
     if not found:
         raise ValueError(
             f"No Agora checkpoint (agora-round-*/checkpoint-*) found in {base_output_dir}; train without "
             "resume_from_checkpoint, with save_strategy set so that checkpoints are written."
         )
-    # newest first: by the folder's modification time (settings of a round run in rank order), then round and step
-    found.sort(key=lambda item: (item[2].stat().st_mtime_ns, item[0], item[1]), reverse=True)
-    for _, _, folder in found:
+    complete = []
+    for folder in sorted(found):
         reason = incomplete_reason(folder)
-        if reason is None:
-            return str(folder)
-        logger.warning(f"Skipping Agora checkpoint {folder}: {reason}.")
-    raise ValueError(f"Every Agora checkpoint in {base_output_dir} is incomplete; start the run again.")
+        order = _recorded_order(folder) if reason is None else None
+        if order is None:
+            reason = reason or f"its {AGORA_STATE_NAME} or trainer_state.json records no round, setting and step"
+            logger.warning(f"Skipping Agora checkpoint {folder}: {reason}.")
+        else:
+            complete.append((order, folder))
+    if not complete:
+        raise ValueError(f"Every Agora checkpoint in {base_output_dir} is incomplete; start the run again.")
+    return str(max(complete)[1])
+
+
+def _recorded_order(folder: Path) -> tuple[int, int, int] | None:
+    """Where a checkpoint stands in the run, as it records it: (round, rank of its setting in the round, step).
+
+    The newest checkpoint is the one furthest along, whatever the folders' modification times say (a copy or a
+    `touch` changes those); settings of a round train in rank order, which is not their index order after round 1.
+    """
+    try:
+        state = json.loads((folder / AGORA_STATE_NAME).read_text())
+        step = json.loads((folder / "trainer_state.json").read_text())["global_step"]
+        return int(state["round"]), int(state["position"]), int(step)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _atomic_write(path: Path, text: str) -> None:

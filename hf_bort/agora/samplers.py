@@ -18,6 +18,8 @@ import torch
 from torch import nn
 from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from ..errors import load_checkpoint
+
 
 class AgoraSampler(ABC):
     """Base class of the pluggable samplers."""
@@ -84,8 +86,8 @@ class _TokenSampler(AgoraSampler):
         self.max_length = max_length
         self.special_ids = set(tokenizer.all_special_ids)
         if isinstance(encoder, str):
-            encoder_tokenizer = encoder_tokenizer or AutoTokenizer.from_pretrained(encoder)
-            encoder = AutoModel.from_pretrained(encoder)
+            encoder_path, encoder = encoder, load_checkpoint(AutoModel, encoder, "sampler encoder")
+            encoder_tokenizer = encoder_tokenizer or AutoTokenizer.from_pretrained(encoder_path)
         self.encoder = encoder.eval() if encoder is not None else None
         self.encoder_tokenizer = encoder_tokenizer or tokenizer
         self.min_similarity = min_similarity
@@ -246,8 +248,8 @@ class MaskedLMSampler(_TokenSampler):
         **band: Any,
     ):
         if isinstance(model, str):
-            tokenizer = tokenizer or AutoTokenizer.from_pretrained(model)
-            model = AutoModelForMaskedLM.from_pretrained(model)
+            path, model = model, load_checkpoint(AutoModelForMaskedLM, model, "sampler masked LM")
+            tokenizer = tokenizer or AutoTokenizer.from_pretrained(path)
         if tokenizer is None:
             raise ValueError("MaskedLMSampler needs the masked LM's tokenizer when given a model instance.")
         if tokenizer.mask_token_id is None:
@@ -316,8 +318,8 @@ class ContextualSampler(MaskedLMSampler):
         if encoder is None:
             self.encoder, self.encoder_tokenizer = self.model, self.tokenizer
         elif isinstance(encoder, str):
+            self.encoder = load_checkpoint(AutoModel, encoder, "sampler encoder").eval()
             self.encoder_tokenizer = kwargs.get("encoder_tokenizer") or AutoTokenizer.from_pretrained(encoder)
-            self.encoder = AutoModel.from_pretrained(encoder).eval()
         else:
             self.encoder = encoder.eval()
 

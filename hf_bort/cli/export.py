@@ -5,7 +5,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import check_model_source, readable_weights
+from ..errors import check_model_source, load_checkpoint
 from ..export import (
     _TASK_CLASSES,
     OnnxEncoder,
@@ -63,8 +63,7 @@ def run_export(args: ExportArguments) -> int:
         )
         return 0
     _refuse_overwrite(args.output, args.overwrite)
-    with readable_weights(args.model_dir, "model_dir"):
-        model = getattr(transformers, _TASK_CLASSES[task]).from_pretrained(args.model_dir).eval()
+    model = load_checkpoint(getattr(transformers, _TASK_CLASSES[task]), args.model_dir, "model_dir").eval()
     if args.int8:
         with tempfile.TemporaryDirectory() as tmp:
             fp32 = export_onnx(model, Path(tmp) / "model.onnx", opset=args.opset)

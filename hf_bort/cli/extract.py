@@ -4,7 +4,7 @@ import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import check_model_source
+from ..errors import check_model_source, load_checkpoint
 from . import add_dataclass_command
 
 
@@ -80,7 +80,7 @@ def run_extract(args: ExtractArguments) -> int:
         raise FileExistsError(f"{args.output_dir} is not empty; pass --overwrite or choose another folder.")
     if args.importance == "gradient" and args.train_file is None:
         raise ValueError("--importance gradient needs --train_file: text whose batches give the gradients.")
-    parent = AutoModel.from_pretrained(args.model)
+    parent = load_checkpoint(AutoModel, args.model, "parent model")
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     data = None
     if args.importance == "gradient":
