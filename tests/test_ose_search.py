@@ -166,6 +166,19 @@ def test_bad_inputs_raise_clear_errors(parent, tokenizer, texts):
         OSESearch(parent, train_dataset=texts)
 
 
+def test_a_bad_parent_folder_is_one_sentence_naming_it(parent, tokenizer, texts, tmp_path):
+    """OSESearch(path) names the folder instead of transformers' "Repo id must be in the form ..." or a bare
+    SafetensorError."""
+    with pytest.raises((FileNotFoundError, ValueError), match=r"OSE parent .*nowhere.*does not exist"):
+        OSESearch(tmp_path / "nowhere", OSEConfig(), train_dataset=texts)
+    parent.save_pretrained(tmp_path / "cut")
+    tokenizer.save_pretrained(tmp_path / "cut")
+    weights = tmp_path / "cut" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(ValueError, match=r"model\.safetensors"):
+        OSESearch(tmp_path / "cut", OSEConfig(), train_dataset=texts)
+
+
 @pytest.mark.slow
 def test_two_processes_give_the_same_front_as_one(tmp_path, wikitext_dir, minilm_path):
     script = REPO_ROOT / "tests" / "scripts" / "ose_sharded_search.py"

@@ -62,6 +62,7 @@ from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer, PreTrai
 from transformers.utils import logging
 
 from ..distill import layer_map
+from ..errors import load_checkpoint
 from .costs import LatencyModel, inference_flops, parameter_count, pareto_front
 from .extract import compute_importance, extract_subnetwork
 from .latency import measure_latency_ms
@@ -330,9 +331,11 @@ class OSESearch:
             raise ValueError(
                 "train_dataset is required: texts (distill) or labelled texts (task) for the error estimates."
             )
-        if isinstance(parent, (str, os.PathLike)):
-            tokenizer = tokenizer or AutoTokenizer.from_pretrained(parent)
-            parent = (AutoModelForCausalLM if args.objective == "lm" else AutoModel).from_pretrained(parent)
+        if isinstance(parent, (str, os.PathLike)):  # a bad folder is one sentence naming it, before the tokenizer
+            model_class = AutoModelForCausalLM if args.objective == "lm" else AutoModel
+            parent_path = parent
+            parent = load_checkpoint(model_class, parent_path, "OSE parent")
+            tokenizer = tokenizer or AutoTokenizer.from_pretrained(parent_path)
         if tokenizer is None:
             raise ValueError("Pass tokenizer= when the parent is a model object rather than a path.")
         if args.objective == "lm" and not (type(parent).can_generate() and parent.get_output_embeddings() is not None):
