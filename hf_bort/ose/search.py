@@ -948,11 +948,10 @@ class OSESearch:
 
     def _check_seq_len(self) -> None:
         """seq_len must fit the parent's position table (RoBERTa-style embeddings start after the padding index)."""
-        config = self.parent.config
-        table = getattr(config, "max_position_embeddings", None)
+        table = getattr(self.parent.config, "max_position_embeddings", None)
         if table is None:
             return
-        offset = int(config.pad_token_id or 0) + 1 if config.model_type in _OFFSET_POSITIONS else 0
+        offset = self.space.shape.position_offset  # the family row says where positions start
         if self.args.seq_len > table - offset:
             raise ValueError(
                 f"seq_len {self.args.seq_len} exceeds the parent's position table ({table - offset} positions); "
@@ -1182,7 +1181,6 @@ def _find_text_columns(columns: list[str], text_column, name: str) -> tuple[str,
 
 _MARKER = "search.json"
 _MARKER_HEADER = {"format": "hf_bort.ose.search", "version": 1}
-_OFFSET_POSITIONS = ("roberta", "xlm-roberta", "camembert")
 _FINGERPRINTED = {
     "parent_weights": "the parent's weights differ",
     "tokenizer": "the tokenizer differs",
