@@ -12,6 +12,7 @@ from hf_bort import BortConfig, BortForSequenceClassification, ORTModelForSequen
 from hf_bort.cli import build_parser
 from hf_bort.export import OnnxEncoder, export_onnx, quantize_onnx_int8
 from tests.conftest import minilm_dir
+from tests.test_export import _inputs
 
 
 FP32_ATOL = 1e-4
@@ -42,15 +43,6 @@ def _config(vocab_size: int) -> BortConfig:
     )
     config.id2label, config.label2id = {0: "neg", 1: "mixed", 2: "pos"}, {"neg": 0, "mixed": 1, "pos": 2}
     return config
-
-
-def _inputs(batch: int, length: int, vocab_size: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random ids with right padding on the first row, so the mask is exercised."""
-    generator = torch.Generator().manual_seed(seed)
-    input_ids = torch.randint(0, vocab_size, (batch, length), generator=generator)
-    attention_mask = torch.ones_like(input_ids)
-    attention_mask[0, length // 2 :] = 0
-    return input_ids, attention_mask
 
 
 @pytest.fixture(scope="module")

@@ -282,3 +282,14 @@ def test_spread_by_importance_keeps_the_most_score_with_a_unit_per_layer():
         assert tuple(counts) == best, (total, counts, best)
     with pytest.raises(ValueError, match="Cannot spread 2 units over layers of sizes \\[4, 3, 5\\]"):
         spread_by_importance(layers, 2)
+
+
+def test_a_parent_built_without_its_pooler_gives_a_student_without_one():
+    """`BertModel(config, add_pooling_layer=False)`: the student is built without the pooler too (it has no weights
+    to take), and at the parent's architecture computes the parent's hidden states."""
+    torch.manual_seed(0)
+    parent = tr.BertModel(tr.BertConfig(**BERT), add_pooling_layer=False).eval()
+    child = extract_subnetwork(parent, PARENT).eval()
+    assert child.pooler is None
+    with torch.no_grad():
+        assert torch.equal(parent(**_inputs())[0], child(**_inputs())[0])

@@ -797,6 +797,9 @@ def extract_subnetwork(
         state = _bort_state(parent_state, prefix, blocks_state, rest, target, selection, parent, config, renames)
     else:  # the parent's own class (a Bort parent's students are Bort models of its class)
         target = type(parent_model)(new_config)
+        for name, _ in list(target.base_model.named_children()):  # e.g. BertModel(add_pooling_layer=False)
+            if getattr(parent_model.base_model, name, ...) is None:
+                setattr(target.base_model, name, None)  # what the parent was built without, the student is too
         state = _own_class_state(parent_state, prefix, blocks_state, rest, target, selection, parent)
     target.load_state_dict(state, strict=True)
     reference = next(parent_model.parameters())
