@@ -75,6 +75,29 @@ def test_build_model_with_per_layer_shapes_matches_zeroed_heads_and_neurons():
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
 
 
+def test_a_heterogeneous_bort_student_takes_the_leaderboards_bert_form_exactly():
+    """hf_bort's students are Bort models with per-layer sizes; the leaderboard times and trains every method as a
+    BertForSequenceClassification with per-layer shapes, which computes the same logits."""
+    from hf_bort import BortConfig, BortForSequenceClassification
+
+    torch.manual_seed(0)
+    config = BortConfig(
+        vocab_size=99,
+        **{**TINY_DIMS, "max_position_embeddings": 512},
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        pad_token_id=0,
+        per_layer_config={0: {"num_attention_heads": 1, "intermediate_size": 5}},
+    )
+    bort = BortForSequenceClassification(config).eval()
+    bert = leaderboard.bert_form(bort, BertConfig(vocab_size=99, **TINY_DIMS)).eval()
+    shapes = leaderboard.model_shapes(bert)["layers"]
+    assert [(layer["heads"], layer["intermediate"]) for layer in shapes] == [(1, 5), (4, 37)]
+    ids = torch.randint(2, 99, (3, 9), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(bert(input_ids=ids).logits, bort(input_ids=ids).logits, atol=1e-5, rtol=1e-5)
+
+
 def test_build_model_rejects_a_state_that_lacks_weights():
     full = _tiny_classifier()
     state = {k: v for k, v in full.state_dict().items() if "classifier" not in k}
@@ -146,7 +169,10 @@ def test_quick_leaderboard_outputs_are_consistent(tmp_path, glue_dir, minilm_pat
     assert (
         len(hf_bort_cell["shapes"]["layers"]) == arch["depth"] and hf_bort_cell["shapes"]["hidden"] == arch["hidden"]
     )
-    assert {layer["intermediate"] for layer in hf_bort_cell["shapes"]["layers"]} == {arch["intermediate"]}
+    # OSE's per-layer allocation: the point's totals, spread over the layers by importance
+    layers = hf_bort_cell["shapes"]["layers"]
+    assert sum(layer["intermediate"] for layer in layers) == arch["depth"] * arch["intermediate"]
+    assert sum(layer["heads"] for layer in layers) == arch["depth"] * arch["heads"]
     assert rows[("parent", None)]["params"] > rows[("hf_bort", 3.0)]["params"]
     png = (tmp_path / "leaderboard.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000

@@ -152,7 +152,7 @@ def test_bad_extraction_requests_raise():
     with pytest.raises(ValueError, match="per-layer sizes.*'distilbert' model cannot load"):
         extract_subnetwork(distilbert, Architecture(2, 2, 32, 20), allocation="importance")
     with pytest.raises(ValueError, match="wider than the parent's heads \\(8\\)"):
-        extract_subnetwork(parent, Architecture(2, 2, 32, 20, head_dim=16))
+        extract_subnetwork(parent, Architecture(2, 1, 32, 20, head_dim=16))
     with pytest.raises(ValueError, match=r"allocation\['heads'\] must hold 2 counts.*\[0, 4\]"):
         extract_subnetwork(parent, Architecture(2, 2, 32, 20), allocation={"heads": [2, 5], "intermediate": [4, 4]})
     with pytest.raises(ValueError, match="must lie in"):
