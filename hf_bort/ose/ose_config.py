@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Literal
 
 
-OBJECTIVES = ("distill", "distill_layers", "task", "lm")
+OBJECTIVES = ("distill", "distill_layers", "task", "task_distill", "lm")  # each a class in ose/objectives.py
 INFERENCE_COSTS = ("flops", "latency")
 IMPORTANCE_METHODS = ("magnitude", "gradient", "group-taylor", "fisher", "activation")  # extract.IMPORTANCE_METHODS
 HYPERPARAMETERS = ("learning_rate", "head_learning_rate", "weight_decay")
@@ -48,11 +48,12 @@ class OSEConfig:
     interval: int = field(
         default=5, metadata={"help": "s: the number of final training steps whose loss is averaged into ê."}
     )
-    objective: Literal["distill", "distill_layers", "task", "lm"] = field(
+    objective: Literal["distill", "distill_layers", "task", "task_distill", "lm"] = field(
         default="distill",
         metadata={
             "help": "distill: match the parent's final hidden states on unlabelled text; distill_layers: every "
-            "layer, matched as hf_bort.distill.layer_map does; task: labelled data; lm (causal LMs): match the "
+            "layer, matched as hf_bort.distill.layer_map does; task: labelled data, a fresh head; task_distill: a "
+            "fine-tuned classifier parent's predicted labels (KL), its head carried over; lm (causal LMs): match the "
             "parent's next-token distributions (KL at temperature 1) on unlabelled text."
         },
     )

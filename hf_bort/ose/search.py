@@ -3,39 +3,30 @@
 
 `OSESearch(...).run()` follows the paper's structure:
 
-1. p(ξ) and i(ξ) for every candidate of the space, in closed form (`costs.py`); the maximum point T.
-2. ABnC ordering and ε-trimming. Under the ABnC property a network is an input stage A, n copies of a block B
-   and an output stage C, with A and C cheaper than the blocks, so p and i are affine and increasing in the depth
-   and every block dimension; sorting by (p, i) is then a linear extension of cost dominance. The ordered space
-   is cut into buckets of relative width ε in both p and i (bucket = (⌊log_{1+ε} p/p_min⌋, ⌊log_{1+ε} i/i_min⌋))
-   and one candidate per bucket is kept, the largest (expected to be the most accurate): every discarded candidate
-   has a kept one whose p and i are each within a factor 1 + ε of its own. A smaller ε keeps more candidates.
-3. The error of each kept candidate is estimated by short training runs from its extracted weights (never full
+1. p(ξ) and i(ξ) for every candidate of the space, in closed form (`costs.py`); the maximum point T. Constraints
+   that do not depend on weights (parameters, FLOPs, latency and speed-up predicted on this device) cut the space
+   before anything is trained.
+2. The ε-cover (`epsilon_cover`): every candidate gets a kept one that contains it and costs at most 1 + ε times as
+   much in p and in i. Under the assumption that a candidate containing another errs no more, the best W over the
+   kept set is within 1 + ε of the best over the space.
+3. The error of kept candidates is estimated by short training runs from their extracted weights (never full
    training), one per setting θ of Θ (`hyperparameter_space`, e.g. learning rates), and ê is the best over Θ, as
    in the paper. Each run takes `steps = max(s, ceil(K / (ε·sqrt(s))))` optimiser steps (K = `step_scale`,
    s = `interval`): we read the paper's runtime bound |Θ||B||Ξ| / (ε·s^{3/2}) as counting averaging windows of s
-   steps, K / (ε·s^{3/2}) of them per candidate and setting, so tighter ε buys proportionally longer runs, and a
-   longer window (already a steadier average) needs fewer steps; see `OSEConfig.steps`. The runs cycle through
-   the fitting rows in a fresh seeded order each pass, so a long budget uses all of them.
-   ê is **held out**: the training texts are split (seeded, `holdout_fraction`) into fitting rows and held-out
-   rows, or `eval_dataset` is the held-out set; the short run, the ridge projection and any head see only the
-   fitting rows, and ê is the loss on the held-out rows after the run. W and the Pareto front use it; the
-   in-sample ê (the loss averaged over the last s steps) is recorded for reading (`in_sample_error`). An
-   in-sample ê rewards wide candidates whose fitted projection memorises the fitting tokens.
-   Objectives: "distill" (default), MSE between the candidate's final hidden states, through the best affine map
-   to the parent's width (ridge least squares, closed form), and the parent's, on unlabelled text;
-   "distill_layers", the same for every student layer matched to a parent layer as `hf_bort.distill.layer_map`
-   matches them (embeddings included), each through its own closed-form map and normalised by its own variance;
-   or "task", cross-entropy (or MSE for float labels) of a linear head on the first token; or "lm" for causal LMs,
-   KL(parent || candidate) between the next-token distributions at temperature 1, the candidate keeping its own
-   (extracted) LM head. Each batch's loss is divided by that of the best input-independent prediction on it, so ê reads like 1 - R² and stays comparable
-   across batches and candidates.
+   steps, K / (ε·s^{3/2}) of them per candidate and setting; see `OSEConfig.steps`. The runs cycle through the
+   fitting rows in a fresh seeded order each pass, so a long budget uses all of them. ê is **held out**: the
+   training texts are split (seeded, `holdout_fraction`) into fitting and held-out rows, or `eval_dataset` is the
+   held-out set; the short run and any fitted projection or head see only the fitting rows. What a run minimises
+   is the objective's (`objectives.py`: distillation of hidden states or layers, a labelled task, a fine-tuned
+   classifier's predictions, a causal LM's next tokens). A branch and bound (`_BranchAndBound`) visits the kept
+   set largest first and never trains a candidate whose lower bound on W reaches the best W found.
 4. The W-coefficient (`w_coefficient`) relative to T ranks the candidates; the Pareto front in (p, i, ê) and
-   the lowest-W point are returned.
+   the lowest-W point are returned, with what the search proves (`OSEResult.guarantee`).
 
-Candidates are shared out across Accelerate processes (each seeded by its architecture alone, so results do not
-depend on the sharding), and each finished candidate is appended to a JSONL file, so a rerun resumes. The search
-runs on the device Accelerate gives the process (`ose_state()`): an accelerator when there is one, else the CPU.
+Candidates are shared out across Accelerate processes (each seeded by its architecture alone, and the rounds of
+the branch and bound a function of the records alone, so results do not depend on the sharding), and each finished
+candidate is appended to a JSONL file, so a rerun resumes. The search runs on the device Accelerate gives the
+process (`ose_state()`): an accelerator when there is one, else the CPU.
 """
 
 from __future__ import annotations
@@ -51,21 +42,20 @@ import socket
 import time
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
-from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import logging
 
-from ..distill import layer_map
 from ..errors import load_checkpoint
 from .costs import LatencyModel, inference_flops, parameter_count, pareto_front
 from .extract import compute_importance, extract_subnetwork
 from .latency import measure_latency_ms
+from .objectives import OBJECTIVES, Targets
 from .ose_config import OSEConfig
 from .result import CandidateRecord, OSEResult
 from .space import Architecture, SearchSpace, layer_sizes
@@ -252,53 +242,6 @@ def _arch_key(arch: Architecture) -> str:
     return "-".join(str(v) for v in arch.as_dict().values())
 
 
-@dataclass
-class _Targets:
-    """The fixed data every candidate is trained and scored on, with the teacher's outputs and reference errors.
-
-    `train` holds the fitting batches (the short run's steps); `projection` fitting batches (as many as
-    `_HEAD_FIT_BATCHES`, whatever the step budget) for the closed-form maps; `eval` the held-out batches, which no
-    candidate's training, projection or head ever sees.
-    """
-
-    train: list[dict[str, torch.Tensor]]
-    train_hidden: list
-    train_reference: list[float]
-    eval: list[dict[str, torch.Tensor]]
-    eval_hidden: list
-    eval_reference: list[float]
-    projection: list[dict[str, torch.Tensor]] = field(default_factory=list)  # fitting rows for the maps
-    projection_hidden: list = field(default_factory=list)
-
-
-# The ridge projections are fitted on up to this many batches of fitting rows: a d x d map needs many more tokens
-# than d (fitted on a short run's few batches it memorises them and its held-out error passes 1), at a fixed cost
-# whatever the step budget.
-_HEAD_FIT_BATCHES = 32
-
-
-def _ridge_map(x: torch.Tensor, y: torch.Tensor) -> nn.Linear:
-    """The affine map x -> y of least squared error, lightly ridge-regularised (closed form), frozen."""
-    x_mean, y_mean = x.mean(0), y.mean(0)
-    xc = x - x_mean
-    ridge = 1e-2 * xc.pow(2).sum() / x.shape[1] + 1e-8
-    eye = torch.eye(x.shape[1], device=x.device, dtype=x.dtype)
-    solution = torch.linalg.solve(xc.T @ xc + ridge * eye, xc.T @ (y - y_mean))
-    head = nn.Linear(x.shape[1], y.shape[1]).to(device=x.device, dtype=x.dtype)
-    head.weight.data.copy_(solution.T)
-    head.bias.data.copy_(y_mean - x_mean @ solution)
-    return head.requires_grad_(False)
-
-
-class _LayerMaps(nn.Module):
-    """One fixed ridge map per student hidden state, each to the teacher state `mapping` matches it with."""
-
-    def __init__(self, maps: list[nn.Linear], mapping: list[int]):
-        super().__init__()
-        self.maps = nn.ModuleList(maps)
-        self.mapping = mapping
-
-
 class OSESearch:
     """Optimal subarchitecture extraction over `space` for a `parent` of any family in `families.FAMILIES`.
 
@@ -331,22 +274,18 @@ class OSESearch:
             raise ValueError(
                 "train_dataset is required: texts (distill) or labelled texts (task) for the error estimates."
             )
+        self.args = args
+        self.objective = OBJECTIVES[args.objective](self)
         if isinstance(parent, (str, os.PathLike)):  # a bad folder is one sentence naming it, before the tokenizer
-            model_class = AutoModelForCausalLM if args.objective == "lm" else AutoModel
             parent_path = parent
-            parent = load_checkpoint(model_class, parent_path, "OSE parent")
+            parent = load_checkpoint(self.objective.parent_class, parent_path, "OSE parent")
             tokenizer = tokenizer or AutoTokenizer.from_pretrained(parent_path)
         if tokenizer is None:
             raise ValueError("Pass tokenizer= when the parent is a model object rather than a path.")
-        if args.objective == "lm" and not (type(parent).can_generate() and parent.get_output_embeddings() is not None):
-            raise ValueError(
-                f"objective='lm' distils next-token distributions and needs a causal LM with its head; got "
-                f"{type(parent).__name__}. Load it with AutoModelForCausalLM, or use objective='distill'."
-            )
+        self.objective.check_parent(parent)
         if tokenizer.pad_token is None:  # GPT-2, Llama: rows are padded to seq_len, and the mask hides the padding
             tokenizer = copy.deepcopy(tokenizer)
             tokenizer.pad_token = tokenizer.eos_token
-        self.args = args
         self.parent = parent.eval()
         self.device = next(parent.parameters()).device  # until run() places the parent where Accelerate says
         self.space = space if space is not None else SearchSpace.from_config(parent.config)
@@ -360,7 +299,7 @@ class OSESearch:
     # ----- data -----
 
     def _encode(self, dataset, name: str) -> dict[str, torch.Tensor]:
-        """Tokenised rows (fixed length, so every step costs the same) and, for "task", labels."""
+        """Tokenised rows (fixed length, so every step costs the same) and the labels the objective uses."""
         if isinstance(dataset, (list, tuple)):
             if not all(isinstance(t, str) for t in dataset):
                 raise ValueError(f"{name} as a list must hold strings; got {type(dataset[0]).__name__} items.")
@@ -373,15 +312,16 @@ class OSESearch:
             labels = list(dataset[self.args.label_column]) if self.args.label_column in columns else None
         if not first:
             raise ValueError(f"{name} is empty; pass at least one text.")
-        if self.args.objective == "task" and labels is None:
+        if self.objective.needs_labels and labels is None:
             raise ValueError(
-                f"objective='task' needs a '{self.args.label_column}' column in {name} (or label_column=...)."
+                f"objective={self.args.objective!r} needs a '{self.args.label_column}' column in {name} (or "
+                "label_column=...)."
             )
         encoded = self.tokenizer(
             first, second, truncation=True, max_length=self.args.seq_len, padding="max_length", return_tensors="pt"
         )
         out = {k: encoded[k] for k in ("input_ids", "attention_mask")}
-        if self.args.objective == "task":
+        if self.objective.uses_labels and labels is not None:
             out["labels"] = torch.tensor(labels)
         return out
 
@@ -652,8 +592,8 @@ class OSESearch:
         batches = None
         if self.args.importance != "magnitude":
             fit, _ = self._split()
-            batches = [
-                {k: v for k, v in b.items() if k in ("input_ids", "attention_mask")}
+            batches = [  # with labels, the parent's own task loss ranks its weights
+                {k: v for k, v in b.items() if k in ("input_ids", "attention_mask", "labels")}
                 for b in self._batches(fit, 4, self.args.seed)
             ]
         self._scores = compute_importance(self.parent, batches, method=self.args.importance)
@@ -698,87 +638,20 @@ class OSESearch:
         ]
 
     @torch.no_grad()
-    def _prepare_targets(self) -> _Targets:
-        """Fitting and held-out batches, the teacher's hidden states on them (distill), and per-batch references.
+    def _prepare_targets(self) -> Targets:
+        """Fitting and held-out batches with the objective's targets and per-batch references.
 
         A batch's reference is the loss, on that batch, of the best input-independent prediction fitted on the
-        fitting rows: the teacher's mean hidden state over the fitting tokens (distill), or the label prior / mean
-        label of the fitting rows (task). Dividing by it makes ê = 1 - R²-like and batches comparable, and on
-        held-out rows the candidate and the reference are fitted on the same data, so neither is favoured. For
-        "distill_layers" every matched layer is normalised by its own reference inside the loss, so the batch
-        reference is 1.
+        fitting rows (the teacher's mean hidden state, the label prior, the parent's mean label distribution, ...).
+        Dividing by it makes ê = 1 - R²-like and batches comparable, and on held-out rows the candidate and the
+        reference are fitted on the same data, so neither is favoured.
         """
         fit, held = self._split()
         train = self._batches(fit, self.steps, self.args.seed)
         heldout = self._batches(held, math.ceil(len(held["input_ids"]) / self.args.batch_size))
-        if self.args.objective == "task":
-            labels = fit["labels"]
-            if labels.is_floating_point():
-                reference = float(labels.var(unbiased=False))
-            else:
-                prior = torch.bincount(labels).float() / len(labels)
-                reference = float(-(prior[prior > 0] * prior[prior > 0].log()).sum())
-            return _Targets(
-                train, [None] * len(train), [reference] * len(train), heldout, [None] * len(heldout),
-                [reference] * len(heldout),
-            )  # fmt: skip
-        base = self.parent.base_model
-        all_layers = self.args.objective == "distill_layers"
+        return self.objective.prepare(train, heldout, fit)
 
-        def states(batches):
-            """Per batch: the teacher's hidden states (all layers, or the last one), each of shape (rows, len, d)."""
-            out = []
-            for b in batches:
-                result = base(
-                    input_ids=b["input_ids"], attention_mask=b["attention_mask"], output_hidden_states=all_layers
-                )
-                out.append(tuple(result.hidden_states) if all_layers else (result.last_hidden_state,))
-            return out
-
-        projection = self._batches(
-            fit, min(_HEAD_FIT_BATCHES, math.ceil(len(fit["input_ids"]) / self.args.batch_size)), self.args.seed + 1
-        )
-        projection_states = states(projection)
-        # The input-independent predictor: each layer's mean state over the fitting tokens.
-        means = [
-            torch.cat([s[k][b["attention_mask"].bool()] for s, b in zip(projection_states, projection)]).mean(0)
-            for k in range(len(projection_states[0]))
-        ]
-
-        if self.args.objective == "lm":
-            # the input-independent predictor: the parent's mean next-token distribution over the fitting tokens
-            probs = sum(self._teacher_log_probs(s[0][b["attention_mask"].bool()]).exp().sum(0) for s, b in zip(
-                projection_states, projection))  # fmt: skip
-            log_mean = (probs / probs.sum()).log()
-
-        def targets(batches, batch_states):
-            hidden, refs = [], []
-            for b, layer_states in zip(batches, batch_states):
-                mask = b["attention_mask"].bool()
-                if self.args.objective == "lm":  # KL(parent || mean distribution) on this batch's tokens
-                    log_p = self._teacher_log_probs(layer_states[0][mask])
-                    hidden.append(layer_states[0])
-                    refs.append(float((log_p.exp() * (log_p - log_mean)).sum(-1).mean()))
-                    continue
-                references = torch.stack([(h[mask] - m).pow(2).mean() for h, m in zip(layer_states, means)])
-                if all_layers:
-                    hidden.append((layer_states, references))
-                    refs.append(1.0)
-                else:
-                    hidden.append(layer_states[0])
-                    refs.append(float(references[0]))
-            return hidden, refs
-
-        return _Targets(
-            train,
-            *targets(train, states(train)),
-            heldout,
-            *targets(heldout, states(heldout)),
-            projection,
-            targets(projection, projection_states)[0],
-        )
-
-    def _evaluate(self, arch, params, cost, targets: _Targets, scores) -> CandidateRecord:
+    def _evaluate(self, arch, params, cost, targets: Targets, scores) -> CandidateRecord:
         """ê of one candidate: a short run under each setting of Θ, scored on the held-out rows; the best counts."""
         seed = _candidate_seed(arch, self.args.seed)
         torch.manual_seed(seed)
@@ -787,7 +660,7 @@ class OSESearch:
             self.parent, arch, importance=scores, seed=seed, allocation=self.space.allocation
         )
         allocation = layer_sizes(extracted.config)
-        extracted = extracted if self.args.objective == "lm" else extracted.base_model  # lm: keep its LM head
+        extracted = extracted if self.objective.keeps_head else extracted.base_model
         runs = []
         for setting in self.args.hyperparameter_space:
             torch.manual_seed(seed)
@@ -809,25 +682,26 @@ class OSESearch:
             allocation=allocation,
         )
 
-    def _short_run(self, student, arch, targets: _Targets, setting: dict) -> tuple[float, float, float]:
+    def _short_run(self, student, arch, targets: Targets, setting: dict) -> tuple[float, float, float]:
         """Train `student` for `steps` steps under one setting of Θ: (held-out ê, in-sample ê, raw in-sample loss).
 
         The in-sample ê is the loss averaged over the last `interval` steps relative to the reference; the held-out
         ê is the same ratio on the held-out rows after training, through the same (fixed) projection or head.
         """
         student.eval()  # no dropout: a short estimate measures capacity, and stays deterministic
-        head = self._make_head(student, targets, arch)
+        head = self.objective.head(student, targets, arch)
         # The word embeddings (most of a small encoder's weights) stay as extracted: updating them densely would
         # dominate every step, and a short run measures what the architecture's layers can do with them.
         student.get_input_embeddings().weight.requires_grad_(False)
         weight_decay = setting.get("weight_decay", 0.0)
         groups = [{"params": [p for p in student.parameters() if p.requires_grad]}]
-        if self.args.objective == "task":
-            groups.append({"params": list(head.parameters()), "lr": setting["head_learning_rate"]})
+        head_learning_rate = self.objective.head_learning_rate(setting)
+        if head_learning_rate is not None:  # a fresh head ("task") trains at its own rate
+            groups.append({"params": list(head.parameters()), "lr": head_learning_rate})
         optimizer = torch.optim.AdamW(groups, lr=setting["learning_rate"], weight_decay=weight_decay)
         losses = []
         for batch, target in zip(targets.train, targets.train_hidden):
-            loss = self._loss(student, head, batch, target)
+            loss = self.objective.loss(student, head, batch, target)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -836,75 +710,13 @@ class OSESearch:
         in_sample = float(np.mean(np.array(losses[last]) / np.array(targets.train_reference[last])))
         with torch.no_grad():
             ratios = [
-                float(self._loss(student, head, b, t)) / r
+                float(self.objective.loss(student, head, b, t)) / r
                 for b, t, r in zip(targets.eval, targets.eval_hidden, targets.eval_reference)
             ]
         held_out = float(np.mean(ratios))
         if not math.isfinite(held_out):
             held_out = math.inf  # a diverged setting never wins Θ
         return held_out, in_sample, float(np.mean(losses[last]))
-
-    def _make_head(self, student, targets: _Targets, arch: Architecture) -> nn.Module:
-        """Distill: the best affine map from the candidate's width to the parent's, by ridge least squares over up to
-        `_HEAD_FIT_BATCHES` batches of fitting rows, then fixed (a closed-form optimum that Adam's noisy steps would only degrade); one map per
-        matched layer for "distill_layers" (`hf_bort.distill.layer_map`); task: a fresh linear classifier, trained
-        with the setting's `head_learning_rate`."""
-        if self.args.objective == "task":
-            labels = self._train["labels"]
-            return nn.Linear(arch.hidden, 1 if labels.is_floating_point() else int(labels.max()) + 1).to(self.device)
-        if self.args.objective == "lm":
-            return nn.Identity()  # the candidate's own LM head, extracted with it
-        all_layers = self.args.objective == "distill_layers"
-        mapping = layer_map(arch.depth, self.space.parent_architecture.depth) if all_layers else [None]
-        xs, ys = [[] for _ in mapping], [[] for _ in mapping]
-        with torch.no_grad():
-            for batch, target in zip(targets.projection, targets.projection_hidden):
-                mask = batch["attention_mask"].bool()
-                out = student(
-                    input_ids=batch["input_ids"],
-                    attention_mask=batch["attention_mask"],
-                    output_hidden_states=all_layers,
-                )
-                states = out.hidden_states if all_layers else (out.last_hidden_state,)
-                teacher = target[0] if all_layers else (target,)
-                for k, t in enumerate(mapping):
-                    xs[k].append(states[k][mask])
-                    ys[k].append(teacher[t if all_layers else 0][mask])
-        maps = [_ridge_map(torch.cat(x), torch.cat(y)) for x, y in zip(xs, ys)]
-        return maps[0] if not all_layers else _LayerMaps(maps, mapping)
-
-    @torch.no_grad()
-    def _teacher_log_probs(self, hidden: torch.Tensor) -> torch.Tensor:
-        """The parent's next-token log-probabilities from its final hidden states (its LM head; temperature 1)."""
-        return torch.log_softmax(self.parent.get_output_embeddings()(hidden).float(), dim=-1)
-
-    def _loss(self, student, head, batch, target) -> torch.Tensor:
-        if self.args.objective == "lm":
-            mask = batch["attention_mask"].bool()
-            logits = student(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-            log_q = torch.log_softmax(logits[mask].float(), dim=-1)
-            log_p = self._teacher_log_probs(target[mask])
-            return (log_p.exp() * (log_p - log_q)).sum(-1).mean()
-        if self.args.objective == "distill_layers":
-            out = student(
-                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], output_hidden_states=True
-            )
-            mask = batch["attention_mask"].bool()
-            teacher_states, variances = target
-            terms = [
-                nn.functional.mse_loss(m(out.hidden_states[k][mask]), teacher_states[t][mask]) / variances[t]
-                for k, (m, t) in enumerate(zip(head.maps, head.mapping))
-            ]
-            return torch.stack(terms).mean()
-        hidden = student(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
-        if self.args.objective == "distill":
-            mask = batch["attention_mask"].bool()
-            return nn.functional.mse_loss(head(hidden[mask]), target[mask])
-        logits = head(hidden[:, 0])
-        labels = batch["labels"]
-        if labels.is_floating_point():
-            return nn.functional.mse_loss(logits.squeeze(-1), labels)
-        return nn.functional.cross_entropy(logits, labels)
 
     # ----- resumability -----
 
