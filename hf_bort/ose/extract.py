@@ -776,6 +776,8 @@ def extract_subnetwork(
     layer_types = getattr(config, "layer_types", None)
     if not g.shared_layers and isinstance(layer_types, list) and len(layer_types) == len(g.blocks):
         new_config.layer_types = [layer_types[i] for i in blocks]  # each kept layer keeps its kind
+    # Which of the parent's layers each student layer was cut from: what layer-wise distillation matches them with.
+    new_config.parent_layers = _layer_indices(g, blocks)
     selection = _select(importance, g, arch.hidden, blocks, heads, neurons, head_dim)
     generator = torch.Generator().manual_seed(seed)
     prefix = _base_prefix(parent_model)

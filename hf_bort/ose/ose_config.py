@@ -32,6 +32,7 @@ _RUN_ONLY_FIELDS = (
     "min_speedup",
     "latency_threads",
     "latency_batch_size",
+    "latency_seq_len",
     "latency_repeats",
     "wait_timeout",
 )
@@ -128,6 +129,9 @@ class OSEConfig:
     latency_batch_size: int = field(
         default=1, metadata={"help": "Rows per forward pass (each seq_len tokens) when measuring latency."}
     )
+    latency_seq_len: int | None = field(
+        default=None, metadata={"help": "Tokens per row when measuring latency (default: seq_len)."}
+    )
     latency_repeats: int = field(
         default=10, metadata={"help": "Timed passes per model (after 2 warm-up passes); the median is kept."}
     )
@@ -188,6 +192,8 @@ class OSEConfig:
                 raise ValueError(f"{name} must be a positive number, got {value!r}; leave it unset for no limit.")
         for name in ("latency_threads", "latency_batch_size", "latency_repeats"):
             _check_positive_int(name, getattr(self, name))
+        if self.latency_seq_len is not None:
+            _check_positive_int("latency_seq_len", self.latency_seq_len)
         if not (0 < self.holdout_fraction < 1):
             raise ValueError(f"holdout_fraction must lie in (0, 1), got {self.holdout_fraction!r}; e.g. 0.2.")
         if not (self.step_scale > 0 and math.isfinite(self.step_scale)):

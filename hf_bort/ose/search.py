@@ -31,14 +31,9 @@ process (`ose_state()`): an accelerator when there is one, else the CPU.
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import fcntl
-import hashlib
-import json
 import math
 import os
-import socket
 import time
 import zlib
 from collections.abc import Sequence
@@ -46,7 +41,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 from tqdm.auto import tqdm
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import logging
@@ -54,7 +48,16 @@ from transformers.utils import logging
 from ..errors import load_checkpoint
 from .costs import LatencyModel, inference_flops, parameter_count, pareto_front
 from .extract import compute_importance, extract_subnetwork
-from .latency import measure_latency_ms
+from .journal import (
+    Journal,
+    arch_key,
+    check_search_folder,
+    fingerprint_space,
+    fingerprint_state_dict,
+    fingerprint_tensors,
+    fingerprint_tokenizer,
+)
+from .latency import measure_latency_ms, measure_speedup
 from .objectives import OBJECTIVES, Targets
 from .ose_config import OSEConfig
 from .result import CandidateRecord, OSEResult
@@ -234,12 +237,7 @@ def ose_state():
 
 def _candidate_seed(arch: Architecture, seed: int) -> int:
     """A seed that depends only on the architecture and the search seed: sharding cannot change a result."""
-    return zlib.crc32(f"{_arch_key(arch)}-{seed}".encode())
-
-
-def _arch_key(arch: Architecture) -> str:
-    """depth-heads-hidden-intermediate[-head_dim]: names a candidate in seeds and claim files."""
-    return "-".join(str(v) for v in arch.as_dict().values())
+    return zlib.crc32(f"{arch_key(arch)}-{seed}".encode())
 
 
 class OSESearch:
@@ -306,7 +304,7 @@ class OSESearch:
             first, second, labels = list(dataset), None, None
         else:
             columns = list(dataset.column_names)
-            first_col, second_col = _find_text_columns(columns, self.args.text_column, name)
+            first_col, second_col = find_text_columns(columns, self.args.text_column, name)
             first = list(dataset[first_col])
             second = list(dataset[second_col]) if second_col else None
             labels = list(dataset[self.args.label_column]) if self.args.label_column in columns else None
@@ -344,11 +342,11 @@ class OSESearch:
         """
         if getattr(self, "_fingerprints", None) is None:
             self._fingerprints = {
-                "parent_weights": _fingerprint_state_dict(self.parent),
-                "tokenizer": _fingerprint_tokenizer(self.tokenizer),
-                "train_data": _fingerprint_tensors(self._train),
-                "eval_data": _fingerprint_tensors(self._eval) if self._eval is not None else None,
-                "space": _fingerprint_space(self.space),
+                "parent_weights": fingerprint_state_dict(self.parent),
+                "tokenizer": fingerprint_tokenizer(self.tokenizer),
+                "train_data": fingerprint_tensors(self._train),
+                "eval_data": fingerprint_tensors(self._eval) if self._eval is not None else None,
+                "space": fingerprint_space(self.space),
             }
         return {
             "parent": self.space.parent_architecture.as_dict(),
@@ -360,9 +358,12 @@ class OSESearch:
         state = ose_state()
         self.device = state.device
         self.parent.to(self.device)
-        self._run_token = os.urandom(8).hex()  # this run's claims; an earlier run's in this process are stale
+        # this run's claims (an earlier run's in this process are stale)
+        self.journal = None if self.output_dir is None else Journal(
+            self.output_dir, os.urandom(8).hex(), self.args.wait_timeout
+        )  # fmt: skip
         if self.output_dir is not None:
-            _check_output_dir(self.output_dir)
+            check_search_folder(self.output_dir)
         self._check_seq_len()
         params, cost = self._costs()  # step 1
         feasible = self._feasible(params, cost, state)  # constraints decided before anything is trained
@@ -418,7 +419,7 @@ class OSESearch:
     def _latency_protocol(self) -> dict:
         return {
             "batch_size": self.args.latency_batch_size,
-            "seq_len": self.args.seq_len,
+            "seq_len": self.args.latency_seq_len or self.args.seq_len,
             "threads": self.args.latency_threads,
             "repeats": self.args.latency_repeats,
         }
@@ -509,7 +510,7 @@ class OSESearch:
             # round is then read back from the journal.
             self._finish_claimed(indices, params, cost, targets, scores, state.process_index)
             state.wait_for_everyone()
-            finished.update(self._read_journal()[0])
+            finished.update(self.journal.read()[0])
         return [finished[self.space[index]] for index in indices]
 
     def extract(self, arch: Architecture, as_bort: bool = False) -> PreTrainedModel:
@@ -718,45 +719,10 @@ class OSESearch:
             held_out = math.inf  # a diverged setting never wins Θ
         return held_out, in_sample, float(np.mean(losses[last]))
 
-    # ----- resumability -----
+    # ----- the journal (hf_bort/ose/journal.py) -----
 
     def _load_finished(self, state) -> dict[Architecture, CandidateRecord]:
-        if self.output_dir is None:
-            return {}
-        meta = self.output_dir / _MARKER
-        settings = self.settings()
-        if meta.exists():
-            self._check_same_search(_read_marker(meta), settings)
-        state.wait_for_everyone()
-        if state.is_main_process:
-            self.output_dir.mkdir(parents=True, exist_ok=True)
-            if not _create_exclusively(meta, json.dumps({**_MARKER_HEADER, "settings": settings}, indent=1)):
-                self._check_same_search(_read_marker(meta), settings)  # another search created it just now
-        state.wait_for_everyone()
-        finished, skipped, repaired = self._read_journal(repair=state.is_main_process)
-        if skipped or repaired:
-            logger.warning(
-                f"OSE journal in {self.output_dir}: repaired {repaired} line(s) cut short by a crash and skipped "
-                f"{skipped} unreadable line(s); those candidates are evaluated again."
-            )
-        return finished
-
-    def _append(self, record: CandidateRecord, rank: int) -> None:
-        """One `os.write` of a whole line on an O_APPEND file, under an exclusive lock: a record is all or nothing."""
-        if self.output_dir is None:
-            return
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        line = (json.dumps(record.to_dict()) + "\n").encode()
-        fd = os.open(self.output_dir / f"candidates-{rank}.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            if os.write(fd, line) != len(line):
-                raise OSError(f"Short write to the OSE journal in {self.output_dir}; check the free disk space.")
-            os.fsync(fd)
-        finally:
-            os.close(fd)  # closing releases the lock
-
-    # ----- output folder, claims and constraints -----
+        return {} if self.journal is None else self.journal.open(self.settings(), state)
 
     def _check_seq_len(self) -> None:
         """seq_len must fit the parent's position table (RoBERTa-style embeddings start after the padding index)."""
@@ -770,131 +736,26 @@ class OSESearch:
                 f"pass seq_len={table - offset} or less."
             )
 
-    def _check_same_search(self, saved: dict, settings: dict) -> None:
-        saved_settings = saved.get("settings")
-        if saved_settings == settings:
-            return
-        changed = [k for k in settings if saved_settings.get(k) != settings[k]]
-        changed += [k for k in saved_settings if k not in settings]
-        described = ", ".join(
-            f"{k} ({_FINGERPRINTED[k]})"
-            if k in _FINGERPRINTED
-            else f"{k} ({saved_settings.get(k)!r} -> {settings.get(k)!r})"
-            for k in changed
-        )
-        raise ValueError(
-            f"{self.output_dir} holds a search with different settings: {described}; resume with the same settings, "
-            "or use another output_dir."
-        )
-
-    def _read_journal(self, repair: bool = False) -> tuple[dict[Architecture, CandidateRecord], int, int]:
-        """Every journaled candidate (the first record of each), with the counts of skipped and repaired lines.
-
-        With `repair`, a journal whose last line has no newline (a crash mid-write of an older version, or a
-        truncated copy) is cut back to its last complete line under the writers' lock, so the next record starts on
-        a line of its own. A line that swallowed a record still yields that record.
-        """
-        finished: dict[Architecture, CandidateRecord] = {}
-        skipped = repaired = 0
-        for path in sorted(self.output_dir.glob("candidates-*.jsonl")) if self.output_dir.exists() else []:
-            fd = os.open(path, os.O_RDWR if repair else os.O_RDONLY)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX if repair else fcntl.LOCK_SH)
-                data = path.read_bytes()
-                if repair and data and not data.endswith(b"\n"):
-                    os.ftruncate(fd, data.rfind(b"\n") + 1)
-                    data = data[: data.rfind(b"\n") + 1]
-                    repaired += 1
-            finally:
-                os.close(fd)
-            for line in data.decode("utf-8", errors="replace").splitlines():
-                if not line.strip():
-                    continue
-                record = _parse_record(line)
-                if record is None:
-                    skipped += 1
-                elif record.architecture not in finished:
-                    finished[record.architecture] = record
-        return finished, skipped, repaired
-
     def _claim_and_evaluate(self, index, params, cost, targets, scores, rank: int) -> CandidateRecord | None:
         """Evaluate candidate `index` unless another process holds it or it is journaled; None when skipped."""
         arch = self.space[index]
-        if self.output_dir is not None:
-            with self._claims_lock():
-                if arch in self._read_journal()[0] or not self._take_claim(arch):
-                    return None
+        if self.journal is not None and not self.journal.claim(arch):
+            return None
         try:
             record = self._evaluate(arch, float(params[index]), float(cost[index]), targets, scores)
-            self._append(record, rank)
+            if self.journal is not None:
+                self.journal.append(record, rank)
         finally:
-            if self.output_dir is not None:
-                with self._claims_lock():
-                    self._claim_path(arch).unlink(missing_ok=True)
+            if self.journal is not None:
+                self.journal.release(arch)
         return record
 
-    def _finish_claimed(self, kept, params, cost, targets, scores, rank: int) -> None:
-        """Until every kept candidate is journaled: take over unclaimed or stale ones, wait for live claims."""
-        deadline = time.monotonic() + self.args.wait_timeout
-        while True:
-            finished = self._read_journal()[0]
-            missing = [int(k) for k in kept if self.space[int(k)] not in finished]
-            if not missing:
-                self._clear_stale_claims(finished)
-                return
-            evaluated = [self._claim_and_evaluate(k, params, cost, targets, scores, rank) for k in missing]
-            if any(r is not None for r in evaluated):
-                continue
-            if time.monotonic() > deadline:
-                arch = self.space[missing[0]]
-                raise TimeoutError(
-                    f"Waited {self.args.wait_timeout:.0f} s for {len(missing)} candidate(s) claimed by another search "
-                    f"in {self.output_dir} (e.g. {arch}: {_read_claim(self._claim_path(arch))}); rerun to resume "
-                    f"once it ends, or delete {self._claim_path(arch).parent} if no search is running."
-                )
-            time.sleep(CLAIM_POLL_SECONDS)
-
-    def _clear_stale_claims(self, finished: dict[Architecture, CandidateRecord]) -> None:
-        """Remove the claims of journaled candidates left by processes that died between journaling and release."""
-        with self._claims_lock():
-            for arch in finished:
-                holder = _read_claim(self._claim_path(arch))
-                if holder is not None and _claim_is_stale(holder, self._run_token):
-                    self._claim_path(arch).unlink(missing_ok=True)
-
-    def _claim_path(self, arch: Architecture) -> Path:
-        return self.output_dir / "claims" / f"{_arch_key(arch)}.json"
-
-    @contextlib.contextmanager
-    def _claims_lock(self):
-        folder = self.output_dir / "claims"
-        folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
-
-    def _take_claim(self, arch: Architecture) -> bool:
-        """Create the candidate's claim file with O_CREAT | O_EXCL (under the claims lock); False if a live one exists."""
-        path = self._claim_path(arch)
-        holder = _read_claim(path)
-        if holder is not None:
-            if not _claim_is_stale(holder, self._run_token):
-                return False
-            logger.warning(f"OSE: taking over the stale claim on {arch} ({holder}).")
-            path.unlink(missing_ok=True)
-        claim = {"pid": os.getpid(), "host": socket.gethostname(), "time": time.time(), "token": self._run_token}
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            return False
-        try:
-            os.write(fd, json.dumps(claim).encode())
-        finally:
-            os.close(fd)
-        return True
+    def _finish_claimed(self, indices, params, cost, targets, scores, rank: int) -> None:
+        """Until every candidate of `indices` is journaled: take over unclaimed or stale ones, wait for live claims."""
+        by_arch = {self.space[int(k)]: int(k) for k in indices}
+        self.journal.wait_for(
+            by_arch, lambda arch: self._claim_and_evaluate(by_arch[arch], params, cost, targets, scores, rank)
+        )
 
     def _best_under_constraints(self, records: list[CandidateRecord]) -> tuple[Architecture, dict]:
         """The lowest-W record that meets `OSEConfig.constraints()`, and what was applied (with measurements).
@@ -936,22 +797,27 @@ class OSESearch:
             # One process measures (parallel timings would slow each other down); every rank gets its numbers.
             state = ose_state()
             timings = [None]
-            if state.is_main_process:
-                parent_ms, latencies = measure_latency_ms(self.parent, **protocol), {}
+            if state.is_main_process:  # each candidate timed alternately with the parent (`measure_speedup`)
+                parent_ms, measured = None, {}
+                shape = [(protocol["batch_size"], protocol["seq_len"])]
                 for rec in static:
                     model = AutoModel.from_config(self.space.to_config(rec.architecture, rec.allocation))
-                    rec.latency_ms = latencies[rec.architecture] = measure_latency_ms(model, **protocol)
-                    rec.speedup = parent_ms / rec.latency_ms
+                    speed = measure_speedup(
+                        model, self.parent.base_model, shape, protocol["threads"], protocol["repeats"]
+                    )
+                    parent_ms = next(iter(speed.reference_ms.values()))
+                    rec.latency_ms, rec.speedup = next(iter(speed.latency_ms.values())), speed.value
+                    measured[rec.architecture] = (rec.latency_ms, rec.speedup)
                     if violation(rec) <= 1.0:
                         break
-                timings = [(parent_ms, latencies)]
+                timings = [(parent_ms, measured)]
             if state.num_processes > 1:
                 broadcast_object_list(timings)
-            parent_ms, latencies = timings[0]
+            parent_ms, measured = timings[0]
             applied.update(parent_latency_ms=parent_ms, latency_protocol=protocol)
             for rec in static:
-                if rec.architecture in latencies:
-                    rec.latency_ms, rec.speedup = latencies[rec.architecture], parent_ms / latencies[rec.architecture]
+                if rec.architecture in measured:
+                    rec.latency_ms, rec.speedup = measured[rec.architecture]
                     if violation(rec) <= 1.0:
                         return rec.architecture, applied
             static = []
@@ -970,7 +836,7 @@ class OSESearch:
         )
 
 
-def _find_text_columns(columns: list[str], text_column, name: str) -> tuple[str, str | None]:
+def find_text_columns(columns: list[str], text_column, name: str) -> tuple[str, str | None]:
     if text_column is not None:
         wanted = (text_column,) if isinstance(text_column, str) else tuple(text_column)
         missing = [c for c in wanted if c not in columns]
@@ -987,152 +853,6 @@ def _find_text_columns(columns: list[str], text_column, name: str) -> tuple[str,
         f"{name} has no text column: found columns {columns}, expected one of {list(_TEXT_COLUMNS)} or a pair "
         f"{[list(p) for p in _PAIR_COLUMNS]}. Pass text_column='your_column'."
     )
-
-
-# ----- output folders, fingerprints, journal lines and claims -----
-
-_MARKER = "search.json"
-_MARKER_HEADER = {"format": "hf_bort.ose.search", "version": 1}
-_FINGERPRINTED = {
-    "parent_weights": "the parent's weights differ",
-    "tokenizer": "the tokenizer differs",
-    "train_data": "the training data differ",
-    "eval_data": "the eval data differ",
-    "space": "the search space differs",
-}
-# A claim is stale when its process is gone from this host, or (another host, or a reused pid) it is this old.
-CLAIM_TIMEOUT_SECONDS = 24 * 3600
-CLAIM_POLL_SECONDS = 0.5
-
-
-def _check_output_dir(path: Path) -> None:
-    """Refuse a path that is a file, or a non-empty folder that OSE did not create (no search.json marker)."""
-    if path.is_file():
-        raise ValueError(f"output_dir {path} is a file; pass a folder (new, empty, or an earlier OSE search's).")
-    if path.is_dir() and not (path / _MARKER).exists():
-        entries = [e for e in os.listdir(path) if not e.startswith(f".{_MARKER}.")]
-        if entries:
-            raise ValueError(
-                f"output_dir {path} is not empty and holds no {_MARKER}, so it is not an OSE search folder and its "
-                f"files ({', '.join(sorted(entries)[:3])}{', ...' if len(entries) > 3 else ''}) would be overwritten; "
-                "pass a new or empty folder."
-            )
-
-
-def _read_marker(path: Path) -> dict:
-    fix = (
-        f"if {path.parent} holds only an OSE search, delete it to start again (or delete {path.name} and the "
-        "candidates-*.jsonl files), or choose another output_dir"
-    )
-    try:
-        saved = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path} is corrupt ({error}); {fix}.") from None
-    if not isinstance(saved, dict) or saved.get("format") != _MARKER_HEADER["format"]:
-        raise ValueError(
-            f"{path} was not written by this version of hf_bort's OSE (no format marker), so the parent and data of "
-            f"its candidates cannot be checked; {fix}."
-        )
-    if not isinstance(saved.get("settings"), dict):
-        raise ValueError(f"{path} is corrupt (no settings); {fix}.")
-    return saved
-
-
-def _create_exclusively(path: Path, text: str) -> bool:
-    """Write `path` whole, atomically, only if it does not exist yet (a temp file hard-linked into place)."""
-    temp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
-    temp.write_text(text)
-    try:
-        os.link(temp, path)
-        return True
-    except FileExistsError:
-        return False
-    finally:
-        temp.unlink()
-
-
-def _fingerprint_state_dict(model: nn.Module) -> str:
-    """sha256 over every state-dict tensor (name, dtype, shape and bytes) in name order."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        tensor = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
-        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
-    return digest.hexdigest()
-
-
-def _fingerprint_tokenizer(tokenizer) -> str:
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is not None:  # its vocabulary, merges, normaliser and special tokens; not the call-time truncation
-        text = json.dumps(
-            {k: v for k, v in json.loads(backend.to_str()).items() if k not in ("truncation", "padding")}
-        )
-    else:
-        text = json.dumps(sorted(tokenizer.get_vocab().items())) + repr(tokenizer.all_special_tokens)
-    return hashlib.sha256(f"{type(tokenizer).__name__}|{text}".encode()).hexdigest()
-
-
-def _fingerprint_tensors(tensors: dict[str, torch.Tensor]) -> str:
-    digest = hashlib.sha256()
-    for name in sorted(tensors):
-        tensor = tensors[name].contiguous()
-        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
-        digest.update(tensor.numpy().tobytes())
-    return digest.hexdigest()
-
-
-def _fingerprint_space(space: SearchSpace) -> str:
-    """The grid, the family's shape and how heads and neurons are spread over layers (each changes a student)."""
-    digest = hashlib.sha256(f"{space.shape!r}|{space.allocation}".encode())
-    for name, values in sorted(space.arrays().items()):
-        digest.update(name.encode())
-        digest.update(np.ascontiguousarray(values, dtype=np.int64).tobytes())
-    return digest.hexdigest()
-
-
-def _parse_record(line: str) -> CandidateRecord | None:
-    """A journal line's record; a line that a crash cut short and the next record swallowed yields that record."""
-    for start in (0, line.rfind('{"architecture"')):
-        if start < 0:
-            continue
-        try:
-            return CandidateRecord.from_dict(json.loads(line[start:]))
-        except (json.JSONDecodeError, TypeError, KeyError, AttributeError):
-            continue
-    return None
-
-
-def _read_claim(path: Path) -> dict | None:
-    """The claim's holder, {} for an unreadable claim (its writer died mid-write), None when there is no claim."""
-    try:
-        holder = json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return {}
-    return holder if isinstance(holder, dict) else {}
-
-
-def _claim_is_stale(holder: dict, own_token: str) -> bool:
-    """Stale: unreadable; older than `CLAIM_TIMEOUT_SECONDS`; or on this host, held by a dead process, or by this
-    process under an earlier run (one search runs per process at a time, so that run has ended)."""
-    try:
-        pid, host, created = int(holder["pid"]), str(holder["host"]), float(holder["time"])
-    except (KeyError, TypeError, ValueError):
-        return True
-    if time.time() - created > CLAIM_TIMEOUT_SECONDS:
-        return True
-    if host != socket.gethostname():
-        return False
-    if pid == os.getpid():
-        return holder.get("token") != own_token
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
 
 
 __all__ = ["MONOTONE_ASSUMPTION", "OSESearch", "epsilon_cover", "ose_state", "read_text_lines", "w_coefficient"]
