@@ -17,6 +17,7 @@ __version__ = "0.1.0"
 # module (relative to hf_bort) -> the public names it provides
 _import_structure: dict[str, list[str]] = {
     "agora": ["AgoraArguments", "AgoraTrainer", "carve_dev_split", "plot_agora_history"],
+    "compression": ["CompressConfig", "CompressResult", "compress"],
     "configuration_bort": ["BortConfig"],
     "convert": ["convert_bert_checkpoint"],
     "distill": ["DistillationArguments", "DistillationTrainer"],
@@ -40,6 +41,7 @@ _name_to_module = {name: module for module, names in _import_structure.items() f
 
 if TYPE_CHECKING:
     from .agora import AgoraArguments, AgoraTrainer, carve_dev_split, plot_agora_history
+    from .compression import CompressConfig, CompressResult, compress
     from .configuration_bort import BortConfig
     from .convert import convert_bert_checkpoint
     from .distill import DistillationArguments, DistillationTrainer
@@ -92,6 +94,8 @@ __all__ = [
     "BortForTokenClassification",
     "BortModel",
     "BortPreTrainedModel",
+    "CompressConfig",
+    "CompressResult",
     "DistillationArguments",
     "DistillationTrainer",
     "ORTModelForSequenceClassification",
@@ -102,6 +106,7 @@ __all__ = [
     "SearchSpace",
     "carve_dev_split",
     "compile_for_cpu",
+    "compress",
     "convert_bert_checkpoint",
     "export_onnx",
     "extract_subnetwork",

@@ -48,6 +48,7 @@ def add_dataclass_command(
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .compress import add_compress_subcommand
     from .convert import add_convert_subcommand
     from .export import add_export_subcommand
     from .extract import add_extract_subcommand
@@ -55,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="hf-bort", description="Bort for the Hugging Face ecosystem.")
     subparsers = parser.add_subparsers(dest="command", required=True, parser_class=CommandParser)
+    add_compress_subcommand(subparsers)
     add_convert_subcommand(subparsers)
     add_export_subcommand(subparsers)
     add_extract_subcommand(subparsers)
