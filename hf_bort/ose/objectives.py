@@ -56,6 +56,8 @@ class Targets:
     projection_hidden: list = field(default_factory=list)
 
 
+# The parent's mean prediction (the reference of "task_distill") is read from up to this many fitting rows.
+MEAN_ROWS = 512
 # The ridge projections are fitted on up to this many batches of fitting rows: a d x d map needs many more tokens
 # than d (fitted on a short run's few batches it memorises them and its held-out error passes 1), at a fixed cost
 # whatever the step budget.
@@ -270,9 +272,9 @@ class TaskDistill(Objective):
     def prepare(self, train, heldout, fit) -> Targets:
         # The input-independent predictor, fitted on every fitting row: the parent's mean label distribution (its
         # mean output, for regression); a batch's reference is its loss on that batch.
-        rows, size, device = len(fit["input_ids"]), self.args.batch_size, self.search.device
-        chunks = [{k: v[i : i + size].to(device) for k, v in fit.items()} for i in range(0, rows, size)]
-        everything = self._outputs(chunks)  # every fitting row once
+        rows, device = min(len(fit["input_ids"]), MEAN_ROWS), self.search.device
+        chunks = [{k: v[i : min(i + 64, rows)].to(device) for k, v in fit.items()} for i in range(0, rows, 64)]
+        everything = self._outputs(chunks)  # up to MEAN_ROWS fitting rows, each once
         if self.regression:
             mean = torch.cat(everything).mean()
             spread = float((torch.cat(everything) - mean).pow(2).mean())

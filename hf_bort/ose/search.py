@@ -157,6 +157,8 @@ def w_coefficient(
     return np.max(np.stack([w * r for w, r in zip(weights, ratios)]), axis=0)
 
 
+# Rows per forward-only batch when scoring the held-out rows (no gradients: larger batches cost less per row).
+EVAL_BATCH_SIZE = 64
 # Under the monotone assumption a candidate errs at least as much as any evaluated one that contains it; an error
 # is capped at this (the constant predictor's, e(T) = 1) before it bounds smaller candidates, since any candidate
 # can learn the constant: a diverged run of a large candidate must not rule out everything below it.
@@ -649,7 +651,12 @@ class OSESearch:
         """
         fit, held = self._split()
         train = self._batches(fit, self.steps, self.args.seed)
-        heldout = self._batches(held, math.ceil(len(held["input_ids"]) / self.args.batch_size))
+        # Held-out rows are only read forward, in batches of at least EVAL_BATCH_SIZE rows: each is scored once.
+        size = max(self.args.batch_size, EVAL_BATCH_SIZE)
+        heldout = [
+            {k: v[i : i + size].to(self.device) for k, v in held.items()}
+            for i in range(0, len(held["input_ids"]), size)
+        ]
         return self.objective.prepare(train, heldout, fit)
 
     def _evaluate(self, arch, params, cost, targets: Targets, scores) -> CandidateRecord:
