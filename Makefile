@@ -9,7 +9,7 @@ TORCH_VERSION ?= 2.13.0
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install transformers-tests test test-fast lint demo gpu-check clean
+.PHONY: install transformers-tests test test-fast lint demo gpu-check peers clean
 
 install: $(VENV)/.installed
 
@@ -46,3 +46,7 @@ gpu-check: install
 
 clean:
 	rm -rf $(VENV) demo_output .pytest_cache .transformers-tests
+
+# The leaderboard's peers that need other versions (TextPruner: transformers 4), each in its own pinned venv.
+peers:
+	bash benchmarks/setup_peers.sh
