@@ -12,6 +12,8 @@ from typing import Any
 
 from transformers import TrainingArguments
 
+from ..metrics.scores import METRICS
+
 
 @dataclass
 class AgoraArguments(TrainingArguments):
@@ -148,8 +150,8 @@ class AgoraArguments(TrainingArguments):
         self.agora_sampler_kwargs = _json_object(self.agora_sampler_kwargs, "agora_sampler_kwargs")
         self.agora_settings = parse_hyperparameter_space(self.agora_hyperparameter_space)
         self._check_settings_apply()
-        if self.agora_metric is not None and self.agora_metric not in AGORA_METRICS:
-            raise ValueError(f"agora_metric={self.agora_metric!r} is not known; choose one of {list(AGORA_METRICS)}.")
+        if self.agora_metric is not None and self.agora_metric not in METRICS:
+            raise ValueError(f"agora_metric={self.agora_metric!r} is not known; choose one of {list(METRICS)}.")
         if self.remove_unused_columns:
             raise ValueError(
                 "AgoraArguments.remove_unused_columns must be False: Agora keeps the raw text columns and tokenises "
@@ -193,7 +195,6 @@ class AgoraArguments(TrainingArguments):
                 ) from None
 
 
-AGORA_METRICS = ("accuracy", "f1", "matthews_correlation", "pearson", "spearmanr")
 # TrainingArguments fields a setting may not override: they belong to the run, not to one model of a round.
 _RUN_FIELDS = ("output_dir", "num_train_epochs", "remove_unused_columns", "save_strategy", "report_to")
 
@@ -308,4 +309,4 @@ def _example(name: str) -> str:
     return f" (default {default.value if isinstance(default, enum.Enum) else default!r})"
 
 
-__all__ = ["AGORA_METRICS", "AgoraArguments", "parse_hyperparameter_space"]
+__all__ = ["AgoraArguments", "parse_hyperparameter_space"]
