@@ -140,7 +140,10 @@ def test_the_wheel_renders_a_card_and_runs_an_ose_search_without_the_source_tree
     site = Path(subprocess.check_output([str(python), "-I", "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"], text=True).strip())  # fmt: skip
     outer = [p for p in sys.path if p.endswith("site-packages")]
     (site / "outer_env.pth").write_text("\n".join(outer) + "\n")
+    # --force-reinstall: the outer environment holds an hf-bort of the wheel's version (an editable install of a
+    # checkout), which pip may otherwise take as already installed and skip the wheel
     install = [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index", "-q"]
+    install += ["--force-reinstall"]
     done = subprocess.run([*install, str(wheel)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
 
