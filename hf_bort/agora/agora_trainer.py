@@ -20,13 +20,12 @@ import numpy as np
 import torch
 from accelerate.utils import broadcast_object_list
 from safetensors.torch import load_file, save_file
-from scipy.stats import pearsonr, spearmanr
-from sklearn.metrics import f1_score, matthews_corrcoef
 from torch import nn
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase, Trainer, TrainerCallback, set_seed
 from transformers.trainer_utils import TrainOutput
 
+from ..metrics import scores
 from .agora_config import AgoraArguments
 from .data import TEACHER_PROBS, AgoraDataCollator, model_input_names
 from .history import AgoraRound, plot_agora_history
@@ -275,10 +274,10 @@ class AgoraTrainer(Trainer):
         labels = np.asarray(list(dev[self.args.agora_label_column]))
         predicted = self.agora_teacher(rows).labels.numpy()
         if self.agora_regression:
-            score = _score("pearson", predicted, labels)
+            score = scores.score("pearson", predicted, labels)
             metric, bar, rule = "pearson", REGRESSION_TEACHER_BAR, "Pearson 0.5 (regression)"
         else:
-            score = float(np.mean(predicted == labels))
+            score = scores.score("accuracy", predicted, labels)
             metric = "accuracy"
             if self.agora_num_labels == 2:
                 bar, rule = BINARY_TEACHER_BAR, "2/3 (binary)"
@@ -492,7 +491,7 @@ class AgoraTrainer(Trainer):
             wrong = np.flatnonzero(np.abs(predicted - labels) > self.args.agora_regression_tolerance)
         else:
             wrong = np.flatnonzero(predicted != labels)
-        return _score(self.agora_metric, predicted, labels), wrong
+        return scores.score(self.agora_metric, predicted, labels), wrong
 
     def _expand(self, round_index: int, wrong: np.ndarray) -> tuple[int, int, float, int]:
         """Generate and label rows near the dev errors on the main process; every process gets the same rows."""
@@ -712,28 +711,14 @@ def _clone(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def _check_metric(metric: str, regression: bool, num_labels: int) -> None:
-    if regression and metric not in ("pearson", "spearmanr"):
+    if regression and metric not in scores.REGRESSION_METRICS:
         raise ValueError(
             f"agora_metric={metric!r} needs classes; a regression student is ranked by pearson/spearmanr."
         )
-    if not regression and metric in ("pearson", "spearmanr"):
+    if not regression and metric in scores.REGRESSION_METRICS:
         raise ValueError(f"agora_metric={metric!r} is for regression; use accuracy, f1 or matthews_correlation.")
     if metric == "f1" and num_labels != 2:
         raise ValueError("agora_metric='f1' is the positive class's F1 of a binary task; use accuracy here.")
-
-
-def _score(metric: str, predicted: np.ndarray, labels: np.ndarray) -> float:
-    """The metric (higher is better); a constant prediction scores 0 correlation rather than NaN."""
-    if metric == "accuracy":
-        return float(np.mean(predicted == labels))
-    if metric == "f1":
-        return float(f1_score(labels, predicted, zero_division=0.0))
-    if metric == "matthews_correlation":
-        return float(matthews_corrcoef(labels, predicted))
-    if np.std(predicted) == 0 or np.std(labels) == 0:
-        return 0.0
-    correlation = pearsonr if metric == "pearson" else spearmanr
-    return float(correlation(predicted, labels)[0])
 
 
 def _fresh_round_state(num_settings: int) -> dict[str, Any]:

@@ -35,7 +35,7 @@ from transformers.utils import logging
 
 from ..convert import bert_state_dict_to_bort
 from .families import WeightLayout, family_layout
-from .space import Architecture, _config_shape, candidate_config, head_width, parent_architecture, read_dimension
+from .space import Architecture, candidate_config, config_shape, head_width, parent_architecture, read_dimension
 
 
 logger = logging.get_logger(__name__)
@@ -720,7 +720,7 @@ def extract_subnetwork(
     config = parent_model.config
     g = _geometry(parent_model)
     parent = parent_architecture(config)
-    shape = _config_shape(config, parent)
+    shape = config_shape(config, parent)
     for dim in _DIMS:
         if not 1 <= getattr(arch, dim) <= getattr(parent, dim):
             raise ValueError(
@@ -831,7 +831,7 @@ def _bort_state(parent_state, prefix, blocks_state, rest, target, selection, par
     target_state = target.state_dict()
     bort_prefix = _base_prefix(target)
     shapes = {k.removeprefix(bort_prefix): v.shape for k, v in target_state.items()}
-    offset = _config_shape(config, parent).position_offset
+    offset = config_shape(config, parent).position_offset
     sliced = {}
     for name, tensor in rest.items():
         if name == "embeddings.position_embeddings.weight":
