@@ -100,7 +100,7 @@ class Settings:
     """Everything that decides a cell's numbers (a cached cell is reused only when these match)."""
 
     tasks: tuple[str, ...] = ("sst2", "mrpc")
-    budgets: tuple[float, ...] = (3.0, 6.0)
+    budgets: tuple[float, ...] = (3.0, 6.0, 10.0)
     seeds: tuple[int, ...] = (0, 1, 2)
     methods: tuple[str, ...] = ALL_METHODS
     train_rows: dict = field(default_factory=lambda: {"sst2": 3000, "mrpc": 3000})

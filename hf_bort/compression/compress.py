@@ -263,6 +263,7 @@ def compress(
     if state.is_main_process:
         results = [_report(student, parent, choice, search_result, ose_config, len(search_rows), eval_rows, metric,
                            recovery, (search_seconds, time.perf_counter() - started), config)]  # fmt: skip
+        search_result.save(out / "ose" / "result.json", overwrite=True)  # every candidate's numbers, for reading
         _save(student, tokenizer, results[0], config, out)
     if state.num_processes > 1:
         broadcast_object_list(results)
