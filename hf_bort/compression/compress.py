@@ -39,6 +39,7 @@ from transformers import (
 from transformers.utils import logging
 
 from ..errors import load_checkpoint
+from ..metrics.scores import REGRESSION_METRICS, score
 from ..ose import OSEConfig, OSESearch, SearchSpace
 from ..ose.journal import fingerprint_state_dict, fingerprint_tensors
 from ..ose.latency import DEFAULT_SHAPES, measure_speedup
@@ -67,22 +68,17 @@ class CompressResult:
 
 
 def _scores(predictions: np.ndarray, labels: np.ndarray, regression: bool) -> dict[str, float]:
-    """The task metrics of `hf_bort.glue` (accuracy, F1 on binary tasks, Matthews correlation; Pearson and Spearman
-    for regression), computed with scikit-learn and scipy."""
+    """The task metrics (`hf_bort.metrics.scores`): Pearson and Spearman for regression; accuracy, Matthews
+    correlation and, on a binary task, F1 otherwise."""
     if regression:
-        from scipy import stats
-
-        return {
-            "pearson": float(stats.pearsonr(predictions, labels).statistic),
-            "spearmanr": float(stats.spearmanr(predictions, labels).statistic),
-        }
-    from sklearn.metrics import f1_score, matthews_corrcoef
-
-    scores = {"accuracy": float((predictions == labels).mean())}
-    if len(np.unique(labels)) <= 2:
-        scores["f1"] = float(f1_score(labels, predictions, zero_division=0))
-    scores["matthews_correlation"] = float(matthews_corrcoef(labels, predictions))
-    return scores
+        names = REGRESSION_METRICS
+    else:
+        names = (
+            ("accuracy", "f1", "matthews_correlation")
+            if len(np.unique(labels)) <= 2
+            else ("accuracy", "matthews_correlation")
+        )
+    return {name: score(name, predictions, labels) for name in names}
 
 
 @torch.no_grad()
