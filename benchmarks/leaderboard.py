@@ -75,8 +75,10 @@ from transformers.utils import logging as hf_logging  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from hf_bort import BortConfig  # noqa: E402
 from hf_bort.glue import GLUE_TASKS, get_task, load_glue  # noqa: E402
 from hf_bort.metrics.scores import score as metric_score  # noqa: E402
+from hf_bort.ose.costs import config_costs  # noqa: E402
 
 
 SHARED = Path(os.environ.get("HF_BORT_SHARED", REPO.parent / "shared"))
@@ -350,20 +352,32 @@ def count_params(model: nn.Module) -> int:
 # ----- latency -----
 
 
+def cost_config(shapes: dict, base_config: BertConfig) -> BortConfig:
+    """The Bort config with exactly `shapes` (per-layer heads, head width and FFN width; a layer left with no heads or
+    no neurons skips that sub-layer), for OSE's cost formulas (`hf_bort.ose.costs.config_costs`)."""
+    per_layer = {}
+    for index, layer in enumerate(shapes["layers"]):
+        skip = [name for name, width in (("attention", layer["heads"]), ("mlp", layer["intermediate"])) if not width]
+        per_layer[index] = {
+            "num_attention_heads": layer["heads"] or 1,
+            "head_dim": layer["head_dim"] or 1,
+            "intermediate_size": layer["intermediate"] or 1,
+            **({"skip": skip} if skip else {}),
+        }
+    return BortConfig(
+        vocab_size=base_config.vocab_size,
+        hidden_size=shapes["hidden"],
+        num_hidden_layers=len(per_layer),
+        max_position_embeddings=base_config.max_position_embeddings,
+        per_layer_config=per_layer,
+    )
+
+
 def forward_mflops(model: BertForSequenceClassification) -> dict:
-    """Forward MFLOPs per input shape, from the model's own (possibly per-layer) module shapes: matmuls, the n²
-    attention terms and the softmax (per head), and the pooler; `--speed flops`' deterministic cost."""
-    shapes = model_shapes(model)
-    hidden = shapes["hidden"]
-    cost = {}
-    for batch, n in SHAPES:
-        total = batch * 2 * hidden * hidden  # pooler, on each row's first token
-        for layer in shapes["layers"]:
-            inner, ffn = layer["heads"] * layer["head_dim"], layer["intermediate"]
-            matmul = 2 * n * hidden * 3 * inner + 2 * n * inner * hidden + 4 * n * hidden * ffn
-            total += batch * (matmul + 4 * n * n * inner + 6 * layer["heads"] * n * n)
-        cost[f"{batch}x{n}"] = total / 1e6
-    return cost
+    """Forward MFLOPs per input shape of the model's own (possibly per-layer) module shapes, by OSE's cost formulas
+    (the one FLOP count hf_bort has); `--speed flops`' deterministic cost."""
+    config = cost_config(model_shapes(model), model.config)
+    return {f"{batch}x{n}": batch * config_costs(config, seq_len=n)[1] / 1e6 for batch, n in SHAPES}
 
 
 @torch.no_grad()

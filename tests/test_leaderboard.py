@@ -115,24 +115,36 @@ def test_save_and_load_compressed_round_trips_bit_exact(tmp_path):
         assert torch.equal(loaded.state_dict()[name], tensor), name
 
 
-def test_forward_mflops_matches_torch_flop_counter_plus_the_softmax():
-    """The deterministic speed measure against a reference computed another way: torch's FlopCounterMode counts the
-    matmuls (eager attention: two batched matmuls per layer); the softmax, 6 FLOPs per score, is added by hand."""
-    from torch.utils.flop_counter import FlopCounterMode
+def test_forward_mflops_is_oses_cost_of_the_models_own_module_shapes():
+    """The deterministic speed measure reads the modules, not the config, and prices them with OSE's formulas, as a
+    Bort of the same shapes (no token-type embedding): a uniform BERT costs what OSE's grid formula says for the
+    uniform Bort config of its widths, and a model rebuilt with per-layer shapes (a layer without attention included)
+    what OSE's own student config of those shapes costs, per input shape."""
+    from hf_bort import BortConfig
+    from hf_bort.ose import Architecture, SearchSpace
+    from hf_bort.ose.costs import config_costs, costs_of
 
-    config = BertConfig(vocab_size=99, **{**TINY_DIMS, "max_position_embeddings": 128}, attn_implementation="eager")
+    config = BertConfig(vocab_size=99, **{**TINY_DIMS, "max_position_embeddings": 128})
     config.num_labels = 2
     model = BertForSequenceClassification(config).eval()
-    heads, layers = config.num_attention_heads, config.num_hidden_layers
+    space = SearchSpace.from_config(BortConfig(vocab_size=99, **{**TINY_DIMS, "max_position_embeddings": 128}))
+    parent = space.parent_architecture
     got = leaderboard.forward_mflops(model)
     for batch, length in leaderboard.SHAPES:
-        ids = torch.randint(1, 99, (batch, length))
-        with FlopCounterMode(display=False) as counter, torch.no_grad():
-            model(input_ids=ids)
-        classifier = 2 * batch * config.hidden_size * 2  # counted by torch, left out of a backbone's cost
-        softmax = 6 * batch * layers * heads * length * length
-        expected = (counter.get_total_flops() - classifier + softmax) / 1e6
-        assert got[f"{batch}x{length}"] == pytest.approx(expected, rel=1e-12)
+        assert got[f"{batch}x{length}"] == pytest.approx(batch * costs_of(space, parent, length)[1] / 1e6, rel=1e-9)
+    heads, neurons = [2, 0], [20, 7]
+    shapes = {
+        "hidden": config.hidden_size,
+        "layers": [{"heads": h, "head_dim": 8, "intermediate": n} for h, n in zip(heads, neurons)],
+    }
+    pruned = leaderboard.build_model(shapes, config, 2)
+    student = space.to_config(
+        Architecture(2, 1, config.hidden_size, 27, 8), {"heads": [2, 0], "intermediate": neurons}
+    )
+    got = leaderboard.forward_mflops(pruned)
+    for batch, length in leaderboard.SHAPES:
+        assert got[f"{batch}x{length}"] == pytest.approx(batch * config_costs(student, length)[1] / 1e6, rel=1e-9)
+    assert got["1x128"] < leaderboard.forward_mflops(model)["1x128"]
 
 
 @pytest.mark.slow
