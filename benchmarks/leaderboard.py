@@ -128,6 +128,9 @@ class Settings:
     # deterministic stand-in that lets the quick run's budgets be checked on a busy machine.
     speed: str = "measured"
     quick: bool = False
+    # Raised when hf_bort.compress's search changes (2: ê alone, maximal candidates across depths first under the
+    # cap), so a cached hf_bort student of an older search is not reused; it decides nothing else.
+    compress_revision: int = 2
 
     def rows(self, task: str) -> int:
         return self.train_rows.get(task, DEFAULT_TRAIN_ROWS)
@@ -138,7 +141,7 @@ class Settings:
     def key(self, task: str) -> str:
         """The settings that decide a (task) cell, hashed."""
         values = asdict(self)
-        for name in ("tasks", "budgets", "seeds", "methods", "latency_repeats", "quick"):
+        for name in ("tasks", "budgets", "seeds", "methods", "latency_repeats", "quick", "compress_revision"):
             values.pop(name)
         values["train_rows"] = self.rows(task)
         values["max_length"] = self.length(task)
@@ -148,6 +151,8 @@ class Settings:
         """The settings that decide hf_bort's compression (beside the task's own, `key`), hashed."""
         deciding = ("ose_epsilon", "ose_interval", "ose_max_candidates", "latency_repeats", "speed", "quick")
         values = {name: getattr(self, name) for name in deciding}
+        if self.compress_revision > 1:  # revision 1's keys (before the field existed) stay what they were
+            values["compress_revision"] = self.compress_revision
         return _digest(values)
 
 
@@ -491,6 +496,10 @@ def finetune(
 # ----- the benchmark -----
 
 
+# The arms that share hf_bort's compressed student (and so its compression key).
+HF_BORT_STUDENTS = ("hf_bort", "hf_bort_agora", "random_init")
+
+
 class Leaderboard:
     def __init__(
         self,
@@ -534,6 +543,8 @@ class Leaderboard:
 
     def _cell_path(self, method: str, budget: float | None, task: str, seed: int) -> Path:
         tag = "parent" if budget is None else f"{method}-{budget:g}x"
+        if method in HF_BORT_STUDENTS and self.settings.compress_revision > 1:  # a new search, new cells
+            tag = f"{tag}-{self.settings.compression_key()}"
         return self.cache / "cells" / f"{task}-{self.settings.key(task)}" / f"{tag}-seed{seed}.json"
 
     def _artefact(self, name: str) -> Path:
@@ -582,7 +593,7 @@ class Leaderboard:
 
     def _compressed_folder(self, method: str, budget: float, task: str) -> Path:
         name = f"{method}-{budget:g}x-{task}-{self.settings.key(task)}"
-        if method in ("hf_bort", "hf_bort_agora", "random_init"):  # one compression, three arms
+        if method in HF_BORT_STUDENTS:  # one compression, three arms
             name = f"hf_bort-{budget:g}x-{task}-{self.settings.key(task)}-{self.settings.compression_key()}"
         return self._artefact(name)
 

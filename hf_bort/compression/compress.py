@@ -5,7 +5,9 @@
 1. **Search** (OSE, `objective="task_distill"`): candidates of the parent's space (heads at the parent's width, per
    layer by importance) within the budget are cut from the fine-tuned parent, ranked by its own task loss (Fisher),
    keep its classifier, and briefly learn its predictions; ê is their held-out distillation error, on a split carved
-   from the training rows.
+   from the training rows. The search minimises ê alone (W's weights 0, 0, 1: the budget bounds the costs) and, under
+   `max_candidates`, tries the maximal candidates that meet the budget first, taking turns across depths
+   (`hf_bort.ose.search.capped_order`).
 2. **Choice** (`hf_bort.ose.selection.choose_under_budget`): the lowest ê among the candidates measured to meet the
    budget (CPU time, 1 thread, alternating with the parent, at 1x128 and 8x128 tokens).
 3. **Recovery** (`TaskDistillationTrainer`): task distillation from the parent with layer-wise hidden-state matching.
@@ -211,6 +213,7 @@ def compress(
     )
     ose_config = OSEConfig(
         objective="task_distill",
+        weights=[0.0, 0.0, 1.0],  # the budget bounds the costs; among what meets it, the lowest ê is wanted
         importance=config.importance,
         epsilon=config.epsilon,
         interval=config.interval,
