@@ -10,7 +10,7 @@ with the leaderboard's SELECTION_MARGIN; the leaderboard's `PeerUnavailable` (wi
 
 Kwon's constraint is a fraction of the encoder's MACs (heads and FFN neurons, at the task's average dev length). It
 is searched downwards from 1/budget: one call of the mask search alone gives the shapes every constraint would have
-(the tuning changes values, not shapes); the largest constraint whose shapes meet the budget as measured (latency
+(the tuning changes values, not shapes; its mask gradients are kept for the pruning call); the largest constraint whose shapes meet the budget as measured (latency
 does not depend on the weights) is pruned for real, and checked again; on a miss, the next one down.
 
 Search rows: `KWON_ROWS` (default 2048, the reference's `--num_samples`), sampled with replacement from the
@@ -70,7 +70,14 @@ def compress_kwon(board, budget: float, task: str):
             data_path.write_text(json.dumps(board.task(task).train))
     rows = 64 if board.settings.quick else KWON_ROWS
     base = [str(KWON_PYTHON), str(KWON_SCRIPT), "--model_dir", str(parent_folder), "--data", str(data_path)]
-    base += ["--task", task, "--rows", str(rows)]
+    base += [
+        "--task",
+        task,
+        "--rows",
+        str(rows),
+        "--grads",
+        str(board._artefact(f"kwon-grads-{task}-{key}-{rows}.pt")),
+    ]
     grid = constraints(budget)
     start = time.perf_counter()
     searched = json.loads(_run([*base, "--shapes_only", "--constraint", *map(str, grid)], "mask search", unavailable))

@@ -138,3 +138,15 @@ def test_missing_venv_is_the_leaderboards_peer_unavailable(monkeypatch, tmp_path
     with pytest.raises(leaderboard.PeerUnavailable, match="setup_kwon.sh"):
         kwon.compress_kwon(board, 3.0, "sst2")
     assert kwon.constraints(3.0)[0] == round(1 / 3, 4) and kwon.constraints(3.0) == sorted(kwon.constraints(3.0))[::-1]
+
+
+@needs_venv
+def test_the_pruned_shapes_are_the_searched_shapes_and_the_gradients_are_reused(parent_and_data, tmp_path):
+    parent, data_path, _ = parent_and_data
+    common = ["--model_dir", str(parent), "--data", str(data_path), "--task", "sst2", "--rows", "32"]
+    common += ["--grads", str(tmp_path / "grads.pt")]
+    searched = json.loads(_run(*common, "--constraint", "0.5", "--shapes_only").stdout.strip().splitlines()[-1])
+    _run(*common, "--constraint", "0.5", "--output_dir", str(tmp_path / "pruned"))
+    saved = json.loads((tmp_path / "pruned" / "shapes.json").read_text())
+    assert saved["layers"] == searched["0.5"]
+    assert saved["info"]["mask_grads_seconds"] < 1.0  # read back, not recomputed
