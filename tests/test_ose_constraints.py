@@ -211,3 +211,50 @@ def test_cli_search_under_a_speedup_constraint(minilm_path, wikitext_dir, tmp_pa
     assert f"met by the best point, measured {best.latency_ms:.2f} ms, {best.speedup:.2f}x the parent" in (
         capsys.readouterr().out
     )
+
+
+class Optimistic:
+    """A latency prediction that calls every candidate 1000x faster than the parent, as a fit can err on shapes
+    unlike the ones it was fitted on: only the measurement before training stands between it and the constraint."""
+
+    def predict(self, space: SearchSpace) -> np.ndarray:
+        return np.full(len(space), 1e-9)
+
+
+def _flop_timer(monkeypatch):
+    """`measure_speedup` as the search calls it, made deterministic: a model's "milliseconds" are its parameter
+    count / 1000 (a busy test machine cannot flip a decision), and every call is recorded."""
+    from hf_bort.ose import search as search_module
+    from hf_bort.ose.latency import Speedup
+
+    timed = []
+
+    def fake(model, reference, shapes, threads=1, repeats=11):
+        ms = {f"{b}x{n}": sum(p.numel() for p in model.parameters()) / 1000 for b, n in shapes}
+        ref = {f"{b}x{n}": sum(p.numel() for p in reference.parameters()) / 1000 for b, n in shapes}
+        timed.append(model.config)
+        return Speedup(ms, ref, threads, repeats)
+
+    monkeypatch.setattr(search_module, "measure_speedup", fake)
+    return timed
+
+
+def test_candidates_measured_to_miss_a_speedup_are_not_trained(tiny_search, tmp_path, monkeypatch):
+    monkeypatch.setattr(LatencyModel, "fit", classmethod(lambda cls, *args, **kwargs: Optimistic()))
+    _flop_timer(monkeypatch)
+    search = tiny_search(min_speedup=1.5, max_candidates=3)
+    result = search.run()
+    parent_params = sum(p.numel() for p in search.parent.parameters())
+    fast_enough = parameter_count(search.space) * 1.5 <= parent_params
+    guarantee = result.guarantee
+    # the misses were timed, not trained, and took no place under the cap: the search still ends with none open
+    assert guarantee["measured_infeasible"] > 0 and guarantee["evaluated"] == len(result.records) >= 1
+    assert guarantee["open"] == 0
+    for record in result.records:
+        index = next(i for i in range(len(search.space)) if search.space[i] == record.architecture)
+        assert fast_enough[index], record.architecture
+    with pytest.raises(ValueError, match=r"No candidate meets the constraints \{'min_speedup': 1000000.0\} as "
+                                         r"measured: the \d+ predicted to meet them were timed before training and "
+                                         r"all missed.*Nothing was trained"):  # fmt: skip
+        tiny_search(min_speedup=1e6, output_dir=tmp_path / "other").run()
+    assert not list((tmp_path / "other").glob("candidates-*.jsonl"))

@@ -206,20 +206,23 @@ class _BranchAndBound:
             error[position] = value
         return np.maximum(self.cost_ratio, self.error_weight * error)
 
-    def open(self, evaluated: dict[int, float]) -> list[int]:
-        """Kept positions, in order, neither evaluated nor ruled out by the best W found."""
+    def open(self, evaluated: dict[int, float], excluded: frozenset = frozenset()) -> list[int]:
+        """Kept positions, in order, neither evaluated, nor ruled out by the best W found, nor `excluded` (measured
+        not to meet the constraints: outside the space, and no bound on what they contain)."""
         bounds = self.lower_bounds(evaluated)
         best = min((bounds[p] for p in evaluated), default=math.inf)
-        return [int(p) for p in self.order if p not in evaluated and bounds[p] < best]
+        return [int(p) for p in self.order if p not in evaluated and p not in excluded and bounds[p] < best]
 
-    def next_round(self, evaluated: dict[int, float], budget: int | None) -> list[int]:
+    def next_round(
+        self, evaluated: dict[int, float], budget: int | None, excluded: frozenset = frozenset()
+    ) -> list[int]:
         size = self.size if budget is None else min(self.size, max(0, budget - len(evaluated)))
-        return self.open(evaluated)[:size]
+        return self.open(evaluated, excluded)[:size]
 
-    def certificate(self, evaluated: dict[int, float], epsilon: float) -> dict:
+    def certificate(self, evaluated: dict[int, float], epsilon: float, excluded: frozenset = frozenset()) -> dict:
         """What the evaluated set proves: the factor within which the best W lies of the optimum over the whole space
         (1 + ε when nothing is left open; larger when `max_candidates` stopped the search early)."""
-        open_ = self.open(evaluated)
+        open_ = self.open(evaluated, excluded)
         bounds = self.lower_bounds(evaluated)
         best = min((bounds[p] for p in evaluated), default=math.inf)
         floor = min([best, *(bounds[p] for p in open_)])
@@ -425,25 +428,42 @@ class OSESearch:
             desc="OSE candidates (evaluated or ruled out by bounds)",
             disable=not self.args.show_progress or not state.is_main_process,
         )
-        while batch := bounds.next_round({k: r.error for k, r in evaluated.items()}, self.args.max_candidates):
+        excluded: set[int] = set()  # kept positions measured not to meet a latency constraint
+        while batch := bounds.next_round(
+            {k: r.error for k, r in evaluated.items()}, self.args.max_candidates, frozenset(excluded)
+        ):
+            fails = self._measured_to_fail([int(kept[k]) for k in batch], finished, state)
+            excluded.update(k for k, fail in zip(batch, fails) if fail)
+            batch = [k for k, fail in zip(batch, fails) if not fail]
+            if not batch:
+                continue
             records = self._evaluate_round([int(kept[k]) for k in batch], params, cost, targets, scores, finished)
             evaluated.update(zip(batch, records))
             errors = {k: r.error for k, r in evaluated.items()}
-            bar.n = len(kept) - len(bounds.open(errors))
+            bar.n = len(kept) - len(bounds.open(errors, frozenset(excluded)))
             bar.set_postfix(evaluated=len(evaluated), best_w=f"{min(bounds.lower_bounds(errors)[list(errors)]):.3f}")
             bar.refresh()
         bar.close()
+        if not evaluated:
+            raise ValueError(
+                f"No candidate meets the constraints {self.args.constraints()} as measured: the {len(excluded)} "
+                "predicted to meet them were timed before training and all missed; relax the constraints or widen the "
+                "grids. Nothing was trained."
+            )
         records = list(evaluated.values())
         self.reused_candidates = sum(r.architecture in at_start for r in records)
         for k, rec in evaluated.items():  # costs come from this run's space (closed form or this run's latency model)
             rec.params, rec.inference_cost = float(params[kept[k]]), float(cost[kept[k]])
-        certificate = bounds.certificate({k: r.error for k, r in evaluated.items()}, self.args.epsilon)
+        certificate = bounds.certificate(
+            {k: r.error for k, r in evaluated.items()}, self.args.epsilon, frozenset(excluded)
+        )
         guarantee = {
             "assumption": MONOTONE_ASSUMPTION,
             "epsilon": self.args.epsilon,
             "space": len(self.space),
             "feasible": len(feasible),
             "kept": len(kept),
+            "measured_infeasible": len(excluded),
             "evaluated": len(records),
             **certificate,
         }
@@ -521,6 +541,35 @@ class OSESearch:
             f"parameters, {flops[closest]:.4g} FLOPs{measured}; relax the constraints or widen the grids. Nothing "
             "was trained."
         )
+
+    def _measured_to_fail(self, indices: list[int], finished, state) -> list[bool]:
+        """Per candidate about to be trained: whether it misses a latency or speed-up constraint as measured now (the
+        constraints' protocol, timed alternately with the parent). The prediction that cut the space errs by several
+        percent on shapes unlike its fit's (deep and narrow ones run slower than predicted), and a search under a budget
+        evaluates exactly the candidates at its edge; a candidate that misses costs a timing, not a training run, nor
+        a place under `max_candidates`. Candidates a journal already holds are not timed again."""
+        limits = self.args.constraints()
+        if not {"max_latency_ms", "min_speedup"} & set(limits):
+            return [False] * len(indices)
+        from accelerate.utils import broadcast_object_list
+
+        fails = [[False] * len(indices)]
+        if state.is_main_process:  # one process times (parallel timings would slow each other down)
+            protocol = self._latency_protocol()
+            shape = [(protocol["batch_size"], protocol["seq_len"])]
+            for position, index in enumerate(indices):
+                arch = self.space[index]
+                if arch in finished:
+                    continue
+                model = AutoModel.from_config(self.space.to_config(arch))
+                speed = measure_speedup(model, self.parent.base_model, shape, protocol["threads"], protocol["repeats"])
+                latency = next(iter(speed.latency_ms.values()))
+                fails[0][position] = latency > limits.get("max_latency_ms", math.inf) or speed.value < limits.get(
+                    "min_speedup", 0.0
+                )
+        if state.num_processes > 1:
+            broadcast_object_list(fails)
+        return fails[0]
 
     def _dims(self) -> np.ndarray:
         """Every candidate's dimensions as columns (depth, heads, hidden, intermediate, head width): containment is
