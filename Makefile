@@ -78,3 +78,4 @@ clean:
 # The leaderboard's peers that need other versions (TextPruner: transformers 4), each in its own pinned venv.
 peers:
 	bash benchmarks/setup_peers.sh
+	bash benchmarks/setup_kwon.sh

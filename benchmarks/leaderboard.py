@@ -21,6 +21,7 @@ budget, task) and only the post-compression training varies with the seed.
 | hf_bort | `hf_bort.compress` on the fine-tuned parent (OSE under the budget, task distillation) -> fine-tune |
 | hf_bort_agora | the same student, fine-tuned with `AgoraTrainer` (same rows, teacher, epochs in two rounds) |
 | textpruner | TextPruner's TransformerPruner (heads + FFN, iterative, task-gradient importance), in its own venv |
+| kwon | Kwon et al.'s retraining-free mask search, rearrangement and tuning (re-implemented on CPU; own venv) |
 | torch_pruning | Torch-Pruning's MetaPruner (magnitude; heads, FFN and the hidden width), uniform ratio |
 | modelopt | NVIDIA ModelOpt, when it runs on this stack (else the reason is recorded) |
 | layer_drop | the parent's first k layers (DistilBERT-style), the deepest k that meets the budget |
@@ -91,6 +92,7 @@ ALL_METHODS = (
     "layer_drop",
     "torch_pruning",
     "textpruner",
+    "kwon",
     "random_init",
     "hf_bort_agora",
     "modelopt",
@@ -129,8 +131,9 @@ class Settings:
     speed: str = "measured"
     quick: bool = False
     # Raised when hf_bort.compress's search changes (2: ê alone, maximal candidates across depths first under the
-    # cap), so a cached hf_bort student of an older search is not reused; it decides nothing else.
-    compress_revision: int = 2
+    # cap; 3: and each candidate timed before it trains), so a cached hf_bort student of an older search is not
+    # reused; it decides nothing else.
+    compress_revision: int = 3
 
     def rows(self, task: str) -> int:
         return self.train_rows.get(task, DEFAULT_TRAIN_ROWS)
@@ -593,6 +596,9 @@ class Leaderboard:
 
     def _compressed_folder(self, method: str, budget: float, task: str) -> Path:
         name = f"{method}-{budget:g}x-{task}-{self.settings.key(task)}"
+        if method == "kwon":  # its search rows decide its masks
+            rows = importlib.import_module("benchmarks.leaderboard_kwon").KWON_ROWS
+            name = f"{name}-rows{64 if self.settings.quick else rows}"
         if method in HF_BORT_STUDENTS:  # one compression, three arms
             name = f"hf_bort-{budget:g}x-{task}-{self.settings.key(task)}-{self.settings.compression_key()}"
         return self._artefact(name)
@@ -986,6 +992,7 @@ COMPRESSORS = {
     "layer_drop": compress_layer_drop,
     "torch_pruning": compress_torch_pruning,
     "textpruner": compress_textpruner,
+    "kwon": importlib.import_module("benchmarks.leaderboard_kwon").compress_kwon,
     "modelopt": compress_modelopt,
 }
 
