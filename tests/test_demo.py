@@ -50,7 +50,9 @@ def test_quick_demo_runs_end_to_end_and_reports_honest_numbers(tmp_path, minilm_
     assert layer_sizes(config) == summary["student"]["layers"]
     assert sum(summary["student"]["layers"]["heads"]) == chosen.depth * chosen.heads
     guarantee = summary["search"]["guarantee"]
-    assert guarantee["evaluated"] == summary["search"]["evaluated"] <= 6 and guarantee["factor"] >= 2.0  # ε = 1
+    assert guarantee["evaluated"] == summary["search"]["evaluated"] <= 6
+    # ε = 1; capped with W = ê alone, an open candidate's bound is 0 and no finite factor is claimed (strict JSON)
+    assert guarantee["factor"] >= 2.0 if guarantee["lower_bound"] > 0 else guarantee["factor"] is None
     card = (out / "MODEL_CARD.md").read_text()
     assert card == (out / "compressed" / "model" / "README.md").read_text()
     assert f"{100 * summary['share_of_parent']:.1f}%" in card and f"{summary['speedup']:.2f}x faster" in card

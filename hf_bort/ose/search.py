@@ -229,7 +229,8 @@ class _BranchAndBound:
         return {
             "open": len(open_),
             "lower_bound": float(floor),
-            "factor": float((1 + epsilon) * best / floor) if floor > 0 else math.inf,
+            # None: no finite bound (an open candidate's error may be 0, as when W is ê alone and nothing contains it)
+            "factor": float((1 + epsilon) * best / floor) if floor > 0 else None,
         }
 
 
@@ -470,8 +471,9 @@ class OSESearch:
         if certificate["open"]:
             logger.warning(
                 f"OSE: max_candidates={self.args.max_candidates} stopped the search with {certificate['open']} kept "
-                f"candidate(s) neither evaluated nor ruled out; the best W is within a factor "
-                f"{certificate['factor']:.3f} of the optimum (1 + ε = {1 + self.args.epsilon:.3f} without the cap)."
+                f"candidate(s) neither evaluated nor ruled out; the best W is within "
+                + ("no finite factor" if certificate["factor"] is None else f"a factor {certificate['factor']:.3f}")
+                + f" of the optimum (1 + ε = {1 + self.args.epsilon:.3f} without the cap)."
             )
         records = sorted(records, key=lambda r: (r.params, r.inference_cost, r.architecture))
         return self._result(records, params, cost, float(np.mean(targets.train_reference)), guarantee)
