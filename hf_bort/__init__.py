@@ -16,7 +16,7 @@ __version__ = "0.1.0"
 
 # module (relative to hf_bort) -> the public names it provides
 _import_structure: dict[str, list[str]] = {
-    "agora": ["AgoraArguments", "AgoraTrainer", "carve_dev_split", "plot_agora_history"],
+    "agora": ["AgoraArguments", "AgoraState", "AgoraTrainer", "PoolSampler", "carve_dev_split", "plot_agora_history"],
     "configuration_bort": ["BortConfig"],
     "convert": ["convert_bert_checkpoint"],
     "distill": ["DistillationArguments", "DistillationTrainer"],
@@ -39,7 +39,7 @@ _import_structure: dict[str, list[str]] = {
 _name_to_module = {name: module for module, names in _import_structure.items() for name in names}
 
 if TYPE_CHECKING:
-    from .agora import AgoraArguments, AgoraTrainer, carve_dev_split, plot_agora_history
+    from .agora import AgoraArguments, AgoraState, AgoraTrainer, PoolSampler, carve_dev_split, plot_agora_history
     from .configuration_bort import BortConfig
     from .convert import convert_bert_checkpoint
     from .distill import DistillationArguments, DistillationTrainer
@@ -82,6 +82,7 @@ register_bort_lazily()
 __all__ = [
     "__version__",
     "AgoraArguments",
+    "AgoraState",
     "AgoraTrainer",
     "Architecture",
     "BortConfig",
@@ -99,6 +100,7 @@ __all__ = [
     "OSEResult",
     "OSESearch",
     "OnnxEncoder",
+    "PoolSampler",
     "SearchSpace",
     "carve_dev_split",
     "compile_for_cpu",
