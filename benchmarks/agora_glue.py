@@ -522,6 +522,7 @@ def main(argv: list[str] | None = None) -> None:
         "--band", nargs=2, type=float, default=[0.85, 0.98], help="kd_agora_contextual's cosine band (min max)."
     )
     active.add_argument("--report-only", action="store_true", help="Train nothing: the cells in --cache-dir.")
+    active.add_argument("--variant", default="", help="Cache and report these arms as ARM@VARIANT (an ablation).")
     active.add_argument(
         "--agreement", action="store_true", help="Only teacher-source agreement per sampler (first seed)."
     )
@@ -586,9 +587,13 @@ DEFAULT_BUDGETS = (250, 500, 1000, 2000)
 # settings that decide a cell's numbers (with the teacher's and the masked LM's weights)
 _ACTIVE_DECISIVE = (
     *("train_rows", "dev_fraction", "selection_fraction", "max_length", "lr", "theta", "metric", "rounds"),
-    *("epochs_per_round", "student_layers", "pool_space", "pool_rows", "teacher_weight", "allow_weak_teacher"),
-    *("band", "replace_fraction", "num_neighbours"),
+    *("epochs_per_round", "student_layers", "pool_rows", "teacher_weight", "allow_weak_teacher"),
 )
+# and those that decide one arm's rows only
+_ARM_DECISIVE = {
+    "kd_agora_pool": ("pool_space",),
+    "kd_agora_contextual": ("band", "replace_fraction", "num_neighbours"),
+}
 
 
 def labelled_and_pool(train: datasets.Dataset, seed: int, train_rows: int, pool_rows: int, text_columns):
@@ -609,12 +614,17 @@ def steps_per_round(train_rows: int, budget: int, args) -> int:
     return math.ceil(args.epochs_per_round * (train_rows + budget / 2) / 16)
 
 
+def _label(arm: str, variant: str) -> str:
+    """An arm's name in the cache and the table: `arm`, or `arm@variant` for a variant of its settings."""
+    return f"{arm}@{variant}" if variant else arm
+
+
 def _cell_path(args, task: str, arm: str, budget: int, seed: int) -> Path:
-    return Path(args.cache_dir) / task / arm / f"budget{budget}_seed{seed}.json"
+    return Path(args.cache_dir) / task / _label(arm, args.variant) / f"budget{budget}_seed{seed}.json"
 
 
 def _cell_settings(args, fingerprints: dict[str, str], task: str, arm: str) -> dict:
-    settings = {key: getattr(args, key) for key in _ACTIVE_DECISIVE}
+    settings = {key: getattr(args, key) for key in (*_ACTIVE_DECISIVE, *_ARM_DECISIVE.get(arm, ()))}
     settings["teacher"] = fingerprints[task]
     if arm == "kd_agora_contextual":
         settings["mlm"] = fingerprints["mlm"]
@@ -672,6 +682,8 @@ def run_cell(task, data, tokenizer, teacher_dir: Path, arm: str, budget: int, se
         agora_sampler=sampler_name or "embedding_neighbours",
         agora_sampler_kwargs=sampler_kwargs,
         agora_label_budget=0 if sampler_name is None else budget,
+        replace_fraction=args.replace_fraction,  # the token samplers' (kd_agora_contextual's) own settings
+        num_neighbours=args.num_neighbours,
         teacher_row_weight=args.teacher_weight,
         soft_labels=True,
         distill_train_rows=True,
@@ -709,7 +721,7 @@ def run_cell(task, data, tokenizer, teacher_dir: Path, arm: str, budget: int, se
     agreements = [r.teacher_agreement for r in trainer.agora_history]
     return score(trainer, data["validation"]) | {
         "task": task.name,
-        "arm": arm,
+        "arm": _label(arm, args.variant),
         "budget": budget,
         "seed": seed,
         "rows": {"train": len(train), "dev": len(dev), "selection": len(selection), "pool": len(pool)},
@@ -818,7 +830,7 @@ def main_active(args, data, tokenizer, tasks, teachers) -> None:
                         if changed:
                             raise SystemExit(
                                 f"{path} was computed with other settings ({', '.join(changed)}); pass another "
-                                "--cache-dir to keep both."
+                                "--cache-dir or a --variant to keep both."
                             )
                     elif args.report_only:
                         continue
@@ -849,12 +861,22 @@ def main_active(args, data, tokenizer, tasks, teachers) -> None:
                             flush=True,
                         )
                     cells.append(cell)
-    summary = summarise_active(cells, args.arms, args.budgets)
+    Path(args.out).write_text(json.dumps({"args": vars(args), "cells": cells}, indent=1))
+    cached = [
+        json.loads(path.read_text())
+        for task in tasks
+        for path in sorted((Path(args.cache_dir) / task.name).glob("*/budget*_seed*.json"))
+    ]  # the table covers every cell of these tasks in the cache: earlier phases and variants included
+    arms = sorted({c["arm"] for c in cached}, key=lambda a: (_base_order(a), a))
+    summary = summarise_active(cached, arms, sorted({c["budget"] for c in cached}))
     print(summary)
     Path(args.out).with_suffix(".txt").write_text(summary + "\n")
-    Path(args.out).write_text(json.dumps({"args": vars(args), "cells": cells}, indent=1))
-    if args.plots and cells:
-        plot_active(cells, args.arms, str(Path(args.out).with_suffix("")))
+    if args.plots and cached:
+        plot_active(cached, arms, str(Path(args.out).with_suffix("")))
+
+
+def _base_order(label: str) -> int:
+    return ACTIVE_ARMS.index(label.split("@")[0])
 
 
 def summarise_active(cells: list[dict], arms, budgets) -> str:
@@ -883,23 +905,25 @@ def summarise_active(cells: list[dict], arms, budgets) -> str:
                     else f"{'-':>22}"
                 )
             lines.append(row)
-        for baseline, need in (("kd_random", 1.0), ("kd_uncertainty", 0.0), ("kd", 0.0)):
-            if baseline not in arms or "kd_agora_pool" not in arms:
-                continue
-            for budget in present:
-                ours, theirs = table["kd_agora_pool", budget], table[baseline, budget]
-                seeds = sorted(set(ours) & set(theirs))
-                if not seeds:
+        ours_arms = [arm for arm in arms if arm.split("@")[0] in ("kd_agora_pool", "kd_agora_contextual")]
+        for ours_arm in ours_arms:
+            for baseline, need in (("kd_random", 1.0), ("kd_uncertainty", 0.0), ("kd", 0.0)):
+                if baseline not in arms:
                     continue
-                gains = [ours[s] - theirs[s] for s in seeds]
-                gain = statistics.mean(gains)
-                goal = ""
-                if budget >= 500 and baseline != "kd":
-                    goal = "  goal met" if gain >= need else f"  goal MISSED by {need - gain:.2f}"
-                lines.append(
-                    f"kd_agora_pool - {baseline} at {budget}: {gain:+.2f} +- {_spread(gains):.2f} points, wins "
-                    f"{sum(g > 0 for g in gains)}/{len(seeds)} (goal >= {need:+g}){goal}"
-                )
+                for budget in present:
+                    ours, theirs = table[ours_arm, budget], table[baseline, budget]
+                    seeds = sorted(set(ours) & set(theirs))
+                    if not seeds:
+                        continue
+                    gains = [ours[s] - theirs[s] for s in seeds]
+                    gain = statistics.mean(gains)
+                    goal = ""
+                    if budget >= 500 and baseline != "kd" and ours_arm == "kd_agora_pool":
+                        goal = "  goal met" if gain >= need else f"  goal MISSED by {need - gain:.2f}"
+                    lines.append(
+                        f"{ours_arm} - {baseline} at {budget}: {gain:+.2f} +- {_spread(gains):.2f} points, wins "
+                        f"{sum(g > 0 for g in gains)}/{len(seeds)} (goal >= {need:+g}){goal}"
+                    )
         for arm in arms:
             runs = [c for c in cells if c["task"] == task and c["arm"] == arm]
             source = [c["source_agreement"] for c in runs if c.get("source_agreement") is not None]
@@ -963,7 +987,7 @@ _NOT_DECISIVE = (
     *("tasks", "seeds", "out", "plots", "no_bars", "report", "teachers_only", "data_dir"),
     *("teacher", "teacher_dir", "teacher_rows", "teacher_epochs"),
     *("active", "arms", "budgets", "cache_dir", "selection_fraction", "pool_rows", "pool_space", "teacher_weight"),
-    *("mlm", "report_only", "agreement", "band"),  # the active comparison's own settings
+    *("mlm", "report_only", "agreement", "band", "variant"),  # the active comparison's own settings
 )
 
 

@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, nargs="+", default=[60_000])
     parser.add_argument("--dim", type=int, default=384)
-    parser.add_argument("--queries", type=int, nargs="+", default=[1, 16, 64, 256, 1024, 4096])
+    parser.add_argument("--queries", type=int, nargs="+", default=[1, 16, 64, 256, 1024])
     parser.add_argument("--k", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--embed-rows", type=int, default=5000, help="Real rows embedded for scale (0: skip).")

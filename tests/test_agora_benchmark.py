@@ -120,3 +120,14 @@ def test_quick_active_comparison_gives_every_arm_the_same_labels_steps_and_split
     assert json.loads(out.read_text())["cells"] == cells
     with pytest.raises(SystemExit, match=r"computed with other settings \(lr\); pass another --cache-dir"):
         agora_glue.main([*argv, "--lr", "1e-3"])
+    # replace_fraction decides kd_agora_contextual's rows only: the other arms' cells are reused under another
+    agora_glue.main([*argv, "--arms", "kd", "kd_agora_pool", "--replace-fraction", "0.5"])
+    assert {p: p.stat().st_mtime_ns for p in cache.rglob("budget*.json")} == stamps
+    with pytest.raises(SystemExit, match=r"computed with other settings \(replace_fraction\)"):
+        agora_glue.main([*argv, "--arms", "kd_agora_contextual", "--replace-fraction", "0.5"])
+    # a variant is cached and reported beside the arm it varies; the table keeps every cached cell
+    agora_glue.main([*argv, "--arms", "kd_agora_contextual", "--replace-fraction", "0.5", "--variant", "half"])
+    assert (cache / "sst2" / "kd_agora_contextual@half" / "budget12_seed0.json").is_file()
+    assert [c["arm"] for c in json.loads(out.read_text())["cells"]] == ["kd_agora_contextual@half"]
+    summary = out.with_suffix(".txt").read_text()
+    assert "kd_agora_contextual@half - kd_random at 12" in summary and "kd_agora_pool - kd_random at 12" in summary
