@@ -58,7 +58,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import datasets  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from sklearn.metrics import f1_score  # noqa: E402
 from transformers import (  # noqa: E402
     AutoTokenizer,
     BertConfig,
@@ -88,6 +87,7 @@ from hf_bort.agora import (  # noqa: E402
 from hf_bort.agora.data import TEACHER_PROBS  # noqa: E402
 from hf_bort.agora.samplers import row_key  # noqa: E402
 from hf_bort.glue import get_task, load_glue  # noqa: E402
+from hf_bort.metrics import scores  # noqa: E402
 from hf_bort.testing import offline_minilm_dir  # noqa: E402
 
 
@@ -105,7 +105,7 @@ def label_maps(task):
 def score(trainer: Trainer, dataset) -> dict[str, float]:
     predictions = trainer.predict(dataset).predictions.argmax(-1)
     labels = np.asarray(list(dataset["label"]))
-    return {"accuracy": float((predictions == labels).mean()), "f1": float(f1_score(labels, predictions))}
+    return {name: scores.score(name, predictions, labels) for name in ("accuracy", "f1")}
 
 
 def train_teacher(task, data, tokenizer, args) -> Path:

@@ -15,7 +15,7 @@ budget, task) and only the post-compression training varies with the seed.
 | method | what |
 |---|---|
 | parent | the fine-tuned parent (plain cross-entropy), the ceiling; seed 0 is the teacher |
-| hf_bort | OSE within the speed band -> extract -> hidden-state distillation on WikiText -> fine-tune |
+| hf_bort | `hf_bort.compress` on the fine-tuned parent (OSE under the budget, task distillation) -> fine-tune |
 | hf_bort_agora | the same student, fine-tuned with `AgoraTrainer` (same rows, teacher, epochs in two rounds) |
 | textpruner | TextPruner's TransformerPruner (heads + FFN, iterative, task-gradient importance), in its own venv |
 | torch_pruning | Torch-Pruning's MetaPruner (magnitude; heads, FFN and the hidden width), uniform ratio |
@@ -62,7 +62,6 @@ import torch.nn.functional as F  # noqa: E402
 from safetensors.torch import load_file, save_file  # noqa: E402
 from torch import nn  # noqa: E402
 from transformers import (  # noqa: E402
-    AutoModelForSequenceClassification,
     AutoTokenizer,
     BertConfig,
     BertForSequenceClassification,
@@ -78,8 +77,7 @@ from hf_bort.glue import load_glue  # noqa: E402
 
 SHARED = Path(os.environ.get("HF_BORT_SHARED", REPO.parent / "shared"))
 GLUE_DIR = SHARED / "data" / "glue"
-WIKITEXT = SHARED / "data" / "wikitext-2-raw" / "wiki.valid.raw"
-TEXTPRUNER_PYTHON = Path(os.environ.get("TEXTPRUNER_PYTHON", "/work/venvs/textpruner/bin/python"))
+TEXTPRUNER_PYTHON = Path(os.environ.get("TEXTPRUNER_PYTHON", REPO / ".venv-textpruner" / "bin" / "python"))
 MODELOPT_SITE = Path(os.environ.get("MODELOPT_SITE", "/work/venvs/modelopt-site"))
 ALL_METHODS = (
     "parent",
@@ -102,7 +100,7 @@ class Settings:
     """Everything that decides a cell's numbers (a cached cell is reused only when these match)."""
 
     tasks: tuple[str, ...] = ("sst2", "mrpc")
-    budgets: tuple[float, ...] = (3.0, 6.0)
+    budgets: tuple[float, ...] = (3.0, 6.0, 10.0)
     seeds: tuple[int, ...] = (0, 1, 2)
     methods: tuple[str, ...] = ALL_METHODS
     train_rows: dict = field(default_factory=lambda: {"sst2": 3000, "mrpc": 3000})
@@ -117,9 +115,9 @@ class Settings:
     parent_learning_rate: float = 1e-4
     kd_alpha: float = 0.5
     kd_temperature: float = 2.0
-    distil_steps: int = 200  # hf_bort's hidden-state distillation on WikiText (once per budget)
-    ose_epsilon: float = 0.25
+    ose_epsilon: float = 0.5
     ose_interval: int = 5
+    ose_max_candidates: int = 16
     latency_repeats: dict = field(default_factory=lambda: {"1x128": 21, "8x128": 5})
     # "measured": CPU time per call (the real benchmark); "flops": the forward FLOPs of each model's own modules, a
     # deterministic stand-in that lets the quick run's budgets be checked on a busy machine.
@@ -136,8 +134,8 @@ class Settings:
         return _digest(values)
 
     def compression_key(self) -> str:
-        """The settings that decide hf_bort's compression, which both tasks share (it uses no task data), hashed."""
-        deciding = ("distil_steps", "ose_epsilon", "ose_interval", "latency_repeats", "speed", "quick")
+        """The settings that decide hf_bort's compression (beside the task's own, `key`), hashed."""
+        deciding = ("ose_epsilon", "ose_interval", "ose_max_candidates", "latency_repeats", "speed", "quick")
         values = {name: getattr(self, name) for name in deciding}
         return _digest(values)
 
@@ -156,9 +154,10 @@ QUICK = Settings(
     max_length={"sst2": 32},
     epochs=1.0,
     batch_size=16,
-    distil_steps=3,
+    parent_learning_rate=5e-4,  # 6 steps: enough for a parent whose predictions depend on the input, to distil
     ose_epsilon=1.0,
     ose_interval=1,
+    ose_max_candidates=3,
     latency_repeats={"1x128": 3, "8x128": 2},
     speed="flops",
     quick=True,
@@ -352,13 +351,12 @@ def forward_mflops(model: BertForSequenceClassification) -> dict:
 def measure_latency(
     model: nn.Module, repeats: dict, reference: nn.Module | None = None, speed: str = "measured"
 ) -> dict:
-    """Median CPU time per call (ms) on 1 thread, per input shape, after warm-up (or, with speed "flops", MFLOPs).
+    """Median CPU time per call (ms) on 1 thread, per input shape, after warm-up (or, with speed "flops", MFLOPs):
+    hf_bort's one latency protocol (`hf_bort.ose.latency`). With `reference` (the parent), the two models are timed
+    alternately, call by call, so a change in the machine's load hits both and their ratio stays honest; the
+    reference's times come back under "reference"."""
+    from hf_bort.ose.latency import measure_latency_ms, measure_speedup
 
-    `time.process_time` counts this process's CPU time only, so other jobs on a shared machine inflate it far less
-    than wall time (they still share caches and memory bandwidth). With `reference` (the parent), the two models are
-    timed alternately, call by call, so a change in the machine's load hits both and their ratio stays honest; the
-    reference's times come back under "reference".
-    """
     if speed == "flops":
         return (
             forward_mflops(model)
@@ -368,27 +366,14 @@ def measure_latency(
                 "reference": forward_mflops(reference),
             }
         )
-    torch.set_num_threads(1)
-    models = {"model": model.eval()}
-    if reference is not None:
-        models["reference"] = reference.eval()
-    result = {name: {} for name in models}
-    generator = torch.Generator().manual_seed(0)
+    result = {"model": {}, "reference": {}}
     for batch, length in SHAPES:
         shape = f"{batch}x{length}"
-        ids = torch.randint(1000, 30000, (batch, length), generator=generator)
-        inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": torch.zeros_like(ids)}
-        times = {name: [] for name in models}
-        for _ in range(2):
-            for m in models.values():
-                m(**inputs)
-        for _ in range(repeats[shape]):
-            for name, m in models.items():
-                start = time.process_time()
-                m(**inputs)
-                times[name].append(time.process_time() - start)
-        for name in models:
-            result[name][shape] = 1000 * statistics.median(times[name])
+        if reference is None:
+            result["model"][shape] = measure_latency_ms(model, batch, length, repeats=repeats[shape])
+            continue
+        timed = measure_speedup(model, reference, [(batch, length)], repeats=repeats[shape])
+        result["model"][shape], result["reference"][shape] = timed.latency_ms[shape], timed.reference_ms[shape]
     return result["model"] if reference is None else result
 
 
@@ -549,8 +534,8 @@ class Leaderboard:
 
     def _compressed_folder(self, method: str, budget: float, task: str) -> Path:
         name = f"{method}-{budget:g}x-{task}-{self.settings.key(task)}"
-        if method in ("hf_bort", "hf_bort_agora", "random_init"):
-            name = f"hf_bort-{budget:g}x-{self.settings.compression_key()}"
+        if method in ("hf_bort", "hf_bort_agora", "random_init"):  # one compression, three arms
+            name = f"hf_bort-{budget:g}x-{task}-{self.settings.key(task)}-{self.settings.compression_key()}"
         return self._artefact(name)
 
     def final_latency_pass(self, cells: list[dict]) -> dict:
@@ -684,113 +669,44 @@ class PeerUnavailable(RuntimeError):
 
 
 def compress_hf_bort(board: Leaderboard, budget: float, task: str):
-    """hf_bort's arm, in one place: OSE under the speed constraint -> extract -> distil.
-
-    Until OSE takes the speed constraint itself, the space is cut to a FLOPs band just under the budget and OSE's
-    evaluated records are filtered here by MEASURED latency: the lowest-ê candidate that meets the budget wins.
-    """
-    from transformers import AutoModel, AutoModelForMaskedLM, DataCollatorForLanguageModeling
-
-    from hf_bort import (
-        DistillationArguments,
-        DistillationTrainer,
-        OSEConfig,
-        OSESearch,
-        SearchSpace,
-    )
-    from hf_bort.ose import read_text_lines
+    """hf_bort's arm: `hf_bort.compress` on the fine-tuned parent (seed 0) and the task's training rows: OSE under the
+    budget (task distillation from the parent), the lowest-ê candidate measured to meet it. Its own recovery is off:
+    here every method gets the same post-compression training."""
+    from hf_bort import CompressConfig, compress
 
     s = board.settings
-    parent = AutoModel.from_pretrained(board.parent_path)
-    space = SearchSpace.from_config(
-        parent.config,
-        hidden_sizes=(128, 192, 256, 320, 384),
-        intermediate_sizes=(256, 512, 768, 1024, 1536),
-        num_heads=(2, 4, 8) if s.quick else (1, 2, 3, 4, 6, 8, 12),
+    data = board.task(task)
+    quick = dict(
+        num_heads=[2, 4, 8], hidden_sizes=[128, 256, 384], intermediate_sizes=[256, 512, 1024], step_scale=2.0
     )
-    predicted = _fitted_speedup(board, space)
-    band = (predicted >= budget * 1.1) & (predicted <= budget * (1.5 if s.quick else 2.0))
-    if not band.any():
-        raise RuntimeError(
-            f"No candidate is predicted {budget}x faster; the fitted speed-ups span {predicted.min():.2f}"
-            f"-{predicted.max():.2f}."
-        )
-    space = space.subset(band)
-    texts = read_text_lines(WIKITEXT)
-    ose_dir = board.cache / "ose" / f"{budget:g}x-{s.compression_key()}"
-    config = OSEConfig(
+    config = CompressConfig(
+        output_dir=str(board.cache / "compress" / f"{task}-{budget:g}x-{s.key(task)}-{s.compression_key()}"),
+        min_speedup=budget,
         epsilon=s.ose_epsilon,
         interval=s.ose_interval,
-        seq_len=64,
-        batch_size=8,
+        max_candidates=s.ose_max_candidates,
+        search_rows=min(2000, len(data.train_rows)),
+        max_length=s.max_length[task],
+        recovery_epochs=0,
+        selection_margin=SELECTION_MARGIN,
+        latency_repeats=s.latency_repeats["1x128"],
         seed=0,
-        output_dir=str(ose_dir),
         show_progress=False,
-        max_candidates=2 if s.quick else None,
+        **(quick if s.quick else {}),
     )
-    search = OSESearch(parent, config, space=space, train_dataset=texts[:600], tokenizer=board.tokenizer)
-    result = search.run()
-    # Within the speed band p and i are already bounded by the user's constraint, and W = max(p, i, ê ratios) then
-    # favours the cheapest candidate (12x where 6x was asked): the most accurate candidate that meets the budget is
-    # the one a user would ship, so the records are ranked by their error estimate ê (W is kept in the info).
-    ranked = sorted(result.records, key=lambda r: (r.error, r.w))
-    tried = []
-    for record in ranked[:8]:
-        student = search.extract(record.architecture)  # as the search built it (per-layer sizes: a Bort)
-        classifier = AutoModelForSequenceClassification.from_config(student.config)
-        classifier.base_model.load_state_dict(student.state_dict(), strict=False)
-        classifier = bert_form(classifier, board.base_config)
-        ok, timing = board.meets(classifier, budget)
-        tried.append({"architecture": record.architecture.as_dict(), "w": record.w, **timing})
-        if ok:
-            break
-    else:
-        raise RuntimeError(f"No OSE candidate met {budget}x as measured; tried {tried}.")
-    arch = record.architecture
-    log(f"hf_bort {budget}x: OSE chose {arch} ({len(result.records)} evaluated), measured {timing}")
-    # Distil: hidden states of the parent on WikiText, through DistillationTrainer (the student has an MLM head).
-    mlm = AutoModelForMaskedLM.from_config(student.config)
-    mlm.base_model.load_state_dict(student.state_dict(), strict=False)
-    words = " ".join(texts[600:]).split()
-    chunks = [" ".join(words[i : i + 48]) for i in range(0, len(words), 48)][: s.distil_steps * 16]
-    encoded = board.tokenizer(chunks, truncation=True, max_length=64)
-    rows = [{"input_ids": ids} for ids in encoded["input_ids"]]
-    args = DistillationArguments(
-        output_dir=str(board.cache / "distil-tmp"),
-        max_steps=s.distil_steps,
-        per_device_train_batch_size=16,
-        learning_rate=2e-4,
-        warmup_steps=max(1, s.distil_steps // 10),
-        logging_steps=max(1, s.distil_steps // 4),
-        save_strategy="no",
-        report_to=[],
-        seed=0,
-        use_cpu=True,
-        disable_tqdm=True,
-    )
-    trainer = DistillationTrainer(
-        model=mlm,
-        teacher=parent,
-        args=args,
-        train_dataset=rows,
-        data_collator=DataCollatorForLanguageModeling(board.tokenizer, mlm_probability=0.15),
-    )
-    trainer.train()
-    classifier = AutoModelForSequenceClassification.from_config(student.config)
-    classifier.base_model.load_state_dict(mlm.base_model.state_dict(), strict=False)
-    classifier.config.num_labels = 2
-    losses = [h for h in trainer.state.log_history if "loss" in h]
+    result = compress(board.parent_model(task, 0), data.train_rows, None, config, tokenizer=board.tokenizer)
+    r = result.results
+    log(f"hf_bort {budget}x {task}: compress chose {r['architecture']} ({r['search']['evaluated']} evaluated)")
     info = {
-        "architecture": arch.as_dict(),
-        "ose_evaluated": len(result.records),
-        "ose_space": len(space),
-        "ose_w": record.w,
-        "ose_error": record.error,
-        "ose_lowest_w": min(result.records, key=lambda r: r.w).architecture.as_dict(),
-        "candidates_measured": tried,
-        "distil_loss": [h["loss"] for h in losses],
+        "architecture": r["architecture"],
+        "layers": r["layers"],
+        "ose_evaluated": r["search"]["evaluated"],
+        "ose_error": r["search"]["error"],
+        "guarantee": r["search"]["guarantee"],
+        "speedup_at_choice": r["speedup_at_choice"],
+        "candidates_measured": r["search"]["measured"],
     }
-    return bert_form(classifier, board.base_config), info
+    return bert_form(result.model, board.base_config), info
 
 
 def bert_form(model: nn.Module, base_config: BertConfig) -> BertForSequenceClassification:
@@ -817,33 +733,6 @@ def bert_form(model: nn.Module, base_config: BertConfig) -> BertForSequenceClass
         for suffix in ("weight", "bias"):
             state[f"{bert_name}.{suffix}"] = model.state_dict()[f"{bort_name}.{suffix}"]
     return build_model(shapes, base_config, model.config.num_labels, state)
-
-
-def _fitted_speedup(board: Leaderboard, space) -> np.ndarray:
-    """Predicted speed-up (the smaller of the two shapes) of every candidate of `space`: hf_bort's `LatencyModel`
-    fitted, per shape, on this run's timings of 16 random candidates."""
-    from hf_bort.ose import LatencyModel
-
-    rng = np.random.default_rng(0)
-    sample = space.subset(
-        np.sort(rng.choice(len(space), size=min(16 if not board.settings.quick else 6, len(space)), replace=False))
-    )
-    times = []
-    for arch in sample:
-        torch.manual_seed(0)
-        times.append(
-            measure_latency(
-                bert_form(AutoModelForSequenceClassification.from_config(space.to_config(arch)), board.base_config),
-                board.settings.latency_repeats,
-                speed=board.settings.speed,
-            )
-        )
-    ratios = []
-    for batch, length in SHAPES:
-        name = f"{batch}x{length}"
-        fit = LatencyModel.from_timings(sample, [t[name] for t in times], seq_len=length, batch_size=batch)
-        ratios.append(board.parent_latency[name] / np.maximum(fit.predict(space), 1e-6))
-    return np.minimum(*ratios)
 
 
 def agora_finetune(board: Leaderboard, model, task: str, seed: int) -> dict:
@@ -950,7 +839,7 @@ def compress_textpruner(board: Leaderboard, budget: float, task: str):
     """TextPruner 1.1.post2 in its own venv (transformers 4.x; see textpruner_prune.py): heads + FFN to targets
     that shrink until the pruned model meets the budget as measured here."""
     if not TEXTPRUNER_PYTHON.exists():
-        raise PeerUnavailable(f"TextPruner's venv is missing ({TEXTPRUNER_PYTHON}); see textpruner_prune.py")
+        raise PeerUnavailable(f"TextPruner's venv is missing ({TEXTPRUNER_PYTHON}); build it with `make peers`")
     parent_folder = board._artefact(f"hf-parent-{task}-{board.settings.key(task)}")
     if not (parent_folder / "config.json").exists():
         board.parent_model(task, 0).save_pretrained(parent_folder)

@@ -4,15 +4,12 @@ TextPruner 1.1.post2 calls `BertModel.prune_heads`, which transformers 5 removed
 pinned to versions it supports; `leaderboard.py` calls this script there and reads back the pruned weights
 (`model.safetensors`) and the real per-layer shapes (`shapes.json`), which it rebuilds module by module.
 
-Venv (Python 3.11, offline except the package registry), as created for the leaderboard:
-
-    python3.11 -m venv /work/venvs/textpruner
-    /work/venvs/textpruner/bin/pip install /opt/wheels/torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl
-    /work/venvs/textpruner/bin/pip install transformers==4.44.2 textpruner==1.1.post2
+Venv: `make peers` (`benchmarks/setup_peers.sh`, which records the pins) builds `.venv-textpruner/` from the package
+registry on a fresh clone.
 
 Run (what leaderboard.py runs):
 
-    /work/venvs/textpruner/bin/python benchmarks/textpruner_prune.py --model_dir PARENT --data TRAIN.json \
+    .venv-textpruner/bin/python benchmarks/textpruner_prune.py --model_dir PARENT --data TRAIN.json \
         --heads 4 --ffn 384 --output_dir OUT
 
 Importance: TextPruner's own (the task loss's gradient-based head and neuron scores on the training rows),

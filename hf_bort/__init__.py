@@ -4,8 +4,13 @@ Importing the package registers the `bort` model type with transformers' Auto cl
 `AutoModel.from_pretrained(".../bort")` works like any built-in model. Everything else loads on first use, the way
 transformers and trl do it: `import hf_bort` costs about what `from transformers import AutoModel` costs, and the
 names below are imported from their modules when first accessed.
+
+The imports under `TYPE_CHECKING` are the one list of the public names (type checkers and IDEs read them); at run time
+the same lines are read from this file's source, as transformers' `define_import_structure` reads its modules'
+`__all__` without importing them, to know which module provides each name.
 """
 
+import ast
 import importlib
 from typing import TYPE_CHECKING
 
@@ -14,32 +19,9 @@ from .registration import register_bort_lazily
 
 __version__ = "0.1.0"
 
-# module (relative to hf_bort) -> the public names it provides
-_import_structure: dict[str, list[str]] = {
-    "agora": ["AgoraArguments", "AgoraState", "AgoraTrainer", "PoolSampler", "carve_dev_split", "plot_agora_history"],
-    "configuration_bort": ["BortConfig"],
-    "convert": ["convert_bert_checkpoint"],
-    "distill": ["DistillationArguments", "DistillationTrainer"],
-    "export": ["OnnxEncoder", "compile_for_cpu", "export_onnx", "quantize_dynamic_int8", "quantize_onnx_int8"],
-    "hub": ["render_model_card", "save_model_card"],
-    "metrics": ["load_glue_metric"],
-    "modeling_bort": [
-        "BortForMaskedLM",
-        "BortForMultipleChoice",
-        "BortForQuestionAnswering",
-        "BortForSequenceClassification",
-        "BortForTokenClassification",
-        "BortModel",
-        "BortPreTrainedModel",
-    ],
-    "modeling_ort": ["ORTModelForSequenceClassification"],
-    "ose": ["Architecture", "OSEConfig", "OSEResult", "OSESearch", "SearchSpace", "extract_subnetwork"],
-    "registration": ["register_bort"],
-}
-_name_to_module = {name: module for module, names in _import_structure.items() for name in names}
-
 if TYPE_CHECKING:
     from .agora import AgoraArguments, AgoraState, AgoraTrainer, PoolSampler, carve_dev_split, plot_agora_history
+    from .compression import CompressConfig, CompressResult, compress
     from .configuration_bort import BortConfig
     from .convert import convert_bert_checkpoint
     from .distill import DistillationArguments, DistillationTrainer
@@ -60,8 +42,18 @@ if TYPE_CHECKING:
     from .registration import register_bort
 
 
+def _public_names() -> dict[str, str]:
+    """Public name -> the module (relative to hf_bort) that provides it, from the `TYPE_CHECKING` imports above."""
+    tree = ast.parse(__spec__.loader.get_source(__name__))
+    (block,) = (node for node in tree.body if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING")
+    return {alias.name: node.module for node in block.body for alias in node.names}
+
+
+_NAME_TO_MODULE = _public_names()
+
+
 def __getattr__(name: str):
-    module_name = _name_to_module.get(name)
+    module_name = _NAME_TO_MODULE.get(name)
     if module_name is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     module = importlib.import_module(f".{module_name}", __name__)
@@ -74,44 +66,9 @@ def __getattr__(name: str):
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_name_to_module})
+    return sorted({*globals(), *_NAME_TO_MODULE})
 
 
 register_bort_lazily()
 
-__all__ = [
-    "__version__",
-    "AgoraArguments",
-    "AgoraState",
-    "AgoraTrainer",
-    "Architecture",
-    "BortConfig",
-    "BortForMaskedLM",
-    "BortForMultipleChoice",
-    "BortForQuestionAnswering",
-    "BortForSequenceClassification",
-    "BortForTokenClassification",
-    "BortModel",
-    "BortPreTrainedModel",
-    "DistillationArguments",
-    "DistillationTrainer",
-    "ORTModelForSequenceClassification",
-    "OSEConfig",
-    "OSEResult",
-    "OSESearch",
-    "OnnxEncoder",
-    "PoolSampler",
-    "SearchSpace",
-    "carve_dev_split",
-    "compile_for_cpu",
-    "convert_bert_checkpoint",
-    "export_onnx",
-    "extract_subnetwork",
-    "load_glue_metric",
-    "plot_agora_history",
-    "quantize_dynamic_int8",
-    "quantize_onnx_int8",
-    "register_bort",
-    "render_model_card",
-    "save_model_card",
-]
+__all__ = ["__version__", *_NAME_TO_MODULE]

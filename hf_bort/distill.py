@@ -31,8 +31,8 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
-from transformers import PreTrainedModel, Trainer, TrainingArguments
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from transformers import PreTrainedModel, Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
 
 SIGNALS = ("logits", "hidden", "attentions")
@@ -250,6 +250,8 @@ class DistillationTrainer(Trainer):
         self.teacher = self.accelerator.prepare_model(teacher, evaluation_mode=True)
         self.projector = projector
         self._projector = self.accelerator.prepare_model(projector) if projector is not None else None
+        if projector is not None:
+            self.add_callback(_ProjectorCheckpointCallback(projector))
         self._metrics: dict[str, dict[str, list[float]]] = {"train": defaultdict(list), "eval": defaultdict(list)}
 
     def create_optimizer(self, model=None) -> torch.optim.Optimizer:
@@ -323,24 +325,37 @@ class DistillationTrainer(Trainer):
         self._metrics[mode].clear()
         super().log(logs, start_time)
 
-    def _save_checkpoint(self, model, trial) -> None:
-        """Save the checkpoint, and the projection beside it so that resuming restores it with the optimizer state."""
-        super()._save_checkpoint(model, trial)
-        if self.projector is not None and self.args.should_save:
-            folder = os.path.join(self._get_output_dir(trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
-            save_file(self.projector.state_dict(), os.path.join(folder, PROJECTOR_WEIGHTS_NAME))
+    def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs):
+        """`Trainer.train`, restoring the hidden-state projection first when resuming (it is not part of the model,
+        so the Trainer does not restore it; its optimizer state is restored with the optimizer's)."""
+        if resume_from_checkpoint is True:
+            # None leaves the True for the Trainer, which then says that output_dir holds no checkpoint
+            resume_from_checkpoint = get_last_checkpoint(self.args.output_dir) or True
+        if isinstance(resume_from_checkpoint, (str, os.PathLike)) and self.projector is not None:
+            self._load_projector(resume_from_checkpoint)
+        return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
 
-    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: nn.Module | None = None) -> None:
-        super()._load_from_checkpoint(resume_from_checkpoint, model)
-        if self.projector is None:
-            return
-        path = os.path.join(resume_from_checkpoint, PROJECTOR_WEIGHTS_NAME)
+    def _load_projector(self, checkpoint: str | os.PathLike) -> None:
+        """Load the hidden-state projection saved in `checkpoint` (by `_ProjectorCheckpointCallback`)."""
+        path = os.path.join(checkpoint, PROJECTOR_WEIGHTS_NAME)
         if not os.path.isfile(path):
             raise FileNotFoundError(
-                f"{resume_from_checkpoint} has no {PROJECTOR_WEIGHTS_NAME}: it was not written by a hidden-state "
+                f"{checkpoint} has no {PROJECTOR_WEIGHTS_NAME}: it was not written by a hidden-state "
                 "DistillationTrainer run. Resume from a checkpoint of the same run, or start without resuming."
             )
         self.projector.load_state_dict(load_file(path, device=str(self.projector.proj.weight.device)))
+
+
+class _ProjectorCheckpointCallback(TrainerCallback):
+    """Saves the hidden-state projection into every checkpoint, beside the optimizer state that refers to it."""
+
+    def __init__(self, projector: HiddenStateProjector):
+        self.projector = projector
+
+    def on_save(self, args, state, control, **kwargs):
+        if args.should_save:
+            folder = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
+            save_file(self.projector.state_dict(), os.path.join(folder, PROJECTOR_WEIGHTS_NAME))
 
 
 __all__ = [

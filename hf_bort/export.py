@@ -58,7 +58,7 @@ class _ExportWrapper(nn.Module):
         return self.model(input_ids=input_ids, attention_mask=attention_mask)[self.output_name]
 
 
-def _refuse_overwrite(path: Path, overwrite: bool) -> None:
+def refuse_overwrite(path: Path, overwrite: bool) -> None:
     """An output file may replace an earlier file only when asked to, and never a folder or a path below a file."""
     if path.is_dir():
         raise IsADirectoryError(
@@ -71,7 +71,7 @@ def _refuse_overwrite(path: Path, overwrite: bool) -> None:
         raise NotADirectoryError(f"Cannot write {path}: {blocking} is a file, not a folder; choose another path.")
 
 
-def _check_opset(opset: int) -> None:
+def check_opset(opset: int) -> None:
     """The opsets this exporter really writes: below 17 ONNX has no LayerNormalization, and torch.onnx silently
     falls back to 18; above the installed onnx package's newest opset nothing can read the file."""
     import onnx
@@ -111,8 +111,8 @@ def export_onnx(
     its own fusions when the session is created.
     """
     path = Path(path)
-    _check_opset(opset)
-    _refuse_overwrite(path, overwrite)
+    check_opset(opset)
+    refuse_overwrite(path, overwrite)
     config = model.config
     max_length = int(config.max_position_embeddings)
     example_length = min(8, max_length)
@@ -231,7 +231,7 @@ def quantize_onnx_int8(
 
     source = check_input_file(source, "ONNX model", "export one first with hf_bort.export_onnx(model, path).")
     destination = Path(destination)
-    _refuse_overwrite(destination, overwrite)
+    refuse_overwrite(destination, overwrite)
     destination.parent.mkdir(parents=True, exist_ok=True)
     model = onnx.load(source)
     # The quantizer rewrites Gemm as MatMul with a transposed weight; the exporter's recorded shapes for that
@@ -348,36 +348,13 @@ class OnnxEncoder:
         return OnnxModelOutput(**{name: torch.from_numpy(value) for name, value in zip(self.output_names, outputs)})
 
 
-_TASK_CLASSES = {
-    "base": "AutoModel",
-    "sequence-classification": "AutoModelForSequenceClassification",
-    "token-classification": "AutoModelForTokenClassification",
-    "masked-lm": "AutoModelForMaskedLM",
-}
-
-
-def _infer_task(model_dir: Path) -> str:
-    """The head named in the checkpoint's `architectures`, else the bare encoder."""
-    from transformers import AutoConfig
-
-    architectures = AutoConfig.from_pretrained(model_dir).architectures or []
-    suffixes = {
-        "ForSequenceClassification": "sequence-classification",
-        "ForTokenClassification": "token-classification",
-    }
-    suffixes["ForMaskedLM"] = "masked-lm"
-    for architecture in architectures:
-        for suffix, task in suffixes.items():
-            if architecture.endswith(suffix):
-                return task
-    return "base"
-
-
 __all__ = [
     "OnnxEncoder",
     "OnnxModelOutput",
+    "check_opset",
     "compile_for_cpu",
     "export_onnx",
     "quantize_dynamic_int8",
     "quantize_onnx_int8",
+    "refuse_overwrite",
 ]

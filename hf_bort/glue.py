@@ -1,8 +1,8 @@
 """The nine GLUE tasks: their columns, labels, metrics and fine-tuning defaults, loaded from the Hub or a local folder.
 
-`GLUE_TASKS` is the one registry of task facts: the recipe's per-task defaults, the model card's title and the
-metrics all read it (the `evaluate` module in `metrics/glue_metric.py` keeps its own copy of the metric names, as
-`evaluate` loads it without hf_bort; a test checks the two agree). To add a task, add one `GlueTask` row here.
+`GLUE_TASKS` is the one registry of task facts: the recipe's per-task defaults and the model card's title read it. The
+metrics each task reports are in `hf_bort.metrics.scores.GLUE_METRICS`, beside their definitions, where the `evaluate`
+module `metrics/glue_metric.py` reads them too. To add a task, add one `GlueTask` row here and its metrics there.
 
 Both sources give the same `datasets.DatasetDict`, with the column names and split names of the Hub's
 `nyu-mll/glue` (`train`, `validation`, `test`; MNLI has `validation_matched`/`_mismatched` and
@@ -22,6 +22,8 @@ from pathlib import Path
 
 import datasets
 
+from .metrics.scores import GLUE_METRICS
+
 
 logger = logging.getLogger(__name__)
 
@@ -30,14 +32,48 @@ MAX_MALFORMED_TRAIN_FRACTION = 0.01
 
 
 @dataclass(frozen=True)
-class GlueTask:
-    """How one GLUE task is laid out on the Hub and in the original distribution folder."""
+class TextTask:
+    """A text classification or regression task: what training and scoring need to know. GLUE's tasks are the rows of
+    `GLUE_TASKS`; `recipes/glue.py` makes one of data files, whose training labels decide classes or scores, and
+    scores it as GLUE scores SST-2 (classes) or STS-B (scores)."""
 
     name: str
-    folder: str
     text_columns: tuple[str, ...]
-    label_names: tuple[str, ...] | None  # None for regression (STS-B)
-    metrics: tuple[str, ...]
+    label_names: tuple[str, ...] | None  # None for regression
+
+    @property
+    def is_regression(self) -> bool:
+        return self.label_names is None
+
+    @property
+    def num_labels(self) -> int:
+        return 1 if self.label_names is None else len(self.label_names)
+
+    @property
+    def metric_config(self) -> str:
+        """The configuration of hf_bort's GLUE metric (`hf_bort.metrics`) that scores this task."""
+        return "stsb" if self.is_regression else "sst2"
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        return GLUE_METRICS[self.metric_config]
+
+    @property
+    def main_metric(self) -> str:
+        return self.metrics[0]
+
+    @property
+    def dev_splits(self) -> tuple[str, ...]:
+        """The labelled splits a model of this task is scored on."""
+        return ("validation",)
+
+
+@dataclass(frozen=True)
+class GlueTask(TextTask):
+    """A GLUE task: how it is laid out on the Hub and in the original distribution folder, and its fine-tuning
+    defaults."""
+
+    folder: str
     # local layout: column in the TSV for each text column and for the label; None = no header, use indices
     tsv_text: tuple[str | int, ...]
     tsv_label: str | int
@@ -56,16 +92,12 @@ class GlueTask:
         return self.folder
 
     @property
-    def is_regression(self) -> bool:
-        return self.label_names is None
+    def metric_config(self) -> str:
+        return self.name
 
     @property
-    def num_labels(self) -> int:
-        return 1 if self.label_names is None else len(self.label_names)
-
-    @property
-    def main_metric(self) -> str:
-        return self.metrics[0]
+    def dev_splits(self) -> tuple[str, ...]:
+        return tuple(split for split, _ in self.splits if split.startswith("validation"))
 
 
 GLUE_TASKS: dict[str, GlueTask] = {
@@ -73,10 +105,9 @@ GLUE_TASKS: dict[str, GlueTask] = {
     for task in (
         GlueTask(
             "cola",
-            "CoLA",
             ("sentence",),
             ("unacceptable", "acceptable"),
-            ("matthews_correlation",),
+            folder="CoLA",
             tsv_text=(3,),
             tsv_label=1,
             test_text=("sentence",),
@@ -85,49 +116,44 @@ GLUE_TASKS: dict[str, GlueTask] = {
         ),
         GlueTask(
             "sst2",
-            "SST-2",
             ("sentence",),
             ("negative", "positive"),
-            ("accuracy",),
-            ("sentence",),
-            "label",
+            folder="SST-2",
+            tsv_text=("sentence",),
+            tsv_label="label",
             max_seq_length=64,
         ),
         GlueTask(
             "mrpc",
-            "MRPC",
             ("sentence1", "sentence2"),
             ("not_equivalent", "equivalent"),
-            ("accuracy", "f1"),
+            folder="MRPC",
             tsv_text=("#1 String", "#2 String"),
             tsv_label="Quality",
             num_train_epochs=5,
         ),
         GlueTask(
             "stsb",
-            "STS-B",
             ("sentence1", "sentence2"),
             None,
-            ("pearson", "spearmanr"),
+            folder="STS-B",
             tsv_text=("sentence1", "sentence2"),
             tsv_label="score",
             num_train_epochs=5,
         ),
         GlueTask(
             "qqp",
-            "QQP",
             ("question1", "question2"),
             ("not_duplicate", "duplicate"),
-            ("accuracy", "f1"),
+            folder="QQP",
             tsv_text=("question1", "question2"),
             tsv_label="is_duplicate",
         ),
         GlueTask(
             "mnli",
-            "MNLI",
             ("premise", "hypothesis"),
             ("entailment", "neutral", "contradiction"),
-            ("accuracy",),
+            folder="MNLI",
             tsv_text=("sentence1", "sentence2"),
             tsv_label="gold_label",
             tsv_label_values=("entailment", "neutral", "contradiction"),
@@ -141,20 +167,18 @@ GLUE_TASKS: dict[str, GlueTask] = {
         ),
         GlueTask(
             "qnli",
-            "QNLI",
             ("question", "sentence"),
             ("entailment", "not_entailment"),
-            ("accuracy",),
+            folder="QNLI",
             tsv_text=("question", "sentence"),
             tsv_label="label",
             tsv_label_values=("entailment", "not_entailment"),
         ),
         GlueTask(
             "rte",
-            "RTE",
             ("sentence1", "sentence2"),
             ("entailment", "not_entailment"),
-            ("accuracy",),
+            folder="RTE",
             tsv_text=("sentence1", "sentence2"),
             tsv_label="label",
             tsv_label_values=("entailment", "not_entailment"),
@@ -162,10 +186,9 @@ GLUE_TASKS: dict[str, GlueTask] = {
         ),
         GlueTask(
             "wnli",
-            "WNLI",
             ("sentence1", "sentence2"),
             ("not_entailment", "entailment"),
-            ("accuracy",),
+            folder="WNLI",
             tsv_text=("sentence1", "sentence2"),
             tsv_label="label",
         ),
@@ -316,4 +339,4 @@ def load_glue(
     return datasets.DatasetDict({split: _load_local_split(task, path, split) for split, path in files.items()})
 
 
-__all__ = ["GLUE_TASKS", "GlueTask", "get_task", "glue_files", "load_glue"]
+__all__ = ["GLUE_TASKS", "GlueTask", "TextTask", "get_task", "glue_files", "load_glue"]

@@ -149,6 +149,30 @@ def render_model_card(
     )
 
 
+def render_compression_card(results: dict, config: PreTrainedConfig) -> ModelCard:
+    """The card of a student made by `hf_bort.compress`, from its `results.json` content and config: its
+    architecture, its measured speed-up and how it was measured, how it was chosen, and its scores beside the
+    parent's on rows no step saw."""
+    parent = results["parent"]
+    model_name = f"{Path(str(parent).rstrip('/')).name}-{results['min_speedup']:g}x"
+    card_data = ModelCardData(
+        model_name=model_name,
+        base_model=parent if not Path(parent).exists() and "/" in parent else None,
+        language="en",
+        library_name="transformers",
+        pipeline_tag="text-classification",
+        tags=["hf_bort", "compressed", "knowledge-distillation"],
+    )
+    return ModelCard.from_template(
+        card_data,
+        template_path=str(MODEL_CARDS_DIR / "compressed_model_card.md"),
+        model_name=model_name,
+        architecture=_architecture(config),
+        per_layer=getattr(config, "is_heterogeneous", False),
+        results=results,
+    )
+
+
 def save_model_card(
     output_dir: str | os.PathLike, results: dict, config: PreTrainedConfig, push_to: str | None = None, **kwargs
 ) -> ModelCard:
@@ -160,4 +184,4 @@ def save_model_card(
     return card
 
 
-__all__ = ["GLUE_CARD_TEMPLATE", "MODEL_CARDS_DIR", "render_model_card", "save_model_card"]
+__all__ = ["GLUE_CARD_TEMPLATE", "MODEL_CARDS_DIR", "render_compression_card", "render_model_card", "save_model_card"]

@@ -298,7 +298,7 @@ class BortPreTrainedModel(PreTrainedModel):
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         """Save as transformers does; when registered for the Auto classes, map all of them in `auto_map`."""
-        if self._auto_class is not None:
+        if self.is_remote_code():  # registered for an Auto class, so transformers will save the code beside
             self.config.auto_map = dict(BORT_AUTO_MAP)
         return super().save_pretrained(save_directory, *args, **kwargs)
 

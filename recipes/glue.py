@@ -63,7 +63,7 @@ from hf_bort.agora import AgoraArguments, AgoraTrainer, carve_dev_split, find_ag
 from hf_bort.data_files import Table, encode_labels, infer_label_names, read_table
 from hf_bort.errors import check_model_source, load_checkpoint, run_main
 from hf_bort.extras import require
-from hf_bort.glue import GLUE_TASKS, get_task, glue_files, load_glue
+from hf_bort.glue import GLUE_TASKS, GlueTask, TextTask, get_task, glue_files, load_glue
 from hf_bort.hub import save_model_card
 from hf_bort.metrics import load_glue_metric
 from hf_bort.output_dir import check_output_dir, record_run
@@ -165,40 +165,6 @@ class RecipeArguments(NamedTuple):
     model: ModelArguments
     data: DataTrainingArguments
     training: AgoraArguments
-
-
-@dataclass(frozen=True)
-class TextTask:
-    """What the recipe needs to know about its data: a GLUE task's facts, or those read from data files."""
-
-    name: str
-    text_columns: tuple[str, ...]
-    label_names: tuple[str, ...] | None  # None for regression
-    metrics: tuple[str, ...]
-    metric_config: str  # the configuration of hf_bort's GLUE metric module that scores it
-    dev_splits: tuple[str, ...] = ("validation",)
-    is_glue: bool = False
-
-    @property
-    def is_regression(self) -> bool:
-        return self.label_names is None
-
-    @property
-    def num_labels(self) -> int:
-        return 1 if self.label_names is None else len(self.label_names)
-
-
-def _glue_text_task(name: str) -> TextTask:
-    task = get_task(name)
-    return TextTask(
-        name=task.name,
-        text_columns=task.text_columns,
-        label_names=task.label_names,
-        metrics=task.metrics,
-        metric_config=task.name,
-        dev_splits=tuple(split for split, _ in task.splits if split.startswith("validation")),
-        is_glue=True,
-    )
 
 
 def _defaults_table() -> str:
@@ -323,15 +289,7 @@ def _file_task(name: str, tables: dict[str, Table]) -> TextTask:
         absent = [c for c in text_columns if c not in table.columns]
         if absent:
             raise ValueError(f"--{split}_file {table.path} has no column {absent} (the training file's text columns).")
-    label_names = infer_label_names(train)
-    is_regression = label_names is None
-    return TextTask(
-        name=name,
-        text_columns=text_columns,
-        label_names=label_names,
-        metrics=("pearson", "spearmanr") if is_regression else ("accuracy",),
-        metric_config="stsb" if is_regression else "sst2",
-    )
+    return TextTask(name=name, text_columns=text_columns, label_names=infer_label_names(train))
 
 
 def _dataset(table: Table, task: TextTask) -> datasets.Dataset:
@@ -349,7 +307,7 @@ def load_data(args: RecipeArguments) -> tuple[TextTask, datasets.DatasetDict]:
     """The task and its train + dev (+ test) splits, from GLUE or from data files."""
     data = args.data
     if data.task_name is not None:
-        task = _glue_text_task(data.task_name)
+        task = get_task(data.task_name)
         return task, load_glue(task.name, data.data_dir, splits=("train", *task.dev_splits))
     if data.validation_file is None and not args.model.agora:
         raise ValueError("--train_file needs --validation_file to score the model on (or --agora, which carves one).")
@@ -369,7 +327,7 @@ def load_splits(
     official = {name: raw[name] for name in task.dev_splits if name in raw}
     if data.max_eval_samples is not None:
         official = {name: ds.select(range(min(data.max_eval_samples, len(ds)))) for name, ds in official.items()}
-    test = {"test": raw["test"]} if "test" in raw and not task.is_glue and not args.model.agora else {}
+    test = {"test": raw["test"]} if "test" in raw and not isinstance(task, GlueTask) and not args.model.agora else {}
     if not args.model.agora:
         return train, official, {**official, **test}
     label_column = None if task.is_regression else "label"
@@ -387,7 +345,7 @@ def check_num_labels(config: PreTrainedConfig, task: TextTask, ignore_mismatched
     """A checkpoint already fine-tuned for another label count would silently mis-train; say so instead."""
     trained_head = any(arch.endswith("ForSequenceClassification") for arch in (config.architectures or []))
     if trained_head and config.num_labels != task.num_labels and not ignore_mismatched_sizes:
-        data = f"GLUE {task.name}" if task.is_glue else f"the data ({task.name})"
+        data = f"GLUE {task.name}" if isinstance(task, GlueTask) else f"the data ({task.name})"
         raise ValueError(
             f"The model's classification head has {config.num_labels} labels but {data} needs "
             f"{task.num_labels}. Pass --ignore_mismatched_sizes to replace the head with a new one, or pick a "
@@ -568,9 +526,9 @@ def collapse_warning(split: str, logits: np.ndarray | tuple, labels: np.ndarray,
 
 def data_source(task: TextTask, data: DataTrainingArguments) -> str | dict[str, dict[str, str]]:
     """What the rows were read from: the Hub's `nyu-mll/glue`, or the local files, by split."""
-    if task.is_glue and data.data_dir is None:
+    if isinstance(task, GlueTask) and data.data_dir is None:
         return "nyu-mll/glue"
-    if task.is_glue:
+    if isinstance(task, GlueTask):
         files = glue_files(task.name, data.data_dir, splits=("train", *task.dev_splits))
     else:
         files = {"train": data.train_file, "validation": data.validation_file, "test": data.test_file}
@@ -666,12 +624,12 @@ def main(argv: list[str] | None = None) -> dict:
     output_dir = Path(training_args.output_dir)
     (output_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     card_kwargs = {"lora": model_args.lora, "num_parameters": results["num_parameters"]}
-    if task.is_glue:  # the card template describes GLUE results
+    if isinstance(task, GlueTask):  # the card template describes GLUE results
         save_model_card(output_dir, results=results, config=trainer.model.config, **card_kwargs)
     print(json.dumps({"task": task.name, "metrics": metrics, "num_processes": results["num_processes"]}, indent=2))
     if training_args.push_to_hub:
         trainer.push_to_hub()
-        if task.is_glue:
+        if isinstance(task, GlueTask):
             save_model_card(
                 output_dir, results=results, config=trainer.model.config, push_to=trainer.hub_model_id, **card_kwargs
             )

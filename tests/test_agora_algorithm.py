@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 import torch
 from sklearn.metrics import f1_score, matthews_corrcoef
-from transformers import BertConfig, BertForMaskedLM, BertForSequenceClassification, TrainerCallback
+from transformers import (
+    BertConfig,
+    BertForMaskedLM,
+    BertForSequenceClassification,
+    TrainerCallback,
+    TrainingArguments,
+)
 
 from hf_bort.agora import (
     SAMPLERS,
@@ -17,9 +23,9 @@ from hf_bort.agora import (
     ContextualSampler,
     build_sampler,
     carve_dev_split,
-    parse_hyperparameter_space,
 )
 from hf_bort.agora.teacher import check_label_behaviour
+from hf_bort.hyperparameter_space import parse_hyperparameter_space
 from tests import test_agora
 from tests.conftest import TINY_DIMS
 from tests.test_agora import LABELS, agora_args, tiny_classifier
@@ -33,12 +39,12 @@ PAIR = ("sentence1", "sentence2")
 
 
 def test_hyperparameter_space_forms_and_errors(tmp_path):
-    assert parse_hyperparameter_space(None) == [{}]
-    assert parse_hyperparameter_space('[{"learning_rate": 1e-4}, {"seed": 3}]') == [
-        {"learning_rate": 1e-4},
-        {"seed": 3},
-    ]
-    grid = parse_hyperparameter_space('{"learning_rate": [1e-4, 2e-4], "weight_decay": [0.0, 0.1], "seed": 7}')
+    def parse(space):
+        return parse_hyperparameter_space(space, TrainingArguments, source="theta")
+
+    assert parse(None) == [{}]
+    assert parse('[{"learning_rate": 1e-4}, {"seed": 3}]') == [{"learning_rate": 1e-4}, {"seed": 3}]
+    grid = parse('{"learning_rate": [1e-4, 2e-4], "weight_decay": [0.0, 0.1], "seed": 7}')
     assert grid == [
         {"learning_rate": 1e-4, "weight_decay": 0.0, "seed": 7},
         {"learning_rate": 1e-4, "weight_decay": 0.1, "seed": 7},
@@ -55,7 +61,10 @@ def test_hyperparameter_space_forms_and_errors(tmp_path):
         agora_args(tmp_path, agora_hyperparameter_space="[]")
     with pytest.raises(ValueError, match="empty grid"):
         agora_args(tmp_path, agora_hyperparameter_space="{}")
-    with pytest.raises(ValueError, match=r"\['learning_rat'\] are not TrainingArguments fields"):
+    with pytest.raises(
+        ValueError,
+        match=r"\['learning_rat'\] are not TrainingArguments fields \(learning_rat: did you mean learning_rate\?\)",
+    ):
         agora_args(tmp_path, agora_hyperparameter_space='[{"learning_rat": 1e-4}]')
     with pytest.raises(ValueError, match="belong to the whole run"):
         agora_args(tmp_path, agora_hyperparameter_space='[{"output_dir": "x"}]')

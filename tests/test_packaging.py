@@ -1,20 +1,27 @@
-"""The package as users meet it: a built wheel that works without the source tree, and a light `import hf_bort`."""
+"""The package as users meet it: a built wheel that works without the source tree, a light `import hf_bort`, and
+the lower bounds it declares, which the floor environment installs."""
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import textwrap
+import tomllib
 import zipfile
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 from tests.conftest import REPO_ROOT, minilm_dir
 
 
-# Read by a user of the package only through the jobs that need them; `import hf_bort` must not load any.
+# Read by a user of the package only through the jobs that need them; `import hf_bort` must not load any that
+# `from transformers import AutoModel` does not load already (transformers 5.14 loads scipy and scikit-learn there).
 HEAVY_MODULES = ("pandas", "datasets", "pyarrow", "evaluate", "peft", "matplotlib", "scipy", "sklearn")
 
 
@@ -28,8 +35,10 @@ def test_import_hf_bort_loads_none_of_the_heavy_modules_and_still_registers():
     script = textwrap.dedent(
         f"""
         import json, sys
+        from transformers import AutoModel
+        before = {{name.split(".")[0] for name in sys.modules}}
         import hf_bort
-        loaded = sorted({{name.split(".")[0] for name in sys.modules}} & set({HEAVY_MODULES!r}))
+        loaded = sorted({{name.split(".")[0] for name in sys.modules}} - before & set({HEAVY_MODULES!r}))
         eager_model = "hf_bort.modeling_bort" in sys.modules
         from transformers import AutoConfig, AutoModelForSequenceClassification
         config = AutoConfig.for_model("bort", hidden_size=32, num_attention_heads=4, num_hidden_layers=1,
@@ -63,6 +72,26 @@ def test_import_hf_bort_loads_nothing_beyond_what_transformers_automodel_loads()
     baseline = modules("import transformers\nfrom transformers import AutoModel")
     extra = modules("import hf_bort") - baseline
     assert sorted(m for m in extra if m.split(".")[0] != "hf_bort") == []
+
+
+def test_the_floor_environment_installs_exactly_the_lower_bounds_pyproject_declares():
+    """The declared range is the tested range: `make test-floor` installs .ci/floor-requirements.txt (and torch at the
+    Makefile's TORCH_VERSION), whose first block must be pyproject.toml's lower bounds, one for one."""
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    extras = project["optional-dependencies"]
+    tested = [*project["dependencies"], *extras["onnx"], *extras["plots"], *extras["lora"], extras["test"][0]]
+    floors = {}
+    for line in tested:
+        requirement = Requirement(line)
+        (floor,) = [spec.version for spec in requirement.specifier if spec.operator == ">="]
+        floors[canonicalize_name(requirement.name)] = Version(floor)
+    text = (REPO_ROOT / ".ci" / "floor-requirements.txt").read_text(encoding="utf-8")
+    first_block = text.split("# pyproject.toml's lower bounds")[1].split("\n\n")[0]
+    pins = dict(line.split("==") for line in first_block.splitlines()[1:])
+    pins = {canonicalize_name(name): Version(version) for name, version in pins.items()}
+    torch_version = re.search(r"^TORCH_VERSION \?= (.+)$", (REPO_ROOT / "Makefile").read_text(), re.M)[1]
+    assert {**pins, "torch": Version(torch_version)} == floors
+    assert extras["test"][0].startswith("pytest")
 
 
 def test_unknown_attribute_is_an_attribute_error():
@@ -111,7 +140,10 @@ def test_the_wheel_renders_a_card_and_runs_an_ose_search_without_the_source_tree
     site = Path(subprocess.check_output([str(python), "-I", "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"], text=True).strip())  # fmt: skip
     outer = [p for p in sys.path if p.endswith("site-packages")]
     (site / "outer_env.pth").write_text("\n".join(outer) + "\n")
+    # --force-reinstall: the outer environment holds an hf-bort of the wheel's version (an editable install of a
+    # checkout), which pip may otherwise take as already installed and skip the wheel
     install = [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index", "-q"]
+    install += ["--force-reinstall"]
     done = subprocess.run([*install, str(wheel)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
 

@@ -1,6 +1,6 @@
 """Agora: fine-tuning that expands the training data around the model's dev errors, labelled by a teacher."""
 
-from .agora_config import AgoraArguments, parse_hyperparameter_space
+from .agora_config import AgoraArguments
 from .agora_trainer import AgoraTrainer, find_agora_checkpoint
 from .data import AgoraDataCollator, carve_dev_split
 from .history import AgoraRound, plot_agora_history
@@ -41,7 +41,6 @@ __all__ = [
     "carve_dev_split",
     "find_agora_checkpoint",
     "load_pool",
-    "parse_hyperparameter_space",
     "plot_agora_history",
     "sample_near",
 ]

@@ -1,17 +1,15 @@
 """`AgoraArguments`: the `TrainingArguments` of an Agora run."""
 
 import dataclasses
-import enum
-import itertools
 import json
 import math
-import os
-import types
-import typing
 from dataclasses import dataclass, field
 from typing import Any
 
 from transformers import TrainingArguments
+
+from ..hyperparameter_space import parse_hyperparameter_space
+from ..metrics.scores import METRICS
 
 
 @dataclass
@@ -174,11 +172,13 @@ class AgoraArguments(TrainingArguments):
     def __post_init__(self):
         super().__post_init__()
         self.agora_sampler_kwargs = _json_object(self.agora_sampler_kwargs, "agora_sampler_kwargs")
-        self.agora_settings = parse_hyperparameter_space(self.agora_hyperparameter_space)
+        self.agora_settings = parse_hyperparameter_space(
+            self.agora_hyperparameter_space, TrainingArguments, source="agora_hyperparameter_space", fixed=_RUN_FIELDS
+        )
         self.agora_row_weight = _row_weight(self.teacher_row_weight)
         self._check_settings_apply()
-        if self.agora_metric is not None and self.agora_metric not in AGORA_METRICS:
-            raise ValueError(f"agora_metric={self.agora_metric!r} is not known; choose one of {list(AGORA_METRICS)}.")
+        if self.agora_metric is not None and self.agora_metric not in METRICS:
+            raise ValueError(f"agora_metric={self.agora_metric!r} is not known; choose one of {list(METRICS)}.")
         if self.remove_unused_columns:
             raise ValueError(
                 "AgoraArguments.remove_unused_columns must be False: Agora keeps the raw text columns and tokenises "
@@ -223,7 +223,6 @@ class AgoraArguments(TrainingArguments):
                 ) from None
 
 
-AGORA_METRICS = ("accuracy", "f1", "matthews_correlation", "pearson", "spearmanr")
 # TrainingArguments fields a setting may not override: they belong to the run, not to one model of a round.
 _RUN_FIELDS = ("output_dir", "num_train_epochs", "remove_unused_columns", "save_strategy", "report_to")
 
@@ -263,95 +262,4 @@ def _json_object(value: Any, name: str) -> dict[str, Any]:
     return dict(value)
 
 
-def parse_hyperparameter_space(space: Any) -> list[dict[str, Any]]:
-    """Θ as a list of settings (each a dict of `TrainingArguments` overrides) from a list, a grid, JSON or a file."""
-    if space is None:
-        return [{}]
-    source = "agora_hyperparameter_space"
-    if isinstance(space, (str, os.PathLike)):
-        text = str(space)
-        if not text.lstrip().startswith(("[", "{")):
-            if not os.path.isfile(text):
-                raise ValueError(
-                    f"{source}={text!r} is neither JSON nor an existing JSON file; give a list of settings "
-                    "'[{\"learning_rate\": 5e-5}]', a grid '{\"learning_rate\": [2e-5, 5e-5]}' or a file path."
-                )
-            source, text = f"{source} file {text}", open(text, encoding="utf-8").read()
-        try:
-            space = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{source} is not valid JSON ({error.msg} at character {error.pos}).") from None
-    if isinstance(space, dict):
-        if not space:
-            raise ValueError(f"{source} is an empty grid; give at least one field with a list of values.")
-        grid = {key: values if isinstance(values, list) else [values] for key, values in space.items()}
-        empty = [key for key, values in grid.items() if not values]
-        if empty:
-            raise ValueError(f"{source} grid has no values for {empty}; give each field at least one value.")
-        settings = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
-    elif isinstance(space, list):
-        settings = space
-    else:
-        raise ValueError(f"{source} must be a list of settings or a grid (dict of lists), got {type(space).__name__}.")
-    if not settings:
-        raise ValueError(f"{source} is empty: Θ needs at least one setting (use [{{}}] for the arguments as given).")
-    known = {f.name for f in dataclasses.fields(TrainingArguments)}
-    for index, setting in enumerate(settings):
-        if not isinstance(setting, dict):
-            raise ValueError(f"{source}: every setting must be a dict of TrainingArguments fields, got {setting!r}.")
-        unknown = sorted(set(setting) - known)
-        if unknown:
-            raise ValueError(
-                f"{source}: {unknown} are not TrainingArguments fields; a setting may override fields such as "
-                "learning_rate, weight_decay, warmup_steps, per_device_train_batch_size or seed."
-            )
-        fixed = sorted(set(setting) & set(_RUN_FIELDS))
-        if fixed:
-            raise ValueError(f"{source}: {fixed} belong to the whole run and cannot vary between settings.")
-        for name, value in setting.items():
-            hint = _FIELD_TYPES[name]
-            if not _matches(value, hint):
-                raise ValueError(
-                    f"{source}: setting {index} has {name}={value!r}, but TrainingArguments.{name} takes "
-                    f"{_type_name(hint)}{_example(name)}."
-                )
-    return [dict(s) for s in settings]
-
-
-_FIELD_TYPES = typing.get_type_hints(TrainingArguments)
-
-
-def _matches(value: Any, hint: Any) -> bool:
-    """Whether a JSON value fits a `TrainingArguments` annotation (bool is not a number; an int is a float).
-
-    Enum-valued fields also take their names as strings (`SchedulerType | str`); whether a name is known is checked
-    by `TrainingArguments` itself, for every setting, when `AgoraArguments` is built."""
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        return any(_matches(value, option) for option in typing.get_args(hint))
-    if origin is typing.Literal:
-        return value in typing.get_args(hint)
-    if origin is not None:  # list[str], dict[str, Any]: the container's type
-        return isinstance(value, origin)
-    if hint is type(None):
-        return value is None
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    return not isinstance(hint, type) or isinstance(value, hint)
-
-
-def _type_name(hint: Any) -> str:
-    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
-
-
-def _example(name: str) -> str:
-    """The field's default, as an example of a value it takes."""
-    default = next(f.default for f in dataclasses.fields(TrainingArguments) if f.name == name)
-    if default is dataclasses.MISSING or default is None:
-        return ""
-    return f" (default {default.value if isinstance(default, enum.Enum) else default!r})"
-
-
-__all__ = ["AGORA_METRICS", "AgoraArguments", "parse_hyperparameter_space"]
+__all__ = ["AgoraArguments"]

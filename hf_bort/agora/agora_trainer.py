@@ -21,13 +21,12 @@ import numpy as np
 import torch
 from accelerate.utils import broadcast_object_list
 from safetensors.torch import load_file, save_file
-from scipy.stats import pearsonr, spearmanr
-from sklearn.metrics import f1_score, matthews_corrcoef
 from torch import nn
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase, Trainer, TrainerCallback, set_seed
 from transformers.trainer_utils import TrainOutput
 
+from ..metrics import scores
 from .agora_config import AgoraArguments
 from .data import TEACHER_PROBS, AgoraDataCollator, model_input_names
 from .history import AgoraRound, plot_agora_history
@@ -321,7 +320,7 @@ class AgoraTrainer(Trainer):
         margin = self.args.agora_teacher_margin
         report: dict[str, Any] = {"split": "agora_dev", "rows": len(labels)}
         if self.agora_regression:
-            score = _score("pearson", predicted, labels)
+            score = scores.score("pearson", predicted, labels)
             report.update(metric="pearson", score=score, bar=REGRESSION_TEACHER_BAR, constant_score=0.0)
             failures = [] if score >= REGRESSION_TEACHER_BAR else [f"Pearson {score:.4f} against a bar of 0.5000"]
         else:
@@ -331,7 +330,7 @@ class AgoraTrainer(Trainer):
             rule = f"the majority-class rate {majority:.1%} + margin {margin:.0%}"
             if self.agora_num_labels == 2:
                 bar, rule = max(bar, BINARY_TEACHER_BAR), rule + ", and at least 2/3 for a binary task"
-            accuracy = float(np.mean(predicted == labels))
+            accuracy = scores.score("accuracy", predicted, labels)
             check_label_behaviour(predicted, labels, self.agora_num_labels, bar)
             shares = np.bincount(predicted.astype(np.int64), minlength=self.agora_num_labels) / len(labels)
             report.update(
@@ -343,9 +342,10 @@ class AgoraTrainer(Trainer):
             )
             failures = [] if accuracy >= bar else [f"accuracy {accuracy:.4f} against a bar of {bar:.4f} ({rule})"]
             if self.agora_metric != "accuracy":
-                task_score = _score(self.agora_metric, predicted, labels)
+                task_score = scores.score(self.agora_metric, predicted, labels)
                 constant = max(
-                    _score(self.agora_metric, np.full_like(labels, k), labels) for k in range(self.agora_num_labels)
+                    scores.score(self.agora_metric, np.full_like(labels, k), labels)
+                    for k in range(self.agora_num_labels)
                 )
                 report.update(
                     task_metric=self.agora_metric,
@@ -388,7 +388,7 @@ class AgoraTrainer(Trainer):
         if split is None:
             split, name = self.agora_dev_dataset, "agora_dev"
         labels = np.asarray(list(split[self.args.agora_label_column]))
-        teacher_score = _score(self.agora_metric, self.agora_teacher(self._rows(split)).labels.numpy(), labels)
+        teacher_score = scores.score(self.agora_metric, self.agora_teacher(self._rows(split)).labels.numpy(), labels)
         comparison = {
             "split": name,
             "rows": len(labels),
@@ -593,7 +593,7 @@ class AgoraTrainer(Trainer):
             wrong = np.flatnonzero(np.abs(predicted - labels) > self.args.agora_regression_tolerance)
         else:
             wrong = np.flatnonzero(predicted != labels)
-        return _score(self.agora_metric, predicted, labels), wrong
+        return scores.score(self.agora_metric, predicted, labels), wrong
 
     def _expand(self, round_index: int, wrong: np.ndarray) -> tuple[int, int, float, int, int]:
         """Generate and label rows near the dev errors on the main process; every process gets the same rows."""
@@ -836,28 +836,14 @@ def _clone(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def _check_metric(metric: str, regression: bool, num_labels: int) -> None:
-    if regression and metric not in ("pearson", "spearmanr"):
+    if regression and metric not in scores.REGRESSION_METRICS:
         raise ValueError(
             f"agora_metric={metric!r} needs classes; a regression student is ranked by pearson/spearmanr."
         )
-    if not regression and metric in ("pearson", "spearmanr"):
+    if not regression and metric in scores.REGRESSION_METRICS:
         raise ValueError(f"agora_metric={metric!r} is for regression; use accuracy, f1 or matthews_correlation.")
     if metric == "f1" and num_labels != 2:
         raise ValueError("agora_metric='f1' is the positive class's F1 of a binary task; use accuracy here.")
-
-
-def _score(metric: str, predicted: np.ndarray, labels: np.ndarray) -> float:
-    """The metric (higher is better); a constant prediction scores 0 correlation rather than NaN."""
-    if metric == "accuracy":
-        return float(np.mean(predicted == labels))
-    if metric == "f1":
-        return float(f1_score(labels, predicted, zero_division=0.0))
-    if metric == "matthews_correlation":
-        return float(matthews_corrcoef(labels, predicted))
-    if np.std(predicted) == 0 or np.std(labels) == 0:
-        return 0.0
-    correlation = pearsonr if metric == "pearson" else spearmanr
-    return float(correlation(predicted, labels)[0])
 
 
 def _text_columns(dataset: datasets.Dataset, given: list[str] | None) -> tuple[str, ...]:

@@ -7,6 +7,7 @@ theirs.
 
 import argparse
 import dataclasses
+import typing
 from collections.abc import Callable, Sequence
 
 from transformers import HfArgumentParser
@@ -15,15 +16,31 @@ from ..errors import run_main
 
 
 class CommandParser(HfArgumentParser):
-    """`HfArgumentParser` that also takes positional arguments: fields with `metadata={"positional": True}`."""
+    """`HfArgumentParser` that also takes positional arguments: fields with `metadata={"positional": True}`.
 
-    def _parse_dataclass_field(self, parser: argparse.ArgumentParser, field: dataclasses.Field) -> None:
-        if not field.metadata.get("positional"):
-            return HfArgumentParser._parse_dataclass_field(parser, field)
-        kwargs = {"help": field.metadata.get("help"), "metavar": field.name.upper()}
-        if field.type not in (str, "str"):
-            kwargs["type"] = field.type if callable(field.type) else str
-        parser.add_argument(field.name, **kwargs)
+    `HfArgumentParser` turns every field into an option; the positional fields are left out of the dataclass it is
+    given and added as plain argparse positionals, so only its public constructor is used."""
+
+    def __init__(self, dataclass_types=(), **kwargs):
+        options, positionals = [], []
+        for dtype in dataclass_types:
+            hints = typing.get_type_hints(dtype)
+            fields = [f for f in dataclasses.fields(dtype) if f.init]
+            positionals += [(f, hints[f.name]) for f in fields if f.metadata.get("positional")]
+            options.append(
+                dataclasses.make_dataclass(
+                    dtype.__name__,
+                    [(f.name, hints[f.name], _copy_field(f)) for f in fields if not f.metadata.get("positional")],
+                )
+            )
+        super().__init__(dataclass_types=options, **kwargs)
+        for field, hint in positionals:
+            kind = {} if hint is str else {"type": hint}
+            self.add_argument(field.name, help=field.metadata.get("help"), metavar=field.name.upper(), **kind)
+
+
+def _copy_field(field: dataclasses.Field) -> dataclasses.Field:
+    return dataclasses.field(default=field.default, default_factory=field.default_factory, metadata=field.metadata)
 
 
 def add_dataclass_command(
@@ -48,6 +65,7 @@ def add_dataclass_command(
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .compress import add_compress_subcommand
     from .convert import add_convert_subcommand
     from .export import add_export_subcommand
     from .extract import add_extract_subcommand
@@ -55,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="hf-bort", description="Bort for the Hugging Face ecosystem.")
     subparsers = parser.add_subparsers(dest="command", required=True, parser_class=CommandParser)
+    add_compress_subcommand(subparsers)
     add_convert_subcommand(subparsers)
     add_export_subcommand(subparsers)
     add_extract_subcommand(subparsers)

@@ -6,16 +6,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import check_model_source, load_checkpoint
-from ..export import (
-    _TASK_CLASSES,
-    OnnxEncoder,
-    _check_opset,
-    _infer_task,
-    _refuse_overwrite,
-    export_onnx,
-    quantize_onnx_int8,
-)
+from ..export import OnnxEncoder, check_opset, export_onnx, quantize_onnx_int8, refuse_overwrite
 from . import add_dataclass_command
+
+
+# --task -> the Auto class that loads that head
+_TASK_CLASSES = {
+    "base": "AutoModel",
+    "sequence-classification": "AutoModelForSequenceClassification",
+    "token-classification": "AutoModelForTokenClassification",
+    "masked-lm": "AutoModelForMaskedLM",
+}
 
 
 @dataclass
@@ -37,6 +38,22 @@ class ExportArguments:
     overwrite: bool = field(default=False, metadata={"help": "Replace OUTPUT if it exists."})
 
 
+def _infer_task(model_dir: Path) -> str:
+    """The head named in the checkpoint's `architectures`, else the bare encoder."""
+    from transformers import AutoConfig
+
+    suffixes = {
+        "ForSequenceClassification": "sequence-classification",
+        "ForTokenClassification": "token-classification",
+        "ForMaskedLM": "masked-lm",
+    }
+    for architecture in AutoConfig.from_pretrained(model_dir).architectures or []:
+        for suffix, task in suffixes.items():
+            if architecture.endswith(suffix):
+                return task
+    return "base"
+
+
 def run_export(args: ExportArguments) -> int:
     """Handler of `hf-bort export`: load, export (and quantize), then check the file runs."""
     import transformers
@@ -44,7 +61,7 @@ def run_export(args: ExportArguments) -> int:
     import hf_bort  # noqa: F401  (registers Bort with the Auto classes)
 
     check_model_source(args.model_dir, "model_dir")
-    _check_opset(args.opset)
+    check_opset(args.opset)
     task = _infer_task(args.model_dir) if args.task == "auto" else args.task
     if args.output.suffix != ".onnx":
         from ..modeling_ort import export_for_ort
@@ -62,7 +79,7 @@ def run_export(args: ExportArguments) -> int:
             f"Wrote {args.output}/ ({task}, {'int8' if args.int8 else 'fp32'} graph {graph.name}, config, tokenizer)."
         )
         return 0
-    _refuse_overwrite(args.output, args.overwrite)
+    refuse_overwrite(args.output, args.overwrite)
     model = load_checkpoint(getattr(transformers, _TASK_CLASSES[task]), args.model_dir, "model_dir").eval()
     if args.int8:
         with tempfile.TemporaryDirectory() as tmp:

@@ -69,15 +69,16 @@ def run_search(args: argparse.Namespace) -> int:
     from transformers import AutoConfig
 
     from ..errors import check_model_source
+    from ..ose.journal import check_search_folder
     from ..ose.ose_config import OSEConfig
-    from ..ose.search import OSESearch, _check_output_dir, ose_state, read_text_lines
+    from ..ose.search import OSESearch, ose_state, read_text_lines
     from ..ose.space import SearchSpace
 
     data = _dataclass_from_namespace(SearchDataArguments, args)
     config = _dataclass_from_namespace(OSEConfig, args)
     if config.output_dir is None:
         raise ValueError("--output_dir is required: the search writes its results and resume journal there.")
-    _check_output_dir(Path(config.output_dir))  # before any slow work: a user's folder is refused at once
+    check_search_folder(Path(config.output_dir))  # before any slow work: a user's folder is refused at once
     check_model_source(data.model, "--model")
     if data.train_file is not None:
         train = read_text_lines(data.train_file)[: data.max_texts]

@@ -1,14 +1,14 @@
 """GLUE's official metrics as an `evaluate` module, shipped inside hf_bort so that it loads without the Hub.
 
 Load it with `evaluate.load("<path to this file>", "<task>")`, or simply `hf_bort.metrics.load_glue_metric(task)`.
-`evaluate` copies this file into its module cache before importing it, so it must not import hf_bort itself.
+`evaluate` copies this file into its module cache before importing it, so it must not import hf_bort itself; it copies
+`scores.py`, which defines the metrics, beside it (the one relative import `evaluate` follows).
 """
 
 import datasets
 import evaluate
-import numpy as np
-from scipy.stats import pearsonr, spearmanr
-from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
+
+from .scores import GLUE_METRICS, score
 
 
 _CITATION = """\
@@ -36,43 +36,16 @@ Example:
     {'accuracy': 0.6666666666666666, 'f1': 0.6666666666666666}
 """
 
-_TASK_METRICS = {
-    "cola": ("matthews_correlation",),
-    "sst2": ("accuracy",),
-    "mrpc": ("accuracy", "f1"),
-    "stsb": ("pearson", "spearmanr"),
-    "qqp": ("accuracy", "f1"),
-    "mnli": ("accuracy",),
-    "mnli_matched": ("accuracy",),
-    "mnli_mismatched": ("accuracy",),
-    "qnli": ("accuracy",),
-    "rte": ("accuracy",),
-    "wnli": ("accuracy",),
-    "ax": ("matthews_correlation",),
-}
-
-
-def _score(name: str, predictions: np.ndarray, references: np.ndarray) -> float:
-    if name == "accuracy":
-        return float(accuracy_score(references, predictions))
-    if name == "f1":
-        return float(f1_score(references, predictions))
-    if name == "matthews_correlation":
-        return float(matthews_corrcoef(references, predictions))
-    if name == "pearson":
-        return float(pearsonr(predictions, references)[0])
-    return float(spearmanr(predictions, references)[0])
-
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class GlueMetric(evaluate.Metric):
     """One configuration per GLUE task (`cola`, `sst2`, ..., `mnli_matched`, `ax`)."""
 
     def _info(self) -> evaluate.MetricInfo:
-        if self.config_name not in _TASK_METRICS:
+        if self.config_name not in GLUE_METRICS:
             raise KeyError(
                 f"Unknown GLUE task {self.config_name!r} for the GLUE metric. Choose one of: "
-                f"{', '.join(_TASK_METRICS)}."
+                f"{', '.join(GLUE_METRICS)}."
             )
         dtype = "float32" if self.config_name == "stsb" else "int64"
         return evaluate.MetricInfo(
@@ -84,4 +57,4 @@ class GlueMetric(evaluate.Metric):
         )
 
     def _compute(self, predictions, references) -> dict[str, float]:
-        return {name: _score(name, predictions, references) for name in _TASK_METRICS[self.config_name]}
+        return {name: score(name, predictions, references) for name in GLUE_METRICS[self.config_name]}

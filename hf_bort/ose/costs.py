@@ -203,7 +203,7 @@ def inference_flops(space: SearchSpace, seq_len: int = 128) -> np.ndarray:
 def config_costs(config, seq_len: int = 128) -> tuple[float, float]:
     """(p, i) of the base model `config` builds, for any family of `FAMILIES`; a heterogeneous Bort (per-layer heads,
     head widths and FFN widths, skipped sub-layers) is summed layer by layer."""
-    from .space import Architecture, SearchSpace, _config_shape
+    from .space import Architecture, SearchSpace, config_shape
 
     if not getattr(config, "is_heterogeneous", False):
         space = SearchSpace.from_config(config, allocation="uniform")
@@ -224,7 +224,7 @@ def config_costs(config, seq_len: int = 128) -> tuple[float, float]:
         mlp=np.array(["mlp" not in s for s in skips], dtype=np.float64),
     )
     first = layers[0]
-    shape = _config_shape(
+    shape = config_shape(
         config, Architecture(len(layers), first.num_attention_heads, config.hidden_size, first.intermediate_size)
     )
     n, one = float(seq_len), hidden[:1]

@@ -35,7 +35,7 @@ from transformers.utils import logging
 
 from ..convert import bert_state_dict_to_bort
 from .families import WeightLayout, family_layout
-from .space import Architecture, _config_shape, candidate_config, head_width, parent_architecture, read_dimension
+from .space import Architecture, candidate_config, config_shape, head_width, parent_architecture, read_dimension
 
 
 logger = logging.get_logger(__name__)
@@ -720,7 +720,7 @@ def extract_subnetwork(
     config = parent_model.config
     g = _geometry(parent_model)
     parent = parent_architecture(config)
-    shape = _config_shape(config, parent)
+    shape = config_shape(config, parent)
     for dim in _DIMS:
         if not 1 <= getattr(arch, dim) <= getattr(parent, dim):
             raise ValueError(
@@ -776,6 +776,8 @@ def extract_subnetwork(
     layer_types = getattr(config, "layer_types", None)
     if not g.shared_layers and isinstance(layer_types, list) and len(layer_types) == len(g.blocks):
         new_config.layer_types = [layer_types[i] for i in blocks]  # each kept layer keeps its kind
+    # Which of the parent's layers each student layer was cut from: what layer-wise distillation matches them with.
+    new_config.parent_layers = _layer_indices(g, blocks)
     selection = _select(importance, g, arch.hidden, blocks, heads, neurons, head_dim)
     generator = torch.Generator().manual_seed(seed)
     prefix = _base_prefix(parent_model)
@@ -829,7 +831,7 @@ def _bort_state(parent_state, prefix, blocks_state, rest, target, selection, par
     target_state = target.state_dict()
     bort_prefix = _base_prefix(target)
     shapes = {k.removeprefix(bort_prefix): v.shape for k, v in target_state.items()}
-    offset = _config_shape(config, parent).position_offset
+    offset = config_shape(config, parent).position_offset
     sliced = {}
     for name, tensor in rest.items():
         if name == "embeddings.position_embeddings.weight":

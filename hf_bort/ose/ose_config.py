@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Literal
 
 
-OBJECTIVES = ("distill", "distill_layers", "task", "lm")
+OBJECTIVES = ("distill", "distill_layers", "task", "task_distill", "lm")  # each a class in ose/objectives.py
 INFERENCE_COSTS = ("flops", "latency")
 IMPORTANCE_METHODS = ("magnitude", "gradient", "group-taylor", "fisher", "activation")  # extract.IMPORTANCE_METHODS
 HYPERPARAMETERS = ("learning_rate", "head_learning_rate", "weight_decay")
@@ -32,6 +32,7 @@ _RUN_ONLY_FIELDS = (
     "min_speedup",
     "latency_threads",
     "latency_batch_size",
+    "latency_seq_len",
     "latency_repeats",
     "wait_timeout",
 )
@@ -48,11 +49,12 @@ class OSEConfig:
     interval: int = field(
         default=5, metadata={"help": "s: the number of final training steps whose loss is averaged into ê."}
     )
-    objective: Literal["distill", "distill_layers", "task", "lm"] = field(
+    objective: Literal["distill", "distill_layers", "task", "task_distill", "lm"] = field(
         default="distill",
         metadata={
             "help": "distill: match the parent's final hidden states on unlabelled text; distill_layers: every "
-            "layer, matched as hf_bort.distill.layer_map does; task: labelled data; lm (causal LMs): match the "
+            "layer, matched as hf_bort.distill.layer_map does; task: labelled data, a fresh head; task_distill: a "
+            "fine-tuned classifier parent's predicted labels (KL), its head carried over; lm (causal LMs): match the "
             "parent's next-token distributions (KL at temperature 1) on unlabelled text."
         },
     )
@@ -127,6 +129,9 @@ class OSEConfig:
     latency_batch_size: int = field(
         default=1, metadata={"help": "Rows per forward pass (each seq_len tokens) when measuring latency."}
     )
+    latency_seq_len: int | None = field(
+        default=None, metadata={"help": "Tokens per row when measuring latency (default: seq_len)."}
+    )
     latency_repeats: int = field(
         default=10, metadata={"help": "Timed passes per model (after 2 warm-up passes); the median is kept."}
     )
@@ -187,6 +192,8 @@ class OSEConfig:
                 raise ValueError(f"{name} must be a positive number, got {value!r}; leave it unset for no limit.")
         for name in ("latency_threads", "latency_batch_size", "latency_repeats"):
             _check_positive_int(name, getattr(self, name))
+        if self.latency_seq_len is not None:
+            _check_positive_int("latency_seq_len", self.latency_seq_len)
         if not (0 < self.holdout_fraction < 1):
             raise ValueError(f"holdout_fraction must lie in (0, 1), got {self.holdout_fraction!r}; e.g. 0.2.")
         if not (self.step_scale > 0 and math.isfinite(self.step_scale)):

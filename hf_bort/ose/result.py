@@ -85,14 +85,14 @@ class OSEResult:
     def to_config(self, arch: Architecture | None = None) -> PreTrainedConfig:
         """The config of `arch`'s student (default: the best point), with the per-layer sizes the search gave it;
         `AutoModel.from_config` builds it (the parent's class, or Bort, as the search built it)."""
-        from .space import SearchSpace, _config_shape, parent_architecture
+        from .space import SearchSpace, config_shape, parent_architecture
 
         values = dict(self.parent_config)
         config = AutoConfig.for_model(values.pop("model_type"), **values)
         arch = arch or self.best
         evaluated = next((r for r in self.records if r.architecture == arch), None)
         parent = parent_architecture(config)
-        space = SearchSpace(config, parent, _config_shape(config, parent), {}, self.allocation)
+        space = SearchSpace(config, parent, config_shape(config, parent), {}, self.allocation)
         return space.to_config(arch, evaluated.allocation if evaluated else None)
 
     def to_dict(self) -> dict:

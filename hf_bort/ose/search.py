@@ -3,69 +3,62 @@
 
 `OSESearch(...).run()` follows the paper's structure:
 
-1. p(ξ) and i(ξ) for every candidate of the space, in closed form (`costs.py`); the maximum point T.
-2. ABnC ordering and ε-trimming. Under the ABnC property a network is an input stage A, n copies of a block B
-   and an output stage C, with A and C cheaper than the blocks, so p and i are affine and increasing in the depth
-   and every block dimension; sorting by (p, i) is then a linear extension of cost dominance. The ordered space
-   is cut into buckets of relative width ε in both p and i (bucket = (⌊log_{1+ε} p/p_min⌋, ⌊log_{1+ε} i/i_min⌋))
-   and one candidate per bucket is kept, the largest (expected to be the most accurate): every discarded candidate
-   has a kept one whose p and i are each within a factor 1 + ε of its own. A smaller ε keeps more candidates.
-3. The error of each kept candidate is estimated by short training runs from its extracted weights (never full
+1. p(ξ) and i(ξ) for every candidate of the space, in closed form (`costs.py`); the maximum point T. Constraints
+   that do not depend on weights (parameters, FLOPs, latency and speed-up predicted on this device) cut the space
+   before anything is trained.
+2. The ε-cover (`epsilon_cover`): every candidate gets a kept one that contains it and costs at most 1 + ε times as
+   much in p and in i. Under the assumption that a candidate containing another errs no more, the best W over the
+   kept set is within 1 + ε of the best over the space.
+3. The error of kept candidates is estimated by short training runs from their extracted weights (never full
    training), one per setting θ of Θ (`hyperparameter_space`, e.g. learning rates), and ê is the best over Θ, as
    in the paper. Each run takes `steps = max(s, ceil(K / (ε·sqrt(s))))` optimiser steps (K = `step_scale`,
    s = `interval`): we read the paper's runtime bound |Θ||B||Ξ| / (ε·s^{3/2}) as counting averaging windows of s
-   steps, K / (ε·s^{3/2}) of them per candidate and setting, so tighter ε buys proportionally longer runs, and a
-   longer window (already a steadier average) needs fewer steps; see `OSEConfig.steps`. The runs cycle through
-   the fitting rows in a fresh seeded order each pass, so a long budget uses all of them.
-   ê is **held out**: the training texts are split (seeded, `holdout_fraction`) into fitting rows and held-out
-   rows, or `eval_dataset` is the held-out set; the short run, the ridge projection and any head see only the
-   fitting rows, and ê is the loss on the held-out rows after the run. W and the Pareto front use it; the
-   in-sample ê (the loss averaged over the last s steps) is recorded for reading (`in_sample_error`). An
-   in-sample ê rewards wide candidates whose fitted projection memorises the fitting tokens.
-   Objectives: "distill" (default), MSE between the candidate's final hidden states, through the best affine map
-   to the parent's width (ridge least squares, closed form), and the parent's, on unlabelled text;
-   "distill_layers", the same for every student layer matched to a parent layer as `hf_bort.distill.layer_map`
-   matches them (embeddings included), each through its own closed-form map and normalised by its own variance;
-   or "task", cross-entropy (or MSE for float labels) of a linear head on the first token; or "lm" for causal LMs,
-   KL(parent || candidate) between the next-token distributions at temperature 1, the candidate keeping its own
-   (extracted) LM head. Each batch's loss is divided by that of the best input-independent prediction on it, so ê reads like 1 - R² and stays comparable
-   across batches and candidates.
+   steps, K / (ε·s^{3/2}) of them per candidate and setting; see `OSEConfig.steps`. The runs cycle through the
+   fitting rows in a fresh seeded order each pass, so a long budget uses all of them. ê is **held out**: the
+   training texts are split (seeded, `holdout_fraction`) into fitting and held-out rows, or `eval_dataset` is the
+   held-out set; the short run and any fitted projection or head see only the fitting rows. What a run minimises
+   is the objective's (`objectives.py`: distillation of hidden states or layers, a labelled task, a fine-tuned
+   classifier's predictions, a causal LM's next tokens). A branch and bound (`_BranchAndBound`) visits the kept
+   set largest first and never trains a candidate whose lower bound on W reaches the best W found.
 4. The W-coefficient (`w_coefficient`) relative to T ranks the candidates; the Pareto front in (p, i, ê) and
-   the lowest-W point are returned.
+   the lowest-W point are returned, with what the search proves (`OSEResult.guarantee`).
 
-Candidates are shared out across Accelerate processes (each seeded by its architecture alone, so results do not
-depend on the sharding), and each finished candidate is appended to a JSONL file, so a rerun resumes. The search
-runs on the device Accelerate gives the process (`ose_state()`): an accelerator when there is one, else the CPU.
+Candidates are shared out across Accelerate processes (each seeded by its architecture alone, and the rounds of
+the branch and bound a function of the records alone, so results do not depend on the sharding), and each finished
+candidate is appended to a JSONL file, so a rerun resumes. The search runs on the device Accelerate gives the
+process (`ose_state()`): an accelerator when there is one, else the CPU.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import fcntl
-import hashlib
-import json
 import math
 import os
-import socket
 import time
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 from tqdm.auto import tqdm
-from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import logging
 
-from ..distill import layer_map
 from ..errors import load_checkpoint
 from .costs import LatencyModel, inference_flops, parameter_count, pareto_front
 from .extract import compute_importance, extract_subnetwork
-from .latency import measure_latency_ms
+from .journal import (
+    Journal,
+    arch_key,
+    check_search_folder,
+    fingerprint_space,
+    fingerprint_state_dict,
+    fingerprint_tensors,
+    fingerprint_tokenizer,
+)
+from .latency import measure_latency_ms, measure_speedup
+from .objectives import OBJECTIVES, Targets
 from .ose_config import OSEConfig
 from .result import CandidateRecord, OSEResult
 from .space import Architecture, SearchSpace, layer_sizes
@@ -164,6 +157,8 @@ def w_coefficient(
     return np.max(np.stack([w * r for w, r in zip(weights, ratios)]), axis=0)
 
 
+# Rows per forward-only batch when scoring the held-out rows (no gradients: larger batches cost less per row).
+EVAL_BATCH_SIZE = 64
 # Under the monotone assumption a candidate errs at least as much as any evaluated one that contains it; an error
 # is capped at this (the constant predictor's, e(T) = 1) before it bounds smaller candidates, since any candidate
 # can learn the constant: a diverged run of a large candidate must not rule out everything below it.
@@ -244,59 +239,7 @@ def ose_state():
 
 def _candidate_seed(arch: Architecture, seed: int) -> int:
     """A seed that depends only on the architecture and the search seed: sharding cannot change a result."""
-    return zlib.crc32(f"{_arch_key(arch)}-{seed}".encode())
-
-
-def _arch_key(arch: Architecture) -> str:
-    """depth-heads-hidden-intermediate[-head_dim]: names a candidate in seeds and claim files."""
-    return "-".join(str(v) for v in arch.as_dict().values())
-
-
-@dataclass
-class _Targets:
-    """The fixed data every candidate is trained and scored on, with the teacher's outputs and reference errors.
-
-    `train` holds the fitting batches (the short run's steps); `projection` fitting batches (as many as
-    `_HEAD_FIT_BATCHES`, whatever the step budget) for the closed-form maps; `eval` the held-out batches, which no
-    candidate's training, projection or head ever sees.
-    """
-
-    train: list[dict[str, torch.Tensor]]
-    train_hidden: list
-    train_reference: list[float]
-    eval: list[dict[str, torch.Tensor]]
-    eval_hidden: list
-    eval_reference: list[float]
-    projection: list[dict[str, torch.Tensor]] = field(default_factory=list)  # fitting rows for the maps
-    projection_hidden: list = field(default_factory=list)
-
-
-# The ridge projections are fitted on up to this many batches of fitting rows: a d x d map needs many more tokens
-# than d (fitted on a short run's few batches it memorises them and its held-out error passes 1), at a fixed cost
-# whatever the step budget.
-_HEAD_FIT_BATCHES = 32
-
-
-def _ridge_map(x: torch.Tensor, y: torch.Tensor) -> nn.Linear:
-    """The affine map x -> y of least squared error, lightly ridge-regularised (closed form), frozen."""
-    x_mean, y_mean = x.mean(0), y.mean(0)
-    xc = x - x_mean
-    ridge = 1e-2 * xc.pow(2).sum() / x.shape[1] + 1e-8
-    eye = torch.eye(x.shape[1], device=x.device, dtype=x.dtype)
-    solution = torch.linalg.solve(xc.T @ xc + ridge * eye, xc.T @ (y - y_mean))
-    head = nn.Linear(x.shape[1], y.shape[1]).to(device=x.device, dtype=x.dtype)
-    head.weight.data.copy_(solution.T)
-    head.bias.data.copy_(y_mean - x_mean @ solution)
-    return head.requires_grad_(False)
-
-
-class _LayerMaps(nn.Module):
-    """One fixed ridge map per student hidden state, each to the teacher state `mapping` matches it with."""
-
-    def __init__(self, maps: list[nn.Linear], mapping: list[int]):
-        super().__init__()
-        self.maps = nn.ModuleList(maps)
-        self.mapping = mapping
+    return zlib.crc32(f"{arch_key(arch)}-{seed}".encode())
 
 
 class OSESearch:
@@ -331,22 +274,18 @@ class OSESearch:
             raise ValueError(
                 "train_dataset is required: texts (distill) or labelled texts (task) for the error estimates."
             )
+        self.args = args
+        self.objective = OBJECTIVES[args.objective](self)
         if isinstance(parent, (str, os.PathLike)):  # a bad folder is one sentence naming it, before the tokenizer
-            model_class = AutoModelForCausalLM if args.objective == "lm" else AutoModel
             parent_path = parent
-            parent = load_checkpoint(model_class, parent_path, "OSE parent")
+            parent = load_checkpoint(self.objective.parent_class, parent_path, "OSE parent")
             tokenizer = tokenizer or AutoTokenizer.from_pretrained(parent_path)
         if tokenizer is None:
             raise ValueError("Pass tokenizer= when the parent is a model object rather than a path.")
-        if args.objective == "lm" and not (type(parent).can_generate() and parent.get_output_embeddings() is not None):
-            raise ValueError(
-                f"objective='lm' distils next-token distributions and needs a causal LM with its head; got "
-                f"{type(parent).__name__}. Load it with AutoModelForCausalLM, or use objective='distill'."
-            )
+        self.objective.check_parent(parent)
         if tokenizer.pad_token is None:  # GPT-2, Llama: rows are padded to seq_len, and the mask hides the padding
             tokenizer = copy.deepcopy(tokenizer)
             tokenizer.pad_token = tokenizer.eos_token
-        self.args = args
         self.parent = parent.eval()
         self.device = next(parent.parameters()).device  # until run() places the parent where Accelerate says
         self.space = space if space is not None else SearchSpace.from_config(parent.config)
@@ -360,28 +299,29 @@ class OSESearch:
     # ----- data -----
 
     def _encode(self, dataset, name: str) -> dict[str, torch.Tensor]:
-        """Tokenised rows (fixed length, so every step costs the same) and, for "task", labels."""
+        """Tokenised rows (fixed length, so every step costs the same) and the labels the objective uses."""
         if isinstance(dataset, (list, tuple)):
             if not all(isinstance(t, str) for t in dataset):
                 raise ValueError(f"{name} as a list must hold strings; got {type(dataset[0]).__name__} items.")
             first, second, labels = list(dataset), None, None
         else:
             columns = list(dataset.column_names)
-            first_col, second_col = _find_text_columns(columns, self.args.text_column, name)
+            first_col, second_col = find_text_columns(columns, self.args.text_column, name)
             first = list(dataset[first_col])
             second = list(dataset[second_col]) if second_col else None
             labels = list(dataset[self.args.label_column]) if self.args.label_column in columns else None
         if not first:
             raise ValueError(f"{name} is empty; pass at least one text.")
-        if self.args.objective == "task" and labels is None:
+        if self.objective.needs_labels and labels is None:
             raise ValueError(
-                f"objective='task' needs a '{self.args.label_column}' column in {name} (or label_column=...)."
+                f"objective={self.args.objective!r} needs a '{self.args.label_column}' column in {name} (or "
+                "label_column=...)."
             )
         encoded = self.tokenizer(
             first, second, truncation=True, max_length=self.args.seq_len, padding="max_length", return_tensors="pt"
         )
         out = {k: encoded[k] for k in ("input_ids", "attention_mask")}
-        if self.args.objective == "task":
+        if self.objective.uses_labels and labels is not None:
             out["labels"] = torch.tensor(labels)
         return out
 
@@ -404,11 +344,11 @@ class OSESearch:
         """
         if getattr(self, "_fingerprints", None) is None:
             self._fingerprints = {
-                "parent_weights": _fingerprint_state_dict(self.parent),
-                "tokenizer": _fingerprint_tokenizer(self.tokenizer),
-                "train_data": _fingerprint_tensors(self._train),
-                "eval_data": _fingerprint_tensors(self._eval) if self._eval is not None else None,
-                "space": _fingerprint_space(self.space),
+                "parent_weights": fingerprint_state_dict(self.parent),
+                "tokenizer": fingerprint_tokenizer(self.tokenizer),
+                "train_data": fingerprint_tensors(self._train),
+                "eval_data": fingerprint_tensors(self._eval) if self._eval is not None else None,
+                "space": fingerprint_space(self.space),
             }
         return {
             "parent": self.space.parent_architecture.as_dict(),
@@ -420,9 +360,12 @@ class OSESearch:
         state = ose_state()
         self.device = state.device
         self.parent.to(self.device)
-        self._run_token = os.urandom(8).hex()  # this run's claims; an earlier run's in this process are stale
+        # this run's claims (an earlier run's in this process are stale)
+        self.journal = None if self.output_dir is None else Journal(
+            self.output_dir, os.urandom(8).hex(), self.args.wait_timeout
+        )  # fmt: skip
         if self.output_dir is not None:
-            _check_output_dir(self.output_dir)
+            check_search_folder(self.output_dir)
         self._check_seq_len()
         params, cost = self._costs()  # step 1
         feasible = self._feasible(params, cost, state)  # constraints decided before anything is trained
@@ -478,7 +421,7 @@ class OSESearch:
     def _latency_protocol(self) -> dict:
         return {
             "batch_size": self.args.latency_batch_size,
-            "seq_len": self.args.seq_len,
+            "seq_len": self.args.latency_seq_len or self.args.seq_len,
             "threads": self.args.latency_threads,
             "repeats": self.args.latency_repeats,
         }
@@ -569,7 +512,7 @@ class OSESearch:
             # round is then read back from the journal.
             self._finish_claimed(indices, params, cost, targets, scores, state.process_index)
             state.wait_for_everyone()
-            finished.update(self._read_journal()[0])
+            finished.update(self.journal.read()[0])
         return [finished[self.space[index]] for index in indices]
 
     def extract(self, arch: Architecture, as_bort: bool = False) -> PreTrainedModel:
@@ -652,8 +595,8 @@ class OSESearch:
         batches = None
         if self.args.importance != "magnitude":
             fit, _ = self._split()
-            batches = [
-                {k: v for k, v in b.items() if k in ("input_ids", "attention_mask")}
+            batches = [  # with labels, the parent's own task loss ranks its weights
+                {k: v for k, v in b.items() if k in ("input_ids", "attention_mask", "labels")}
                 for b in self._batches(fit, 4, self.args.seed)
             ]
         self._scores = compute_importance(self.parent, batches, method=self.args.importance)
@@ -698,87 +641,25 @@ class OSESearch:
         ]
 
     @torch.no_grad()
-    def _prepare_targets(self) -> _Targets:
-        """Fitting and held-out batches, the teacher's hidden states on them (distill), and per-batch references.
+    def _prepare_targets(self) -> Targets:
+        """Fitting and held-out batches with the objective's targets and per-batch references.
 
         A batch's reference is the loss, on that batch, of the best input-independent prediction fitted on the
-        fitting rows: the teacher's mean hidden state over the fitting tokens (distill), or the label prior / mean
-        label of the fitting rows (task). Dividing by it makes ê = 1 - R²-like and batches comparable, and on
-        held-out rows the candidate and the reference are fitted on the same data, so neither is favoured. For
-        "distill_layers" every matched layer is normalised by its own reference inside the loss, so the batch
-        reference is 1.
+        fitting rows (the teacher's mean hidden state, the label prior, the parent's mean label distribution, ...).
+        Dividing by it makes ê = 1 - R²-like and batches comparable, and on held-out rows the candidate and the
+        reference are fitted on the same data, so neither is favoured.
         """
         fit, held = self._split()
         train = self._batches(fit, self.steps, self.args.seed)
-        heldout = self._batches(held, math.ceil(len(held["input_ids"]) / self.args.batch_size))
-        if self.args.objective == "task":
-            labels = fit["labels"]
-            if labels.is_floating_point():
-                reference = float(labels.var(unbiased=False))
-            else:
-                prior = torch.bincount(labels).float() / len(labels)
-                reference = float(-(prior[prior > 0] * prior[prior > 0].log()).sum())
-            return _Targets(
-                train, [None] * len(train), [reference] * len(train), heldout, [None] * len(heldout),
-                [reference] * len(heldout),
-            )  # fmt: skip
-        base = self.parent.base_model
-        all_layers = self.args.objective == "distill_layers"
-
-        def states(batches):
-            """Per batch: the teacher's hidden states (all layers, or the last one), each of shape (rows, len, d)."""
-            out = []
-            for b in batches:
-                result = base(
-                    input_ids=b["input_ids"], attention_mask=b["attention_mask"], output_hidden_states=all_layers
-                )
-                out.append(tuple(result.hidden_states) if all_layers else (result.last_hidden_state,))
-            return out
-
-        projection = self._batches(
-            fit, min(_HEAD_FIT_BATCHES, math.ceil(len(fit["input_ids"]) / self.args.batch_size)), self.args.seed + 1
-        )
-        projection_states = states(projection)
-        # The input-independent predictor: each layer's mean state over the fitting tokens.
-        means = [
-            torch.cat([s[k][b["attention_mask"].bool()] for s, b in zip(projection_states, projection)]).mean(0)
-            for k in range(len(projection_states[0]))
+        # Held-out rows are only read forward, in batches of at least EVAL_BATCH_SIZE rows: each is scored once.
+        size = max(self.args.batch_size, EVAL_BATCH_SIZE)
+        heldout = [
+            {k: v[i : i + size].to(self.device) for k, v in held.items()}
+            for i in range(0, len(held["input_ids"]), size)
         ]
+        return self.objective.prepare(train, heldout, fit)
 
-        if self.args.objective == "lm":
-            # the input-independent predictor: the parent's mean next-token distribution over the fitting tokens
-            probs = sum(self._teacher_log_probs(s[0][b["attention_mask"].bool()]).exp().sum(0) for s, b in zip(
-                projection_states, projection))  # fmt: skip
-            log_mean = (probs / probs.sum()).log()
-
-        def targets(batches, batch_states):
-            hidden, refs = [], []
-            for b, layer_states in zip(batches, batch_states):
-                mask = b["attention_mask"].bool()
-                if self.args.objective == "lm":  # KL(parent || mean distribution) on this batch's tokens
-                    log_p = self._teacher_log_probs(layer_states[0][mask])
-                    hidden.append(layer_states[0])
-                    refs.append(float((log_p.exp() * (log_p - log_mean)).sum(-1).mean()))
-                    continue
-                references = torch.stack([(h[mask] - m).pow(2).mean() for h, m in zip(layer_states, means)])
-                if all_layers:
-                    hidden.append((layer_states, references))
-                    refs.append(1.0)
-                else:
-                    hidden.append(layer_states[0])
-                    refs.append(float(references[0]))
-            return hidden, refs
-
-        return _Targets(
-            train,
-            *targets(train, states(train)),
-            heldout,
-            *targets(heldout, states(heldout)),
-            projection,
-            targets(projection, projection_states)[0],
-        )
-
-    def _evaluate(self, arch, params, cost, targets: _Targets, scores) -> CandidateRecord:
+    def _evaluate(self, arch, params, cost, targets: Targets, scores) -> CandidateRecord:
         """ê of one candidate: a short run under each setting of Θ, scored on the held-out rows; the best counts."""
         seed = _candidate_seed(arch, self.args.seed)
         torch.manual_seed(seed)
@@ -787,7 +668,7 @@ class OSESearch:
             self.parent, arch, importance=scores, seed=seed, allocation=self.space.allocation
         )
         allocation = layer_sizes(extracted.config)
-        extracted = extracted if self.args.objective == "lm" else extracted.base_model  # lm: keep its LM head
+        extracted = extracted if self.objective.keeps_head else extracted.base_model
         runs = []
         for setting in self.args.hyperparameter_space:
             torch.manual_seed(seed)
@@ -809,25 +690,26 @@ class OSESearch:
             allocation=allocation,
         )
 
-    def _short_run(self, student, arch, targets: _Targets, setting: dict) -> tuple[float, float, float]:
+    def _short_run(self, student, arch, targets: Targets, setting: dict) -> tuple[float, float, float]:
         """Train `student` for `steps` steps under one setting of Θ: (held-out ê, in-sample ê, raw in-sample loss).
 
         The in-sample ê is the loss averaged over the last `interval` steps relative to the reference; the held-out
         ê is the same ratio on the held-out rows after training, through the same (fixed) projection or head.
         """
         student.eval()  # no dropout: a short estimate measures capacity, and stays deterministic
-        head = self._make_head(student, targets, arch)
+        head = self.objective.head(student, targets, arch)
         # The word embeddings (most of a small encoder's weights) stay as extracted: updating them densely would
         # dominate every step, and a short run measures what the architecture's layers can do with them.
         student.get_input_embeddings().weight.requires_grad_(False)
         weight_decay = setting.get("weight_decay", 0.0)
         groups = [{"params": [p for p in student.parameters() if p.requires_grad]}]
-        if self.args.objective == "task":
-            groups.append({"params": list(head.parameters()), "lr": setting["head_learning_rate"]})
+        head_learning_rate = self.objective.head_learning_rate(setting)
+        if head_learning_rate is not None:  # a fresh head ("task") trains at its own rate
+            groups.append({"params": list(head.parameters()), "lr": head_learning_rate})
         optimizer = torch.optim.AdamW(groups, lr=setting["learning_rate"], weight_decay=weight_decay)
         losses = []
         for batch, target in zip(targets.train, targets.train_hidden):
-            loss = self._loss(student, head, batch, target)
+            loss = self.objective.loss(student, head, batch, target)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -836,7 +718,7 @@ class OSESearch:
         in_sample = float(np.mean(np.array(losses[last]) / np.array(targets.train_reference[last])))
         with torch.no_grad():
             ratios = [
-                float(self._loss(student, head, b, t)) / r
+                float(self.objective.loss(student, head, b, t)) / r
                 for b, t, r in zip(targets.eval, targets.eval_hidden, targets.eval_reference)
             ]
         held_out = float(np.mean(ratios))
@@ -844,107 +726,10 @@ class OSESearch:
             held_out = math.inf  # a diverged setting never wins Θ
         return held_out, in_sample, float(np.mean(losses[last]))
 
-    def _make_head(self, student, targets: _Targets, arch: Architecture) -> nn.Module:
-        """Distill: the best affine map from the candidate's width to the parent's, by ridge least squares over up to
-        `_HEAD_FIT_BATCHES` batches of fitting rows, then fixed (a closed-form optimum that Adam's noisy steps would only degrade); one map per
-        matched layer for "distill_layers" (`hf_bort.distill.layer_map`); task: a fresh linear classifier, trained
-        with the setting's `head_learning_rate`."""
-        if self.args.objective == "task":
-            labels = self._train["labels"]
-            return nn.Linear(arch.hidden, 1 if labels.is_floating_point() else int(labels.max()) + 1).to(self.device)
-        if self.args.objective == "lm":
-            return nn.Identity()  # the candidate's own LM head, extracted with it
-        all_layers = self.args.objective == "distill_layers"
-        mapping = layer_map(arch.depth, self.space.parent_architecture.depth) if all_layers else [None]
-        xs, ys = [[] for _ in mapping], [[] for _ in mapping]
-        with torch.no_grad():
-            for batch, target in zip(targets.projection, targets.projection_hidden):
-                mask = batch["attention_mask"].bool()
-                out = student(
-                    input_ids=batch["input_ids"],
-                    attention_mask=batch["attention_mask"],
-                    output_hidden_states=all_layers,
-                )
-                states = out.hidden_states if all_layers else (out.last_hidden_state,)
-                teacher = target[0] if all_layers else (target,)
-                for k, t in enumerate(mapping):
-                    xs[k].append(states[k][mask])
-                    ys[k].append(teacher[t if all_layers else 0][mask])
-        maps = [_ridge_map(torch.cat(x), torch.cat(y)) for x, y in zip(xs, ys)]
-        return maps[0] if not all_layers else _LayerMaps(maps, mapping)
-
-    @torch.no_grad()
-    def _teacher_log_probs(self, hidden: torch.Tensor) -> torch.Tensor:
-        """The parent's next-token log-probabilities from its final hidden states (its LM head; temperature 1)."""
-        return torch.log_softmax(self.parent.get_output_embeddings()(hidden).float(), dim=-1)
-
-    def _loss(self, student, head, batch, target) -> torch.Tensor:
-        if self.args.objective == "lm":
-            mask = batch["attention_mask"].bool()
-            logits = student(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-            log_q = torch.log_softmax(logits[mask].float(), dim=-1)
-            log_p = self._teacher_log_probs(target[mask])
-            return (log_p.exp() * (log_p - log_q)).sum(-1).mean()
-        if self.args.objective == "distill_layers":
-            out = student(
-                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], output_hidden_states=True
-            )
-            mask = batch["attention_mask"].bool()
-            teacher_states, variances = target
-            terms = [
-                nn.functional.mse_loss(m(out.hidden_states[k][mask]), teacher_states[t][mask]) / variances[t]
-                for k, (m, t) in enumerate(zip(head.maps, head.mapping))
-            ]
-            return torch.stack(terms).mean()
-        hidden = student(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
-        if self.args.objective == "distill":
-            mask = batch["attention_mask"].bool()
-            return nn.functional.mse_loss(head(hidden[mask]), target[mask])
-        logits = head(hidden[:, 0])
-        labels = batch["labels"]
-        if labels.is_floating_point():
-            return nn.functional.mse_loss(logits.squeeze(-1), labels)
-        return nn.functional.cross_entropy(logits, labels)
-
-    # ----- resumability -----
+    # ----- the journal (hf_bort/ose/journal.py) -----
 
     def _load_finished(self, state) -> dict[Architecture, CandidateRecord]:
-        if self.output_dir is None:
-            return {}
-        meta = self.output_dir / _MARKER
-        settings = self.settings()
-        if meta.exists():
-            self._check_same_search(_read_marker(meta), settings)
-        state.wait_for_everyone()
-        if state.is_main_process:
-            self.output_dir.mkdir(parents=True, exist_ok=True)
-            if not _create_exclusively(meta, json.dumps({**_MARKER_HEADER, "settings": settings}, indent=1)):
-                self._check_same_search(_read_marker(meta), settings)  # another search created it just now
-        state.wait_for_everyone()
-        finished, skipped, repaired = self._read_journal(repair=state.is_main_process)
-        if skipped or repaired:
-            logger.warning(
-                f"OSE journal in {self.output_dir}: repaired {repaired} line(s) cut short by a crash and skipped "
-                f"{skipped} unreadable line(s); those candidates are evaluated again."
-            )
-        return finished
-
-    def _append(self, record: CandidateRecord, rank: int) -> None:
-        """One `os.write` of a whole line on an O_APPEND file, under an exclusive lock: a record is all or nothing."""
-        if self.output_dir is None:
-            return
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        line = (json.dumps(record.to_dict()) + "\n").encode()
-        fd = os.open(self.output_dir / f"candidates-{rank}.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            if os.write(fd, line) != len(line):
-                raise OSError(f"Short write to the OSE journal in {self.output_dir}; check the free disk space.")
-            os.fsync(fd)
-        finally:
-            os.close(fd)  # closing releases the lock
-
-    # ----- output folder, claims and constraints -----
+        return {} if self.journal is None else self.journal.open(self.settings(), state)
 
     def _check_seq_len(self) -> None:
         """seq_len must fit the parent's position table (RoBERTa-style embeddings start after the padding index)."""
@@ -958,131 +743,26 @@ class OSESearch:
                 f"pass seq_len={table - offset} or less."
             )
 
-    def _check_same_search(self, saved: dict, settings: dict) -> None:
-        saved_settings = saved.get("settings")
-        if saved_settings == settings:
-            return
-        changed = [k for k in settings if saved_settings.get(k) != settings[k]]
-        changed += [k for k in saved_settings if k not in settings]
-        described = ", ".join(
-            f"{k} ({_FINGERPRINTED[k]})"
-            if k in _FINGERPRINTED
-            else f"{k} ({saved_settings.get(k)!r} -> {settings.get(k)!r})"
-            for k in changed
-        )
-        raise ValueError(
-            f"{self.output_dir} holds a search with different settings: {described}; resume with the same settings, "
-            "or use another output_dir."
-        )
-
-    def _read_journal(self, repair: bool = False) -> tuple[dict[Architecture, CandidateRecord], int, int]:
-        """Every journaled candidate (the first record of each), with the counts of skipped and repaired lines.
-
-        With `repair`, a journal whose last line has no newline (a crash mid-write of an older version, or a
-        truncated copy) is cut back to its last complete line under the writers' lock, so the next record starts on
-        a line of its own. A line that swallowed a record still yields that record.
-        """
-        finished: dict[Architecture, CandidateRecord] = {}
-        skipped = repaired = 0
-        for path in sorted(self.output_dir.glob("candidates-*.jsonl")) if self.output_dir.exists() else []:
-            fd = os.open(path, os.O_RDWR if repair else os.O_RDONLY)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX if repair else fcntl.LOCK_SH)
-                data = path.read_bytes()
-                if repair and data and not data.endswith(b"\n"):
-                    os.ftruncate(fd, data.rfind(b"\n") + 1)
-                    data = data[: data.rfind(b"\n") + 1]
-                    repaired += 1
-            finally:
-                os.close(fd)
-            for line in data.decode("utf-8", errors="replace").splitlines():
-                if not line.strip():
-                    continue
-                record = _parse_record(line)
-                if record is None:
-                    skipped += 1
-                elif record.architecture not in finished:
-                    finished[record.architecture] = record
-        return finished, skipped, repaired
-
     def _claim_and_evaluate(self, index, params, cost, targets, scores, rank: int) -> CandidateRecord | None:
         """Evaluate candidate `index` unless another process holds it or it is journaled; None when skipped."""
         arch = self.space[index]
-        if self.output_dir is not None:
-            with self._claims_lock():
-                if arch in self._read_journal()[0] or not self._take_claim(arch):
-                    return None
+        if self.journal is not None and not self.journal.claim(arch):
+            return None
         try:
             record = self._evaluate(arch, float(params[index]), float(cost[index]), targets, scores)
-            self._append(record, rank)
+            if self.journal is not None:
+                self.journal.append(record, rank)
         finally:
-            if self.output_dir is not None:
-                with self._claims_lock():
-                    self._claim_path(arch).unlink(missing_ok=True)
+            if self.journal is not None:
+                self.journal.release(arch)
         return record
 
-    def _finish_claimed(self, kept, params, cost, targets, scores, rank: int) -> None:
-        """Until every kept candidate is journaled: take over unclaimed or stale ones, wait for live claims."""
-        deadline = time.monotonic() + self.args.wait_timeout
-        while True:
-            finished = self._read_journal()[0]
-            missing = [int(k) for k in kept if self.space[int(k)] not in finished]
-            if not missing:
-                self._clear_stale_claims(finished)
-                return
-            evaluated = [self._claim_and_evaluate(k, params, cost, targets, scores, rank) for k in missing]
-            if any(r is not None for r in evaluated):
-                continue
-            if time.monotonic() > deadline:
-                arch = self.space[missing[0]]
-                raise TimeoutError(
-                    f"Waited {self.args.wait_timeout:.0f} s for {len(missing)} candidate(s) claimed by another search "
-                    f"in {self.output_dir} (e.g. {arch}: {_read_claim(self._claim_path(arch))}); rerun to resume "
-                    f"once it ends, or delete {self._claim_path(arch).parent} if no search is running."
-                )
-            time.sleep(CLAIM_POLL_SECONDS)
-
-    def _clear_stale_claims(self, finished: dict[Architecture, CandidateRecord]) -> None:
-        """Remove the claims of journaled candidates left by processes that died between journaling and release."""
-        with self._claims_lock():
-            for arch in finished:
-                holder = _read_claim(self._claim_path(arch))
-                if holder is not None and _claim_is_stale(holder, self._run_token):
-                    self._claim_path(arch).unlink(missing_ok=True)
-
-    def _claim_path(self, arch: Architecture) -> Path:
-        return self.output_dir / "claims" / f"{_arch_key(arch)}.json"
-
-    @contextlib.contextmanager
-    def _claims_lock(self):
-        folder = self.output_dir / "claims"
-        folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
-
-    def _take_claim(self, arch: Architecture) -> bool:
-        """Create the candidate's claim file with O_CREAT | O_EXCL (under the claims lock); False if a live one exists."""
-        path = self._claim_path(arch)
-        holder = _read_claim(path)
-        if holder is not None:
-            if not _claim_is_stale(holder, self._run_token):
-                return False
-            logger.warning(f"OSE: taking over the stale claim on {arch} ({holder}).")
-            path.unlink(missing_ok=True)
-        claim = {"pid": os.getpid(), "host": socket.gethostname(), "time": time.time(), "token": self._run_token}
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            return False
-        try:
-            os.write(fd, json.dumps(claim).encode())
-        finally:
-            os.close(fd)
-        return True
+    def _finish_claimed(self, indices, params, cost, targets, scores, rank: int) -> None:
+        """Until every candidate of `indices` is journaled: take over unclaimed or stale ones, wait for live claims."""
+        by_arch = {self.space[int(k)]: int(k) for k in indices}
+        self.journal.wait_for(
+            by_arch, lambda arch: self._claim_and_evaluate(by_arch[arch], params, cost, targets, scores, rank)
+        )
 
     def _best_under_constraints(self, records: list[CandidateRecord]) -> tuple[Architecture, dict]:
         """The lowest-W record that meets `OSEConfig.constraints()`, and what was applied (with measurements).
@@ -1124,22 +804,27 @@ class OSESearch:
             # One process measures (parallel timings would slow each other down); every rank gets its numbers.
             state = ose_state()
             timings = [None]
-            if state.is_main_process:
-                parent_ms, latencies = measure_latency_ms(self.parent, **protocol), {}
+            if state.is_main_process:  # each candidate timed alternately with the parent (`measure_speedup`)
+                parent_ms, measured = None, {}
+                shape = [(protocol["batch_size"], protocol["seq_len"])]
                 for rec in static:
                     model = AutoModel.from_config(self.space.to_config(rec.architecture, rec.allocation))
-                    rec.latency_ms = latencies[rec.architecture] = measure_latency_ms(model, **protocol)
-                    rec.speedup = parent_ms / rec.latency_ms
+                    speed = measure_speedup(
+                        model, self.parent.base_model, shape, protocol["threads"], protocol["repeats"]
+                    )
+                    parent_ms = next(iter(speed.reference_ms.values()))
+                    rec.latency_ms, rec.speedup = next(iter(speed.latency_ms.values())), speed.value
+                    measured[rec.architecture] = (rec.latency_ms, rec.speedup)
                     if violation(rec) <= 1.0:
                         break
-                timings = [(parent_ms, latencies)]
+                timings = [(parent_ms, measured)]
             if state.num_processes > 1:
                 broadcast_object_list(timings)
-            parent_ms, latencies = timings[0]
+            parent_ms, measured = timings[0]
             applied.update(parent_latency_ms=parent_ms, latency_protocol=protocol)
             for rec in static:
-                if rec.architecture in latencies:
-                    rec.latency_ms, rec.speedup = latencies[rec.architecture], parent_ms / latencies[rec.architecture]
+                if rec.architecture in measured:
+                    rec.latency_ms, rec.speedup = measured[rec.architecture]
                     if violation(rec) <= 1.0:
                         return rec.architecture, applied
             static = []
@@ -1158,7 +843,7 @@ class OSESearch:
         )
 
 
-def _find_text_columns(columns: list[str], text_column, name: str) -> tuple[str, str | None]:
+def find_text_columns(columns: list[str], text_column, name: str) -> tuple[str, str | None]:
     if text_column is not None:
         wanted = (text_column,) if isinstance(text_column, str) else tuple(text_column)
         missing = [c for c in wanted if c not in columns]
@@ -1175,152 +860,6 @@ def _find_text_columns(columns: list[str], text_column, name: str) -> tuple[str,
         f"{name} has no text column: found columns {columns}, expected one of {list(_TEXT_COLUMNS)} or a pair "
         f"{[list(p) for p in _PAIR_COLUMNS]}. Pass text_column='your_column'."
     )
-
-
-# ----- output folders, fingerprints, journal lines and claims -----
-
-_MARKER = "search.json"
-_MARKER_HEADER = {"format": "hf_bort.ose.search", "version": 1}
-_FINGERPRINTED = {
-    "parent_weights": "the parent's weights differ",
-    "tokenizer": "the tokenizer differs",
-    "train_data": "the training data differ",
-    "eval_data": "the eval data differ",
-    "space": "the search space differs",
-}
-# A claim is stale when its process is gone from this host, or (another host, or a reused pid) it is this old.
-CLAIM_TIMEOUT_SECONDS = 24 * 3600
-CLAIM_POLL_SECONDS = 0.5
-
-
-def _check_output_dir(path: Path) -> None:
-    """Refuse a path that is a file, or a non-empty folder that OSE did not create (no search.json marker)."""
-    if path.is_file():
-        raise ValueError(f"output_dir {path} is a file; pass a folder (new, empty, or an earlier OSE search's).")
-    if path.is_dir() and not (path / _MARKER).exists():
-        entries = [e for e in os.listdir(path) if not e.startswith(f".{_MARKER}.")]
-        if entries:
-            raise ValueError(
-                f"output_dir {path} is not empty and holds no {_MARKER}, so it is not an OSE search folder and its "
-                f"files ({', '.join(sorted(entries)[:3])}{', ...' if len(entries) > 3 else ''}) would be overwritten; "
-                "pass a new or empty folder."
-            )
-
-
-def _read_marker(path: Path) -> dict:
-    fix = (
-        f"if {path.parent} holds only an OSE search, delete it to start again (or delete {path.name} and the "
-        "candidates-*.jsonl files), or choose another output_dir"
-    )
-    try:
-        saved = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path} is corrupt ({error}); {fix}.") from None
-    if not isinstance(saved, dict) or saved.get("format") != _MARKER_HEADER["format"]:
-        raise ValueError(
-            f"{path} was not written by this version of hf_bort's OSE (no format marker), so the parent and data of "
-            f"its candidates cannot be checked; {fix}."
-        )
-    if not isinstance(saved.get("settings"), dict):
-        raise ValueError(f"{path} is corrupt (no settings); {fix}.")
-    return saved
-
-
-def _create_exclusively(path: Path, text: str) -> bool:
-    """Write `path` whole, atomically, only if it does not exist yet (a temp file hard-linked into place)."""
-    temp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
-    temp.write_text(text)
-    try:
-        os.link(temp, path)
-        return True
-    except FileExistsError:
-        return False
-    finally:
-        temp.unlink()
-
-
-def _fingerprint_state_dict(model: nn.Module) -> str:
-    """sha256 over every state-dict tensor (name, dtype, shape and bytes) in name order."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        tensor = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
-        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
-    return digest.hexdigest()
-
-
-def _fingerprint_tokenizer(tokenizer) -> str:
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is not None:  # its vocabulary, merges, normaliser and special tokens; not the call-time truncation
-        text = json.dumps(
-            {k: v for k, v in json.loads(backend.to_str()).items() if k not in ("truncation", "padding")}
-        )
-    else:
-        text = json.dumps(sorted(tokenizer.get_vocab().items())) + repr(tokenizer.all_special_tokens)
-    return hashlib.sha256(f"{type(tokenizer).__name__}|{text}".encode()).hexdigest()
-
-
-def _fingerprint_tensors(tensors: dict[str, torch.Tensor]) -> str:
-    digest = hashlib.sha256()
-    for name in sorted(tensors):
-        tensor = tensors[name].contiguous()
-        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
-        digest.update(tensor.numpy().tobytes())
-    return digest.hexdigest()
-
-
-def _fingerprint_space(space: SearchSpace) -> str:
-    """The grid, the family's shape and how heads and neurons are spread over layers (each changes a student)."""
-    digest = hashlib.sha256(f"{space.shape!r}|{space.allocation}".encode())
-    for name, values in sorted(space.arrays().items()):
-        digest.update(name.encode())
-        digest.update(np.ascontiguousarray(values, dtype=np.int64).tobytes())
-    return digest.hexdigest()
-
-
-def _parse_record(line: str) -> CandidateRecord | None:
-    """A journal line's record; a line that a crash cut short and the next record swallowed yields that record."""
-    for start in (0, line.rfind('{"architecture"')):
-        if start < 0:
-            continue
-        try:
-            return CandidateRecord.from_dict(json.loads(line[start:]))
-        except (json.JSONDecodeError, TypeError, KeyError, AttributeError):
-            continue
-    return None
-
-
-def _read_claim(path: Path) -> dict | None:
-    """The claim's holder, {} for an unreadable claim (its writer died mid-write), None when there is no claim."""
-    try:
-        holder = json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return {}
-    return holder if isinstance(holder, dict) else {}
-
-
-def _claim_is_stale(holder: dict, own_token: str) -> bool:
-    """Stale: unreadable; older than `CLAIM_TIMEOUT_SECONDS`; or on this host, held by a dead process, or by this
-    process under an earlier run (one search runs per process at a time, so that run has ended)."""
-    try:
-        pid, host, created = int(holder["pid"]), str(holder["host"]), float(holder["time"])
-    except (KeyError, TypeError, ValueError):
-        return True
-    if time.time() - created > CLAIM_TIMEOUT_SECONDS:
-        return True
-    if host != socket.gethostname():
-        return False
-    if pid == os.getpid():
-        return holder.get("token") != own_token
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
 
 
 __all__ = ["MONOTONE_ASSUMPTION", "OSESearch", "epsilon_cover", "ose_state", "read_text_lines", "w_coefficient"]

@@ -165,7 +165,7 @@ def parent_architecture(config: PreTrainedConfig, parent_dims: dict[str, int] | 
     return Architecture(depth, heads, hidden, intermediate, head_dim)
 
 
-def _config_shape(config: PreTrainedConfig, parent: Architecture) -> ConfigShape:
+def config_shape(config: PreTrainedConfig, parent: Architecture) -> ConfigShape:
     family = family_of(config)
     vocab = getattr(config, "vocab_size", None)
     if vocab is None:
@@ -301,7 +301,7 @@ class SearchSpace:
         if step < 1:
             raise ValueError(f"step must be a positive integer, got {step}.")
         parent = parent_architecture(config, parent_dims)
-        shape = _config_shape(config, parent)
+        shape = config_shape(config, parent)
         family = shape.family
         allocation = allocation or ("importance" if family.per_layer else "uniform")
         if allocation not in ALLOCATIONS:
@@ -530,7 +530,7 @@ def candidate_config(
     is skipped); they make a heterogeneous Bort, recorded in its `per_layer_config`.
     """
     parent = parent or parent_architecture(config)
-    shape = shape or _config_shape(config, parent)
+    shape = shape or config_shape(config, parent)
     per_layer = layer_heads is not None or layer_intermediate is not None
     if per_layer and not shape.family.per_layer:
         raise ValueError(

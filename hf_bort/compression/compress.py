@@ -1,0 +1,369 @@
+"""`hf_bort.compress`: from a model fine-tuned on a task to the most accurate student that meets a speed budget.
+
+    result = compress(model, train_dataset, eval_dataset, CompressConfig(output_dir="out", min_speedup=3))
+
+1. **Search** (OSE, `objective="task_distill"`): candidates of the parent's space (heads at the parent's width, per
+   layer by importance) within the budget are cut from the fine-tuned parent, ranked by its own task loss (Fisher),
+   keep its classifier, and briefly learn its predictions; ê is their held-out distillation error, on a split carved
+   from the training rows.
+2. **Choice** (`hf_bort.ose.selection.choose_under_budget`): the lowest ê among the candidates measured to meet the
+   budget (CPU time, 1 thread, alternating with the parent, at 1x128 and 8x128 tokens).
+3. **Recovery** (`TaskDistillationTrainer`): task distillation from the parent with layer-wise hidden-state matching.
+4. **Report**: parent and student scored on `eval_dataset` (which no step above saw), the final speed-up measured
+   again, the student saved with its tokenizer, `results.json` and a model card; optionally an ONNX Runtime folder.
+
+A rerun into the same `output_dir` with the same parent, data and settings resumes: the finished search is reused
+(its journal) and an unfinished recovery repeats from its start, so the result equals an uninterrupted run's.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    DataCollatorWithPadding,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    TrainingArguments,
+)
+from transformers.utils import logging
+
+from ..errors import load_checkpoint
+from ..metrics.scores import REGRESSION_METRICS, score
+from ..ose import OSEConfig, OSESearch, SearchSpace
+from ..ose.journal import fingerprint_state_dict, fingerprint_tensors
+from ..ose.latency import DEFAULT_SHAPES, measure_speedup
+from ..ose.search import find_text_columns, ose_state
+from ..ose.selection import choose_under_budget
+from ..ose.space import layer_sizes
+from ..output_dir import check_output_dir, record_run
+from .compress_config import CompressConfig
+from .task_distillation import TaskDistillationTrainer
+
+
+logger = logging.get_logger(__name__)
+
+RECIPE = "compress"
+# What a compress run writes in its output folder; an overwrite removes exactly these.
+OUTPUTS = ("ose", "recovery", "model", "onnx", "results.json", "README.md", "run_args.json")
+
+
+@dataclass
+class CompressResult:
+    """The student (in memory and at `output_dir / "model"`) and everything `results.json` says about it."""
+
+    model: PreTrainedModel
+    output_dir: Path
+    results: dict
+
+
+def _scores(predictions: np.ndarray, labels: np.ndarray, regression: bool) -> dict[str, float]:
+    """The task metrics (`hf_bort.metrics.scores`): Pearson and Spearman for regression; accuracy, Matthews
+    correlation and, on a binary task, F1 otherwise."""
+    if regression:
+        names = REGRESSION_METRICS
+    else:
+        names = (
+            ("accuracy", "f1", "matthews_correlation")
+            if len(np.unique(labels)) <= 2
+            else ("accuracy", "matthews_correlation")
+        )
+    return {name: score(name, predictions, labels) for name in names}
+
+
+@torch.no_grad()
+def _predict(model: PreTrainedModel, rows: dict[str, torch.Tensor], batch_size: int) -> np.ndarray:
+    model.eval()
+    device = next(model.parameters()).device
+    outputs = []
+    for start in range(0, len(rows["input_ids"]), batch_size):
+        batch = {k: v[start : start + batch_size].to(device) for k, v in rows.items() if k != "labels"}
+        logits = model(**batch).logits.float()
+        outputs.append(logits.squeeze(-1) if logits.shape[-1] == 1 else logits.argmax(-1))
+    return torch.cat(outputs).cpu().numpy()
+
+
+def _tokenize(dataset, tokenizer, columns: tuple[str, str | None], max_length: int) -> dict[str, torch.Tensor]:
+    first, second = columns
+    encoded = tokenizer(
+        list(dataset[first]),
+        list(dataset[second]) if second else None,
+        truncation=True,
+        max_length=max_length,
+        padding="max_length",
+        return_tensors="pt",
+    )
+    return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
+
+
+def _check_labels(parent: PreTrainedModel, dataset, name: str) -> torch.Tensor:
+    """The label column, as the parent's head reads it: class ids below num_labels, or floats for one output."""
+    if "label" not in dataset.column_names:
+        raise ValueError(f"{name} has no 'label' column (columns: {dataset.column_names}); compress needs labels.")
+    labels = torch.tensor(list(dataset["label"]))
+    num_labels = parent.config.num_labels
+    if num_labels == 1:
+        return labels.float()
+    if labels.is_floating_point() or labels.min() < 0 or labels.max() >= num_labels:
+        found = sorted(set(labels.tolist()))[:10]
+        raise ValueError(
+            f"{name}'s labels {found} do not fit the parent's head of {num_labels} classes (ids 0..{num_labels - 1}): "
+            "pass the model fine-tuned on this task, or map the labels to its ids."
+        )
+    return labels
+
+
+def _prepare_output_dir(config: CompressConfig, settings: dict) -> None:
+    """A new or empty folder, this run's own earlier run (resumed), or an earlier compress run to replace with
+    `overwrite_output_dir`; anything else is refused before any work."""
+    out = Path(config.output_dir)
+    flags = {"overwrite_flag": "--overwrite_output_dir", "resume_flag": "the same settings"}
+    try:
+        check_output_dir(out, RECIPE, settings, overwrite=config.overwrite_output_dir, resume=True, **flags)
+    except ValueError:  # an earlier compress run with other settings
+        if not config.overwrite_output_dir:
+            raise
+        for name in OUTPUTS:  # only what compress writes; the folder holds nothing else (check_output_dir said so)
+            path = out / name
+            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+    record_run(out, RECIPE, settings, resume=True)
+
+
+def compress(
+    model: PreTrainedModel | str | os.PathLike,
+    train_dataset,
+    eval_dataset=None,
+    config: CompressConfig | None = None,
+    *,
+    tokenizer: PreTrainedTokenizerBase | None = None,
+    metric: str | None = None,
+    text_column: list[str] | None = None,
+) -> CompressResult:
+    """The most accurate student of `model` at least `config.min_speedup` times faster, saved in `config.output_dir`.
+
+    Args:
+        model: a model fine-tuned on the task with a sequence-classification head, or its folder / Hub id.
+        train_dataset: the labelled rows (a `datasets.Dataset` with text columns and `label`): the search learns and
+            chooses on them (a carved, held-out part for ê), and the recovery trains on them.
+        eval_dataset: labelled rows no step sees, on which parent and student are scored (e.g. the official dev set).
+        config: a `CompressConfig`.
+        tokenizer: the parent's (read from its folder when `model` is a path).
+        metric: the headline score (`accuracy`, `f1`, `matthews_correlation`, `pearson`, ...); default accuracy, or
+            Pearson for a regression head.
+        text_column: one or two text columns; found automatically when unset.
+    """
+    if not isinstance(config, CompressConfig):
+        raise TypeError(f"config must be a CompressConfig, got {type(config).__name__}; e.g. CompressConfig('out').")
+    started = time.perf_counter()
+    if isinstance(model, (str, os.PathLike)):
+        tokenizer = tokenizer or AutoTokenizer.from_pretrained(model)
+        model = load_checkpoint(AutoModelForSequenceClassification, model, "parent")
+    if tokenizer is None:
+        raise ValueError("Pass tokenizer= when the parent is a model object rather than a folder.")
+    if not type(model).__name__.endswith("ForSequenceClassification"):
+        raise ValueError(
+            f"compress starts from a model fine-tuned on the task, with a sequence-classification head; "
+            f"{type(model).__name__} has none. Fine-tune it first (e.g. recipes/glue.py), or load it with "
+            "AutoModelForSequenceClassification."
+        )
+    parent = model.eval()
+    regression = parent.config.num_labels == 1
+    metric = metric or ("pearson" if regression else "accuracy")
+    columns = find_text_columns(list(train_dataset.column_names), text_column, "train_dataset")
+    train_labels = _check_labels(parent, train_dataset, "train_dataset")
+    eval_labels = _check_labels(parent, eval_dataset, "eval_dataset") if eval_dataset is not None else None
+    train_rows = {**_tokenize(train_dataset, tokenizer, columns, config.max_length), "labels": train_labels}
+    eval_rows = None
+    if eval_dataset is not None:
+        eval_rows = {**_tokenize(eval_dataset, tokenizer, columns, config.max_length), "labels": eval_labels}
+    settings = {
+        **config.result_settings(),
+        "parent_weights": fingerprint_state_dict(parent),
+        "train_data": fingerprint_tensors(train_rows),
+        "eval_data": fingerprint_tensors(eval_rows) if eval_rows is not None else None,
+        "metric": metric,
+    }
+    state = ose_state()
+    out = Path(config.output_dir)
+    if state.is_main_process:
+        _prepare_output_dir(config, settings)
+    state.wait_for_everyone()
+
+    # 1. the search, within the budget (candidates predicted to meet it on this device)
+    search_rows = train_dataset.shuffle(seed=config.seed).select(range(min(config.search_rows, len(train_dataset))))
+    space = SearchSpace.from_config(
+        parent.config,
+        num_heads=config.num_heads,
+        hidden_sizes=config.hidden_sizes,
+        intermediate_sizes=config.intermediate_sizes,
+        step=config.step,
+        allocation=config.allocation,
+    )
+    ose_config = OSEConfig(
+        objective="task_distill",
+        importance=config.importance,
+        epsilon=config.epsilon,
+        interval=config.interval,
+        step_scale=config.step_scale,
+        max_candidates=config.max_candidates,
+        seq_len=config.search_seq_len,
+        min_speedup=config.min_speedup * config.selection_margin,  # searched with the margin the choice needs
+        latency_seq_len=DEFAULT_SHAPES[0][1],
+        latency_repeats=config.latency_repeats,
+        text_column=list(columns[: 2 if columns[1] else 1]),
+        seed=config.seed,
+        output_dir=str(out / "ose"),
+        show_progress=config.show_progress,
+    )
+    search = OSESearch(parent, ose_config, space=space, train_dataset=search_rows, tokenizer=tokenizer)
+    search_result = search.run()
+    parent.cpu()
+
+    # 2. the choice: lowest ê among the candidates measured to meet the budget (timed on one process)
+    from accelerate.utils import broadcast_object_list
+
+    choice = [None]
+    if state.is_main_process:
+        choice = [
+            choose_under_budget(
+                search_result,
+                parent,
+                config.min_speedup,
+                repeats=config.latency_repeats,
+                margin=config.selection_margin,
+            )
+        ]
+    if state.num_processes > 1:
+        broadcast_object_list(choice)
+    choice = choice[0]
+    search_seconds = time.perf_counter() - started
+    student = search.extract(choice.record.architecture)  # the parent's classifier carried over
+
+    # 3. recovery: task distillation from the parent
+    recovery = {"epochs": config.recovery_epochs}
+    if config.recovery_epochs > 0:
+        recovery = _recover(student, parent, train_rows, tokenizer, config, out / "recovery")
+
+    # 4. the report, on the main process (one process times and scores)
+    results = [None]
+    if state.is_main_process:
+        results = [_report(student, parent, choice, search_result, ose_config, len(search_rows), eval_rows, metric,
+                           recovery, (search_seconds, time.perf_counter() - started), config)]  # fmt: skip
+        search_result.save(out / "ose" / "result.json", overwrite=True)  # every candidate's numbers, for reading
+        _save(student, tokenizer, results[0], config, out)
+    if state.num_processes > 1:
+        broadcast_object_list(results)
+    state.wait_for_everyone()
+    return CompressResult(student, out, results[0])
+
+
+def _report(student, parent, choice, search_result, ose_config, search_rows, eval_rows, metric, recovery, seconds,
+            config) -> dict:  # fmt: skip
+    """What results.json and the card say: the student, its measured speed-up, how it was chosen, its scores."""
+    regression = parent.config.num_labels == 1
+    speed = measure_speedup(student.base_model, parent.base_model, DEFAULT_SHAPES, repeats=config.latency_repeats)
+    results = {
+        "parent": getattr(parent.config, "_name_or_path", "") or type(parent).__name__,
+        "metric": metric,
+        "min_speedup": config.min_speedup,
+        "architecture": choice.record.architecture.as_dict(),
+        "layers": layer_sizes(student.config),
+        "parameters": {
+            "student": sum(p.numel() for p in student.parameters()),
+            "parent": sum(p.numel() for p in parent.parameters()),
+        },
+        "speedup": speed.to_dict(),
+        "speedup_at_choice": choice.speedup,
+        "search": {
+            "error": choice.record.error,
+            "w": choice.record.w,
+            "evaluated": len(search_result.records),
+            "guarantee": search_result.guarantee,
+            "chosen_by": "the lowest held-out ê among candidates measured to meet the budget, ê on a split "
+            f"carved from the training rows ({ose_config.holdout_fraction:.0%} of the {search_rows} the search used)",
+            "measured": choice.tried,
+        },
+        "recovery": recovery,
+        "seconds": {"search_and_choice": round(seconds[0], 1), "total": round(seconds[1], 1)},
+        "config": config.to_dict(),
+    }
+    if eval_rows is not None:
+        scores = {
+            name: _scores(_predict(m, eval_rows, 64), eval_rows["labels"].numpy(), regression)
+            for name, m in (("parent", parent), ("student", student))
+        }
+        results["eval"] = {**scores, "rows": len(eval_rows["input_ids"])}
+        parent_score = scores["parent"].get(metric)
+        if parent_score:
+            results["share_of_parent"] = scores["student"][metric] / parent_score
+    return results
+
+
+def _recover(student, parent, rows: dict[str, torch.Tensor], tokenizer, config: CompressConfig, folder: Path) -> dict:
+    """Task distillation from the parent on every training row (`TaskDistillationTrainer`)."""
+    from datasets import Dataset
+
+    unpadded = []
+    for ids, mask, label in zip(rows["input_ids"], rows["attention_mask"], rows["labels"]):
+        length = int(mask.sum())
+        unpadded.append({"input_ids": ids[:length].tolist(), "attention_mask": [1] * length, "labels": label.item()})
+    args = TrainingArguments(
+        output_dir=str(folder),
+        num_train_epochs=config.recovery_epochs,
+        learning_rate=config.learning_rate,
+        per_device_train_batch_size=config.batch_size,
+        warmup_steps=math.ceil(0.1 * config.recovery_epochs * math.ceil(len(unpadded) / config.batch_size)),
+        weight_decay=0.01,
+        save_strategy="no",
+        logging_steps=max(1, math.ceil(len(unpadded) / config.batch_size / 5)),
+        report_to=[],
+        seed=config.seed,
+        disable_tqdm=not config.show_progress,
+    )
+    trainer = TaskDistillationTrainer(
+        model=student,
+        args=args,
+        train_dataset=Dataset.from_list(unpadded),
+        data_collator=DataCollatorWithPadding(tokenizer),
+        teacher=parent,
+        kd_alpha=config.kd_alpha,
+        kd_temperature=config.kd_temperature,
+        layer_weight=config.layer_weight,
+    )
+    output = trainer.train()
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    return {
+        "epochs": config.recovery_epochs,
+        "steps": output.global_step,
+        "loss": losses,
+        "seconds": output.metrics["train_runtime"],
+    }
+
+
+def _save(student, tokenizer, results: dict, config: CompressConfig, out: Path) -> None:
+    from ..hub import render_compression_card
+
+    model_dir = out / "model"
+    student.save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    card = render_compression_card(results, student.config)
+    card.save(model_dir / "README.md")
+    if config.export is not None:
+        from ..modeling_ort import export_for_ort
+
+        export_for_ort(model_dir, out / "onnx", int8=config.export == "int8")
+        results["export"] = {"folder": str(out / "onnx"), "int8": config.export == "int8"}
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+
+
+__all__ = ["CompressResult", "compress"]
