@@ -23,6 +23,17 @@ Teacher: MiniLM-L6 (all-MiniLM-L6-v2) fine-tuned on the task's train split once 
     PYTHONPATH=. python benchmarks/agora_glue.py --tasks sst2 --train-rows 500 --seeds 0 1 2 3 4
     PYTHONPATH=. python benchmarks/agora_glue.py --quick --teacher PATH --allow-weak-teacher   # the fast test
 
+The active-learning comparison (`--active`, issue 23): every arm at the same teacher labels (`--budgets`), steps
+and seeds, through the same `AgoraTrainer` (its rounds, Θ, Agora dev split and a selection split carved from the
+labelled rows, KD on every real row), differing only in which rows the teacher labels: none (`kd`), pool rows at
+random (`kd_random`), the pool rows the student is least sure of (`kd_uncertainty`), the pool rows nearest the dev
+errors (`kd_agora_pool`), or masked-LM variants of the dev errors (`kd_agora_contextual`, `--mlm`). The pool is the
+rest of the train split with its labels dropped. Each round trains `steps_per_round` steps in every arm. One JSON per
+(task, arm, budget, seed) in `--cache-dir`: a rerun trains only the missing cells.
+
+    python benchmarks/agora_glue.py --active --tasks sst2 --train-rows 500 --budgets 500 1000 --seeds 0 1 2 \
+        --cache-dir CELLS --mlm MLM --out sst2_active.json --plots
+
 Writes --out (JSON: every run) after each seed, and with --plots a plot of the arms and one of Agora's rounds per
 task. A rerun into the same --out reuses the (task, seed) runs already there when the settings and the teacher's
 weights match (else it says which differ), so seeds can be added later. `--report A.json B.json` merges finished
@@ -33,6 +44,7 @@ over every arm and the goals met or missed.
 import argparse
 import hashlib
 import json
+import math
 import os
 import statistics
 import sys
@@ -50,6 +62,7 @@ from transformers import (  # noqa: E402
     AutoTokenizer,
     BertConfig,
     BertForSequenceClassification,
+    BertModel,
     Trainer,
     TrainingArguments,
 )
@@ -63,12 +76,16 @@ from hf_bort.agora import (  # noqa: E402
     AgoraDataCollator,
     AgoraTeacher,
     AgoraTrainer,
+    ContextualSampler,
     EmbeddingNeighbourSampler,
+    MaskedLMSampler,
+    PoolSampler,
     carve_dev_split,
     plot_agora_history,
     sample_near,
 )
 from hf_bort.agora.data import TEACHER_PROBS  # noqa: E402
+from hf_bort.agora.samplers import row_key  # noqa: E402
 from hf_bort.glue import get_task, load_glue  # noqa: E402
 from hf_bort.metrics import scores  # noqa: E402
 from hf_bort.testing import offline_minilm_dir  # noqa: E402
@@ -484,6 +501,31 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--report", nargs="+", metavar="JSON", help="Train nothing: merge these runs' --out files into one table."
     )
+    active = parser.add_argument_group("the active-learning comparison at an equal label budget (--active)")
+    active.add_argument("--active", action="store_true", help="Run the arms of ACTIVE_ARMS at each --budgets.")
+    active.add_argument("--arms", nargs="+", default=list(ACTIVE_ARMS), choices=ACTIVE_ARMS)
+    active.add_argument("--budgets", nargs="+", type=int, default=list(DEFAULT_BUDGETS), help="Teacher labels.")
+    active.add_argument("--cache-dir", default=None, help="One JSON per (task, arm, budget, seed): resumable.")
+    active.add_argument("--selection-fraction", type=float, default=0.1, help="Of the labelled rows: picks the model.")
+    active.add_argument("--pool-rows", type=int, default=0, help="At most this many pool rows (0: the whole rest).")
+    active.add_argument(
+        "--pool-space",
+        choices=("student", "encoder"),
+        default="student",
+        help="kd_agora_pool's space: the student's states (re-embedded every expansion) or the MiniLM sentence encoder.",
+    )
+    active.add_argument("--teacher-weight", default="1", help="teacher_row_weight: a number or 'confidence'.")
+    active.add_argument(
+        "--mlm", default=None, help="Masked LM folder for kd_agora_contextual (MiniLM + trained head)."
+    )
+    active.add_argument(
+        "--band", nargs=2, type=float, default=[0.85, 0.98], help="kd_agora_contextual's cosine band (min max)."
+    )
+    active.add_argument("--report-only", action="store_true", help="Train nothing: the cells in --cache-dir.")
+    active.add_argument("--variant", default="", help="Cache and report these arms as ARM@VARIANT (an ablation).")
+    active.add_argument(
+        "--agreement", action="store_true", help="Only teacher-source agreement per sampler (first seed)."
+    )
     args = parser.parse_args(argv)
     if args.report:
         results = [r for path in args.report for r in json.loads(Path(path).read_text())["results"]]
@@ -493,6 +535,9 @@ def main(argv: list[str] | None = None) -> None:
         args.tasks, args.seeds, args.train_rows, args.max_length, args.rounds = ["sst2"], [0], 60, 32, 2
         args.epochs_per_round = 1.0
         args.theta = '{"learning_rate": [1e-4, 3e-4]}'
+        args.budgets, args.pool_rows, args.band = [12], 300, [-1.0, 1.0]
+    if args.active and not args.cache_dir:
+        parser.error("--active needs --cache-dir: every (task, arm, budget, seed) cell is saved there.")
     torch.set_num_threads(args.threads)
     datasets.disable_progress_bars()
     tokenizer = AutoTokenizer.from_pretrained(offline_minilm_dir())
@@ -509,6 +554,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     for task in tasks:
         check_teacher(task, teachers[task.name], args.allow_weak_teacher)
+    if args.active:
+        main_active(args, data, tokenizer, tasks, teachers)
+        return
     fingerprints = {name: _teacher_fingerprint(folder) for name, folder in teachers.items()}  # hashed once
     results = finished_runs(args, fingerprints)
     for seed in args.seeds:  # seeds outermost: a run cut short still has paired results for every task
@@ -524,11 +572,422 @@ def main(argv: list[str] | None = None) -> None:
     report(results, args)
 
 
+# ----- the active-learning comparison: every arm at the same teacher labels, steps and seeds -----
+
+ACTIVE_ARMS = ("kd", "kd_random", "kd_uncertainty", "kd_agora_pool", "kd_agora_contextual")
+# arm -> the Agora sampler that picks its teacher-labelled rows (kd: none, its label budget is 0)
+ARM_SAMPLERS = {
+    "kd": None,
+    "kd_random": "pool_random",
+    "kd_uncertainty": "pool_uncertainty",
+    "kd_agora_pool": "pool",
+    "kd_agora_contextual": "contextual",
+}
+DEFAULT_BUDGETS = (250, 500, 1000, 2000)
+# settings that decide a cell's numbers (with the teacher's and the masked LM's weights)
+_ACTIVE_DECISIVE = (
+    *("train_rows", "dev_fraction", "selection_fraction", "max_length", "lr", "theta", "metric", "rounds"),
+    *("epochs_per_round", "student_layers", "pool_rows", "teacher_weight", "allow_weak_teacher"),
+)
+# and those that decide one arm's rows only
+_ARM_DECISIVE = {
+    "kd_agora_pool": ("pool_space",),
+    "kd_agora_contextual": ("band", "replace_fraction", "num_neighbours"),
+}
+
+
+def labelled_and_pool(train: datasets.Dataset, seed: int, train_rows: int, pool_rows: int, text_columns):
+    """The seed's labelled rows (as the first comparison draws them) and the pool: the rest of the train split with
+    its labels dropped (at most `pool_rows` of it, drawn by the seed; 0: all), with the positions of its rows."""
+    shuffled = train.add_column("_position", list(range(len(train)))).shuffle(seed=seed)  # the order run_seed draws
+    labelled = shuffled.select(range(train_rows)).remove_columns("_position")
+    positions = np.asarray(shuffled["_position"][train_rows:])
+    if pool_rows and pool_rows < len(positions):
+        positions = np.sort(np.random.default_rng(seed + 99).choice(positions, pool_rows, replace=False))
+    pool = train.select(positions.tolist()).select_columns(list(text_columns))
+    return labelled, pool, positions
+
+
+def steps_per_round(train_rows: int, budget: int, args) -> int:
+    """Every arm's steps per setting and round at a budget: the epochs of a round over the labelled rows plus half
+    the budget (the set's mean size over three rounds), so KD trains as many steps as the arms that add rows."""
+    return math.ceil(args.epochs_per_round * (train_rows + budget / 2) / 16)
+
+
+def _label(arm: str, variant: str) -> str:
+    """An arm's name in the cache and the table: `arm`, or `arm@variant` for a variant of its settings."""
+    return f"{arm}@{variant}" if variant else arm
+
+
+def _cell_path(args, task: str, arm: str, budget: int, seed: int) -> Path:
+    return Path(args.cache_dir) / task / _label(arm, args.variant) / f"budget{budget}_seed{seed}.json"
+
+
+def _cell_settings(args, fingerprints: dict[str, str], task: str, arm: str) -> dict:
+    settings = {key: getattr(args, key) for key in (*_ACTIVE_DECISIVE, *_ARM_DECISIVE.get(arm, ()))}
+    settings["teacher"] = fingerprints[task]
+    if arm == "kd_agora_contextual":
+        settings["mlm"] = fingerprints["mlm"]
+    return settings
+
+
+def encoder_embeddings(task, train: datasets.Dataset, args) -> torch.Tensor:
+    """The offline MiniLM sentence encoder's vectors of every train row, computed once per task (cached)."""
+    from hf_bort.agora.pool import embed_rows
+
+    path = Path(args.cache_dir) / "embeddings" / f"{task.name}_minilm_len{args.max_length}.pt"
+    if path.is_file():
+        vectors = torch.load(path)
+        if len(vectors) == len(train):
+            return vectors
+    rows = list(zip(*(list(train[c]) for c in task.text_columns)))
+    encoder = BertModel.from_pretrained(offline_minilm_dir())
+    vectors = embed_rows(encoder, AutoTokenizer.from_pretrained(offline_minilm_dir()), rows, args.max_length)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(vectors, path)
+    return vectors
+
+
+def run_cell(task, data, tokenizer, teacher_dir: Path, arm: str, budget: int, seed: int, args, vectors) -> dict:
+    """One arm at one label budget and seed: Agora's rounds, Θ and splits, the arm's sampler picking the rows."""
+    start = time.time()
+    rows, pool, positions = labelled_and_pool(data["train"], seed, args.train_rows, args.pool_rows, task.text_columns)
+    split = carve_dev_split(rows, args.dev_fraction, seed, text_columns=task.text_columns)
+    share = args.selection_fraction / (1 - args.dev_fraction)
+    carved = carve_dev_split(split["train"], share, seed + 1, text_columns=task.text_columns)
+    train, dev, selection = carved["train"], split["dev"], carved["dev"]
+    steps = steps_per_round(len(train), budget, args)
+    sampler_name, sampler = ARM_SAMPLERS[arm], None
+    sampler_kwargs = {}
+    if sampler_name == "contextual":
+        sampler_kwargs = {"model": args.mlm, "min_similarity": args.band[0], "max_similarity": args.band[1]}
+    student = extract_student(task, args.student_layers, seed)
+    if sampler_name == "pool" and args.pool_space == "encoder":
+        sampler = PoolSampler(
+            pool,
+            encoder=BertModel.from_pretrained(offline_minilm_dir()),
+            encoder_tokenizer=tokenizer,
+            embeddings=vectors[positions],
+            max_length=args.max_length,
+        )
+    agora_args = AgoraArguments(
+        tempfile.mkdtemp(prefix="agora_active_"),
+        agora_rounds=args.rounds,
+        max_steps=steps,
+        agora_patience=0,
+        agora_max_length=args.max_length,
+        agora_hyperparameter_space=args.theta,
+        agora_metric=args.metric or _headline(task.name),
+        agora_allow_weak_teacher=args.allow_weak_teacher,
+        agora_sampler=sampler_name or "embedding_neighbours",
+        agora_sampler_kwargs=sampler_kwargs,
+        agora_label_budget=0 if sampler_name is None else budget,
+        replace_fraction=args.replace_fraction,  # the token samplers' (kd_agora_contextual's) own settings
+        num_neighbours=args.num_neighbours,
+        teacher_row_weight=args.teacher_weight,
+        soft_labels=True,
+        distill_train_rows=True,
+        distill_alpha=1.0,
+        **common_args(seed, args),
+    )
+    trainer = AgoraTrainer(
+        model=student,
+        args=agora_args,
+        train_dataset=train,
+        agora_dev_dataset=dev,
+        agora_selection_dataset=selection,
+        agora_pool=pool if sampler_name and sampler_name.startswith("pool") and sampler is None else None,
+        agora_held_out_dataset=data["validation"],
+        sampler=sampler,
+        teacher=(
+            BertForSequenceClassification.from_pretrained(teacher_dir),
+            AutoTokenizer.from_pretrained(teacher_dir),
+        ),
+        processing_class=tokenizer,
+    )
+    output = trainer.train()
+    trainer.agora_best = (output.metrics["agora_best_round"], output.metrics["agora_best_setting"])
+    generated = trainer.agora_generated
+    gold = {}
+    if (
+        len(generated) and sampler_name != "contextual"
+    ):  # pool rows: their hidden gold labels say how noisy the teacher is
+        keys = set(zip(*(list(generated[c]) for c in task.text_columns)))
+        for row, label in zip(zip(*(list(data["train"][c]) for c in task.text_columns)), data["train"]["label"]):
+            if row in keys:
+                gold[row] = label
+    added = list(zip(*(list(generated[c]) for c in task.text_columns)))
+    kept = [r.kept for r in trainer.agora_history]
+    agreements = [r.teacher_agreement for r in trainer.agora_history]
+    return score(trainer, data["validation"]) | {
+        "task": task.name,
+        "arm": _label(arm, args.variant),
+        "budget": budget,
+        "seed": seed,
+        "rows": {"train": len(train), "dev": len(dev), "selection": len(selection), "pool": len(pool)},
+        "steps_per_round": steps,
+        "lineage_steps": _lineage_steps(trainer),
+        "total_steps": output.global_step,
+        "labels_spent": trainer.agora_state.labels_spent,
+        "source_agreement": (
+            float(np.nansum(np.multiply(kept, agreements)) / sum(kept))
+            if sum(kept) and not np.isnan(agreements[0])
+            else None
+        ),
+        "gold_agreement": (
+            float(np.mean([gold[r] == y for r, y in zip(added, generated["label"])])) if gold else None
+        ),
+        "history": [r.to_dict() for r in trainer.agora_history],
+        "teacher_report": trainer.agora_teacher_report,
+        "selected_by": trainer.agora_selected_by,
+        "best": list(trainer.agora_best),
+        "wall_s": time.time() - start,
+    }
+
+
+def sampler_agreement(task, data, tokenizer, teacher_dir: Path, seed: int, args, vectors) -> dict:
+    """Teacher-source agreement per sampler, without training: every row of the seed's Agora dev split is a source,
+    each sampler gives `samples_per_error` rows near it, the teacher labels them; the share it labels like the
+    source's gold label (and, for pool rows, like their own hidden gold label)."""
+    rows, pool, positions = labelled_and_pool(data["train"], seed, args.train_rows, args.pool_rows, task.text_columns)
+    dev = carve_dev_split(rows, args.dev_fraction, seed, text_columns=task.text_columns)["dev"]
+    sources = list(zip(*(list(dev[c]) for c in task.text_columns)))
+    gold_of = dict(zip(zip(*(list(data["train"][c]) for c in task.text_columns)), data["train"]["label"]))
+    teacher = BertForSequenceClassification.from_pretrained(teacher_dir).eval()
+    labeller = AgoraTeacher(
+        teacher, teacher.config.label2id, AutoTokenizer.from_pretrained(teacher_dir), args.max_length
+    )
+    student = extract_student(task, args.student_layers, seed)
+    token = dict(
+        replace_fraction=args.replace_fraction, num_neighbours=args.num_neighbours, max_length=args.max_length
+    )
+    samplers = {
+        "embedding_neighbours": EmbeddingNeighbourSampler(student, tokenizer, **token),
+        "pool (student space)": PoolSampler(pool, student, tokenizer, max_length=args.max_length),
+        "pool (MiniLM encoder)": PoolSampler(
+            pool,
+            encoder=BertModel.from_pretrained(offline_minilm_dir()),
+            encoder_tokenizer=tokenizer,
+            embeddings=vectors[positions],
+            max_length=args.max_length,
+        ),
+    }
+    if args.mlm:
+        samplers["masked_lm (trained head)"] = MaskedLMSampler(args.mlm, **token)
+        samplers["contextual (trained head)"] = ContextualSampler(
+            args.mlm, min_similarity=args.band[0], max_similarity=args.band[1], **token
+        )
+    result = {"task": task.name, "seed": seed, "sources": len(sources), "per_source": args.samples_per_error}
+    known = {row_key(r) for r in zip(*(list(rows[c]) for c in task.text_columns))}
+    for name, sampler in samplers.items():
+        sampler.prepare(text_columns=task.text_columns, known_rows=known, held_out_rows=set(), min_rows=1)
+        found = sampler.sample(sources, args.samples_per_error, torch.Generator().manual_seed(seed))
+        pairs = [(i, row) for i, variants in enumerate(found) for row in variants]
+        labels = labeller([row for _, row in pairs]).labels.tolist()
+        entry = {
+            "rows": len(pairs),
+            "agrees_with_source": float(np.mean([y == dev[i]["label"] for (i, _), y in zip(pairs, labels)])),
+        }
+        if name.startswith("pool"):
+            entry["agrees_with_own_gold"] = float(np.mean([y == gold_of[row] for (_, row), y in zip(pairs, labels)]))
+        result[name] = entry
+        print(name, json.dumps(entry), flush=True)
+    return result
+
+
+def main_active(args, data, tokenizer, tasks, teachers) -> None:
+    """Run every (task, seed, budget, arm) cell not yet in --cache-dir, then the table, JSON and plot."""
+    fingerprints = {name: _teacher_fingerprint(folder) for name, folder in teachers.items()}
+    if "kd_agora_contextual" in args.arms:
+        if not args.mlm or not (Path(args.mlm) / "config.json").is_file():
+            raise SystemExit(
+                f"--mlm {args.mlm!r}: the contextual arm needs a masked LM folder (train MiniLM's head with "
+                "recipes/pretrain.py, see README), or leave kd_agora_contextual out of --arms."
+            )
+        fingerprints["mlm"] = _teacher_fingerprint(Path(args.mlm))
+    if args.agreement:
+        found = []
+        for task in tasks:
+            vectors = encoder_embeddings(task, data[task.name]["train"], args)
+            found.append(
+                sampler_agreement(task, data[task.name], tokenizer, teachers[task.name], args.seeds[0], args, vectors)
+            )
+        Path(args.out).write_text(json.dumps({"args": vars(args), "agreement": found}, indent=1))
+        return
+    cells = []
+    for seed in args.seeds:  # seeds outermost: a run cut short has paired results for every arm and budget
+        for task in tasks:
+            vectors = None
+            if args.pool_space == "encoder" and "kd_agora_pool" in args.arms and not args.report_only:
+                vectors = encoder_embeddings(task, data[task.name]["train"], args)
+            for budget in args.budgets:
+                for arm in args.arms:
+                    path = _cell_path(args, task.name, arm, budget, seed)
+                    settings = _cell_settings(args, fingerprints, task.name, arm)
+                    if path.is_file():
+                        cell = json.loads(path.read_text())
+                        changed = sorted(k for k in settings if cell["settings"].get(k) != settings[k])
+                        if changed:
+                            raise SystemExit(
+                                f"{path} was computed with other settings ({', '.join(changed)}); pass another "
+                                "--cache-dir or a --variant to keep both."
+                            )
+                    elif args.report_only:
+                        continue
+                    else:
+                        cell = run_cell(
+                            task, data[task.name], tokenizer, teachers[task.name], arm, budget, seed, args, vectors
+                        )
+                        cell["settings"] = settings
+                        path.parent.mkdir(parents=True, exist_ok=True)
+                        path.write_text(json.dumps(cell, indent=1))
+                        print(
+                            json.dumps(
+                                {
+                                    k: cell[k]
+                                    for k in (
+                                        "task",
+                                        "arm",
+                                        "budget",
+                                        "seed",
+                                        "accuracy",
+                                        "f1",
+                                        "labels_spent",
+                                        "lineage_steps",
+                                        "wall_s",
+                                    )
+                                }
+                            ),
+                            flush=True,
+                        )
+                    cells.append(cell)
+    Path(args.out).write_text(json.dumps({"args": vars(args), "cells": cells}, indent=1))
+    cached = [
+        json.loads(path.read_text())
+        for task in tasks
+        for path in sorted((Path(args.cache_dir) / task.name).glob("*/budget*_seed*.json"))
+    ]  # the table covers every cell of these tasks in the cache: earlier phases and variants included
+    arms = sorted({c["arm"] for c in cached}, key=lambda a: (_base_order(a), a))
+    summary = summarise_active(cached, arms, sorted({c["budget"] for c in cached}))
+    print(summary)
+    Path(args.out).with_suffix(".txt").write_text(summary + "\n")
+    if args.plots and cached:
+        plot_active(cached, arms, str(Path(args.out).with_suffix("")))
+
+
+def _base_order(label: str) -> int:
+    return ACTIVE_ARMS.index(label.split("@")[0])
+
+
+def summarise_active(cells: list[dict], arms, budgets) -> str:
+    """Per task and budget: each arm's mean ± std and seeds; Agora (pool)'s paired gains over random and uncertainty;
+    teacher agreement per arm; the goals (from 500 labels up: >= random + 1 and >= uncertainty)."""
+    lines = []
+    for task in sorted({c["task"] for c in cells}):
+        headline = _headline(task)
+        lines.append(f"\n{task}: official dev set {headline} (%), mean +- std over seeds [n]")
+        present = [b for b in budgets if any(c["task"] == task and c["budget"] == b for c in cells)]
+        lines.append(f"{'arm':21}" + "".join(f"{b:>22}" for b in present))
+        table = {}
+        for arm in arms:
+            row = f"{arm:21}"
+            for budget in present:
+                runs = {
+                    c["seed"]: c[headline] * 100
+                    for c in cells
+                    if (c["task"], c["arm"], c["budget"]) == (task, arm, budget)
+                }
+                table[arm, budget] = runs
+                values = list(runs.values())
+                row += (
+                    f"{statistics.mean(values):10.2f} +- {_spread(values):4.2f} [{len(values)}]"
+                    if values
+                    else f"{'-':>22}"
+                )
+            lines.append(row)
+        ours_arms = [arm for arm in arms if arm.split("@")[0] in ("kd_agora_pool", "kd_agora_contextual")]
+        for ours_arm in ours_arms:
+            for baseline, need in (("kd_random", 1.0), ("kd_uncertainty", 0.0), ("kd", 0.0)):
+                if baseline not in arms:
+                    continue
+                for budget in present:
+                    ours, theirs = table[ours_arm, budget], table[baseline, budget]
+                    seeds = sorted(set(ours) & set(theirs))
+                    if not seeds:
+                        continue
+                    gains = [ours[s] - theirs[s] for s in seeds]
+                    gain = statistics.mean(gains)
+                    goal = ""
+                    if budget >= 500 and baseline != "kd" and ours_arm == "kd_agora_pool":
+                        goal = "  goal met" if gain >= need else f"  goal MISSED by {need - gain:.2f}"
+                    lines.append(
+                        f"{ours_arm} - {baseline} at {budget}: {gain:+.2f} +- {_spread(gains):.2f} points, wins "
+                        f"{sum(g > 0 for g in gains)}/{len(seeds)} (goal >= {need:+g}){goal}"
+                    )
+        for arm in arms:
+            runs = [c for c in cells if c["task"] == task and c["arm"] == arm]
+            source = [c["source_agreement"] for c in runs if c.get("source_agreement") is not None]
+            gold = [c["gold_agreement"] for c in runs if c.get("gold_agreement") is not None]
+            if source or gold:
+                lines.append(
+                    f"teacher agreement {arm}: with the source row's gold label "
+                    f"{statistics.mean(source) if source else float('nan'):.3f}; with the added row's hidden gold label "
+                    f"{statistics.mean(gold) if gold else float('nan'):.3f} ({len(runs)} runs)"
+                )
+    return "\n".join(lines)
+
+
+def plot_active(cells: list[dict], arms, prefix: str) -> None:
+    """Score against teacher labels spent, one line per arm (KD: the same steps, no labels), one panel per task."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = sorted({c["task"] for c in cells})
+    fig, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 4.5), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        headline = _headline(task)
+        for arm in arms:
+            budgets = sorted({c["budget"] for c in cells if c["task"] == task and c["arm"] == arm})
+            if not budgets:
+                continue
+            values = [
+                [c[headline] * 100 for c in cells if (c["task"], c["arm"], c["budget"]) == (task, arm, b)]
+                for b in budgets
+            ]
+            means = [statistics.mean(v) for v in values]
+            spreads = [_spread(v) for v in values]
+            label = "kd (0 labels, same steps)" if arm == "kd" else arm
+            ax.errorbar(
+                budgets,
+                means,
+                yerr=spreads,
+                marker="o",
+                capsize=3,
+                label=label,
+                linestyle="--" if arm == "kd" else "-",
+            )
+        ax.set_xscale("log")
+        ax.set_xticks(sorted({c["budget"] for c in cells if c["task"] == task}))
+        ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.set_xlabel("teacher labels spent")
+        ax.set_ylabel(f"{headline} on the official dev set (%)")
+        seeds = len({c["seed"] for c in cells if c["task"] == task})
+        ax.set_title(f"{task}: up to {seeds} seeds")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(f"{prefix}_budget.png", dpi=100)
+    plt.close(fig)
+
+
 # Arguments that do not change a run's numbers: where it goes, what is shown, and which tasks and seeds are asked for.
 # The teacher is compared by its weights, so how it was made (or where it is cached) is not compared again.
 _NOT_DECISIVE = (
     *("tasks", "seeds", "out", "plots", "no_bars", "report", "teachers_only", "data_dir"),
     *("teacher", "teacher_dir", "teacher_rows", "teacher_epochs"),
+    *("active", "arms", "budgets", "cache_dir", "selection_fraction", "pool_rows", "pool_space", "teacher_weight"),
+    *("mlm", "report_only", "agreement", "band", "variant"),  # the active comparison's own settings
 )
 
 

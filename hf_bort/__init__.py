@@ -20,7 +20,7 @@ from .registration import register_bort_lazily
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from .agora import AgoraArguments, AgoraTrainer, carve_dev_split, plot_agora_history
+    from .agora import AgoraArguments, AgoraState, AgoraTrainer, PoolSampler, carve_dev_split, plot_agora_history
     from .compression import CompressConfig, CompressResult, compress
     from .configuration_bort import BortConfig
     from .convert import convert_bert_checkpoint

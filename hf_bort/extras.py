@@ -11,6 +11,7 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "onnxruntime": ("onnx", "ONNX Runtime inference"),
     "onnx": ("onnx", "ONNX export"),
     "optimum": ("onnx", "ORTModelForSequenceClassification"),
+    "faiss": ("faiss", "faiss search of an Agora pool (PoolSampler(index='faiss'))"),
 }
 
 

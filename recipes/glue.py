@@ -23,8 +23,9 @@ in `--output_dir`, Agora's included) continues a run, after checking the run's s
 refused, with `--overwrite_output_dir` or a resume too (hf_bort.output_dir).
 
 Honest splits: without `--agora` the validation set is the evaluation set, as usual. With `--agora` the algorithm
-learns from its dev set, so that set is carved out of train (`--agora_dev_fraction`) and the official dev set is
-reported as the held-out test.
+learns from its dev set, so that set is carved out of train (`--agora_dev_fraction`), a second split apart from it
+picks the model (`--agora_selection_fraction`, 0.1 by default), and the official dev set is reported as the held-out
+test; an `--agora_pool` that holds official dev rows is refused.
 """
 
 import argparse
@@ -96,7 +97,8 @@ TRAINING_DEFAULTS = {
 }
 # Settings that decide a run's result: a resumed run must have the same.
 _RESUME_KEYS = ("model_name_or_path", "task_name", "train_file", "validation_file", "max_seq_length", "seed",
-                "max_train_samples", "learning_rate", "lora", "agora", "agora_dev_fraction")  # fmt: skip
+                "max_train_samples", "learning_rate", "lora", "agora", "agora_dev_fraction",
+                "agora_selection_fraction")  # fmt: skip
 
 
 @dataclass
@@ -146,10 +148,11 @@ class DataTrainingArguments:
         default=0.1, metadata={"help": "Fraction of train carved out as Agora's dev set (with --agora)."}
     )
     agora_selection_fraction: float = field(
-        default=0.0,
+        default=0.1,
         metadata={
-            "help": "With --agora: also carve this fraction of train as a selection split that picks the round and "
-            "setting (else Agora's dev split picks them, which is optimistic). 0 disables it."
+            "help": "With --agora: also carve this fraction of train as a selection split, apart from Agora's dev "
+            "split, that picks the round and setting and on which the teacher is compared with the student after "
+            "round one. 0 lets the dev split pick, which is optimistic: Agora trains near its errors."
         },
     )
     overwrite_output_dir: bool = field(
@@ -472,8 +475,10 @@ def build_trainer(
     tokenizer,
     train: datasets.Dataset,
     eval_sets: dict[str, datasets.Dataset],
+    held_out: list[datasets.Dataset] | None = None,
 ) -> tuple[Trainer, Callable[[datasets.Dataset], datasets.Dataset]]:
-    """A plain Trainer on tokenised rows, or Agora's on raw text; also returns how to prepare a split for it."""
+    """A plain Trainer on tokenised rows, or Agora's on raw text; also returns how to prepare a split for it.
+    `held_out`: the splits reported at the end that no algorithm may see (an Agora pool must not hold their rows)."""
     common = {"model": model, "processing_class": tokenizer, "compute_metrics": make_compute_metrics(task)}
     if not args.model.agora:
         prepare = partial(tokenize, tokenizer=tokenizer, task=task, max_length=args.data.max_seq_length)
@@ -496,6 +501,7 @@ def build_trainer(
         train_dataset=train,
         agora_dev_dataset=eval_sets["dev"],
         agora_selection_dataset=eval_sets.get("selection"),
+        agora_held_out_dataset=held_out,
         teacher=teacher,
         eval_dataset=eval_sets,
         **common,
@@ -552,7 +558,8 @@ def main(argv: list[str] | None = None) -> dict:
     check_model_source(tokenizer_source, "--tokenizer_name")
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_source)
     model = load_model(args, task)
-    trainer, prepare = build_trainer(args, task, model, tokenizer, train, eval_sets)
+    held_out = [raw[name] for name in task.dev_splits if name in raw]  # whole, whatever --max_eval_samples scores
+    trainer, prepare = build_trainer(args, task, model, tokenizer, train, eval_sets, held_out)
     started = time.perf_counter()
     train_output = trainer.train(resume_from_checkpoint=checkpoint)
     train_seconds = time.perf_counter() - started
@@ -610,6 +617,10 @@ def main(argv: list[str] | None = None) -> dict:
         results["agora_selected_by"] = trainer.agora_selected_by
         results["agora_teacher_report"] = trainer.agora_teacher_report
         results["agora_metric"] = trainer.args.agora_metric
+        results["agora_sampler"] = trainer.args.agora_sampler
+        results["agora_labels_spent"] = trainer.agora_state.labels_spent
+        if "warning" in trainer.agora_teacher_report:
+            results["warnings"].append(trainer.agora_teacher_report["warning"])
     output_dir = Path(training_args.output_dir)
     (output_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     card_kwargs = {"lora": model_args.lora, "num_parameters": results["num_parameters"]}

@@ -75,3 +75,59 @@ def test_a_teacher_below_the_bar_on_the_official_dev_set_is_refused(tmp_path):
     agora_glue.check_teacher(get_task("rte"), tmp_path, allow_weak=True)  # the override runs it anyway
     (tmp_path / "teacher_eval.json").write_text(json.dumps({"accuracy": 0.8015}))
     agora_glue.check_teacher(get_task("mrpc"), tmp_path, allow_weak=False)
+
+
+@pytest.mark.slow
+def test_quick_active_comparison_gives_every_arm_the_same_labels_steps_and_splits(tmp_path, minilm_path, glue_dir):
+    """`--active --quick`: five arms at a label budget of 12, cached per cell; a rerun trains nothing."""
+    sys.path.insert(0, str(REPO))
+    from transformers import BertConfig, BertForMaskedLM
+
+    from benchmarks import agora_glue
+    from hf_bort.glue import get_task
+
+    teacher, mlm = tmp_path / "teacher", tmp_path / "mlm"  # untrained stand-ins: the plumbing, not accuracy
+    tokenizer = agora_glue.AutoTokenizer.from_pretrained(minilm_path)
+    agora_glue.extract_student(get_task("sst2"), 1, 0).save_pretrained(teacher)
+    tokenizer.save_pretrained(teacher)
+    BertForMaskedLM(
+        BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37)
+    ).save_pretrained(mlm)
+    tokenizer.save_pretrained(mlm)
+    out, cache = tmp_path / "active.json", tmp_path / "cells"
+    argv = ["--quick", "--active", "--teacher", str(teacher), "--allow-weak-teacher", "--no-bars", "--data-dir", str(glue_dir),
+            "--cache-dir", str(cache), "--mlm", str(mlm), "--out", str(out)]  # fmt: skip
+    agora_glue.main([*argv, "--plots"])
+    cells = json.loads(out.read_text())["cells"]
+    at = {c["arm"]: c for c in cells}
+    assert set(at) == set(agora_glue.ACTIVE_ARMS) and {c["budget"] for c in cells} == {12}
+    # the same splits, steps per round and total steps (Θ of 2 settings, halved: 3 trainings) in every arm
+    assert len({json.dumps(c["rows"]) for c in cells}) == 1 and at["kd"]["rows"]["pool"] == 300
+    assert len({(c["steps_per_round"], c["total_steps"]) for c in cells}) == 1
+    assert at["kd"]["total_steps"] == 3 * at["kd"]["steps_per_round"]
+    assert at["kd"]["labels_spent"] == 0 and 0 < at["kd_agora_contextual"]["labels_spent"] <= 12
+    assert all(at[arm]["labels_spent"] == 12 for arm in ("kd_random", "kd_uncertainty", "kd_agora_pool"))
+    assert all(at[arm]["gold_agreement"] is not None for arm in ("kd_random", "kd_uncertainty", "kd_agora_pool"))
+    assert at["kd_random"]["source_agreement"] is None and at["kd_agora_pool"]["source_agreement"] is not None
+    assert all(c["selected_by"] == "agora_selection" for c in cells)
+    summary = out.with_suffix(".txt").read_text()
+    assert "kd_agora_pool - kd_random at 12" in summary and "teacher agreement kd_agora_pool" in summary
+    assert (tmp_path / "active_budget.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # a rerun reuses every cell (nothing retrained: the files stay as they were); other settings are refused
+    stamps = {p: p.stat().st_mtime_ns for p in cache.rglob("budget*.json")}
+    agora_glue.main(argv)
+    assert {p: p.stat().st_mtime_ns for p in cache.rglob("budget*.json")} == stamps and len(stamps) == 5
+    assert json.loads(out.read_text())["cells"] == cells
+    with pytest.raises(SystemExit, match=r"computed with other settings \(lr\); pass another --cache-dir"):
+        agora_glue.main([*argv, "--lr", "1e-3"])
+    # replace_fraction decides kd_agora_contextual's rows only: the other arms' cells are reused under another
+    agora_glue.main([*argv, "--arms", "kd", "kd_agora_pool", "--replace-fraction", "0.5"])
+    assert {p: p.stat().st_mtime_ns for p in cache.rglob("budget*.json")} == stamps
+    with pytest.raises(SystemExit, match=r"computed with other settings \(replace_fraction\)"):
+        agora_glue.main([*argv, "--arms", "kd_agora_contextual", "--replace-fraction", "0.5"])
+    # a variant is cached and reported beside the arm it varies; the table keeps every cached cell
+    agora_glue.main([*argv, "--arms", "kd_agora_contextual", "--replace-fraction", "0.5", "--variant", "half"])
+    assert (cache / "sst2" / "kd_agora_contextual@half" / "budget12_seed0.json").is_file()
+    assert [c["arm"] for c in json.loads(out.read_text())["cells"]] == ["kd_agora_contextual@half"]
+    summary = out.with_suffix(".txt").read_text()
+    assert "kd_agora_contextual@half - kd_random at 12" in summary and "kd_agora_pool - kd_random at 12" in summary

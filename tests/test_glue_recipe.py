@@ -133,11 +133,12 @@ def test_agora_carves_dev_out_of_train_and_holds_out_the_official_dev(glue_dir):
         "0.2",
     )
     train, eval_sets, reported = _splits(args)
-    dev = eval_sets["dev"]
-    assert list(reported) == ["dev", "test"] and reported["dev"] is dev
-    assert len(train) + len(dev) == 2490 and abs(len(dev) - 498) <= 2  # RTE train repeats two pairs
-    assert not set(train["idx"]) & set(dev["idx"])
-    assert not {(r["sentence1"], r["sentence2"]) for r in dev} & {(r["sentence1"], r["sentence2"]) for r in train}
+    dev, selection = eval_sets["dev"], eval_sets["selection"]  # a selection split is carved by default
+    assert list(reported) == ["dev", "selection", "test"] and reported["dev"] is dev
+    assert len(train) + len(dev) + len(selection) == 2490 and abs(len(dev) - 498) <= 2  # RTE repeats two pairs
+    assert abs(len(selection) - 249) <= 2  # 10% of train
+    pairs = [{(r["sentence1"], r["sentence2"]) for r in split} for split in (train, dev, selection)]
+    assert not pairs[0] & pairs[1] and not pairs[0] & pairs[2] and not pairs[1] & pairs[2]
     assert abs(np.mean(dev["label"]) - np.mean(train["label"])) < 0.01  # stratified
     official = load_glue("rte", glue_dir, splits=("validation",))["validation"]
     assert reported["test"].to_dict() == official.to_dict()
@@ -164,6 +165,8 @@ def test_regression_dev_split_is_not_stratified(tmp_path):
         "t",
         "--agora_dev_fraction",
         "0.5",
+        "--agora_selection_fraction",
+        "0",  # 2 rows: no room for a selection split as well
     )
     train, eval_sets, reported = _splits(args)
     assert len(train) == len(eval_sets["dev"]) == 1 and list(reported) == ["dev", "test"]
@@ -440,7 +443,7 @@ def test_agora_end_to_end_reports_the_official_dev_as_test(tmp_path, tiny_bert, 
             "--agora_rounds",
             "2",
             "--agora_allow_weak_teacher",  # the random tiny teacher is below the bar (2/3 on the carved dev split)
-            *(["--agora_selection_fraction", "0.1"] if selection else []),
+            *([] if selection else ["--agora_selection_fraction", "0"]),  # a selection split is on by default
         )
     )
     results = json.loads((out / "results.json").read_text())
@@ -452,6 +455,12 @@ def test_agora_end_to_end_reports_the_official_dev_as_test(tmp_path, tiny_bert, 
     assert results["agora_metric"] == "accuracy" and 0 <= results["agora_teacher_report"]["score"] <= 1
     card = (out / "README.md").read_text()
     assert ("separate selection split" in card) == selection and "never trained on" not in card
+    comparison = results["agora_teacher_report"]["student_comparison"]  # the teacher against the round-1 student
+    assert comparison["split"] == ("agora_selection" if selection else "agora_dev")
+    split_name = "selection" if selection else "carved dev"
+    assert f"After round one, on the {split_name} split ({comparison['rows']} rows neither had trained on)" in card
+    assert ("the teacher was not better than the student" in card) == (not comparison["teacher_better"])
+    assert ("not better than the student" in " ".join(results["warnings"])) == (not comparison["teacher_better"])
     dev = load_glue("rte", glue_dir, splits=("validation",))["validation"].select(range(24))
     predictions, _ = _predict(out, dev, get_task("rte"))
     assert results["metrics"]["test"]["accuracy"] == pytest.approx(accuracy_score(dev["label"], predictions))
@@ -532,6 +541,35 @@ def test_bad_data_and_paths_are_clear_errors(tmp_path, tiny_bert, capsys):
     with pytest.raises((ValueError, FileNotFoundError), match="nowhere"):
         recipe.main(["--model_name_or_path", str(tmp_path / "nowhere"), "--train_file", str(train), *base])
     assert not (tmp_path / "out").exists()
+
+
+def test_an_agora_pool_holding_official_dev_rows_is_one_line(tmp_path, tiny_bert, glue_dir, capsys):
+    teacher = tmp_path / "teacher"
+    AutoModelForSequenceClassification.from_pretrained(
+        tiny_bert,
+        num_labels=2,
+        id2label={0: "entailment", 1: "not_entailment"},
+        label2id={"entailment": 0, "not_entailment": 1},
+    ).save_pretrained(teacher)
+    AutoTokenizer.from_pretrained(tiny_bert).save_pretrained(teacher)
+    official = load_glue("rte", glue_dir, splits=("validation",))["validation"]
+    unlabelled = load_glue("rte", glue_dir, splits=("train",))["train"].select(range(2000, 2010))
+    pool = tmp_path / "pool.txt"  # a pair per line, tab-separated; the 11th is an official dev pair
+    rows = [
+        *zip(unlabelled["sentence1"], unlabelled["sentence2"]),
+        (official[3]["sentence1"], official[3]["sentence2"]),
+    ]
+    pool.write_text("".join(f"{a}\t{b}\n" for a, b in rows))
+    before = pool.read_bytes()
+    argv = _run(
+        tiny_bert, tmp_path / "out", "--task_name", "rte", "--data_dir", str(glue_dir), "--max_train_samples", "40",
+        "--max_eval_samples", "2", "--agora", "--agora_teacher", str(teacher), "--agora_allow_weak_teacher",
+        "--agora_sampler", "pool", "--agora_pool", str(pool),
+    )  # fmt: skip
+    assert recipe.run_main(recipe.main, "glue.py", argv) == 2
+    (error,) = [line for line in capsys.readouterr().err.splitlines() if "error" in line]  # one line, after load bars
+    assert error.startswith("glue.py: error: The Agora pool holds 1 row(s) of the held-out set")
+    assert "leak the test" in error and pool.read_bytes() == before
 
 
 def test_resume_continues_from_the_last_checkpoint_and_refuses_changed_settings(tmp_path, tiny_bert):

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,7 +38,34 @@ class AgoraArguments(TrainingArguments):
     )
     agora_sampler: str = field(
         default="embedding_neighbours",
-        metadata={"help": "Sampler name: 'embedding_neighbours' or 'masked_lm' (or pass `sampler=` to the trainer)."},
+        metadata={
+            "help": "Sampler name in hf_bort.agora.SAMPLERS: token edits ('embedding_neighbours', 'masked_lm', "
+            "'contextual') or rows of an unlabelled pool ('pool': nearest to each dev error; 'pool_uncertainty' and "
+            "'pool_random': the active-learning baselines). Or pass `sampler=` to the trainer."
+        },
+    )
+    agora_pool: str | None = field(
+        default=None,
+        metadata={
+            "help": "Unlabelled rows for the pool samplers: a text file (one text per line; a pair's two texts "
+            "separated by a tab) or a .csv/.tsv/.json(l) file with the task's text columns. Never modified."
+        },
+    )
+    agora_label_budget: int | None = field(
+        default=None,
+        metadata={
+            "help": "Teacher labels Agora may spend on new rows over the whole run, spread evenly over the "
+            "expansions (one after every round but the last); each error then gets ceil(share / errors) "
+            "candidates, taken nearest first across errors. 0: no new rows. Default: no budget, "
+            "samples_per_error per error."
+        },
+    )
+    teacher_row_weight: str = field(
+        default="1",
+        metadata={
+            "help": "Weight of each teacher-labelled row in the loss, gold rows weighing 1: a number, or "
+            "'confidence' (the teacher's probability for its label)."
+        },
     )
     agora_sampler_kwargs: dict[str, Any] | str | None = field(
         default=None,
@@ -147,6 +175,7 @@ class AgoraArguments(TrainingArguments):
         self.agora_settings = parse_hyperparameter_space(
             self.agora_hyperparameter_space, TrainingArguments, source="agora_hyperparameter_space", fixed=_RUN_FIELDS
         )
+        self.agora_row_weight = _row_weight(self.teacher_row_weight)
         self._check_settings_apply()
         if self.agora_metric is not None and self.agora_metric not in METRICS:
             raise ValueError(f"agora_metric={self.agora_metric!r} is not known; choose one of {list(METRICS)}.")
@@ -167,6 +196,7 @@ class AgoraArguments(TrainingArguments):
             "agora_regression_tolerance": self.agora_regression_tolerance >= 0,
             "min_teacher_confidence": 0 <= self.min_teacher_confidence <= 1,
             "agora_teacher_margin": 0 <= self.agora_teacher_margin < 1,
+            "agora_label_budget": self.agora_label_budget is None or self.agora_label_budget >= 0,
         }
         for name, ok in checks.items():
             if not ok:
@@ -195,6 +225,22 @@ class AgoraArguments(TrainingArguments):
 
 # TrainingArguments fields a setting may not override: they belong to the run, not to one model of a round.
 _RUN_FIELDS = ("output_dir", "num_train_epochs", "remove_unused_columns", "save_strategy", "report_to")
+
+
+def _row_weight(value: Any) -> float | str:
+    """`teacher_row_weight` as a positive factor or "confidence"."""
+    if str(value).strip().lower() == "confidence":
+        return "confidence"
+    try:
+        weight = float(value)
+    except (TypeError, ValueError):
+        weight = float("nan")
+    if not math.isfinite(weight) or weight <= 0:
+        raise ValueError(
+            f"AgoraArguments.teacher_row_weight={value!r}: give a positive number (1 weighs a teacher row like a gold "
+            "row) or 'confidence'."
+        )
+    return weight
 
 
 def _json_object(value: Any, name: str) -> dict[str, Any]:

@@ -7,6 +7,7 @@ keeps the best half of the settings. Growing the data between `Trainer.train()` 
 dataloader from `self.train_dataset`) needs no private internals.
 """
 
+import dataclasses
 import json
 import logging
 import math
@@ -29,7 +30,8 @@ from ..metrics import scores
 from .agora_config import AgoraArguments
 from .data import TEACHER_PROBS, AgoraDataCollator, model_input_names
 from .history import AgoraRound, plot_agora_history
-from .samplers import AgoraSampler, build_sampler, sample_near
+from .samplers import AgoraSampler, build_sampler, row_key
+from .state import AgoraState
 from .teacher import AgoraTeacher, check_is_classifier, check_label_behaviour, unwrap_classifier
 
 
@@ -46,7 +48,7 @@ AGORA_WEIGHTS = {
 }
 _MODEL_FILES = ("model.safetensors", "adapter_model.safetensors", "model.safetensors.index.json")
 _CHECKPOINT = re.compile(r"agora-round-(\d+)(?:/setting-(\d+))?/checkpoint-(\d+)$")
-BINARY_TEACHER_BAR = 2 / 3  # the paper's "ok-ish labeller"
+BINARY_TEACHER_BAR = 2 / 3  # the paper's "ok-ish labeller"; a binary bar is also the majority rate + the margin
 REGRESSION_TEACHER_BAR = 0.5  # Pearson correlation on the Agora dev split
 
 
@@ -78,6 +80,11 @@ class AgoraTrainer(Trainer):
             which is optimistic: Agora trains on near-copies of its rows. `agora_selected_by` says which did.
         sampler: overrides `args.agora_sampler`: an `AgoraSampler` or a callable `(text, n) -> list[str]`.
         processing_class: the student's tokenizer (required: rows are tokenised on the fly).
+        agora_pool: unlabelled rows for the pool samplers (`pool`, `pool_uncertainty`, `pool_random`): a
+            `datasets.Dataset` or a file (overrides `args.agora_pool`). Rows equal to train, dev or selection rows
+            are left out of it.
+        agora_held_out_dataset: the split(s) the final model is scored on (the official dev set). A pool holding
+            any of their rows is refused: training on them would leak the test.
         Other arguments are those of `transformers.Trainer`.
 
     The algorithm, per round r: every remaining setting θ trains a model from the same start weights (round 1:
@@ -106,6 +113,8 @@ class AgoraTrainer(Trainer):
         eval_dataset: datasets.Dataset | dict[str, datasets.Dataset] | None = None,
         data_collator: Any = None,
         agora_selection_dataset: datasets.Dataset | None = None,
+        agora_pool: datasets.Dataset | str | None = None,
+        agora_held_out_dataset: datasets.Dataset | list[datasets.Dataset] | None = None,
         **kwargs: Any,
     ):
         if not isinstance(args, AgoraArguments):
@@ -177,6 +186,7 @@ class AgoraTrainer(Trainer):
                 args.agora_label_column,
                 args.agora_max_length,
                 model_input_names(model),
+                args.agora_row_weight,
             )
         super().__init__(
             model=model,
@@ -188,6 +198,7 @@ class AgoraTrainer(Trainer):
             **kwargs,
         )
         self.agora_teacher.prepare(self.accelerator)
+        pool = agora_pool if agora_pool is not None else args.agora_pool
         self.agora_sampler = build_sampler(
             sampler if sampler is not None else args.agora_sampler,
             student=self.model,
@@ -195,16 +206,44 @@ class AgoraTrainer(Trainer):
             replace_fraction=args.replace_fraction,
             num_neighbours=args.num_neighbours,
             max_length=args.agora_max_length,
+            **({"pool": pool} if pool is not None else {}),
             **args.agora_sampler_kwargs,
         )
+        held_out = agora_held_out_dataset
+        held_out = [] if held_out is None else [held_out] if isinstance(held_out, datasets.Dataset) else held_out
+        own = [train_dataset, agora_dev_dataset, *([agora_selection_dataset] if agora_selection_dataset else [])]
+        self.agora_sampler.prepare(
+            text_columns=self.agora_text_columns,
+            known_rows={row_key(row) for dataset in own for row in self._rows(dataset)},
+            held_out_rows={row_key(row) for dataset in held_out for row in self._rows(dataset, "agora_held_out")},
+            min_rows=args.samples_per_error if args.agora_label_budget is None else args.agora_label_budget,
+        )
         self._user_optimizer = self.optimizer is not None
-        self.agora_history: list[AgoraRound] = []
-        self.agora_teacher_report: dict[str, Any] = {}
-        self._agora = _fresh_round_state(len(args.agora_settings))
+        self.agora_state = AgoraState.fresh(len(args.agora_settings))
         self._weights: dict[str, dict[str, torch.Tensor] | None] = dict.fromkeys(AGORA_WEIGHTS)
         self.add_callback(_AgoraStateCallback(self))
 
+    @property
+    def agora_history(self) -> list[AgoraRound]:
+        """One `AgoraRound` per finished round."""
+        return self.agora_state.history
+
+    @property
+    def agora_teacher_report(self) -> dict[str, Any]:
+        """The teacher gate's numbers: on the Agora dev split before round one, against the student after it."""
+        return self.agora_state.teacher_report
+
     # ----- data -----
+
+    def _rows(self, dataset: datasets.Dataset, name: str = "dataset") -> list[tuple[str, ...]]:
+        """The text columns of a split as one tuple per row."""
+        missing = [c for c in self.agora_text_columns if c not in dataset.column_names]
+        if missing:
+            raise ValueError(
+                f"{name} lacks the text column(s) {missing} (columns: {dataset.column_names}); give it the "
+                "training data's text columns."
+            )
+        return list(zip(*(list(dataset[c]) for c in self.agora_text_columns)))
 
     def _check_labels(self, dataset: datasets.Dataset, name: str, column: str) -> None:
         """Labels a classification run can use are integer ids of the student's labels; regression needs numbers."""
@@ -268,42 +307,111 @@ class AgoraTrainer(Trainer):
     # ----- teacher gate -----
 
     def check_teacher(self) -> dict[str, Any]:
-        """Score the teacher on the Agora dev split; refuse a permuted or weak one (unless allowed)."""
+        """Score the teacher on the Agora dev split, chance-corrected; refuse a permuted, weak or (near-)constant one.
+
+        Classification: accuracy must reach the majority-class rate + `agora_teacher_margin` (binary: and 2/3, the
+        paper's bar), which no teacher predicting one class on more than 1 - margin of the rows can reach; and the
+        task's metric (`agora_metric`: F1, Matthews) must beat the best constant predictor's by the margin.
+        Regression: Pearson 0.5 (a constant scores 0).
+        """
         dev = self.agora_dev_dataset
-        rows = list(zip(*(list(dev[c]) for c in self.agora_text_columns)))
         labels = np.asarray(list(dev[self.args.agora_label_column]))
-        predicted = self.agora_teacher(rows).labels.numpy()
+        predicted = self.agora_teacher(self._rows(dev)).labels.numpy()
+        margin = self.args.agora_teacher_margin
+        report: dict[str, Any] = {"split": "agora_dev", "rows": len(labels)}
         if self.agora_regression:
             score = scores.score("pearson", predicted, labels)
-            metric, bar, rule = "pearson", REGRESSION_TEACHER_BAR, "Pearson 0.5 (regression)"
+            report.update(metric="pearson", score=score, bar=REGRESSION_TEACHER_BAR, constant_score=0.0)
+            failures = [] if score >= REGRESSION_TEACHER_BAR else [f"Pearson {score:.4f} against a bar of 0.5000"]
         else:
-            score = scores.score("accuracy", predicted, labels)
-            metric = "accuracy"
+            counts = np.bincount(labels, minlength=self.agora_num_labels)
+            majority = float(counts.max() / len(labels))
+            bar = majority + margin
+            rule = f"the majority-class rate {majority:.1%} + margin {margin:.0%}"
             if self.agora_num_labels == 2:
-                bar, rule = BINARY_TEACHER_BAR, "2/3 (binary)"
-            else:
-                majority = float(np.bincount(labels, minlength=self.agora_num_labels).max() / len(labels))
-                bar = majority + self.args.agora_teacher_margin
-                rule = f"majority-class rate {majority:.1%} + margin {self.args.agora_teacher_margin:.0%}"
+                bar, rule = max(bar, BINARY_TEACHER_BAR), rule + ", and at least 2/3 for a binary task"
+            accuracy = scores.score("accuracy", predicted, labels)
             check_label_behaviour(predicted, labels, self.agora_num_labels, bar)
-        report = {"metric": metric, "score": score, "bar": bar, "rows": len(labels), "passed": score >= bar}
-        logger.warning(
-            f"Agora teacher on the Agora dev split ({len(labels)} rows): {metric} {score:.4f} (bar {bar:.4f})."
-        )
-        if not report["passed"] and not self.args.agora_allow_weak_teacher:
-            raise ValueError(
-                f"The teacher scores {metric} {score:.4f} on the Agora dev split ({len(labels)} rows), below the bar "
-                f"of {bar:.4f} ({rule}): its labels would mislead the student. Use a better teacher, or set "
-                "agora_allow_weak_teacher=True (--agora_allow_weak_teacher) to run anyway."
+            shares = np.bincount(predicted.astype(np.int64), minlength=self.agora_num_labels) / len(labels)
+            report.update(
+                metric="accuracy",
+                score=accuracy,
+                bar=bar,
+                majority_rate=majority,
+                predicted_share=float(shares.max()),
             )
-        self.agora_teacher_report = report
+            failures = [] if accuracy >= bar else [f"accuracy {accuracy:.4f} against a bar of {bar:.4f} ({rule})"]
+            if self.agora_metric != "accuracy":
+                task_score = scores.score(self.agora_metric, predicted, labels)
+                constant = max(
+                    scores.score(self.agora_metric, np.full_like(labels, k), labels)
+                    for k in range(self.agora_num_labels)
+                )
+                report.update(
+                    task_metric=self.agora_metric,
+                    task_score=task_score,
+                    task_bar=constant + margin,
+                    constant_score=constant,
+                )
+                if task_score < constant + margin:
+                    failures.append(
+                        f"{self.agora_metric} {task_score:.4f} against a bar of {constant + margin:.4f} (a constant "
+                        f"predictor scores {constant:.4f}, + margin {margin:.0%})"
+                    )
+            if failures:
+                failures.append(f"it predicts one class for {shares.max():.1%} of the rows")
+        report["passed"] = not failures
+        task = (
+            f", {report['task_metric']} {report['task_score']:.4f} (bar {report['task_bar']:.4f})"
+            if ("task_metric" in report)
+            else ""
+        )
+        logger.warning(
+            f"Agora teacher on the Agora dev split ({len(labels)} rows): {report['metric']} {report['score']:.4f} "
+            f"(bar {report['bar']:.4f}){task}."
+        )
+        if failures and not self.args.agora_allow_weak_teacher:
+            raise ValueError(
+                f"The teacher is below the bar on the Agora dev split ({len(labels)} rows): {'; '.join(failures)}. "
+                "Its labels would mislead the student (a teacher near a constant predictor teaches the class "
+                "balance, not the task). Use a better teacher, or set agora_allow_weak_teacher=True "
+                "(--agora_allow_weak_teacher) to run anyway."
+            )
+        self.agora_state.teacher_report.update(report)  # a resumed run keeps its comparison with the student
         return report
+
+    def _compare_teacher_with_student(self, student_score: float) -> None:
+        """After round one: the teacher against the student on rows neither trained on (the selection split, else
+        the Agora dev split, which the student has not trained near yet). A teacher no better than the student would
+        teach it its own errors: warn, and record it (the recipe puts it on the model card)."""
+        split, name = self.agora_selection_dataset, "agora_selection"
+        if split is None:
+            split, name = self.agora_dev_dataset, "agora_dev"
+        labels = np.asarray(list(split[self.args.agora_label_column]))
+        teacher_score = scores.score(self.agora_metric, self.agora_teacher(self._rows(split)).labels.numpy(), labels)
+        comparison = {
+            "split": name,
+            "rows": len(labels),
+            "metric": self.agora_metric,
+            "teacher": teacher_score,
+            "student": student_score,
+            "teacher_better": teacher_score > student_score,
+        }
+        self.agora_state.teacher_report["student_comparison"] = comparison
+        if not comparison["teacher_better"]:
+            warning = (
+                f"The Agora teacher is not better than the student after round one on the {name} split "
+                f"({len(labels)} rows, which neither trained on): {self.agora_metric} {teacher_score:.4f} against the "
+                f"student's {student_score:.4f}. Its labels may teach the student its own errors; use a stronger "
+                "teacher, or plain training."
+            )
+            self.agora_state.teacher_report["warning"] = warning
+            logger.warning(warning)
 
     def _label_train_rows(self) -> None:
         """`distill_train_rows`: the teacher's probabilities on every original row, once (a resume relabels them:
         the teacher is deterministic, and checkpoints store only the generated rows)."""
-        rows = list(zip(*(list(self.agora_original_dataset[c]) for c in self.agora_text_columns)))
-        probs = self.agora_teacher(rows).probs
+        probs = self.agora_teacher(self._rows(self.agora_original_dataset)).probs
         if probs is None:
             raise ValueError("distill_train_rows needs the teacher's probabilities, but it returned labels only.")
         self._agora_base = self._training_view(self.agora_original_dataset, self.args, probs.tolist())
@@ -324,11 +432,10 @@ class AgoraTrainer(Trainer):
         if resume_from_checkpoint:
             resume_path = find_agora_checkpoint(resume_from_checkpoint, base_output_dir)
             self._load_agora_state(resume_path)
-            logger.warning(f"Agora resumes from {resume_path} (round {self._agora['round']}).")
+            logger.warning(f"Agora resumes from {resume_path} (round {self.agora_state.round}).")
         else:
-            self.agora_history = []
             self.agora_generated = self._agora_base.select([])
-            self._agora = _fresh_round_state(len(args.agora_settings))
+            self.agora_state = AgoraState.fresh(len(args.agora_settings))
             self._weights = dict.fromkeys(AGORA_WEIGHTS)
             self._weights["start"] = _clone(self.model)
         self.check_teacher()
@@ -340,17 +447,17 @@ class AgoraTrainer(Trainer):
         output = None
         rounds = tqdm(
             total=args.agora_rounds,
-            initial=self._agora["round"] - 1,
+            initial=self.agora_state.round - 1,
             desc="Agora rounds",
             disable=args.disable_tqdm or not self.is_world_process_zero(),
         )
         try:
             while True:
-                state = self._agora
-                round_index = state["round"]
+                state = self.agora_state
+                round_index = state.round
                 self.train_dataset = self.agora_train_dataset
-                while state["position"] < len(state["remaining"]):
-                    setting_index = state["remaining"][state["position"]]
+                while state.position < len(state.remaining):
+                    setting_index = state.remaining[state.position]
                     for name in varied:
                         setattr(args, name, saved[name])
                     for name, value in args.agora_settings[setting_index].items():
@@ -368,10 +475,10 @@ class AgoraTrainer(Trainer):
                         **kwargs,
                     )
                     resume_path = None
-                    state["total_steps"] += output.global_step
-                    state["loss_sum"] += output.training_loss * output.global_step
+                    state.total_steps += output.global_step
+                    state.loss_sum += output.training_loss * output.global_step
                     self._score_setting(setting_index)
-                    state["position"] += 1
+                    state.position += 1
                 for name in varied:
                     setattr(args, name, saved[name])
                 record = self._end_round(round_index)
@@ -387,12 +494,13 @@ class AgoraTrainer(Trainer):
         metrics = dict(output.metrics) if output is not None else {}
         metrics["agora_rounds"] = len(self.agora_history)
         metrics["agora_generated_rows"] = len(self.agora_generated)
-        metrics["agora_best_round"] = self._agora["best"]["round"]
-        metrics["agora_best_setting"] = self._agora["best"]["setting"]
-        metrics[f"agora_best_{self.agora_selected_by}_{self.agora_metric}"] = self._agora["best"]["metric"]
+        metrics["agora_labels_spent"] = self.agora_state.labels_spent
+        metrics["agora_best_round"] = self.agora_state.best["round"]
+        metrics["agora_best_setting"] = self.agora_state.best["setting"]
+        metrics[f"agora_best_{self.agora_selected_by}_{self.agora_metric}"] = self.agora_state.best["metric"]
         metrics[f"agora_teacher_{self.agora_teacher_report['metric']}"] = self.agora_teacher_report["score"]
-        total_steps = self._agora["total_steps"]
-        return TrainOutput(total_steps, self._agora["loss_sum"] / max(total_steps, 1), metrics)
+        total_steps = self.agora_state.total_steps
+        return TrainOutput(total_steps, self.agora_state.loss_sum / max(total_steps, 1), metrics)
 
     def _setting_dir(self, base: str, round_index: int, setting_index: int) -> str:
         folder = os.path.join(base, f"agora-round-{round_index}")
@@ -400,7 +508,7 @@ class AgoraTrainer(Trainer):
 
     def _score_setting(self, setting_index: int) -> None:
         """Score the model just trained: on the Agora dev split (ranking) and the selection split (best model)."""
-        state = self._agora
+        state = self.agora_state
         dev_metric, wrong = self._agora_score(self.agora_dev_dataset, errors=True)
         if self.agora_selection_dataset is not None:
             selection_metric, _ = self._agora_score(self.agora_selection_dataset)
@@ -413,27 +521,25 @@ class AgoraTrainer(Trainer):
             "dev_errors": len(wrong),
             "selection_metric": selection_metric,
         }
-        state["results"].append(result)
-        round_best = state["round_best"]
-        if round_best is None or dev_metric > round_best["dev_metric"]:
-            state["round_best"] = dict(result, wrong=wrong.tolist())
+        state.results.append(result)
+        if state.round_best is None or dev_metric > state.round_best["dev_metric"]:
+            state.round_best = dict(result, wrong=wrong.tolist())
             self._weights["round_best"] = _clone(self.model)
-        best = state["best"]
-        if best["metric"] is None or selection_metric > best["metric"]:
-            state["best"] = {
+        if state.best["metric"] is None or selection_metric > state.best["metric"]:
+            state.best = {
                 "metric": selection_metric,
-                "round": state["round"],
+                "round": state.round,
                 "setting": setting_index,
                 "wrong": wrong.tolist(),
             }
-            state["improved"] = True
+            state.improved = True
             self._weights["best"] = _clone(self.model)
 
     def _end_round(self, round_index: int) -> AgoraRound:
         """Rank the round's settings, keep the best half, decide whether to stop, and expand the data."""
-        args, state = self.args, self._agora
-        round_best = state["round_best"]
-        ranked = sorted(state["results"], key=lambda r: -r["dev_metric"])  # stable: ties keep Θ's order
+        args, state = self.args, self.agora_state
+        round_best = state.round_best
+        ranked = sorted(state.results, key=lambda r: -r["dev_metric"])  # stable: ties keep Θ's order
         record = AgoraRound(
             round=round_index,
             train_size=len(self.train_dataset),
@@ -445,34 +551,30 @@ class AgoraTrainer(Trainer):
             settings=[
                 {k: r[k] for k in ("setting", "steps", "dev_metric", "dev_errors", "selection_metric")} for r in ranked
             ],
-            selection_metric=max(r["selection_metric"] for r in state["results"]),
+            selection_metric=max(r["selection_metric"] for r in state.results),
             selected_by=self.agora_selected_by,
-            improved=state["improved"],
+            improved=state.improved,
         )
-        state["stale"] = 0 if record.improved else state["stale"] + 1
+        if round_index == 1 and "student_comparison" not in state.teacher_report:
+            self._compare_teacher_with_student(round_best["selection_metric"])
+        state.stale = 0 if record.improved else state.stale + 1
         patience = args.agora_patience + (1 if args.agora_replay else 0)
-        record.stopped = round_index >= args.agora_rounds or (args.agora_patience > 0 and state["stale"] >= patience)
-        self.agora_history.append(record)
+        record.stopped = round_index >= args.agora_rounds or (args.agora_patience > 0 and state.stale >= patience)
+        state.history.append(record)
         wrong = np.asarray(round_best["wrong"], dtype=np.int64)
         start = self._weights["round_best"]
         if not record.stopped:
             if args.agora_replay and not record.improved:
                 record.replayed = True
-                wrong = np.asarray(state["best"]["wrong"], dtype=np.int64)
+                wrong = np.asarray(state.best["wrong"], dtype=np.int64)
                 start = self._weights["best"]
-            record.generated, record.kept, record.teacher_agreement, record.low_confidence = self._expand(
-                round_index, wrong
-            )
+            expansion = self._expand(round_index, wrong)
+            record.generated, record.kept, record.teacher_agreement, record.low_confidence, record.labelled = expansion
+            state.labels_spent += record.labelled
         self.log(record.log_dict())
         keep = [r["setting"] for r in ranked[: math.ceil(len(ranked) / 2)]]
-        self._agora.update(
-            round=round_index + 1,
-            position=0,
-            remaining=keep,
-            results=[],
-            round_best=None,
-            improved=False,
-        )
+        state.round, state.position, state.remaining = round_index + 1, 0, keep
+        state.results, state.round_best, state.improved = [], None, False
         self._weights["start"], self._weights["round_best"] = start, None
         self.model.load_state_dict(start)
         return record
@@ -493,56 +595,65 @@ class AgoraTrainer(Trainer):
             wrong = np.flatnonzero(predicted != labels)
         return scores.score(self.agora_metric, predicted, labels), wrong
 
-    def _expand(self, round_index: int, wrong: np.ndarray) -> tuple[int, int, float, int]:
+    def _expand(self, round_index: int, wrong: np.ndarray) -> tuple[int, int, float, int, int]:
         """Generate and label rows near the dev errors on the main process; every process gets the same rows."""
         payload = [None]
         if self.accelerator.is_main_process:
             payload = [self._generate(round_index, wrong)]
         if self.accelerator.num_processes > 1:
             payload = broadcast_object_list(payload)
-        columns, generated, agreement, dropped = payload[0]
+        columns, generated, agreement, dropped, labelled = payload[0]
         new_rows = datasets.Dataset.from_dict(columns, features=self._agora_base.features)
         self.agora_generated = datasets.concatenate_datasets([self.agora_generated, new_rows])
-        return generated, len(new_rows), agreement, dropped
+        return generated, len(new_rows), agreement, dropped, labelled
+
+    def _expansion_share(self, round_index: int) -> int | None:
+        """Teacher labels this expansion may spend: the budget left, spread evenly over the expansions left (one
+        after every round but the last). None without `agora_label_budget`."""
+        budget = self.args.agora_label_budget
+        if budget is None:
+            return None
+        expansions_left = max(1, self.args.agora_rounds - round_index)
+        return (budget - self.agora_state.labels_spent) // expansions_left
 
     @torch.no_grad()
-    def _generate(self, round_index: int, wrong: np.ndarray) -> tuple[dict[str, list], int, float, int]:
+    def _generate(self, round_index: int, wrong: np.ndarray) -> tuple[dict[str, list], int, float, int, int]:
+        """Rows near the dev errors, taken round-robin (every error's nearest first) up to this expansion's share of
+        the label budget, labelled by the teacher."""
         args = self.args
-        if len(wrong) == 0:
-            return {name: [] for name in self._agora_base.column_names}, 0, float("nan"), 0
+        share = self._expansion_share(round_index)
+        if len(wrong) == 0 or share == 0:
+            return {name: [] for name in self._agora_base.column_names}, 0, float("nan"), 0, 0
         dev = self.agora_dev_dataset
         generator = torch.Generator().manual_seed(args.seed * 10_007 + round_index)
-        existing = set(zip(*(self.train_dataset[c] for c in self.agora_text_columns)))
-        rows, sources, proposed = [], [], 0
-        chunk = max(1, args.teacher_batch_size // args.samples_per_error)
-        bar = tqdm(
-            total=len(wrong), desc=f"Agora round {round_index}: sampling", leave=False, disable=args.disable_tqdm
+        existing = set(self._rows(self.train_dataset))
+        per_error = args.samples_per_error if share is None else math.ceil(share / len(wrong))
+        dev_rows = self._rows(dev)
+        found = self.agora_sampler.sample(
+            [dev_rows[i] for i in wrong.tolist()], per_error, generator, args.pair_perturbation, existing
         )
-        for start in range(0, len(wrong), chunk):
-            indices = wrong[start : start + chunk].tolist()
-            examples = [tuple(dev[i][c] for c in self.agora_text_columns) for i in indices]
-            variants = sample_near(
-                self.agora_sampler, examples, args.samples_per_error, generator, args.pair_perturbation
-            )
-            for i, found in zip(indices, variants):
-                proposed += len(found)
-                for row in found:
-                    if row not in existing:
-                        existing.add(row)
-                        rows.append(row)
-                        sources.append(i)
-            bar.update(len(indices))
-        bar.close()
+        proposed = sum(len(variants) for variants in found)
         if proposed == 0:
             raise RuntimeError(
                 f"The Agora sampler {type(self.agora_sampler).__name__} produced no new example for any of the "
                 f"{len(wrong)} dev errors of round {round_index}: it must return variants that differ from their "
-                "source (check its replace_fraction / callable)."
+                "source (check its replace_fraction / callable), or a pool with rows left."
             )
+        rows, sources = [], []
+        for rank in range(max(len(variants) for variants in found)):
+            for i, variants in zip(wrong.tolist(), found):
+                if rank < len(variants) and variants[rank] not in existing:
+                    existing.add(variants[rank])
+                    rows.append(variants[rank])
+                    sources.append(i if self.agora_sampler.targeted else -1)
+        rows, sources = rows[:share], sources[:share]
+        labelled = len(rows)
         teacher_out = self.agora_teacher(rows)
-        if (args.soft_labels or args.min_teacher_confidence > 0) and rows and teacher_out.probs is None:
+        needs_probs = args.soft_labels or args.min_teacher_confidence > 0 or args.agora_row_weight == "confidence"
+        if needs_probs and rows and teacher_out.probs is None:
             raise ValueError(
-                "soft_labels / min_teacher_confidence need the teacher's probabilities, but it returned labels only."
+                "soft_labels / min_teacher_confidence / teacher_row_weight='confidence' need the teacher's "
+                "probabilities, but it returned labels only."
             )
         labels = teacher_out.labels.tolist()
         confidence = teacher_out.confidence.tolist()
@@ -550,13 +661,13 @@ class AgoraTrainer(Trainer):
         dropped = len(rows) - len(keep)
         rows, sources = [rows[k] for k in keep], [sources[k] for k in keep]
         labels, confidence = [labels[k] for k in keep], [confidence[k] for k in keep]
-        source_labels = [dev[i][args.agora_label_column] for i in sources]
-        if not rows:
+        if not rows or not self.agora_sampler.targeted:  # rows not drawn near an error have no source to agree with
             agreement = float("nan")
         elif self.agora_regression:  # share of new rows the teacher scores within the tolerance of their source
+            source_labels = [dev[i][args.agora_label_column] for i in sources]
             agreement = float(np.mean(np.abs(np.subtract(labels, source_labels)) <= args.agora_regression_tolerance))
         else:
-            agreement = float(np.mean(np.equal(labels, source_labels)))
+            agreement = float(np.mean(np.equal(labels, [dev[i][args.agora_label_column] for i in sources])))
         columns: dict[str, list] = {c: [row[k] for row in rows] for k, c in enumerate(self.agora_text_columns)}
         columns[args.agora_label_column] = labels
         columns["agora_round"] = [round_index] * len(rows)
@@ -564,22 +675,38 @@ class AgoraTrainer(Trainer):
         columns["agora_teacher_confidence"] = confidence
         if args.soft_labels:
             columns[TEACHER_PROBS] = [teacher_out.probs[k].tolist() for k in keep]
-        return columns, proposed, agreement, dropped
+        return columns, proposed, agreement, dropped, labelled
 
     # ----- loss -----
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         """Cross-entropy on every row, plus `distill_alpha` x T^2 x KL(teacher || student) on the rows that carry the
-        teacher's probabilities (generated rows; with `distill_train_rows` the original rows too)."""
+        teacher's probabilities (generated rows; with `distill_train_rows` the original rows too). With
+        `teacher_row_weight`, each generated row's terms are scaled by its weight (gold rows weigh 1)."""
         teacher_probs = inputs.pop("teacher_probs", None)
         teacher_mask = inputs.pop("teacher_mask", None)
-        loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
+        weight = inputs.pop("row_weight", None)
+        if weight is None:
+            loss, outputs = super().compute_loss(
+                model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch
+            )
+        else:
+            labels = inputs.pop("labels")
+            outputs = model(**inputs)
+            logits = outputs["logits"].float()
+            if self.agora_regression:
+                per_row = (logits[:, 0] - labels.float()) ** 2
+            else:
+                per_row = nn.functional.cross_entropy(logits, labels, reduction="none")
+            loss = (weight * per_row).sum() / weight.numel()
         if self.args.soft_labels and teacher_probs is not None and bool(teacher_mask.any()):
             temperature = self.args.distill_temperature
             logits = outputs["logits"][teacher_mask] / temperature
             target = (teacher_probs[teacher_mask].clamp_min(1e-12).log() / temperature).softmax(-1)
-            kl = nn.functional.kl_div(logits.log_softmax(-1), target, reduction="sum") / teacher_mask.numel()
-            loss = loss + self.args.distill_alpha * temperature**2 * kl
+            kl = nn.functional.kl_div(logits.log_softmax(-1), target, reduction="none").sum(-1)
+            if weight is not None:
+                kl = kl * weight[teacher_mask]
+            loss = loss + self.args.distill_alpha * temperature**2 * kl.sum() / teacher_mask.numel()
         return (loss, outputs) if return_outputs else loss
 
     # ----- checkpoints -----
@@ -595,34 +722,32 @@ class AgoraTrainer(Trainer):
             if self._weights[key] is not None:
                 save_file({k: v.contiguous() for k, v in self._weights[key].items()}, str(path / name))
                 weights.append(key)
-        state = dict(
-            self._agora,
-            history=[r.to_dict() for r in self.agora_history],
+        state = dataclasses.replace(
+            self.agora_state,
             weights=weights,
             generated_rows=len(self.agora_generated),
             settings=self.args.agora_settings,
         )
-        _atomic_write(path / AGORA_STATE_NAME, json.dumps(state, indent=1))
+        state.save_to_json(path / AGORA_STATE_NAME)
 
     def _load_agora_state(self, folder: str) -> None:
         path = Path(folder)
-        state = json.loads((path / AGORA_STATE_NAME).read_text())
-        if state.pop("settings") != self.args.agora_settings:
+        state = AgoraState.load_from_json(path / AGORA_STATE_NAME)
+        if state.settings != self.args.agora_settings:
             raise ValueError(
                 f"{folder} was saved with another agora_hyperparameter_space; resume with the same settings or "
                 "start a new run in another output_dir."
             )
-        self.agora_history = [AgoraRound(**r) for r in state.pop("history")]
-        weights = state.pop("weights")
-        expected_rows = state.pop("generated_rows")
-        self._agora = state
         rows = json.loads((path / AGORA_GENERATED_ROWS).read_text())
         generated = datasets.Dataset.from_dict(rows, features=self._agora_base.features)
-        if len(generated) != expected_rows:
-            raise ValueError(f"{folder}: {AGORA_GENERATED_ROWS} has {len(generated)} rows, expected {expected_rows}.")
+        if len(generated) != state.generated_rows:
+            raise ValueError(
+                f"{folder}: {AGORA_GENERATED_ROWS} has {len(generated)} rows, expected {state.generated_rows}."
+            )
+        self.agora_state = state
         self.agora_generated = generated
         self._weights = {
-            key: load_file(str(path / name)) if key in weights else None for key, name in AGORA_WEIGHTS.items()
+            key: load_file(str(path / name)) if key in state.weights else None for key, name in AGORA_WEIGHTS.items()
         }
 
     # ----- reporting -----
@@ -719,24 +844,6 @@ def _check_metric(metric: str, regression: bool, num_labels: int) -> None:
         raise ValueError(f"agora_metric={metric!r} is for regression; use accuracy, f1 or matthews_correlation.")
     if metric == "f1" and num_labels != 2:
         raise ValueError("agora_metric='f1' is the positive class's F1 of a binary task; use accuracy here.")
-
-
-def _fresh_round_state(num_settings: int) -> dict[str, Any]:
-    """Where the run stands: round, the remaining settings (and which is training), this round's results, the best
-    model so far (selection score, round, setting, its Agora dev errors), rounds without improvement, and the
-    optimisation steps (and summed loss) of every finished setting."""
-    return {
-        "round": 1,
-        "position": 0,
-        "remaining": list(range(num_settings)),
-        "results": [],
-        "round_best": None,
-        "improved": False,
-        "best": {"metric": None, "round": 0, "setting": 0, "wrong": []},
-        "stale": 0,
-        "total_steps": 0,
-        "loss_sum": 0.0,
-    }
 
 
 def _text_columns(dataset: datasets.Dataset, given: list[str] | None) -> tuple[str, ...]:

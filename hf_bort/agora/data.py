@@ -86,6 +86,8 @@ class AgoraDataCollator:
     label_column: str = "label"
     max_length: int = 128
     input_names: tuple[str, ...] = _TOKENIZER_OUTPUTS  # tokenizer outputs to pass on; see `model_input_names`
+    # teacher-labelled (agora_round > 0) rows' weight in the loss: a factor, or "confidence" (the teacher's probability)
+    row_weight: float | str = 1.0
 
     def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
         columns = [[f[c] for f in features] for c in self.text_columns]
@@ -100,4 +102,11 @@ class AgoraDataCollator:
             batch["teacher_mask"] = torch.tensor([p is not None and len(p) > 0 for p in probs])
             width = max((len(p) for p in probs if p), default=0)
             batch["teacher_probs"] = torch.tensor([p if p else [0.0] * width for p in probs], dtype=torch.float)
+        if self.row_weight != 1.0 and "agora_round" in features[0]:
+            generated = torch.tensor([f["agora_round"] > 0 for f in features])
+            if self.row_weight == "confidence":
+                weight = torch.tensor([f["agora_teacher_confidence"] for f in features], dtype=torch.float)
+            else:
+                weight = torch.full((len(features),), float(self.row_weight))
+            batch["row_weight"] = torch.where(generated, weight, torch.ones(len(features)))
         return batch

@@ -23,7 +23,8 @@ class AgoraRound:
     generated: int = 0  # variants the sampler produced (after dropping copies)
     kept: int = 0  # variants appended to the training set
     low_confidence: int = 0  # variants dropped because the teacher was below min_teacher_confidence
-    teacher_agreement: float = float("nan")  # share of kept variants the teacher labels like their source
+    labelled: int = 0  # teacher labels spent (kept + low_confidence), counted against agora_label_budget
+    teacher_agreement: float = float("nan")  # share of kept rows the teacher labels like their source (NaN: no source)
     improved: bool = False  # a model of this round beat the best selection score so far
     replayed: bool = False  # the next round restarts from the best weights
     stopped: bool = False  # the run ended after this round

@@ -1,8 +1,9 @@
-"""Samplers: make new texts near a given one, in a representation space. Agora calls them on its dev errors.
+"""Samplers: new rows near a given one, in a representation space. Agora calls them on its dev errors.
 
-A sampler only perturbs single strings (`AgoraSampler.perturb`); `sample_near` applies it to whole examples,
-handles sentence pairs and drops variants equal to their source or to each other, so a user callable gets
-all of that for free.
+A sampler either perturbs single strings (`AgoraSampler.perturb`: token edits, or a user callable), which
+`sample_near` applies to whole examples, handling sentence pairs and dropping variants equal to their source or to
+each other; or it picks whole rows itself (`AgoraSampler.sample`: the pool samplers of `hf_bort.agora.pool`, which
+return real unlabelled text nearest to each error).
 
 Token samplers can keep only variants whose sentence representation (the mean-pooled last hidden state of an
 `encoder`) has a cosine similarity to the source's within `[min_similarity, max_similarity]`: near, but not a
@@ -21,8 +22,16 @@ from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer, PreTrai
 from ..errors import load_checkpoint
 
 
-class AgoraSampler(ABC):
-    """Base class of the pluggable samplers."""
+def row_key(row: tuple[str, ...]) -> tuple[str, ...]:
+    """A row as compared for overlap: lower case, whitespace collapsed (a leak survives neither)."""
+    return tuple(" ".join(text.lower().split()) for text in row)
+
+
+class AgoraSampler:
+    """Base class of the pluggable samplers: implement `perturb` (variants of a text) or `sample` (whole rows)."""
+
+    # False: the rows do not depend on the errors given (active-learning baselines): no source, no agreement
+    targeted = True
 
     @classmethod
     def from_agora(
@@ -31,9 +40,36 @@ class AgoraSampler(ABC):
         """Build from `AgoraArguments` (sampler kwargs merged in) and the student's model and tokenizer."""
         return cls(**kwargs)
 
-    @abstractmethod
+    def prepare(
+        self,
+        *,
+        text_columns: tuple[str, ...],
+        known_rows: set[tuple[str, ...]],
+        held_out_rows: set[tuple[str, ...]],
+        min_rows: int,
+    ) -> None:
+        """Called once by `AgoraTrainer` before training with the task's text columns, the `row_key`s of the rows it
+        has (train, dev, selection) and of those it must never train on (`agora_held_out_dataset`), and the fewest
+        rows an expansion may ask for. Text samplers need none of it."""
+
+    def sample(
+        self,
+        examples: list[tuple[str, ...]],
+        num_samples: int,
+        generator: torch.Generator,
+        pair_perturbation: str = "both",
+        exclude: set[tuple[str, ...]] | None = None,
+    ) -> list[list[tuple[str, ...]]]:
+        """Up to `num_samples` new rows near each example (a tuple of its text columns), nearest first; rows in
+        `exclude` (the current training set) are not wanted. By default, `perturb`'s variants via `sample_near`."""
+        return sample_near(self, examples, num_samples, generator, pair_perturbation)
+
     def perturb(self, texts: list[str], num_samples: int, generator: torch.Generator) -> list[list[str]]:
         """Return, for each text, up to `num_samples` variants of it (fewer, or none, is allowed)."""
+        raise NotImplementedError(
+            f"{type(self).__name__} implements neither perturb(texts, num_samples, generator) nor sample(examples, "
+            "num_samples, generator, ...): an AgoraSampler needs one of them."
+        )
 
 
 class CallableSampler(AgoraSampler):
@@ -52,7 +88,7 @@ class CallableSampler(AgoraSampler):
         return out
 
 
-class _TokenSampler(AgoraSampler):
+class _TokenSampler(AgoraSampler, ABC):
     """Replaces a random `replace_fraction` of the non-special tokens of each text; subclasses pick the fills.
 
     With an `encoder` (a model or path; `encoder_tokenizer` defaults to its own or the sampler's), `oversample`
@@ -348,6 +384,9 @@ def build_sampler(
         return CallableSampler(sampler)
     if sampler not in SAMPLERS:
         raise ValueError(f"Unknown Agora sampler {sampler!r}; choose one of {list(SAMPLERS)}, or pass a callable.")
+    if "pool" in kwargs and not getattr(SAMPLERS[sampler], "uses_pool", False):
+        pools = [name for name, cls in SAMPLERS.items() if getattr(cls, "uses_pool", False)]
+        raise ValueError(f"An Agora pool is given but the {sampler!r} sampler uses none; choose one of {pools}.")
     common = {"replace_fraction": replace_fraction, "num_neighbours": num_neighbours, "max_length": max_length}
     try:
         return SAMPLERS[sampler].from_agora(student, student_tokenizer, **common, **kwargs)
