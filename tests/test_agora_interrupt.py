@@ -19,6 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 _SCRIPT = r"""
 import hashlib, json, os, signal, sys
 from pathlib import Path
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as a terminal gives it, even when started in the background
 import torch
 sys.path.insert(0, os.getcwd())
 from transformers import AutoTokenizer, TrainerCallback

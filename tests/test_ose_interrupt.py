@@ -20,7 +20,8 @@ from tests.conftest import TINY_DIMS
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # The CLI with each candidate slowed down, so that the test can interrupt it between two journaled candidates.
 SLOW_CLI = """
-import os, time
+import os, signal, time
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as a terminal gives it, even when started in the background
 from hf_bort.ose.search import OSESearch
 from hf_bort.cli import main
 evaluate = OSESearch._evaluate
