@@ -370,10 +370,17 @@ def test_labels_are_used_only_by_a_parent_with_a_head():
     assert not torch.allclose(task.neurons[0], proxy.neurons[0], rtol=1e-2, atol=0)
 
 
-def test_oseconfig_offers_every_importance_method():
+def test_oseconfig_and_compressconfig_offer_every_importance_method():
+    """The names live in extract's registry; the two configs' typed choices (what --help and HfArgumentParser offer)
+    are checked against it, so a new method cannot be missing from either."""
+    import typing
+
+    from hf_bort.compression.compress_config import CompressConfig
     from hf_bort.ose import ose_config
 
     assert list(ose_config.IMPORTANCE_METHODS) == list(IMPORTANCE_METHODS)
+    for config in (ose_config.OSEConfig, CompressConfig):
+        assert set(typing.get_args(typing.get_type_hints(config)["importance"])) == set(IMPORTANCE_METHODS), config
 
 
 def test_importance_needs_data_and_a_known_method():
