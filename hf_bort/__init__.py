@@ -21,7 +21,7 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from .agora import AgoraArguments, AgoraState, AgoraTrainer, PoolSampler, carve_dev_split, plot_agora_history
-    from .compression import CompressConfig, CompressResult, compress
+    from .compression import CompressConfig, CompressResult, compress, compress_search
     from .configuration_bort import BortConfig
     from .convert import convert_bert_checkpoint
     from .distill import DistillationArguments, DistillationTrainer

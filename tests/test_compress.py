@@ -8,7 +8,7 @@ import pytest
 import torch
 import transformers as tr
 
-from hf_bort import CompressConfig, compress
+from hf_bort import Architecture, CompressConfig, compress, compress_search
 from hf_bort.cli import main
 from hf_bort.compression import TaskDistillationTrainer
 from hf_bort.glue import load_glue
@@ -116,6 +116,14 @@ def test_compress_writes_a_student_that_meets_its_budget_and_scores_what_it_repo
     assert again.results["architecture"] == r["architecture"] and again.results["eval"] == r["eval"]
     with pytest.raises(ValueError, match="settings differ.*min_speedup"):
         compress(parent, train, dev, _config(tmp_path, min_speedup=2.0), tokenizer=tokenizer)
+
+    # the search compress ran, rebuilt without a journal: it re-estimates the chosen candidate's ê exactly, writing
+    # nothing (benchmarks/compress_fidelity.py re-scores candidates this way)
+    files = sorted(path for path in out.rglob("*"))
+    search = compress_search(parent, train, _config(tmp_path), tokenizer, journal=False)
+    (record,) = search.estimate([Architecture(**r["architecture"])])
+    assert record.error == r["search"]["error"]
+    assert sorted(path for path in out.rglob("*")) == files
 
 
 def test_task_distillation_loss_is_the_stated_mixture(parent, tokenizer, sst2, tmp_path):

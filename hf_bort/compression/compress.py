@@ -202,33 +202,7 @@ def compress(
     state.wait_for_everyone()
 
     # 1. the search, within the budget (candidates predicted to meet it on this device)
-    search_rows = train_dataset.shuffle(seed=config.seed).select(range(min(config.search_rows, len(train_dataset))))
-    space = SearchSpace.from_config(
-        parent.config,
-        num_heads=config.num_heads,
-        hidden_sizes=config.hidden_sizes,
-        intermediate_sizes=config.intermediate_sizes,
-        step=config.step,
-        allocation=config.allocation,
-    )
-    ose_config = OSEConfig(
-        objective="task_distill",
-        weights=[0.0, 0.0, 1.0],  # the budget bounds the costs; among what meets it, the lowest ê is wanted
-        importance=config.importance,
-        epsilon=config.epsilon,
-        interval=config.interval,
-        step_scale=config.step_scale,
-        max_candidates=config.max_candidates,
-        seq_len=config.search_seq_len,
-        min_speedup=config.min_speedup * config.selection_margin,  # searched with the margin the choice needs
-        latency_seq_len=DEFAULT_SHAPES[0][1],
-        latency_repeats=config.latency_repeats,
-        text_column=list(columns[: 2 if columns[1] else 1]),
-        seed=config.seed,
-        output_dir=str(out / "ose"),
-        show_progress=config.show_progress,
-    )
-    search = OSESearch(parent, ose_config, space=space, train_dataset=search_rows, tokenizer=tokenizer)
+    search = compress_search(parent, train_dataset, config, tokenizer, text_column=list(c for c in columns if c))
     search_result = search.run()
     parent.cpu()
 
@@ -260,7 +234,8 @@ def compress(
     # 4. the report, on the main process (one process times and scores)
     results = [None]
     if state.is_main_process:
-        results = [_report(student, parent, choice, search_result, ose_config, len(search_rows), eval_rows, metric,
+        search_rows = min(config.search_rows, len(train_dataset))
+        results = [_report(student, parent, choice, search_result, search.args, search_rows, eval_rows, metric,
                            recovery, (search_seconds, time.perf_counter() - started), config)]  # fmt: skip
         search_result.save(out / "ose" / "result.json", overwrite=True)  # every candidate's numbers, for reading
         _save(student, tokenizer, results[0], config, out)
@@ -268,6 +243,51 @@ def compress(
         broadcast_object_list(results)
     state.wait_for_everyone()
     return CompressResult(student, out, results[0])
+
+
+def compress_search(
+    parent: PreTrainedModel,
+    train_dataset,
+    config: CompressConfig,
+    tokenizer: PreTrainedTokenizerBase,
+    *,
+    text_column: list[str] | None = None,
+    journal: bool = True,
+) -> OSESearch:
+    """The search `compress` runs for `config`, not yet started: its space, its settings, its rows.
+
+    `compress` calls `.run()` on it; `benchmarks/compress_fidelity.py` calls `.estimate(...)` and `.extract(...)` to
+    check what ê predicts under other search settings. `journal=False` writes nothing (no resumable journal).
+    """
+    search_rows = train_dataset.shuffle(seed=config.seed).select(range(min(config.search_rows, len(train_dataset))))
+    space = SearchSpace.from_config(
+        parent.config,
+        num_heads=config.num_heads,
+        hidden_sizes=config.hidden_sizes,
+        intermediate_sizes=config.intermediate_sizes,
+        step=config.step,
+        allocation=config.allocation,
+    )
+    ose_config = OSEConfig(
+        objective="task_distill",
+        weights=[0.0, 0.0, 1.0],  # the budget bounds the costs; among what meets it, the lowest ê is wanted
+        importance=config.importance,
+        epsilon=config.epsilon,
+        interval=config.interval,
+        step_scale=config.step_scale,
+        max_candidates=config.max_candidates,
+        seq_len=config.search_seq_len,
+        learning_rate=config.search_learning_rate,
+        batch_size=config.search_batch_size,
+        min_speedup=config.min_speedup * config.selection_margin,  # searched with the margin the choice needs
+        latency_seq_len=DEFAULT_SHAPES[0][1],
+        latency_repeats=config.latency_repeats,
+        text_column=text_column,
+        seed=config.seed,
+        output_dir=str(Path(config.output_dir) / "ose") if journal else None,
+        show_progress=config.show_progress,
+    )
+    return OSESearch(parent, ose_config, space=space, train_dataset=search_rows, tokenizer=tokenizer)
 
 
 def _report(student, parent, choice, search_result, ose_config, search_rows, eval_rows, metric, recovery, seconds,

@@ -38,6 +38,8 @@ class CompressConfig:
         default=2000, metadata={"help": "Training rows the search uses (a seeded sample; a fifth are held out for ê)."}
     )
     search_seq_len: int = field(default=64, metadata={"help": "Tokens per row in the search's short runs."})
+    search_learning_rate: float = field(default=5e-5, metadata={"help": "Learning rate of the search's short runs."})
+    search_batch_size: int = field(default=8, metadata={"help": "Rows per step in the search's short runs."})
     importance: Literal["fisher", "group-taylor", "gradient", "magnitude", "activation"] = field(
         default="fisher",
         metadata={"help": "How the fine-tuned parent's heads, neurons and layers are ranked (fisher: its task loss)."},
@@ -83,13 +85,21 @@ class CompressConfig:
     show_progress: bool = field(default=True, metadata={"help": "Show progress bars."})
 
     def __post_init__(self):
-        for name in ("min_speedup", "learning_rate", "kd_temperature", "selection_margin"):
+        for name in ("min_speedup", "learning_rate", "search_learning_rate", "kd_temperature", "selection_margin"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive number, got {value!r}.")
         if self.min_speedup < 1:
             raise ValueError(f"min_speedup must be at least 1 (the parent's own speed), got {self.min_speedup}.")
-        for name in ("interval", "search_rows", "search_seq_len", "step", "batch_size", "max_length"):
+        for name in (
+            "interval",
+            "search_rows",
+            "search_seq_len",
+            "search_batch_size",
+            "step",
+            "batch_size",
+            "max_length",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}.")
