@@ -553,25 +553,39 @@ class OSESearch:
         limits = self.args.constraints()
         if not {"max_latency_ms", "min_speedup"} & set(limits):
             return [False] * len(indices)
+        todo = [position for position, index in enumerate(indices) if self.space[index] not in finished]
+        timings, _ = self._time_candidates([(self.space[indices[position]], None) for position in todo])
+        fails = [False] * len(indices)
+        for position, (latency, speedup) in zip(todo, timings):
+            fails[position] = latency > limits.get("max_latency_ms", math.inf) or speedup < limits.get(
+                "min_speedup", 0.0
+            )
+        return fails
+
+    def _time_candidates(self, candidates: list[tuple[Architecture, dict | None]], accept=None):
+        """([(latency ms, speed-up over the parent) per candidate], the parent's latency ms): each (architecture,
+        allocation) built from its config and timed alternately with the parent by the latency protocol, on the main
+        process only (parallel timings would slow each other down), every rank getting the numbers. `accept(position,
+        timing)` stops at the first candidate it accepts; those after it stay None."""
         from accelerate.utils import broadcast_object_list
 
-        fails = [[False] * len(indices)]
-        if state.is_main_process:  # one process times (parallel timings would slow each other down)
+        state = ose_state()
+        found = [([None] * len(candidates), None)]
+        if state.is_main_process:
             protocol = self._latency_protocol()
             shape = [(protocol["batch_size"], protocol["seq_len"])]
-            for position, index in enumerate(indices):
-                arch = self.space[index]
-                if arch in finished:
-                    continue
-                model = AutoModel.from_config(self.space.to_config(arch))
+            timings, parent_ms = [None] * len(candidates), None
+            for position, (arch, allocation) in enumerate(candidates):
+                model = AutoModel.from_config(self.space.to_config(arch, allocation))
                 speed = measure_speedup(model, self.parent.base_model, shape, protocol["threads"], protocol["repeats"])
-                latency = next(iter(speed.latency_ms.values()))
-                fails[0][position] = latency > limits.get("max_latency_ms", math.inf) or speed.value < limits.get(
-                    "min_speedup", 0.0
-                )
+                parent_ms = next(iter(speed.reference_ms.values()))
+                timings[position] = (next(iter(speed.latency_ms.values())), speed.value)
+                if accept is not None and accept(position, timings[position]):
+                    break
+            found = [(timings, parent_ms)]
         if state.num_processes > 1:
-            broadcast_object_list(fails)
-        return fails[0]
+            broadcast_object_list(found)
+        return found[0]
 
     def _dims(self) -> np.ndarray:
         """Every candidate's dimensions as columns (depth, heads, hidden, intermediate, head width): containment is
@@ -887,33 +901,17 @@ class OSESearch:
 
         static = [r for r in ranked if violation(r) <= 1.0]
         if {"max_latency_ms", "min_speedup"} & set(limits) and static:
-            protocol = self._latency_protocol()
-            from accelerate.utils import broadcast_object_list
+            # in W order until one meets the constraints: a search times only what it needs
 
-            # One process measures (parallel timings would slow each other down); every rank gets its numbers.
-            state = ose_state()
-            timings = [None]
-            if state.is_main_process:  # each candidate timed alternately with the parent (`measure_speedup`)
-                parent_ms, measured = None, {}
-                shape = [(protocol["batch_size"], protocol["seq_len"])]
-                for rec in static:
-                    model = AutoModel.from_config(self.space.to_config(rec.architecture, rec.allocation))
-                    speed = measure_speedup(
-                        model, self.parent.base_model, shape, protocol["threads"], protocol["repeats"]
-                    )
-                    parent_ms = next(iter(speed.reference_ms.values()))
-                    rec.latency_ms, rec.speedup = next(iter(speed.latency_ms.values())), speed.value
-                    measured[rec.architecture] = (rec.latency_ms, rec.speedup)
-                    if violation(rec) <= 1.0:
-                        break
-                timings = [(parent_ms, measured)]
-            if state.num_processes > 1:
-                broadcast_object_list(timings)
-            parent_ms, measured = timings[0]
-            applied.update(parent_latency_ms=parent_ms, latency_protocol=protocol)
-            for rec in static:
-                if rec.architecture in measured:
-                    rec.latency_ms, rec.speedup = measured[rec.architecture]
+            def accept(position: int, timing: tuple[float, float]) -> bool:
+                static[position].latency_ms, static[position].speedup = timing
+                return violation(static[position]) <= 1.0
+
+            timings, parent_ms = self._time_candidates([(r.architecture, r.allocation) for r in static], accept)
+            applied.update(parent_latency_ms=parent_ms, latency_protocol=self._latency_protocol())
+            for rec, timing in zip(static, timings):
+                if timing is not None:
+                    rec.latency_ms, rec.speedup = timing
                     if violation(rec) <= 1.0:
                         return rec.architecture, applied
             static = []
