@@ -2,6 +2,9 @@
 honest numbers, a resume that reuses the search, and clear refusals."""
 
 import json
+import os
+import subprocess
+import sys
 
 import datasets
 import pytest
@@ -12,7 +15,7 @@ from hf_bort import Architecture, CompressConfig, compress, compress_search
 from hf_bort.cli import main
 from hf_bort.compression import TaskDistillationTrainer
 from hf_bort.glue import load_glue
-from tests.conftest import GLUE_DIR
+from tests.conftest import GLUE_DIR, REPO_ROOT, two_process_launcher
 
 
 # A parent large enough that smaller candidates are measurably faster at 128 tokens, small enough for CI.
@@ -34,12 +37,10 @@ def sst2():
     return data["train"].select(range(96)), data["validation"].select(range(48))
 
 
-@pytest.fixture(scope="module")
-def parent(sst2, tokenizer):
-    """A small BERT classifier fine-tuned on the 96 rows, so its predictions depend on the input."""
+def fine_tuned_parent(train, tokenizer, dims: dict) -> tr.BertForSequenceClassification:
+    """A small BERT classifier fine-tuned on `train` (seeded: every process builds the same one)."""
     torch.manual_seed(0)
-    model = tr.BertForSequenceClassification(tr.BertConfig(**PARENT, num_labels=2))
-    train, _ = sst2
+    model = tr.BertForSequenceClassification(tr.BertConfig(**dims, num_labels=2))
     encoded = tokenizer(list(train["sentence"]), padding=True, truncation=True, max_length=32, return_tensors="pt")
     labels = torch.tensor(train["label"])
     optimizer = torch.optim.Adam(model.parameters(), lr=5e-4)
@@ -51,9 +52,15 @@ def parent(sst2, tokenizer):
     return model.eval()
 
 
+@pytest.fixture(scope="module")
+def parent(sst2, tokenizer):
+    """Fine-tuned on the 96 rows, so its predictions depend on the input."""
+    return fine_tuned_parent(sst2[0], tokenizer, PARENT)
+
+
 def _config(tmp_path, **overrides) -> CompressConfig:
     settings = dict(
-        output_dir=str(tmp_path / "out"),
+        output_dir=str(tmp_path / "out") if tmp_path is not None else None,
         min_speedup=1.5,
         epsilon=1.0,
         interval=2,
@@ -207,3 +214,21 @@ def test_cli_compress_on_a_glue_task(parent, tokenizer, glue_dir, tmp_path, caps
     assert results["metric"] == "accuracy" and results["eval"]["rows"] == 872  # the official SST-2 dev set
     assert main(["compress", "--model", str(tmp_path / "parent"), "--output_dir", str(tmp_path / "x")]) == 2
     assert "Pass exactly one of --task_name" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_two_processes_give_the_same_student_as_one(glue_dir, minilm_path, tmp_path):
+    """Under `accelerate launch` with two processes, both ranks return what one process would: the search's ê per
+    candidate, the same choice, one results.json (written by the main process) that both ranks report."""
+    script = REPO_ROOT / "tests" / "scripts" / "compress_processes.py"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT), "HF_HUB_OFFLINE": "1"}
+    for name, launcher in (("two", two_process_launcher()), ("one", [sys.executable])):
+        args = [str(script), str(tmp_path / name), str(glue_dir), str(minilm_path), str(tmp_path / f"out-{name}")]
+        subprocess.run([*launcher, *args], check=True, env=env, timeout=600)
+    rank0, rank1, one = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("two-0", "two-1", "one-0"))
+    assert rank0["num_processes"] == rank1["num_processes"] == 2 and one["num_processes"] == 1
+    assert rank0["results"] == rank1["results"] == json.loads((tmp_path / "out-two" / "results.json").read_text())
+    assert [a for a, _ in rank0["errors"]] == [a for a, _ in one["errors"]]
+    assert [e for _, e in rank0["errors"]] == pytest.approx([e for _, e in one["errors"]], rel=1e-5)
+    assert rank0["results"]["architecture"] == one["results"]["architecture"]
+    assert rank0["results"]["layers"] == one["results"]["layers"]

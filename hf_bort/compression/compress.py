@@ -352,6 +352,9 @@ def _recover(student, parent, rows: dict[str, torch.Tensor], tokenizer, config: 
         report_to=[],
         seed=config.seed,
         disable_tqdm=not config.show_progress,
+        # on a machine with no accelerator, `accelerate launch --multi_gpu` processes train as one gloo group only so
+        use_cpu=not torch.accelerator.is_available(),
+        ddp_find_unused_parameters=False,  # every student parameter takes part in the loss
     )
     trainer = TaskDistillationTrainer(
         model=student,
