@@ -1,9 +1,10 @@
 """Does `hf_bort.compress`'s ê rank its candidates the way their trained scores do? (the task path's fidelity)
 
-    OMP_NUM_THREADS=1 python benchmarks/compress_fidelity.py --task sst2 --budget 6 --cache-dir /path/cache \
-        --output-dir benchmarks/results/compress_fidelity \
+    OMP_NUM_THREADS=1 python benchmarks/compress_fidelity.py --task sst2 --budget 6 --compress-revision 3 \
+        --cache-dir /path/cache --output-dir benchmarks/results/compress_fidelity --variant "check=seed=0" \
         --variant "lr3e-4=search_learning_rate=3e-4" \
-        --variant "lr3e-4,b32,41 steps=search_learning_rate=3e-4,search_batch_size=32,step_scale=45"
+        --variant "lr3e-4 b32=search_learning_rate=3e-4,search_batch_size=32" \
+        --variant "lr3e-4 b32 41 steps=search_learning_rate=3e-4,search_batch_size=32,step_scale=45"
 
 Candidates: those compress's search trained for the leaderboard's hf_bort cell at this task and budget (its journal
 in the leaderboard's `--cache-dir`; run the leaderboard's hf_bort cell first). Each is extracted exactly as the
@@ -82,8 +83,11 @@ def compress_folder(board: Leaderboard, task: str, budget: float) -> Path:
 
 
 def the_search_config(folder: Path) -> CompressConfig:
-    """The CompressConfig the leaderboard ran (its recorded settings; fields added later keep their defaults)."""
+    """The CompressConfig the leaderboard ran: its recorded settings, and the short runs' rate and batch as the search
+    itself recorded them (runs of compress revision 3 predate those two CompressConfig fields)."""
     settings = json.loads((folder / "run_args.json").read_text())["settings"]
+    search = json.loads((folder / "ose" / "search.json").read_text())["settings"]
+    settings.update(search_learning_rate=search["learning_rate"], search_batch_size=search["batch_size"])
     fields = {f.name for f in dataclasses.fields(CompressConfig)}
     return CompressConfig(output_dir=str(folder), **{k: v for k, v in settings.items() if k in fields})
 
@@ -118,11 +122,16 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seeds", nargs="*", type=int, default=[0])
     parser.add_argument("--variant", action="append", default=[], help="NAME=field=value,... of CompressConfig.")
     parser.add_argument("--report-only", action="store_true", help="Train nothing; report what is cached.")
+    parser.add_argument(
+        "--compress-revision", type=int, default=Settings.compress_revision, help="Whose compress run to read."
+    )
     args = parser.parse_args(argv)
     variants = dict(parse_variant(text) for text in args.variant)
     torch.set_num_threads(1)
 
-    settings = Settings(tasks=(args.task,), budgets=(args.budget,), seeds=tuple(args.seeds))
+    settings = Settings(
+        tasks=(args.task,), budgets=(args.budget,), seeds=tuple(args.seeds), compress_revision=args.compress_revision
+    )
     board = Leaderboard(settings, args.cache_dir, args.output_dir)
     folder = compress_folder(board, args.task, args.budget)
     records = journal_records(folder)
@@ -130,7 +139,7 @@ def main(argv: list[str] | None = None) -> dict:
     parent = board.parent_model(args.task, 0)
     config = the_search_config(folder)
     search = compress_search(parent, data.train_rows, config, board.tokenizer, journal=False)
-    work = args.cache_dir / "fidelity" / f"{args.task}-{args.budget:g}x-{settings.key(args.task)}"
+    work = args.cache_dir / "fidelity" / folder.name  # per compress run: its candidates, extraction and settings
     metric = task_metric(args.task)
 
     rows = []
