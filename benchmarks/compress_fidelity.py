@@ -39,6 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.leaderboard import (  # noqa: E402
+    QUICK,
     Leaderboard,
     Settings,
     bert_form,
@@ -122,6 +123,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seeds", nargs="*", type=int, default=[0])
     parser.add_argument("--variant", action="append", default=[], help="NAME=field=value,... of CompressConfig.")
     parser.add_argument("--report-only", action="store_true", help="Train nothing; report what is cached.")
+    parser.add_argument("--quick", action="store_true", help="Read `benchmarks/leaderboard.py --quick`'s run.")
     parser.add_argument(
         "--compress-revision", type=int, default=Settings.compress_revision, help="Whose compress run to read."
     )
@@ -129,8 +131,12 @@ def main(argv: list[str] | None = None) -> dict:
     variants = dict(parse_variant(text) for text in args.variant)
     torch.set_num_threads(1)
 
-    settings = Settings(
-        tasks=(args.task,), budgets=(args.budget,), seeds=tuple(args.seeds), compress_revision=args.compress_revision
+    settings = dataclasses.replace(
+        QUICK if args.quick else Settings(),
+        tasks=(args.task,),
+        budgets=(args.budget,),
+        seeds=tuple(args.seeds),
+        compress_revision=args.compress_revision,
     )
     board = Leaderboard(settings, args.cache_dir, args.output_dir)
     folder = compress_folder(board, args.task, args.budget)

@@ -147,9 +147,16 @@ def test_forward_mflops_is_oses_cost_of_the_models_own_module_shapes():
     assert got["1x128"] < leaderboard.forward_mflops(model)["1x128"]
 
 
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory, minilm_path):
+    """`leaderboard.py --quick`'s output folder (its cache inside) and report, made once for this module."""
+    folder = tmp_path_factory.mktemp("quick")
+    return folder, leaderboard.main(["--quick", "--output-dir", str(folder)])
+
+
 @pytest.mark.slow
-def test_quick_leaderboard_outputs_are_consistent(tmp_path, glue_dir, minilm_path):
-    report = leaderboard.main(["--quick", "--output-dir", str(tmp_path)])
+def test_quick_leaderboard_outputs_are_consistent(quick_run, glue_dir):
+    tmp_path, report = quick_run
     saved = json.loads((tmp_path / "leaderboard.json").read_text())
     assert saved["rows"] == json.loads(json.dumps(report["rows"]))
     rows = {(r["method"], r["budget"]): r for r in saved["rows"]}
@@ -296,3 +303,31 @@ def test_a_regression_task_trains_with_squared_error_and_reports_glues_correlati
     assert scores["pearson"] == pytest.approx(np.corrcoef(predictions, labels)[0, 1], abs=1e-6)
     assert leaderboard.task_metric("stsb") == "pearson" and leaderboard.num_labels("stsb") == 1
     assert leaderboard.task_metric("mrpc") == "f1" and leaderboard.task_metric("rte") == "accuracy"
+
+
+@pytest.mark.slow
+def test_compress_fidelity_reproduces_the_search_and_the_leaderboards_training(quick_run):
+    """benchmarks/compress_fidelity.py on the quick run: re-estimating the search's candidates with its own settings
+    gives the journal's ê exactly, and the chosen candidate, re-extracted and trained there, scores what the
+    leaderboard's hf_bort cell scored (the same student, the same training)."""
+    folder, saved = quick_run
+    spec = importlib.util.spec_from_file_location(
+        "compress_fidelity", REPO_ROOT / "benchmarks" / "compress_fidelity.py"
+    )
+    fidelity = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fidelity)
+    argv = ["--quick", "--budget", "3", "--cache-dir", str(folder / "cache"), "--output-dir", str(folder / "fid")]
+    report = fidelity.main([*argv, "--variant", "check=seed=0", "--variant", "slow=search_learning_rate=5e-5"])
+    rows = report["rows"]
+    assert len(rows) == 3 and all(len(row["scores"]) == 1 for row in rows)
+    assert all(row["error"]["check"] == row["error"]["as the search ran"] for row in rows)
+    assert any(row["error"]["slow"] != row["error"]["check"] for row in rows)
+    cell = next(c for c in saved["cells"] if c["method"] == "hf_bort")
+    chosen = fidelity.candidate_id(cell["info"]["architecture"])
+    assert next(row["scores"][0] for row in rows if row["candidate"] == chosen) == cell["accuracy"]
+    assert set(report["rankings"]) == {"-ê (as the search ran)", "-ê (check)", "-ê (slow)", "parameters", "FLOPs"}
+    table = (folder / "fid" / "fidelity-sst2-3x.md").read_text()
+    for name, agreement in report["rankings"].items():
+        assert f"| {name} | {agreement['kendall_tau']:.3f} |" in table
+    with pytest.raises(SystemExit, match="not a CompressConfig field"):
+        fidelity.main([*argv, "--variant", "bad=search_lr=1e-4"])
