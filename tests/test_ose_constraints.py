@@ -258,3 +258,40 @@ def test_candidates_measured_to_miss_a_speedup_are_not_trained(tiny_search, tmp_
                                          r"all missed.*Nothing was trained"):  # fmt: skip
         tiny_search(min_speedup=1e6, output_dir=tmp_path / "other").run()
     assert not list((tmp_path / "other").glob("candidates-*.jsonl"))
+
+
+def test_a_speedup_checked_on_several_batch_sizes_is_the_smallest_ratio_before_training(
+    tiny_search, tmp_path, monkeypatch
+):
+    """compress's choice checks 1x128 and 8x128; the check before training must read the same shapes, or candidates
+    that only the wider batch rules out are trained and then passed over (SST-2 >=3x: 8 of the 9 timed at the choice
+    missed at 8x128). Here a candidate is instant on one row and as slow as its size on eight."""
+    from hf_bort.ose import search as search_module
+    from hf_bort.ose.latency import Speedup
+
+    monkeypatch.setattr(LatencyModel, "fit", classmethod(lambda cls, *args, **kwargs: Optimistic()))
+    calls = []
+
+    def fake(model, reference, shapes, threads=1, repeats=11):
+        ((batch, tokens),) = shapes
+        calls.append((batch, repeats))
+        size = sum(p.numel() for p in model.parameters()) / 1000
+        return Speedup({f"{batch}x{tokens}": 1e-3 if batch == 1 else size},
+                       {f"{batch}x{tokens}": sum(p.numel() for p in reference.parameters()) / 1000}, threads, repeats)  # fmt: skip
+
+    monkeypatch.setattr(search_module, "measure_speedup", fake)
+    one = tiny_search(min_speedup=1.5, max_candidates=3, latency_repeats=20, output_dir=tmp_path / "one").run()
+    assert {batch for batch, _ in calls} == {1} and one.guarantee["measured_infeasible"] == 0
+    calls.clear()
+    search = tiny_search(min_speedup=1.5, max_candidates=3, latency_repeats=20, latency_batch_sizes=[1, 8])
+    both = search.run()
+    parent_params = sum(p.numel() for p in search.parent.parameters())
+    fast_enough = dict(zip(search.space, parameter_count(search.space) * 1.5 <= parent_params))
+    assert not all(fast_enough[r.architecture] for r in one.records)  # one row alone let a slow candidate train
+    assert both.guarantee["measured_infeasible"] > 0
+    assert all(fast_enough[r.architecture] for r in both.records)
+    assert set(calls) == {(1, 20), (8, 5)}  # eight rows per call: max(5, 20 / 8) repeats
+    with pytest.raises(ValueError, match=r"latency_batch_sizes must name at least one batch size"):
+        OSEConfig(latency_batch_sizes=[])
+    with pytest.raises(ValueError, match=r"each of latency_batch_sizes must be a positive integer, got 0"):
+        OSEConfig(latency_batch_sizes=[1, 0])

@@ -280,7 +280,9 @@ def compress_search(
         learning_rate=config.search_learning_rate,
         batch_size=config.search_batch_size,
         min_speedup=config.min_speedup * config.selection_margin,  # searched with the margin the choice needs
+        # timed before training on the shapes the choice checks, so what passes here is what the choice can take
         latency_seq_len=DEFAULT_SHAPES[0][1],
+        latency_batch_sizes=[batch for batch, _ in DEFAULT_SHAPES],
         latency_repeats=config.latency_repeats,
         text_column=text_column,
         seed=config.seed,

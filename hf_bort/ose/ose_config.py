@@ -33,6 +33,7 @@ _RUN_ONLY_FIELDS = (
     "latency_threads",
     "latency_batch_size",
     "latency_seq_len",
+    "latency_batch_sizes",
     "latency_repeats",
     "wait_timeout",
 )
@@ -132,6 +133,14 @@ class OSEConfig:
     latency_seq_len: int | None = field(
         default=None, metadata={"help": "Tokens per row when measuring latency (default: seq_len)."}
     )
+    latency_batch_sizes: list[int] | None = field(
+        default=None,
+        metadata={
+            "help": "Batch sizes (each latency_seq_len tokens) a candidate is timed at against min_speedup before it "
+            "trains: the smallest ratio counts, as when a budget is checked on several shapes (compress: 1 8). "
+            "Default: latency_batch_size alone."
+        },
+    )
     latency_repeats: int = field(
         default=10, metadata={"help": "Timed passes per model (after 2 warm-up passes); the median is kept."}
     )
@@ -194,6 +203,13 @@ class OSEConfig:
             _check_positive_int(name, getattr(self, name))
         if self.latency_seq_len is not None:
             _check_positive_int("latency_seq_len", self.latency_seq_len)
+        if self.latency_batch_sizes is not None:
+            if not self.latency_batch_sizes:
+                raise ValueError(
+                    "latency_batch_sizes must name at least one batch size, e.g. [1, 8]; or leave it unset."
+                )
+            for value in self.latency_batch_sizes:
+                _check_positive_int("each of latency_batch_sizes", value)
         if not (0 < self.holdout_fraction < 1):
             raise ValueError(f"holdout_fraction must lie in (0, 1), got {self.holdout_fraction!r}; e.g. 0.2.")
         if not (self.step_scale > 0 and math.isfinite(self.step_scale)):

@@ -554,7 +554,8 @@ class OSESearch:
         if not {"max_latency_ms", "min_speedup"} & set(limits):
             return [False] * len(indices)
         todo = [position for position, index in enumerate(indices) if self.space[index] not in finished]
-        timings, _ = self._time_candidates([(self.space[indices[position]], None) for position in todo])
+        sizes = self.args.latency_batch_sizes or [self.args.latency_batch_size]
+        timings, _ = self._time_candidates([(self.space[indices[position]], None) for position in todo], sizes=sizes)
         fails = [False] * len(indices)
         for position, (latency, speedup) in zip(todo, timings):
             fails[position] = latency > limits.get("max_latency_ms", math.inf) or speedup < limits.get(
@@ -562,24 +563,37 @@ class OSESearch:
             )
         return fails
 
-    def _time_candidates(self, candidates: list[tuple[Architecture, dict | None]], accept=None):
+    def _time_candidates(self, candidates: list[tuple[Architecture, dict | None]], accept=None, sizes=None):
         """([(latency ms, speed-up over the parent) per candidate], the parent's latency ms): each (architecture,
         allocation) built from its config and timed alternately with the parent by the latency protocol, on the main
         process only (parallel timings would slow each other down), every rank getting the numbers. `accept(position,
-        timing)` stops at the first candidate it accepts; those after it stay None."""
+        timing)` stops at the first candidate it accepts; those after it stay None.
+
+        With several batch `sizes` the speed-up is the smallest ratio over them (the latency is the first size's);
+        a batch of b rows is timed max(5, repeats / b) times (its calls are b times longer), and a candidate already
+        short of min_speedup at one size is not timed at the next."""
         from accelerate.utils import broadcast_object_list
 
         state = ose_state()
         found = [([None] * len(candidates), None)]
         if state.is_main_process:
             protocol = self._latency_protocol()
-            shape = [(protocol["batch_size"], protocol["seq_len"])]
+            sizes = sizes or [protocol["batch_size"]]
+            enough = self.args.min_speedup or 0.0
             timings, parent_ms = [None] * len(candidates), None
             for position, (arch, allocation) in enumerate(candidates):
                 model = AutoModel.from_config(self.space.to_config(arch, allocation))
-                speed = measure_speedup(model, self.parent.base_model, shape, protocol["threads"], protocol["repeats"])
-                parent_ms = next(iter(speed.reference_ms.values()))
-                timings[position] = (next(iter(speed.latency_ms.values())), speed.value)
+                speeds = []
+                for size in sizes:
+                    repeats = (
+                        protocol["repeats"] if size == sizes[0] else max(5, math.ceil(protocol["repeats"] / size))
+                    )
+                    shape = [(size, protocol["seq_len"])]
+                    speeds.append(measure_speedup(model, self.parent.base_model, shape, protocol["threads"], repeats))
+                    if speeds[-1].value < enough:
+                        break
+                parent_ms = next(iter(speeds[0].reference_ms.values()))
+                timings[position] = (next(iter(speeds[0].latency_ms.values())), min(s.value for s in speeds))
                 if accept is not None and accept(position, timings[position]):
                     break
             found = [(timings, parent_ms)]
@@ -907,7 +921,10 @@ class OSESearch:
                 static[position].latency_ms, static[position].speedup = timing
                 return violation(static[position]) <= 1.0
 
-            timings, parent_ms = self._time_candidates([(r.architecture, r.allocation) for r in static], accept)
+            sizes = self.args.latency_batch_sizes
+            timings, parent_ms = self._time_candidates(
+                [(r.architecture, r.allocation) for r in static], accept, sizes=sizes
+            )
             applied.update(parent_latency_ms=parent_ms, latency_protocol=self._latency_protocol())
             for rec, timing in zip(static, timings):
                 if timing is not None:
