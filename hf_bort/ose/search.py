@@ -433,7 +433,7 @@ class OSESearch:
         while batch := bounds.next_round(
             {k: r.error for k, r in evaluated.items()}, self.args.max_candidates, frozenset(excluded)
         ):
-            fails = self._measured_to_fail([int(kept[k]) for k in batch], finished, state)
+            fails = self._measured_to_fail([int(kept[k]) for k in batch], finished)
             excluded.update(k for k, fail in zip(batch, fails) if fail)
             batch = [k for k, fail in zip(batch, fails) if not fail]
             if not batch:
@@ -544,7 +544,7 @@ class OSESearch:
             "was trained."
         )
 
-    def _measured_to_fail(self, indices: list[int], finished, state) -> list[bool]:
+    def _measured_to_fail(self, indices: list[int], finished) -> list[bool]:
         """Per candidate about to be trained: whether it misses a latency or speed-up constraint as measured now (the
         constraints' protocol, timed alternately with the parent). The prediction that cut the space errs by several
         percent on shapes unlike its fit's (deep and narrow ones run slower than predicted), and a search under a budget
