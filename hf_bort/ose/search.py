@@ -555,7 +555,13 @@ class OSESearch:
             return [False] * len(indices)
         todo = [position for position, index in enumerate(indices) if self.space[index] not in finished]
         sizes = self.args.latency_batch_sizes or [self.args.latency_batch_size]
-        timings, _ = self._time_candidates([(self.space[indices[position]], None) for position in todo], sizes=sizes)
+        # timed as it will be built, its per-layer sizes included: uneven layers run a few percent slower than even
+        # ones of the same totals (MiniLM, 6 layers of 4 heads and FFN 320: 3.44x/3.84x even, 3.35x/3.57x as allocated)
+        candidates = []
+        for position in todo:
+            arch = self.space[indices[position]]
+            candidates.append((arch, layer_sizes(self.extract(arch).config)))
+        timings, _ = self._time_candidates(candidates, sizes=sizes)
         fails = [False] * len(indices)
         for position, (latency, speedup) in zip(todo, timings):
             fails[position] = latency > limits.get("max_latency_ms", math.inf) or speedup < limits.get(
