@@ -132,9 +132,10 @@ class Settings:
     quick: bool = False
     # Raised when hf_bort.compress's search changes (2: ê alone, maximal candidates across depths first under the
     # cap; 3: and each candidate timed before it trains; 4: its short runs at lr 3e-4, not 5e-5; 5: timed before
-    # training at 1x128 and 8x128, as the choice checks; 6: and with its per-layer sizes), so a cached hf_bort
-    # student of an older search is not reused; it decides nothing else.
-    compress_revision: int = 6
+    # training at 1x128 and 8x128, as the choice checks; 6: and with its per-layer sizes; 7: a candidate measured
+    # too slow gives its turn to the largest ones inside it), so a cached hf_bort student of an older search is not
+    # reused; it decides nothing else.
+    compress_revision: int = 7
 
     def rows(self, task: str) -> int:
         return self.train_rows.get(task, DEFAULT_TRAIN_ROWS)

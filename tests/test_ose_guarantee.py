@@ -163,6 +163,12 @@ def test_a_capped_search_visits_maximal_candidates_first_taking_turns_across_dep
                      (1, 4, 128, 128, 16), (4, 1, 32, 64, 16)])  # fmt: skip
     params = np.array([10.0, 8.0, 9.0, 11.0, 12.0, 5.0])
     assert capped_order(dims, params).tolist() == [4, 3, 0, 2, 1, 5]
+    # 0 measured too slow: 1, inside it, is now maximal and takes depth 2's turn, before depth 4's second (2)
+    bounds = _BranchAndBound(dims, np.zeros(6), 1.0, True, 6, capped_params=params)
+    assert bounds.open({}) == [4, 3, 0, 2, 1, 5]
+    assert bounds.open({}, frozenset({0})) == [4, 3, 1, 2, 5]
+    # 3 too: 2 is depth 4's largest now; one turn, by p (2, then 1); 5 is inside 2 still
+    assert bounds.open({4: 0.5}, frozenset({0, 3})) == [2, 1, 5]
 
 
 def _best_under_budget_and_cap(space, error, order_of, cap=8):

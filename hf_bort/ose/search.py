@@ -187,11 +187,27 @@ class _BranchAndBound:
         monotone: bool,
         size: int,
         order: np.ndarray | None = None,
+        capped_params: np.ndarray | None = None,
     ):
         self.dims, self.cost_ratio, self.error_weight = dims, cost_ratio, error_weight
         self.monotone, self.size = monotone, size
+        self.capped_params = capped_params  # set: `capped_order`, recomputed without the excluded candidates
+        if capped_params is not None:
+            order = capped_order(dims, capped_params)
         self.order = np.arange(len(dims)) if order is None else np.asarray(order)
+        self._order_without = (frozenset(), self.order)
         self._floor, self._folded = np.zeros(len(dims)), set()  # error bounds from the evaluations folded in so far
+
+    def _order(self, excluded: frozenset) -> np.ndarray:
+        """The visiting order. In the capped order, a candidate measured not to meet the constraints no longer
+        counts as containing others: the largest candidates inside it become maximal and take its turn (else a
+        depth whose maximal candidates all miss a speed budget is never tried again under the cap)."""
+        if self.capped_params is None or not excluded:
+            return self.order
+        if self._order_without[0] != excluded:
+            keep = np.array([k for k in range(len(self.dims)) if k not in excluded], dtype=np.int64)
+            self._order_without = (excluded, keep[capped_order(self.dims[keep], self.capped_params[keep])])
+        return self._order_without[1]
 
     def lower_bounds(self, evaluated: dict[int, float]) -> np.ndarray:
         """W's lower bound for every kept candidate; the exact W for the evaluated ones (keyed by kept position).
@@ -211,7 +227,7 @@ class _BranchAndBound:
         not to meet the constraints: outside the space, and no bound on what they contain)."""
         bounds = self.lower_bounds(evaluated)
         best = min((bounds[p] for p in evaluated), default=math.inf)
-        return [int(p) for p in self.order if p not in evaluated and p not in excluded and bounds[p] < best]
+        return [int(p) for p in self._order(excluded) if p not in evaluated and p not in excluded and bounds[p] < best]
 
     def next_round(
         self, evaluated: dict[int, float], budget: int | None, excluded: frozenset = frozenset()
@@ -419,7 +435,7 @@ class OSESearch:
             weights[2],
             self.args.monotone_bounds,
             self.args.candidates_per_round,
-            order=capped_order(dims[kept], params[kept]) if capped else None,
+            capped_params=params[kept] if capped else None,
         )
         targets = self._prepare_targets()
         scores = self._importance()
