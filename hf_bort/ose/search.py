@@ -570,14 +570,13 @@ class OSESearch:
         if not {"max_latency_ms", "min_speedup"} & set(limits):
             return [False] * len(indices)
         todo = [position for position, index in enumerate(indices) if self.space[index] not in finished]
-        sizes = self.args.latency_batch_sizes or [self.args.latency_batch_size]
         # timed as it will be built, its per-layer sizes included: uneven layers run a few percent slower than even
         # ones of the same totals (MiniLM, 6 layers of 4 heads and FFN 320: 3.44x/3.84x even, 3.35x/3.57x as allocated)
         candidates = []
         for position in todo:
             arch = self.space[indices[position]]
             candidates.append((arch, layer_sizes(self.extract(arch).config)))
-        timings, _ = self._time_candidates(candidates, sizes=sizes)
+        timings, _ = self._time_candidates(candidates, sizes=self.args.latency_batch_sizes)
         fails = [False] * len(indices)
         for position, (latency, speedup) in zip(todo, timings):
             fails[position] = latency > limits.get("max_latency_ms", math.inf) or speedup < limits.get(
@@ -943,9 +942,8 @@ class OSESearch:
                 static[position].latency_ms, static[position].speedup = timing
                 return violation(static[position]) <= 1.0
 
-            sizes = self.args.latency_batch_sizes
             timings, parent_ms = self._time_candidates(
-                [(r.architecture, r.allocation) for r in static], accept, sizes=sizes
+                [(r.architecture, r.allocation) for r in static], accept, sizes=self.args.latency_batch_sizes
             )
             applied.update(parent_latency_ms=parent_ms, latency_protocol=self._latency_protocol())
             for rec, timing in zip(static, timings):
