@@ -32,9 +32,10 @@ NO_HEAD_WARNING = (
 )
 
 
-def bort_config_from_bert(bert_config: BertConfig) -> BortConfig:
-    """The Bort config with the same dimensions as a BERT config."""
-    return BortConfig(
+def bort_config_from_bert(bert_config: BertConfig, **overrides) -> BortConfig:
+    """The Bort config with the same dimensions as a BERT config; `overrides` (e.g. a pruned model's
+    `num_hidden_layers` and `per_layer_config`) replace what they name."""
+    settings = dict(
         vocab_size=bert_config.vocab_size,
         hidden_size=bert_config.hidden_size,
         num_hidden_layers=bert_config.num_hidden_layers,
@@ -51,6 +52,7 @@ def bort_config_from_bert(bert_config: BertConfig) -> BortConfig:
         bos_token_id=bert_config.bos_token_id,
         eos_token_id=bert_config.eos_token_id,
     )
+    return BortConfig(**{**settings, **overrides})
 
 
 def bert_state_dict_to_bort(bert_state: dict[str, torch.Tensor], prefix: str = "bert.") -> dict[str, torch.Tensor]:

@@ -99,6 +99,43 @@ def test_a_heterogeneous_bort_student_takes_the_leaderboards_bert_form_exactly()
         torch.testing.assert_close(bert(input_ids=ids).logits, bort(input_ids=ids).logits, atol=1e-5, rtol=1e-5)
 
 
+def test_a_student_fine_tuned_in_bert_form_is_timed_as_the_bort_classifier_it_ships():
+    """hf_bort's students train in the BERT form, where fine-tuning moves the token-type-0 row; `bort_form` folds
+    it back into the positions, so the Bort classifier timed is the model scored. Peers are timed as written."""
+    bert = leaderboard.build_model(
+        {
+            "hidden": 32,
+            "layers": [
+                {"heads": 1, "head_dim": 8, "intermediate": 5},
+                {"heads": 4, "head_dim": 8, "intermediate": 37},
+            ],
+        },
+        BertConfig(vocab_size=99, **TINY_DIMS, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0),
+        3,
+    ).eval()
+    with torch.no_grad():
+        bert.bert.embeddings.token_type_embeddings.weight.normal_()  # as after fine-tuning
+    bort = leaderboard.bort_form(bert, bert.config)
+    assert [
+        (layer.attention.self.num_attention_heads, layer.intermediate.dense.out_features)
+        for layer in bort.bort.encoder.layer
+    ] == [(1, 5), (4, 37)]
+    ids = torch.randint(2, 99, (3, 9), generator=torch.Generator().manual_seed(0))
+    mask = torch.ones_like(ids)
+    mask[0, 6:] = 0
+    with torch.no_grad():
+        torch.testing.assert_close(
+            bort(input_ids=ids, attention_mask=mask).logits,
+            bert(input_ids=ids, attention_mask=mask).logits,
+            atol=1e-5,
+            rtol=1e-5,
+        )
+    board = leaderboard.Leaderboard.__new__(leaderboard.Leaderboard)
+    board.settings, board.base_config = leaderboard.Settings(), bert.config
+    assert board.shipped(bert, "hf_bort") is not bert and type(board.shipped(bert, "random_init")) is type(bort)
+    assert board.shipped(bert, "textpruner") is bert
+
+
 def test_build_model_rejects_a_state_that_lacks_weights():
     full = _tiny_classifier()
     state = {k: v for k, v in full.state_dict().items() if "classifier" not in k}
