@@ -510,9 +510,10 @@ def main(argv: list[str] | None = None) -> None:
     active.add_argument("--pool-rows", type=int, default=0, help="At most this many pool rows (0: the whole rest).")
     active.add_argument(
         "--pool-space",
-        choices=("student", "encoder"),
+        choices=("student", *FIXED_SPACES),
         default="student",
-        help="kd_agora_pool's space: the student's states (re-embedded every expansion) or the MiniLM sentence encoder.",
+        help="kd_agora_pool's space: the student's states (re-embedded every expansion), the MiniLM sentence encoder "
+        "or the teacher's encoder (both fixed: embedded once).",
     )
     active.add_argument("--teacher-weight", default="1", help="teacher_row_weight: a number or 'confidence'.")
     active.add_argument(
@@ -631,24 +632,44 @@ def _cell_settings(args, fingerprints: dict[str, str], task: str, arm: str) -> d
     return settings
 
 
-def encoder_embeddings(task, train: datasets.Dataset, args) -> torch.Tensor:
-    """The offline MiniLM sentence encoder's vectors of every train row, computed once per task (cached)."""
+FIXED_SPACES = ("encoder", "teacher")
+
+
+def fixed_space(task, train: datasets.Dataset, args, space: str, teacher_dir: Path) -> tuple:
+    """(encoder, tokenizer, vectors of every train row) of a fixed pool space: the offline MiniLM sentence encoder
+    ("encoder") or the teacher's own encoder ("teacher", whose fine-tuned states separate the task's classes). The
+    vectors are computed once per task and space (cached, keyed by the teacher's weights)."""
     from hf_bort.agora.pool import embed_rows
 
-    path = Path(args.cache_dir) / "embeddings" / f"{task.name}_minilm_len{args.max_length}.pt"
-    if path.is_file():
-        vectors = torch.load(path)
-        if len(vectors) == len(train):
-            return vectors
-    rows = list(zip(*(list(train[c]) for c in task.text_columns)))
-    encoder = BertModel.from_pretrained(offline_minilm_dir())
-    vectors = embed_rows(encoder, AutoTokenizer.from_pretrained(offline_minilm_dir()), rows, args.max_length)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(vectors, path)
-    return vectors
+    if space == "teacher":
+        folder, name = teacher_dir, f"teacher{_teacher_fingerprint(teacher_dir)}"
+        encoder = BertForSequenceClassification.from_pretrained(teacher_dir).bert
+    else:
+        folder, name = offline_minilm_dir(), "minilm"
+        encoder = BertModel.from_pretrained(folder)
+    encoder_tokenizer = AutoTokenizer.from_pretrained(folder)
+    path = Path(args.cache_dir) / "embeddings" / f"{task.name}_{name}_len{args.max_length}.pt"
+    vectors = torch.load(path) if path.is_file() else None
+    if vectors is None or len(vectors) != len(train):
+        rows = list(zip(*(list(train[c]) for c in task.text_columns)))
+        vectors = embed_rows(encoder, encoder_tokenizer, rows, args.max_length)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(vectors, path)
+    return encoder, encoder_tokenizer, vectors
 
 
-def run_cell(task, data, tokenizer, teacher_dir: Path, arm: str, budget: int, seed: int, args, vectors) -> dict:
+def _fixed_pool_sampler(pool, space: tuple, positions, args) -> PoolSampler:
+    encoder, encoder_tokenizer, vectors = space
+    return PoolSampler(
+        pool,
+        encoder=encoder,
+        encoder_tokenizer=encoder_tokenizer,
+        embeddings=vectors[positions],
+        max_length=args.max_length,
+    )
+
+
+def run_cell(task, data, tokenizer, teacher_dir: Path, arm: str, budget: int, seed: int, args, space) -> dict:
     """One arm at one label budget and seed: Agora's rounds, Θ and splits, the arm's sampler picking the rows."""
     start = time.time()
     rows, pool, positions = labelled_and_pool(data["train"], seed, args.train_rows, args.pool_rows, task.text_columns)
@@ -662,14 +683,8 @@ def run_cell(task, data, tokenizer, teacher_dir: Path, arm: str, budget: int, se
     if sampler_name == "contextual":
         sampler_kwargs = {"model": args.mlm, "min_similarity": args.band[0], "max_similarity": args.band[1]}
     student = extract_student(task, args.student_layers, seed)
-    if sampler_name == "pool" and args.pool_space == "encoder":
-        sampler = PoolSampler(
-            pool,
-            encoder=BertModel.from_pretrained(offline_minilm_dir()),
-            encoder_tokenizer=tokenizer,
-            embeddings=vectors[positions],
-            max_length=args.max_length,
-        )
+    if sampler_name == "pool" and args.pool_space in FIXED_SPACES:
+        sampler = _fixed_pool_sampler(pool, space, positions, args)
     agora_args = AgoraArguments(
         tempfile.mkdtemp(prefix="agora_active_"),
         agora_rounds=args.rounds,
@@ -745,7 +760,7 @@ def run_cell(task, data, tokenizer, teacher_dir: Path, arm: str, budget: int, se
     }
 
 
-def sampler_agreement(task, data, tokenizer, teacher_dir: Path, seed: int, args, vectors) -> dict:
+def sampler_agreement(task, data, tokenizer, teacher_dir: Path, seed: int, args) -> dict:
     """Teacher-source agreement per sampler, without training: every row of the seed's Agora dev split is a source,
     each sampler gives `samples_per_error` rows near it, the teacher labels them; the share it labels like the
     source's gold label (and, for pool rows, like their own hidden gold label)."""
@@ -764,13 +779,12 @@ def sampler_agreement(task, data, tokenizer, teacher_dir: Path, seed: int, args,
     samplers = {
         "embedding_neighbours": EmbeddingNeighbourSampler(student, tokenizer, **token),
         "pool (student space)": PoolSampler(pool, student, tokenizer, max_length=args.max_length),
-        "pool (MiniLM encoder)": PoolSampler(
-            pool,
-            encoder=BertModel.from_pretrained(offline_minilm_dir()),
-            encoder_tokenizer=tokenizer,
-            embeddings=vectors[positions],
-            max_length=args.max_length,
-        ),
+        **{
+            f"pool ({label})": _fixed_pool_sampler(
+                pool, fixed_space(task, data["train"], args, space, teacher_dir), positions, args
+            )
+            for space, label in (("encoder", "MiniLM encoder"), ("teacher", "teacher's encoder"))
+        },
     }
     if args.mlm:
         samplers["masked_lm (trained head)"] = MaskedLMSampler(args.mlm, **token)
@@ -808,18 +822,15 @@ def main_active(args, data, tokenizer, tasks, teachers) -> None:
     if args.agreement:
         found = []
         for task in tasks:
-            vectors = encoder_embeddings(task, data[task.name]["train"], args)
-            found.append(
-                sampler_agreement(task, data[task.name], tokenizer, teachers[task.name], args.seeds[0], args, vectors)
-            )
+            found.append(sampler_agreement(task, data[task.name], tokenizer, teachers[task.name], args.seeds[0], args))
         Path(args.out).write_text(json.dumps({"args": vars(args), "agreement": found}, indent=1))
         return
     cells = []
     for seed in args.seeds:  # seeds outermost: a run cut short has paired results for every arm and budget
         for task in tasks:
-            vectors = None
-            if args.pool_space == "encoder" and "kd_agora_pool" in args.arms and not args.report_only:
-                vectors = encoder_embeddings(task, data[task.name]["train"], args)
+            space = None
+            if args.pool_space in FIXED_SPACES and "kd_agora_pool" in args.arms and not args.report_only:
+                space = fixed_space(task, data[task.name]["train"], args, args.pool_space, teachers[task.name])
             for budget in args.budgets:
                 for arm in args.arms:
                     path = _cell_path(args, task.name, arm, budget, seed)
@@ -836,7 +847,7 @@ def main_active(args, data, tokenizer, tasks, teachers) -> None:
                         continue
                     else:
                         cell = run_cell(
-                            task, data[task.name], tokenizer, teachers[task.name], arm, budget, seed, args, vectors
+                            task, data[task.name], tokenizer, teachers[task.name], arm, budget, seed, args, space
                         )
                         cell["settings"] = settings
                         path.parent.mkdir(parents=True, exist_ok=True)
