@@ -20,6 +20,7 @@ budget, task) and only the post-compression training varies with the seed.
 | parent | the fine-tuned parent (plain cross-entropy), the ceiling; seed 0 is the teacher |
 | hf_bort | `hf_bort.compress` on the fine-tuned parent (OSE under the budget, task distillation) -> fine-tune |
 | hf_bort_agora | the same student, fine-tuned with `AgoraTrainer` (same rows, teacher, epochs in two rounds) |
+| hf_bort_layerkd | the same student and training, plus CoFi's layer-wise hidden-state matching to the parent (an ablation) |
 | textpruner | TextPruner's TransformerPruner (heads + FFN, iterative, task-gradient importance), in its own venv |
 | kwon | Kwon et al.'s retraining-free mask search, rearrangement and tuning (re-implemented on CPU; own venv) |
 | torch_pruning | Torch-Pruning's MetaPruner (magnitude; heads, FFN and the hidden width), uniform ratio |
@@ -96,6 +97,7 @@ ALL_METHODS = (
     "kwon",
     "random_init",
     "hf_bort_agora",
+    "hf_bort_layerkd",
     "modelopt",
 )
 DEFAULT_TRAIN_ROWS, DEFAULT_MAX_LENGTH = 3000, 64  # for a task Settings does not name
@@ -455,9 +457,13 @@ def finetune(
     seed: int,
     teacher_logits=None,
     learning_rate: float | None = None,
+    layer_teacher: tuple[nn.Module, list[int]] | None = None,
 ) -> float:
     """The one post-compression training every method gets; returns seconds. KD when teacher logits are given
-    (for regression, the mean squared error to the teacher's outputs in place of the KL term)."""
+    (for regression, the mean squared error to the teacher's outputs in place of the KL term). With `layer_teacher`
+    (the parent, and for each student hidden state the parent's it matches), CoFi's layer term is added: the mean
+    over states of their MSE on real tokens, each divided by the parent state's variance (`TaskDistillationTrainer`'s
+    term; the widths here are equal, so no map)."""
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     rows = len(data.train["labels"])
@@ -475,7 +481,8 @@ def finetune(
     while step < total:
         order = torch.randperm(rows, generator=generator).tolist()
         for index, inputs in batches(data.train, settings.batch_size, order):
-            logits = model(**inputs).logits
+            outputs = model(**inputs, output_hidden_states=layer_teacher is not None)
+            logits = outputs.logits
             if regression:
                 loss = F.mse_loss(logits.squeeze(-1), labels[index].float())
                 if teacher_logits is not None:
@@ -489,6 +496,8 @@ def finetune(
                     F.log_softmax(logits / t, -1), F.softmax(teacher_logits[index] / t, -1), reduction="batchmean"
                 )
                 loss = (1 - settings.kd_alpha) * loss + settings.kd_alpha * t * t * kd
+            if layer_teacher is not None:
+                loss = loss + _layer_term(outputs.hidden_states, inputs, *layer_teacher)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -500,11 +509,22 @@ def finetune(
     return time.perf_counter() - start
 
 
+def _layer_term(student_states, inputs: dict, parent: nn.Module, matched: list[int]) -> torch.Tensor:
+    with torch.no_grad():
+        parent_states = parent.eval()(**inputs, output_hidden_states=True).hidden_states
+    real = inputs["attention_mask"].bool()
+    terms = []
+    for state, index in zip(student_states, matched, strict=True):
+        target = parent_states[index][real]
+        terms.append(F.mse_loss(state[real], target) / target.var().clamp_min(1e-6))
+    return torch.stack(terms).mean()
+
+
 # ----- the benchmark -----
 
 
 # The arms that share hf_bort's compressed student (and so its compression key).
-HF_BORT_STUDENTS = ("hf_bort", "hf_bort_agora", "random_init")
+HF_BORT_STUDENTS = ("hf_bort", "hf_bort_agora", "hf_bort_layerkd", "random_init")
 
 
 class Leaderboard:
@@ -645,7 +665,7 @@ class Leaderboard:
                 model, info = load_compressed(folder, self.base_config, num_labels(task))
             else:
                 start = time.perf_counter()
-                compressor = COMPRESSORS[method if method not in ("hf_bort_agora", "random_init") else "hf_bort"]
+                compressor = COMPRESSORS["hf_bort" if method in HF_BORT_STUDENTS else method]
                 model, info = compressor(self, budget, task)
                 info["compress_seconds"] = time.perf_counter() - start
                 save_compressed(model, folder, info)
@@ -679,6 +699,10 @@ class Leaderboard:
                 return result
             if method == "hf_bort_agora":
                 info = {**info, **self._agora_finetune(model, task, seed)}
+            elif method == "hf_bort_layerkd":
+                matched = (self.parent_model(task, 0), self.matched_layers(budget, task))
+                seconds = finetune(model, data, self.settings, seed, self.teacher_logits(task), layer_teacher=matched)
+                info = {**info, "train_seconds": seconds, "matched_layers": matched[1]}
             else:
                 info = {**info, "train_seconds": finetune(model, data, self.settings, seed, self.teacher_logits(task))}
         result = {
@@ -703,6 +727,18 @@ class Leaderboard:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(result, indent=1))
         return result
+
+    def compress_output(self, budget: float, task: str) -> Path:
+        """`hf_bort.compress`'s output folder for this budget and task (its search journal, student and results)."""
+        s = self.settings
+        return self.cache / "compress" / f"{task}-{budget:g}x-{s.key(task)}-{s.compression_key()}"
+
+    def matched_layers(self, budget: float, task: str) -> list[int]:
+        """For each hidden state of hf_bort's student (embeddings first), the parent's it was extracted from, as
+        `compress` recorded it (`config.parent_layers`, the layers extraction kept)."""
+        config = json.loads((self.compress_output(budget, task) / "model" / "config.json").read_text())
+        parent_layers = config["parent_layers"]
+        return [0, *(layer + 1 for layer in parent_layers)]
 
     def _agora_finetune(self, model, task: str, seed: int) -> dict:
         return agora_finetune(self, model, task, seed)
@@ -760,7 +796,7 @@ def compress_hf_bort(board: Leaderboard, budget: float, task: str):
         num_heads=[2, 4, 8], hidden_sizes=[128, 256, 384], intermediate_sizes=[256, 512, 1024], step_scale=2.0
     )
     config = CompressConfig(
-        output_dir=str(board.cache / "compress" / f"{task}-{budget:g}x-{s.key(task)}-{s.compression_key()}"),
+        output_dir=str(board.compress_output(budget, task)),
         min_speedup=budget,
         epsilon=s.ose_epsilon,
         interval=s.ose_interval,
@@ -1096,7 +1132,7 @@ def shape_text(shapes: dict) -> str:
 # every task, hf_bort at or above every other compressed method in the headline metric and in accuracy; at >=3x, its
 # compression at most as long as TextPruner's.
 GOAL_SHARE = {"sst2": {3.0: 0.97, 6.0: 0.95, 10.0: 0.90}}
-HF_BORT_METHODS = ("hf_bort", "hf_bort_agora")
+HF_BORT_METHODS = ("hf_bort", "hf_bort_agora", "hf_bort_layerkd")
 
 
 def goals(rows: list[dict]) -> list[str]:

@@ -136,6 +136,25 @@ def test_a_student_fine_tuned_in_bert_form_is_timed_as_the_bort_classifier_it_sh
     assert board.shipped(bert, "textpruner") is bert
 
 
+def test_the_layer_term_matches_each_student_state_to_the_parent_state_it_was_taken_from():
+    """A student made of the parent's first layers computes exactly the parent's first hidden states: the layer term
+    is zero with the map extraction records ([0, 1] for one kept layer) and not with any other."""
+    parent = _tiny_classifier()
+    with torch.no_grad():  # a second layer that moves the states well away from the first's
+        parent.bert.encoder.layer[1].output.dense.weight.mul_(50)
+    student = leaderboard.build_model(
+        {"hidden": 32, "layers": leaderboard.model_shapes(parent)["layers"][:1]},
+        parent.config,
+        2,
+        {k: v for k, v in parent.state_dict().items() if ".layer.1." not in k},
+    ).eval()
+    ids = torch.randint(2, 99, (2, 7), generator=torch.Generator().manual_seed(1))
+    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    states = student(**inputs, output_hidden_states=True).hidden_states
+    assert leaderboard._layer_term(states, inputs, parent, [0, 1]).item() == pytest.approx(0.0, abs=1e-10)
+    assert leaderboard._layer_term(states, inputs, parent, [0, 2]).item() > 0.01
+
+
 def test_build_model_rejects_a_state_that_lacks_weights():
     full = _tiny_classifier()
     state = {k: v for k, v in full.state_dict().items() if "classifier" not in k}
