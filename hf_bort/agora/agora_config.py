@@ -12,6 +12,10 @@ from ..hyperparameter_space import parse_hyperparameter_space
 from ..metrics.scores import METRICS
 
 
+# The spaces `agora_pool_space` names: the student's own (re-embedded at each expansion) or the teacher model's.
+POOL_SPACES = ("student", "teacher")
+
+
 @dataclass
 class AgoraArguments(TrainingArguments):
     """Training arguments plus the knobs of Agora's rounds, sampler and teacher.
@@ -49,6 +53,16 @@ class AgoraArguments(TrainingArguments):
         metadata={
             "help": "Unlabelled rows for the pool samplers: a text file (one text per line; a pair's two texts "
             "separated by a tab) or a .csv/.tsv/.json(l) file with the task's text columns. Never modified."
+        },
+    )
+    agora_pool_space: str = field(
+        default="student",
+        metadata={
+            "help": "Where the 'pool' sampler finds the rows nearest each dev error: 'student' (its mean-pooled "
+            "states as they are at each expansion; the pool is embedded again every time) or 'teacher' (the teacher "
+            "model's states, fixed: the pool is embedded once). In the teacher's fine-tuned space an error's "
+            "neighbours are rows the teacher labels like the error more often. Your own encoder: "
+            "agora_sampler_kwargs={'encoder': path}."
         },
     )
     agora_label_budget: int | None = field(
@@ -184,6 +198,8 @@ class AgoraArguments(TrainingArguments):
                 "AgoraArguments.remove_unused_columns must be False: Agora keeps the raw text columns and tokenises "
                 "them itself."
             )
+        if self.agora_pool_space not in POOL_SPACES:
+            raise ValueError(f"agora_pool_space={self.agora_pool_space!r}; choose one of {list(POOL_SPACES)}.")
         checks = {
             "agora_rounds": self.agora_rounds >= 1,
             "epochs_per_round": self.epochs_per_round > 0,

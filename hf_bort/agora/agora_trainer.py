@@ -207,6 +207,7 @@ class AgoraTrainer(Trainer):
             num_neighbours=args.num_neighbours,
             max_length=args.agora_max_length,
             **({"pool": pool} if pool is not None else {}),
+            **self._pool_space(args, sampler, teacher_tokenizer),
             **args.agora_sampler_kwargs,
         )
         held_out = agora_held_out_dataset
@@ -244,6 +245,29 @@ class AgoraTrainer(Trainer):
                 "training data's text columns."
             )
         return list(zip(*(list(dataset[c]) for c in self.agora_text_columns)))
+
+    def _pool_space(self, args: AgoraArguments, sampler: Any, teacher_tokenizer) -> dict[str, Any]:
+        """The 'pool' sampler's encoder for `agora_pool_space='teacher'`: the teacher model itself (its last hidden
+        states, mean-pooled), fed by the teacher's tokenizer; nothing for the student's space."""
+        if args.agora_pool_space == "student":
+            return {}
+        if sampler is not None or args.agora_sampler != "pool":
+            raise ValueError(
+                f"agora_pool_space={args.agora_pool_space!r} sets the 'pool' sampler's space, but the sampler is "
+                f"{sampler if sampler is not None else args.agora_sampler!r}: set agora_sampler='pool', or leave "
+                "agora_pool_space='student'."
+            )
+        if "encoder" in args.agora_sampler_kwargs:
+            raise ValueError(
+                "agora_sampler_kwargs names an encoder and agora_pool_space='teacher' names the teacher's: keep one."
+            )
+        if self.agora_teacher.kind != "model":
+            raise ValueError(
+                f"agora_pool_space='teacher' embeds the pool with the teacher model, but the teacher is a "
+                f"{self.agora_teacher.kind}, which has no hidden states: pass teacher=(model, tokenizer), or leave "
+                "agora_pool_space='student'."
+            )
+        return {"encoder": self.agora_teacher.teacher, "encoder_tokenizer": teacher_tokenizer}
 
     def _check_labels(self, dataset: datasets.Dataset, name: str, column: str) -> None:
         """Labels a classification run can use are integer ids of the student's labels; regression needs numbers."""
