@@ -128,6 +128,9 @@ class Settings:
     ose_epsilon: float = 0.5
     ose_interval: int = 5
     ose_max_candidates: int = 16
+    # hf_bort.compress's own cap on trained candidates (None: ose_max_candidates); it decides only the compression,
+    # so parents and peers keep their cached cells when it changes
+    compress_max_candidates: int | None = None
     latency_repeats: dict = field(default_factory=lambda: {"1x128": 21, "8x128": 5})
     # "measured": CPU time per call (the real benchmark); "flops": the forward FLOPs of each model's own modules, a
     # deterministic stand-in that lets the quick run's budgets be checked on a busy machine.
@@ -151,6 +154,7 @@ class Settings:
         values = asdict(self)
         for name in ("tasks", "budgets", "seeds", "methods", "latency_repeats", "quick", "compress_revision"):
             values.pop(name)
+        values.pop("compress_max_candidates")
         values["train_rows"] = self.rows(task)
         values["max_length"] = self.length(task)
         return _digest(values)
@@ -161,6 +165,8 @@ class Settings:
         values = {name: getattr(self, name) for name in deciding}
         if self.compress_revision > 1:  # revision 1's keys (before the field existed) stay what they were
             values["compress_revision"] = self.compress_revision
+        if self.compress_max_candidates is not None:  # so are the keys of every run that leaves it unset
+            values["compress_max_candidates"] = self.compress_max_candidates
         return _digest(values)
 
 
@@ -800,7 +806,7 @@ def compress_hf_bort(board: Leaderboard, budget: float, task: str):
         min_speedup=budget,
         epsilon=s.ose_epsilon,
         interval=s.ose_interval,
-        max_candidates=s.ose_max_candidates,
+        max_candidates=s.compress_max_candidates or s.ose_max_candidates,
         search_rows=min(2000, len(data.train_rows)),
         max_length=s.length(task),
         recovery_epochs=0,
@@ -1283,8 +1289,15 @@ def main(argv: list[str] | None = None) -> dict:
         default=None,
         help="How speed-ups are taken: measured CPU time (default) or forward FLOPs (--quick's default).",
     )
+    parser.add_argument(
+        "--compress-max-candidates",
+        type=int,
+        default=None,
+        help="hf_bort.compress's cap on trained candidates (default: the settings' ose_max_candidates).",
+    )
     args = parser.parse_args(argv)
     settings = copy.deepcopy(QUICK if args.quick else Settings())
+    settings.compress_max_candidates = args.compress_max_candidates
     for name in ("methods", "tasks", "seeds", "budgets"):
         value = getattr(args, name)
         if value:
