@@ -126,20 +126,24 @@ def test_a_fixed_encoder_embeds_the_pool_once_the_student_space_at_every_expansi
     assert _prepared(given).sample(errors, 4, torch.Generator()) == first  # precomputed vectors, same rows
 
 
+def _teacher_space_trainer(tmp_path, rows, teacher, sampler: str = "pool") -> AgoraTrainer:
+    return AgoraTrainer(
+        model=tiny_classifier(0),
+        args=agora_args(tmp_path, agora_sampler=sampler, agora_pool_space="teacher"),
+        train_dataset=rows["train"],
+        agora_dev_dataset=rows["dev"],
+        agora_pool=rows["pool"],
+        teacher=teacher,
+        processing_class=rows["tokenizer"],
+    )
+
+
 def test_the_teacher_space_finds_the_errors_nearest_rows_by_the_teachers_states(tmp_path, rte_rows, tokenizer):
     """agora_pool_space='teacher': the sampler's rows are the brute-force nearest pool rows of each error by the
     teacher's mean-pooled states (not the student's), and the pool is embedded once."""
     teacher = tiny_classifier(1).eval()
-    trainer = AgoraTrainer(
-        model=tiny_classifier(0),
-        args=agora_args(tmp_path, agora_sampler="pool", agora_pool_space="teacher"),
-        train_dataset=rte_rows["train"],
-        agora_dev_dataset=rte_rows["dev"],
-        agora_pool=rte_rows["pool"],
-        teacher=teacher,
-        processing_class=tokenizer,
-    )
-    sampler = trainer.agora_sampler
+    rows = {**rte_rows, "tokenizer": tokenizer}
+    sampler = _teacher_space_trainer(tmp_path, rows, teacher).agora_sampler
     pool_rows = list(zip(*(rte_rows["pool"][c] for c in PAIR)))
     errors = list(zip(*(rte_rows["dev"][c] for c in PAIR)))[:3]
     reference_pool = np.stack([_reference_embedding(teacher, tokenizer, r) for r in pool_rows])
@@ -150,28 +154,10 @@ def test_the_teacher_space_finds_the_errors_nearest_rows_by_the_teachers_states(
     assert sampler.sample(errors, 5, torch.Generator()) == expected and sampler.pool_embeddings is vectors
     student_space = _prepared(PoolSampler(rte_rows["pool"], tiny_classifier(0), tokenizer, max_length=32))
     assert student_space.sample(errors, 5, torch.Generator()) != expected
-    with pytest.raises(
-        ValueError, match=r"agora_pool_space='teacher' sets the 'pool' sampler's space, but the sampler"
-    ):
-        AgoraTrainer(
-            model=tiny_classifier(0),
-            args=agora_args(tmp_path, agora_sampler="pool_random", agora_pool_space="teacher"),
-            train_dataset=rte_rows["train"],
-            agora_dev_dataset=rte_rows["dev"],
-            agora_pool=rte_rows["pool"],
-            teacher=teacher,
-            processing_class=tokenizer,
-        )
+    with pytest.raises(ValueError, match=r"agora_pool_space='teacher' sets the 'pool' sampler's space, but the"):
+        _teacher_space_trainer(tmp_path, rows, teacher, sampler="pool_random")
     with pytest.raises(ValueError, match=r"but the teacher is a callable, which has no hidden states"):
-        AgoraTrainer(
-            model=tiny_classifier(0),
-            args=agora_args(tmp_path, agora_sampler="pool", agora_pool_space="teacher"),
-            train_dataset=rte_rows["train"],
-            agora_dev_dataset=rte_rows["dev"],
-            agora_pool=rte_rows["pool"],
-            teacher=lambda rows: [0] * len(rows),
-            processing_class=tokenizer,
-        )
+        _teacher_space_trainer(tmp_path, rows, lambda texts: [0] * len(texts))
     with pytest.raises(ValueError, match=r"agora_pool_space='nearby'; choose one of \['student', 'teacher'\]"):
         AgoraArguments("unused", agora_pool_space="nearby")
 
