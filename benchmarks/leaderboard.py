@@ -78,6 +78,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from hf_bort import BortConfig, BortForSequenceClassification  # noqa: E402
+from hf_bort.compression.task_distillation import layer_matching_loss  # noqa: E402
 from hf_bort.convert import bert_state_dict_to_bort, bort_config_from_bert  # noqa: E402
 from hf_bort.glue import GLUE_TASKS, get_task, load_glue  # noqa: E402
 from hf_bort.metrics.scores import score as metric_score  # noqa: E402
@@ -152,9 +153,9 @@ class Settings:
     def key(self, task: str) -> str:
         """The settings that decide a (task) cell, hashed."""
         values = asdict(self)
-        for name in ("tasks", "budgets", "seeds", "methods", "latency_repeats", "quick", "compress_revision"):
+        compression_only = ("compress_revision", "compress_max_candidates")
+        for name in ("tasks", "budgets", "seeds", "methods", "latency_repeats", "quick", *compression_only):
             values.pop(name)
-        values.pop("compress_max_candidates")
         values["train_rows"] = self.rows(task)
         values["max_length"] = self.length(task)
         return _digest(values)
@@ -518,12 +519,7 @@ def finetune(
 def _layer_term(student_states, inputs: dict, parent: nn.Module, matched: list[int]) -> torch.Tensor:
     with torch.no_grad():
         parent_states = parent.eval()(**inputs, output_hidden_states=True).hidden_states
-    real = inputs["attention_mask"].bool()
-    terms = []
-    for state, index in zip(student_states, matched, strict=True):
-        target = parent_states[index][real]
-        terms.append(F.mse_loss(state[real], target) / target.var().clamp_min(1e-6))
-    return torch.stack(terms).mean()
+    return layer_matching_loss(student_states, parent_states, matched, inputs["attention_mask"].bool())
 
 
 # ----- the benchmark -----
@@ -831,6 +827,14 @@ def compress_hf_bort(board: Leaderboard, budget: float, task: str):
     return bert_form(result.model, board.base_config), info
 
 
+# BERT's pooler (dense + tanh on the first token) and classifier are Bort's classification head, weight for weight.
+_BERT_TO_BORT_HEAD = {
+    f"{bert}.{suffix}": f"{bort}.{suffix}"
+    for bert, bort in (("bert.pooler.dense", "classifier.dense"), ("classifier", "classifier.out_proj"))
+    for suffix in ("weight", "bias")
+}
+
+
 def bert_form(model: nn.Module, base_config: BertConfig) -> BertForSequenceClassification:
     """The leaderboard's one representation of every method's model: a BertForSequenceClassification with per-layer
     shapes (`build_model`). A Bort classifier maps onto it exactly: the same layers, token type 0 set to zero (Bort
@@ -851,9 +855,8 @@ def bert_form(model: nn.Module, base_config: BertConfig) -> BertForSequenceClass
     state["bert.embeddings.token_type_embeddings.weight"] = torch.zeros(
         base_config.type_vocab_size, bort.config.hidden_size
     )
-    for bert_name, bort_name in (("bert.pooler.dense", "classifier.dense"), ("classifier", "classifier.out_proj")):
-        for suffix in ("weight", "bias"):
-            state[f"{bert_name}.{suffix}"] = model.state_dict()[f"{bort_name}.{suffix}"]
+    bort_state = model.state_dict()
+    state.update({bert_name: bort_state[bort_name] for bert_name, bort_name in _BERT_TO_BORT_HEAD.items()})
     return build_model(shapes, base_config, model.config.num_labels, state)
 
 
@@ -866,9 +869,7 @@ def bort_form(model: BertForSequenceClassification, base_config: BertConfig) -> 
     student = BortForSequenceClassification(config)
     bert_state = model.state_dict()
     state = bert_state_dict_to_bort(bert_state)
-    for bert_name, bort_name in (("bert.pooler.dense", "classifier.dense"), ("classifier", "classifier.out_proj")):
-        for suffix in ("weight", "bias"):
-            state[f"{bort_name}.{suffix}"] = bert_state[f"{bert_name}.{suffix}"]
+    state.update({bort_name: bert_state[bert_name] for bert_name, bort_name in _BERT_TO_BORT_HEAD.items()})
     student.load_state_dict(state, strict=True)
     return student.eval()
 
@@ -1138,7 +1139,7 @@ def shape_text(shapes: dict) -> str:
 # every task, hf_bort at or above every other compressed method in the headline metric and in accuracy; at >=3x, its
 # compression at most as long as TextPruner's.
 GOAL_SHARE = {"sst2": {3.0: 0.97, 6.0: 0.95, 10.0: 0.90}}
-HF_BORT_METHODS = ("hf_bort", "hf_bort_agora", "hf_bort_layerkd")
+HF_BORT_METHODS = tuple(method for method in HF_BORT_STUDENTS if method != "random_init")
 
 
 def goals(rows: list[dict]) -> list[str]:

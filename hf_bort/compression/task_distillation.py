@@ -28,6 +28,19 @@ def matched_layers(student: PreTrainedModel, teacher: PreTrainedModel) -> list[i
     return layer_map(student.config.num_hidden_layers, teacher.config.num_hidden_layers)
 
 
+def layer_matching_loss(student_states, teacher_states, mapping: list[int], mask: torch.Tensor, maps=None):
+    """CoFi's layer term: over the student's hidden states, the mean of each one's MSE (on the real tokens of `mask`,
+    through `maps[k]` where the widths differ) to the teacher state `mapping[k]`, divided by that teacher state's
+    variance so that layers weigh alike."""
+    terms = []
+    for k, t in enumerate(mapping):
+        target = teacher_states[t][mask].float()
+        state = student_states[k][mask].float()
+        error = (state if maps is None else maps[k](state)) - target
+        terms.append(error.pow(2).mean() / target.var().clamp_min(1e-6))
+    return torch.stack(terms).mean()
+
+
 class TaskDistillationTrainer(Trainer):
     """A `Trainer` whose loss distils a fine-tuned `teacher` (see the module docstring) through the public
     `compute_loss` hook; the teacher stays frozen, in eval mode, on the student's device."""
@@ -77,14 +90,10 @@ class TaskDistillationTrainer(Trainer):
             mask = inputs["attention_mask"].bool()
             if self.maps is None:
                 self.maps = self._fit_maps(outputs.hidden_states, teacher.hidden_states, mask).to(logits.device)
-            terms = []
-            for k, t in enumerate(self.mapping):
-                target = teacher.hidden_states[t][mask].float()
-                error = self.maps[k](outputs.hidden_states[k][mask].float()) - target
-                terms.append(error.pow(2).mean() / target.var().clamp_min(1e-6))
-            loss = loss + self.layer_weight * torch.stack(terms).mean()
+            layers = layer_matching_loss(outputs.hidden_states, teacher.hidden_states, self.mapping, mask, self.maps)
+            loss = loss + self.layer_weight * layers
         inputs["labels"] = labels
         return (loss, outputs) if return_outputs else loss
 
 
-__all__ = ["TaskDistillationTrainer", "matched_layers"]
+__all__ = ["TaskDistillationTrainer", "layer_matching_loss", "matched_layers"]
