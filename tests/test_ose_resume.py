@@ -5,6 +5,7 @@ Tiny random parents, a few-candidate grid and two training steps keep each test 
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -232,3 +233,42 @@ def test_a_live_claim_is_waited_for_and_a_dead_one_taken_over(tokenizer, texts, 
     resumed = _search(_parent(), tokenizer, texts, run, max_candidates=2).run()
     assert [(r.architecture, r.error) for r in resumed.records] == [(r.architecture, r.error) for r in first.records]
     assert not claim.exists()
+
+
+@pytest.mark.parametrize("where", ["taking the claim", "journaling the record", "releasing the claim"])
+def test_an_interrupt_anywhere_around_a_candidate_leaves_no_claim(where, tokenizer, texts, tmp_path, monkeypatch):
+    """Ctrl-C just after the claim file is written, just after the record is journaled, or while the claim is being
+    released (SIGINT is then held until the release is done): the search stops and this run's claim is gone."""
+    from hf_bort.ose import journal as journal_module
+
+    def interrupt_after(function):
+        def wrapped(*args, **kwargs):
+            function(*args, **kwargs)
+            raise KeyboardInterrupt
+
+        return wrapped
+
+    if where == "taking the claim":
+        monkeypatch.setattr(journal_module.Journal, "_take_claim", interrupt_after(journal_module.Journal._take_claim))
+    elif where == "journaling the record":
+        monkeypatch.setattr(journal_module.Journal, "append", interrupt_after(journal_module.Journal.append))
+    else:
+        read_claim, release, releasing = journal_module._read_claim, journal_module.Journal.release, []
+
+        def signalled(path):
+            if releasing:
+                os.kill(os.getpid(), signal.SIGINT)  # a real SIGINT, raised by Python's default handler
+            return read_claim(path)
+
+        def tracked_release(self, arch):
+            releasing.append(arch)
+            return release(self, arch)
+
+        monkeypatch.setattr(journal_module, "_read_claim", signalled)
+        monkeypatch.setattr(journal_module.Journal, "release", tracked_release)
+    run = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        _search(_parent(), tokenizer, texts, run, max_candidates=2).run()
+    claims = [p.name for p in (run / "claims").iterdir() if p.name != ".lock"]
+    assert claims == []
+    assert (run / "candidates-0.jsonl").exists() == (where != "taking the claim")

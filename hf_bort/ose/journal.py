@@ -16,7 +16,9 @@ import fcntl
 import hashlib
 import json
 import os
+import signal
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -197,8 +199,12 @@ class Journal:
             return arch not in self.read()[0] and self._take_claim(arch)
 
     def release(self, arch: Architecture) -> None:
-        with self._claims_lock():
-            self._claim_path(arch).unlink(missing_ok=True)
+        """Remove `arch`'s claim if this run holds it. Safe wherever an interrupt stopped `claim`, and not itself
+        interruptible by SIGINT or SIGTERM (they are held until it returns), so an interrupted search leaves none."""
+        with _signals_held(), self._claims_lock():
+            holder = _read_claim(self._claim_path(arch))
+            if holder is not None and holder.get("token") == self.run_token:
+                self._claim_path(arch).unlink()
 
     def wait_for(self, archs: Iterable[Architecture], evaluate: Callable[[Architecture], object]) -> None:
         """Until every one of `archs` is journaled: `evaluate` those no live claim holds (stale claims are taken
@@ -263,6 +269,27 @@ class Journal:
         finally:
             os.close(fd)
         return True
+
+
+@contextlib.contextmanager
+def _signals_held():
+    """Defer SIGINT and SIGTERM until the block ends (then they are raised again). Python runs signal handlers on the
+    main thread only, so handlers are swapped there; a mask would not do, as another thread would take the signal."""
+    held = (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.getsignal(s) for s in held}
+    if threading.current_thread() is not threading.main_thread() or None in previous.values():
+        yield
+        return
+    received = []
+    for s in held:
+        signal.signal(s, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        for s in received:
+            signal.raise_signal(s)
 
 
 def _read_marker(path: Path) -> dict:

@@ -884,15 +884,15 @@ class OSESearch:
     def _claim_and_evaluate(self, index, params, cost, targets, scores, rank: int) -> CandidateRecord | None:
         """Evaluate candidate `index` unless another process holds it or it is journaled; None when skipped."""
         arch = self.space[index]
-        if self.journal is not None and not self.journal.claim(arch):
-            return None
-        try:
+        if self.journal is None:
+            return self._evaluate(arch, float(params[index]), float(cost[index]), targets, scores)
+        try:  # the claim is taken inside: an interrupt landing anywhere from here on still releases it
+            if not self.journal.claim(arch):
+                return None
             record = self._evaluate(arch, float(params[index]), float(cost[index]), targets, scores)
-            if self.journal is not None:
-                self.journal.append(record, rank)
+            self.journal.append(record, rank)
         finally:
-            if self.journal is not None:
-                self.journal.release(arch)
+            self.journal.release(arch)
         return record
 
     def _finish_claimed(self, indices, params, cost, targets, scores, rank: int) -> None:
