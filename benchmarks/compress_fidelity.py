@@ -123,6 +123,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seeds", nargs="*", type=int, default=[0])
     parser.add_argument("--variant", action="append", default=[], help="NAME=field=value,... of CompressConfig.")
     parser.add_argument("--report-only", action="store_true", help="Train nothing; report what is cached.")
+    parser.add_argument(
+        "--only",
+        nargs="*",
+        default=[],
+        help="Train only these candidates (e.g. D6-A4-H384-I192-d32), e.g. on more seeds.",
+    )
     parser.add_argument("--quick", action="store_true", help="Read `benchmarks/leaderboard.py --quick`'s run.")
     parser.add_argument(
         "--compress-revision", type=int, default=Settings.compress_revision, help="Whose compress run to read."
@@ -159,7 +165,7 @@ def main(argv: list[str] | None = None) -> dict:
             "error": {JOURNAL: record["error"]},
             "scores": [],
         }
-        for seed in args.seeds:
+        for seed in args.seeds if not args.only or ident in args.only else ():
             path = work / f"{ident}-seed{seed}.json"
             if args.report_only and not path.exists():
                 continue
@@ -202,7 +208,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     report = summarise(rows, [JOURNAL, *variants], metric)
     report.update(task=args.task, budget=args.budget, seeds=args.seeds, variants=variants, journal=str(folder))
-    write(report, args.output_dir / f"fidelity-{args.task}-{args.budget:g}x")
+    write(report, args.output_dir / "-".join([f"fidelity-{args.task}-{args.budget:g}x", *args.only]))
     return report
 
 
