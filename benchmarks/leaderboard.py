@@ -1097,6 +1097,12 @@ def summarise(cells: list[dict], settings: Settings, final: dict | None = None) 
             )
             timing = (final or {}).get((task, method, budget))
             if timing is None:  # no final pass: the median of the cells' own measurements
+                if method in HF_BORT_STUDENTS and not all("timed_as" in c for c in ok):
+                    raise SystemExit(
+                        f"The {task} {method} ≥{budget:g}x cells were timed in the BERT form they train in, before "
+                        "the leaderboard timed hf_bort's students as the Bort classifier compress ships; run the "
+                        "report without --skip-final-timing, which times every model again."
+                    )
                 timing = {
                     "latency_ms": {k: statistics.median(c["latency_ms"][k] for c in ok) for k in ok[0]["latency_ms"]},
                     "speedup": {

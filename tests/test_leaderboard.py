@@ -288,6 +288,25 @@ def test_goals_judge_each_hf_bort_variant_against_the_share_every_other_method_a
     ]
 
 
+def test_a_report_without_a_final_pass_refuses_hf_bort_cells_timed_in_their_bert_form():
+    shapes = {"hidden": 384, "layers": [{"heads": 2, "head_dim": 32, "intermediate": 192}]}
+    timing = {"latency_ms": {"1x128": 10.0, "8x128": 50.0}, "speedup": {"1x128": 4.0, "8x128": 5.0, "min": 4.0}}
+    cell = {"task": "sst2", "budget": 3.0, "seed": 0, "accuracy": 0.8, "params": 10, "shapes": shapes, "info": {}}
+    cells = [{**cell, **timing, "method": "textpruner"}, {**cell, **timing, "method": "hf_bort", "timed_as": "Bort"}]
+    rows = leaderboard.summarise(cells, leaderboard.Settings())
+    assert [(r["method"], r["speedup"], r["meets_budget"]) for r in rows] == [
+        ("hf_bort", 4.0, True),
+        ("textpruner", 4.0, True),
+    ]
+    with pytest.raises(SystemExit, match="sst2 hf_bort ≥3x cells were timed in the BERT form.*without --skip-final"):
+        leaderboard.summarise([*cells, {**cell, **timing, "method": "hf_bort", "seed": 1}], leaderboard.Settings())
+    final = {("sst2", "hf_bort", 3.0): {**timing, "speedup": {**timing["speedup"], "min": 3.5}}}
+    rows = leaderboard.summarise(
+        [*cells, {**cell, **timing, "method": "hf_bort", "seed": 1}], leaderboard.Settings(), final
+    )
+    assert rows[0]["speedup"] == 3.5  # the final pass times them again
+
+
 def test_shape_text_names_layers_widths_and_per_layer_heads():
     shapes = {"hidden": 384, "layers": [{"heads": 2, "head_dim": 32, "intermediate": 192}] * 2}
     assert leaderboard.shape_text(shapes) == "2L H384 heads 2/2 x32 FFN 192/192"
