@@ -236,10 +236,16 @@ def test_a_live_claim_is_waited_for_and_a_dead_one_taken_over(tokenizer, texts, 
 
 
 @pytest.mark.parametrize("where", ["taking the claim", "journaling the record", "releasing the claim"])
-def test_an_interrupt_anywhere_around_a_candidate_leaves_no_claim(where, tokenizer, texts, tmp_path, monkeypatch):
+def test_an_interrupt_anywhere_around_a_candidate_leaves_no_claim(
+    where, tokenizer, texts, tmp_path, monkeypatch, request
+):
     """Ctrl-C just after the claim file is written, just after the record is journaled, or while the claim is being
     released (SIGINT is then held until the release is done): the search stops and this run's claim is gone."""
     from hf_bort.ose import journal as journal_module
+
+    # Python's own SIGINT handler, as a terminal gives it: a shell starts background jobs (CI) with SIGINT ignored.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    request.addfinalizer(lambda: signal.signal(signal.SIGINT, previous))
 
     def interrupt_after(function):
         def wrapped(*args, **kwargs):
