@@ -154,7 +154,9 @@ def test_the_teacher_space_finds_the_errors_nearest_rows_by_the_teachers_states(
     assert sampler.sample(errors, 5, torch.Generator()) == expected and sampler.pool_embeddings is vectors
     student_space = _prepared(PoolSampler(rte_rows["pool"], tiny_classifier(0), tokenizer, max_length=32))
     assert student_space.sample(errors, 5, torch.Generator()) != expected
-    with pytest.raises(ValueError, match=r"agora_pool_space='teacher' sets the 'pool' sampler's space, but the"):
+    with pytest.raises(
+        ValueError, match=r"agora_pool_space='teacher' sets the 'pool' sampler's space, but the sampler is"
+    ):
         _teacher_space_trainer(tmp_path, rows, teacher, sampler="pool_random")
     with pytest.raises(ValueError, match=r"but the teacher is a callable, which has no hidden states"):
         _teacher_space_trainer(tmp_path, rows, lambda texts: [0] * len(texts))
