@@ -25,6 +25,7 @@ epochs spent on the student itself. Printed and written: `gradual-<task>-<budget
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import json
 import math
@@ -134,23 +135,27 @@ def main(argv: list[str] | None = None) -> dict:
         finetune(halfway, data, recovery, 0, teacher)
         for handle in handles:
             handle.remove()
-        fit, _ = search._split()
-        batches = [  # the search's importance rows and method, on the recovered halfway model
-            {k: v for k, v in b.items() if k in ("input_ids", "attention_mask", "labels")}
-            for b in search._batches(fit, 4, 0)
-        ]
-        scores = compute_importance(halfway.eval(), batches, method=search.args.importance)
+        # the search's importance rows and method, on the recovered halfway model
+        scores = compute_importance(halfway.eval(), search._importance_batches(), method=search.args.importance)
         student = extract_subnetwork(halfway, arch, importance=scores, allocation=search.space.allocation)
         return bert_form(student, board.base_config), time.perf_counter() - started
 
     makers = dict(zip(ARMS, (one_shot, one_shot_recovered, gradual)))
+    made = {}  # each arm's student is made once (seed 0), then trained per seed from a copy
+
+    def student_of(arm):
+        if arm not in made:
+            made[arm] = makers[arm]()
+        student, extra_seconds = made[arm]
+        return copy.deepcopy(student), extra_seconds
+
     rows = {}
-    for arm, make in makers.items():
+    for arm in makers:
         results = []
         for seed in args.seeds:
 
-            def train(make=make, seed=seed):
-                student, extra_seconds = make()
+            def train(arm=arm, seed=seed):
+                student, extra_seconds = student_of(arm)
                 finetune(student, data, settings, seed, teacher)
                 return {**score(student, data.dev, args.task), "shape": shape_text(model_shapes(student)),
                         "extra_compress_seconds": extra_seconds}  # fmt: skip

@@ -730,15 +730,17 @@ class OSESearch:
         """The parent's importance scores for extraction, by `args.importance`, on a few fitting batches (once)."""
         if getattr(self, "_scores", None) is not None:
             return self._scores
-        batches = None
-        if self.args.importance != "magnitude":
-            fit, _ = self._split()
-            batches = [  # with labels, the parent's own task loss ranks its weights
-                {k: v for k, v in b.items() if k in ("input_ids", "attention_mask", "labels")}
-                for b in self._batches(fit, 4, self.args.seed)
-            ]
+        batches = None if self.args.importance == "magnitude" else self._importance_batches()
         self._scores = compute_importance(self.parent, batches, method=self.args.importance)
         return self._scores
+
+    def _importance_batches(self) -> list[dict[str, torch.Tensor]]:
+        """The few fitting batches importance is scored on; with labels, a model's own task loss ranks its weights."""
+        fit, _ = self._split()
+        return [
+            {k: v for k, v in b.items() if k in ("input_ids", "attention_mask", "labels")}
+            for b in self._batches(fit, 4, self.args.seed)
+        ]
 
     def _split(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """(fit rows, held-out rows): `eval_dataset` when given, else a seeded `holdout_fraction` of the training rows.
