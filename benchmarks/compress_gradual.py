@@ -28,7 +28,6 @@ import argparse
 import copy
 import dataclasses
 import json
-import math
 import statistics
 import sys
 import time
@@ -53,23 +52,19 @@ from benchmarks.leaderboard import (  # noqa: E402
     task_metric,
 )
 from hf_bort import Architecture, compress_search  # noqa: E402
-from hf_bort.ose.extract import compute_importance, extract_subnetwork  # noqa: E402
-from hf_bort.ose.space import layer_sizes  # noqa: E402
+from hf_bort.compression.compress import halfway_sizes  # noqa: E402
+from hf_bort.ose.extract import extract_subnetwork  # noqa: E402
 
 
 ARMS = ("one-shot", "one-shot + recovery", "gradual")
 
 
 def halfway_masks(parent, student_config, scores) -> list[dict[str, torch.Tensor]]:
-    """Per parent layer, the heads and FFN neurons the halfway model keeps: its top ones by the search's scores,
-    ceil((parent's + student's) / 2) of each, the student's count being 0 for a layer it dropped."""
-    config, sizes = parent.config, layer_sizes(student_config)
-    heads = dict(zip(student_config.parent_layers, sizes["heads"]))
-    neurons = dict(zip(student_config.parent_layers, sizes["intermediate"]))
+    """Per parent layer, the heads and FFN neurons the halfway model keeps: its top ones by the search's scores, as
+    many as `hf_bort.compression.compress.halfway_sizes` says (what compress's gradual step keeps)."""
+    config, sizes = parent.config, halfway_sizes(parent.config, student_config)
     masks = []
-    for j in range(config.num_hidden_layers):
-        keep_heads = math.ceil((config.num_attention_heads + heads.get(j, 0)) / 2)
-        keep_neurons = math.ceil((config.intermediate_size + neurons.get(j, 0)) / 2)
+    for j, (keep_heads, keep_neurons) in enumerate(zip(sizes["heads"], sizes["intermediate"])):
         head_mask = torch.zeros(config.num_attention_heads)
         head_mask[scores.heads[j].topk(keep_heads).indices] = 1
         neuron_mask = torch.zeros(config.intermediate_size)
@@ -131,12 +126,12 @@ def main(argv: list[str] | None = None) -> dict:
     def gradual():
         started = time.perf_counter()
         halfway = board.parent_model(args.task, 0)
-        handles = mask_in_place(halfway, halfway_masks(parent, search.extract(arch).config, search._importance()))
+        handles = mask_in_place(halfway, halfway_masks(parent, search.extract(arch).config, search.importance()))
         finetune(halfway, data, recovery, 0, teacher)
         for handle in handles:
             handle.remove()
         # the search's importance rows and method, on the recovered halfway model
-        scores = compute_importance(halfway.eval(), search._importance_batches(), method=search.args.importance)
+        scores = search.importance(halfway.eval())
         student = extract_subnetwork(halfway, arch, importance=scores, allocation=search.space.allocation)
         return bert_form(student, board.base_config), time.perf_counter() - started
 

@@ -132,6 +132,8 @@ class Settings:
     # hf_bort.compress's own cap on trained candidates (None: ose_max_candidates); it decides only the compression,
     # so parents and peers keep their cached cells when it changes
     compress_max_candidates: int | None = None
+    # hf_bort.compress's gradual step (CompressConfig.halfway_epochs; 0: one cut), from compress revision 8
+    compress_halfway_epochs: float = 1.0
     latency_repeats: dict = field(default_factory=lambda: {"1x128": 21, "8x128": 5})
     # "measured": CPU time per call (the real benchmark); "flops": the forward FLOPs of each model's own modules, a
     # deterministic stand-in that lets the quick run's budgets be checked on a busy machine.
@@ -140,9 +142,10 @@ class Settings:
     # Raised when hf_bort.compress's search changes (2: ê alone, maximal candidates across depths first under the
     # cap; 3: and each candidate timed before it trains; 4: its short runs at lr 3e-4, not 5e-5; 5: timed before
     # training at 1x128 and 8x128, as the choice checks; 6: and with its per-layer sizes; 7: a candidate measured
-    # too slow gives its turn to the largest ones inside it), so a cached hf_bort student of an older search is not
-    # reused; it decides nothing else.
-    compress_revision: int = 7
+    # too slow gives its turn to the largest ones inside it; 8: candidates timed round-robin against one stream of
+    # the parent's calls, and gradual compression through a halfway model), so a cached hf_bort student of an older
+    # search is not reused; it decides nothing else.
+    compress_revision: int = 8
 
     def rows(self, task: str) -> int:
         return self.train_rows.get(task, DEFAULT_TRAIN_ROWS)
@@ -153,7 +156,7 @@ class Settings:
     def key(self, task: str) -> str:
         """The settings that decide a (task) cell, hashed."""
         values = asdict(self)
-        compression_only = ("compress_revision", "compress_max_candidates")
+        compression_only = ("compress_revision", "compress_max_candidates", "compress_halfway_epochs")
         for name in ("tasks", "budgets", "seeds", "methods", "latency_repeats", "quick", *compression_only):
             values.pop(name)
         values["train_rows"] = self.rows(task)
@@ -168,6 +171,8 @@ class Settings:
             values["compress_revision"] = self.compress_revision
         if self.compress_max_candidates is not None:  # so are the keys of every run that leaves it unset
             values["compress_max_candidates"] = self.compress_max_candidates
+        if self.compress_revision >= 8:  # the gradual step exists from revision 8
+            values["compress_halfway_epochs"] = self.compress_halfway_epochs
         return _digest(values)
 
 
@@ -805,6 +810,7 @@ def compress_hf_bort(board: Leaderboard, budget: float, task: str):
         max_candidates=s.compress_max_candidates or s.ose_max_candidates,
         search_rows=min(2000, len(data.train_rows)),
         max_length=s.length(task),
+        halfway_epochs=s.compress_halfway_epochs,
         recovery_epochs=0,
         selection_margin=SELECTION_MARGIN,
         latency_repeats=s.latency_repeats["1x128"],
@@ -1302,9 +1308,17 @@ def main(argv: list[str] | None = None) -> dict:
         default=None,
         help="hf_bort.compress's cap on trained candidates (default: the settings' ose_max_candidates).",
     )
+    parser.add_argument(
+        "--compress-halfway-epochs",
+        type=float,
+        default=None,
+        help="hf_bort.compress's gradual step, in epochs on the halfway model (0: one cut; default: the settings').",
+    )
     args = parser.parse_args(argv)
     settings = copy.deepcopy(QUICK if args.quick else Settings())
     settings.compress_max_candidates = args.compress_max_candidates
+    if args.compress_halfway_epochs is not None:
+        settings.compress_halfway_epochs = args.compress_halfway_epochs
     for name in ("methods", "tasks", "seeds", "budgets"):
         value = getattr(args, name)
         if value:

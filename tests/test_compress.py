@@ -186,6 +186,32 @@ def test_bad_inputs_are_refused_before_any_work(parent, tokenizer, sst2, tmp_pat
     assert not list((tmp_path / "o2" / "ose").glob("candidates-*.jsonl"))  # refused before any candidate trained
     with pytest.raises(ValueError, match="min_speedup must be at least 1"):
         CompressConfig(output_dir=str(tmp_path), min_speedup=0.5)
+    distilbert = tr.DistilBertForSequenceClassification(tr.DistilBertConfig(vocab_size=30522, dim=32, n_layers=1,
+                                                                            n_heads=2, hidden_dim=37))  # fmt: skip
+    with pytest.raises(ValueError, match="halfway_epochs .* needs a parent whose layers may differ.*'distilbert'"):
+        compress(distilbert, train, dev, _config(tmp_path, halfway_epochs=1.0), tokenizer=tokenizer)
+
+
+def test_gradual_compression_cuts_the_student_from_the_trained_halfway_model(parent, tokenizer, sst2, tmp_path):
+    train, dev = sst2
+    one = compress(parent, train, dev, _config(tmp_path / "one", recovery_epochs=0), tokenizer=tokenizer)
+    two = compress(parent, train, dev, _config(tmp_path / "two", recovery_epochs=0, halfway_epochs=1.0),
+                   tokenizer=tokenizer)  # fmt: skip
+    r = two.results
+    assert r["architecture"] == one.results["architecture"]  # the same search and choice
+    # the halfway model: every parent layer half-way between the parent's counts and the one-shot student's
+    kept = dict(zip(one.model.config.parent_layers, zip(one.results["layers"]["heads"],
+                                                        one.results["layers"]["intermediate"])))  # fmt: skip
+    heads, ffn = PARENT["num_attention_heads"], PARENT["intermediate_size"]
+    assert r["gradual"]["halfway_layers"] == {
+        "heads": [-(-(heads + kept.get(j, (0, 0))[0]) // 2) for j in range(PARENT["num_hidden_layers"])],
+        "intermediate": [-(-(ffn + kept.get(j, (0, 0))[1]) // 2) for j in range(PARENT["num_hidden_layers"])],
+    }
+    assert r["gradual"]["steps"] == 6 and r["gradual"]["seconds"] <= r["seconds"]["compression"]  # 96 rows, batch 16
+    # the student is cut from the trained halfway model, not from the parent: same shape, other weights
+    assert sum(p.numel() for p in two.model.parameters()) == one.results["parameters"]["student"]
+    assert not torch.equal(two.model.classifier.out_proj.weight, one.model.classifier.out_proj.weight)
+    assert r["speedup"]["speedup"] >= 1.0 and r["eval"]["student"]["accuracy"] > 0
 
 
 def test_cli_compress_on_a_glue_task(parent, tokenizer, glue_dir, tmp_path, capsys):

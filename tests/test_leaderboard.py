@@ -343,14 +343,20 @@ def test_the_shared_hf_bort_compression_is_keyed_by_the_settings_that_decide_it(
     same = dataclasses.replace(base, learning_rate=1e-3, epochs=5.0, seeds=(7,), train_rows={"sst2": 10, "mrpc": 10})
     assert same.compression_key() == base.compression_key()  # post-compression training does not change it
     changes = ({"ose_max_candidates": 4}, {"ose_epsilon": 0.25}, {"ose_interval": 2}, {"speed": "flops"})
-    compress_only = ({"compress_revision": base.compress_revision + 1}, {"compress_max_candidates": 32})
+    compress_only = (
+        {"compress_revision": base.compress_revision + 1},
+        {"compress_max_candidates": 32},
+        {"compress_halfway_epochs": 0.5},
+    )
     for change in (*changes, *compress_only):
         assert dataclasses.replace(base, **change).compression_key() != base.compression_key(), change
     # a new compress revision or cap re-runs hf_bort's compression only: the parent and the peers' cells stay cached
     for change in compress_only:
         assert dataclasses.replace(base, **change).key("sst2") == base.key("sst2"), change
-    # the keys of the cached results (compress revision 7, the full settings) did not move when the cap was added
-    assert (base.compression_key(), base.key("sst2")) == ("6a81879cdb06", "a3e8809b485d")
+    # the keys of the cached results (compress revision 7, the full settings) did not move when the cap and the gradual
+    # step were added
+    revision_7 = dataclasses.replace(base, compress_revision=7)
+    assert (revision_7.compression_key(), base.key("sst2")) == ("6a81879cdb06", "a3e8809b485d")
 
 
 def test_a_regression_task_trains_with_squared_error_and_reports_glues_correlations(tmp_path, minilm_path):

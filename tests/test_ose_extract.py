@@ -9,7 +9,8 @@ import transformers as tr
 
 from hf_bort import BortConfig, BortForMaskedLM, BortForSequenceClassification, BortModel
 from hf_bort.ose import Architecture, extract_subnetwork
-from hf_bort.ose.extract import compute_importance, spread_by_importance
+from hf_bort.ose.extract import compute_importance, layer_allocation, place_subnetwork, spread_by_importance
+from hf_bort.ose.space import layer_sizes
 
 
 BERT = dict(
@@ -293,3 +294,61 @@ def test_a_parent_built_without_its_pooler_gives_a_student_without_one():
     assert child.pooler is None
     with torch.no_grad():
         assert torch.equal(parent(**_inputs())[0], child(**_inputs())[0])
+
+
+def test_a_placed_subnetwork_computes_the_subnetwork_and_extracts_back_bit_exact():
+    """place_subnetwork (gradual compression's step back to the parent's shape): the placed model computes what the
+    trained sub-network computes, extraction by the same scores gives the sub-network back weight for weight, and the
+    zeroed heads score nothing, so a student cut by re-scored importance comes from the sub-network's units."""
+    torch.manual_seed(0)
+    config = tr.BertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=3, num_attention_heads=4, intermediate_size=48,
+                        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)  # fmt: skip
+    parent = tr.BertForSequenceClassification(config).eval()
+    ids = torch.randint(5, 99, (8, 12))
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": torch.randint(0, 2, (8,))}
+    scores = compute_importance(parent, [batch], method="fisher")
+    full = extract_subnetwork(parent, Architecture(3, 4, 32, 48), as_bort=True, importance=scores)
+    sizes = {"heads": [3, 1, 4], "intermediate": [30, 17, 48]}
+    sub = extract_subnetwork(full, Architecture(3, 2, 32, 31, head_dim=8), allocation=sizes, importance=scores)
+    with torch.no_grad():
+        for weight in sub.parameters():  # as if trained
+            weight.add_(torch.randn_like(weight) * 0.05)
+    placed = place_subnetwork(full, sub, scores)
+    assert type(placed) is type(full) and placed.config.num_attention_heads == 4
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask")}
+    with torch.no_grad():
+        torch.testing.assert_close(placed(**inputs).logits, sub(**inputs).logits, atol=1e-6, rtol=1e-5)
+    back = extract_subnetwork(placed, Architecture(3, 2, 32, 31, head_dim=8), allocation=sizes, importance=scores)
+    assert back.state_dict().keys() == sub.state_dict().keys()
+    assert all(torch.equal(back.state_dict()[k], v) for k, v in sub.state_dict().items())
+    # layer 1 kept 1 of 4 heads: the 3 others are zero in the placed model and score exactly 0
+    rescored = compute_importance(placed.eval(), [batch], method="fisher")
+    assert int((rescored.heads[1] == 0).sum()) == 3 and int((rescored.heads[1] > 0).sum()) == 1
+    assert int((rescored.neurons[1] == 0).sum()) >= 48 - 17
+
+    dropped_layer = extract_subnetwork(full, Architecture(2, 4, 32, 48), importance=scores)
+    with pytest.raises(ValueError, match="keeps all its 3 layers"):
+        place_subnetwork(full, dropped_layer, scores)
+    with pytest.raises(ValueError, match="BortForSequenceClassification extracted from this parent"):
+        place_subnetwork(full, parent, scores)
+
+
+def test_layer_allocation_is_what_extraction_builds():
+    """The search times a candidate with `layer_allocation`'s per-layer sizes before it builds it: they must be the
+    sizes the extracted student has."""
+    torch.manual_seed(0)
+    config = tr.BertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
+                           intermediate_size=48)  # fmt: skip
+    parent = tr.BertForSequenceClassification(config).eval()
+    ids = torch.randint(5, 99, (8, 12))
+    scores = compute_importance(parent, [{"input_ids": ids, "attention_mask": torch.ones_like(ids),
+                                          "labels": torch.randint(0, 2, (8,))}], method="fisher")  # fmt: skip
+    explicit = {"heads": [2, 0, 4], "intermediate": [5, 48, 0]}
+    for arch, allocation in [
+        (Architecture(2, 2, 32, 20, head_dim=8), "importance"),
+        (Architecture(3, 1, 16, 7, head_dim=8), "importance"),
+        (Architecture(2, 3, 24, 30, head_dim=8), "uniform"),
+        (Architecture(3, 2, 32, 17, head_dim=8), explicit),
+    ]:
+        student = extract_subnetwork(parent, arch, importance=scores, allocation=allocation)
+        assert layer_allocation(parent, arch, allocation, scores) == layer_sizes(student.config)

@@ -25,7 +25,7 @@ import math
 import os
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -43,11 +43,13 @@ from transformers.utils import logging
 from ..errors import load_checkpoint
 from ..metrics.scores import REGRESSION_METRICS, score
 from ..ose import OSEConfig, OSESearch, SearchSpace
+from ..ose.extract import extract_subnetwork, place_subnetwork
+from ..ose.families import family_layout
 from ..ose.journal import fingerprint_state_dict, fingerprint_tensors
 from ..ose.latency import DEFAULT_SHAPES, measure_speedup
 from ..ose.search import find_text_columns, ose_state
 from ..ose.selection import choose_under_budget
-from ..ose.space import layer_sizes
+from ..ose.space import Architecture, layer_sizes, read_dimension
 from ..output_dir import check_output_dir, record_run
 from .compress_config import CompressConfig
 from .task_distillation import TaskDistillationTrainer
@@ -179,6 +181,11 @@ def compress(
             "AutoModelForSequenceClassification."
         )
     parent = model.eval()
+    if config.halfway_epochs > 0 and not family_layout(getattr(parent.config, "model_type", ""))[0].per_layer:
+        raise ValueError(
+            f"halfway_epochs (gradual compression) needs a parent whose layers may differ (BERT layout); a "
+            f"{parent.config.model_type!r} model cannot hold the halfway model. Set halfway_epochs=0."
+        )
     regression = parent.config.num_labels == 1
     metric = metric or ("pearson" if regression else "accuracy")
     columns = find_text_columns(list(train_dataset.column_names), text_column, "train_dataset")
@@ -223,8 +230,12 @@ def compress(
     if state.num_processes > 1:
         broadcast_object_list(choice)
     choice = choice[0]
+    arch = choice.record.architecture
+    student = search.extract(arch)  # the parent's classifier carried over
+    gradual = {"halfway_epochs": config.halfway_epochs}
+    if config.halfway_epochs > 0:
+        student, gradual = _gradual(search, arch, student, parent, train_rows, tokenizer, config, out / "halfway")
     search_seconds = time.perf_counter() - started
-    student = search.extract(choice.record.architecture)  # the parent's classifier carried over
 
     # 3. recovery: task distillation from the parent
     recovery = {"epochs": config.recovery_epochs}
@@ -236,7 +247,7 @@ def compress(
     if state.is_main_process:
         search_rows = min(config.search_rows, len(train_dataset))
         results = [_report(student, parent, choice, search_result, search.args, search_rows, eval_rows, metric,
-                           recovery, (search_seconds, time.perf_counter() - started), config)]  # fmt: skip
+                           gradual, recovery, (search_seconds, time.perf_counter() - started), config)]  # fmt: skip
         search_result.save(out / "ose" / "result.json", overwrite=True)  # every candidate's numbers, for reading
         _save(student, tokenizer, results[0], config, out)
     if state.num_processes > 1:
@@ -292,8 +303,8 @@ def compress_search(
     return OSESearch(parent, ose_config, space=space, train_dataset=search_rows, tokenizer=tokenizer)
 
 
-def _report(student, parent, choice, search_result, ose_config, search_rows, eval_rows, metric, recovery, seconds,
-            config) -> dict:  # fmt: skip
+def _report(student, parent, choice, search_result, ose_config, search_rows, eval_rows, metric, gradual, recovery,
+            seconds, config) -> dict:  # fmt: skip
     """What results.json and the card say: the student, its measured speed-up, how it was chosen, its scores."""
     regression = parent.config.num_labels == 1
     speed = measure_speedup(student.base_model, parent.base_model, DEFAULT_SHAPES, repeats=config.latency_repeats)
@@ -318,8 +329,9 @@ def _report(student, parent, choice, search_result, ose_config, search_rows, eva
             f"carved from the training rows ({ose_config.holdout_fraction:.0%} of the {search_rows} the search used)",
             "measured": choice.tried,
         },
+        "gradual": gradual,
         "recovery": recovery,
-        "seconds": {"search_and_choice": round(seconds[0], 1), "total": round(seconds[1], 1)},
+        "seconds": {"compression": round(seconds[0], 1), "total": round(seconds[1], 1)},
         "config": config.to_dict(),
     }
     if eval_rows is not None:
@@ -332,6 +344,50 @@ def _report(student, parent, choice, search_result, ose_config, search_rows, eva
         if parent_score:
             results["share_of_parent"] = scores["student"][metric] / parent_score
     return results
+
+
+def halfway_sizes(parent_config, student_config) -> dict[str, list[int]]:
+    """Per parent layer, the heads and FFN neurons of the halfway model: ceil((parent's + student's) / 2), the
+    student's count being 0 for a layer it dropped."""
+    heads, neurons = read_dimension(parent_config, "heads"), read_dimension(parent_config, "intermediate")
+    sizes = layer_sizes(student_config)
+    kept = dict(zip(student_config.parent_layers, zip(sizes["heads"], sizes["intermediate"])))
+    depth = read_dimension(parent_config, "depth")
+    return {
+        "heads": [math.ceil((heads + kept.get(j, (0, 0))[0]) / 2) for j in range(depth)],
+        "intermediate": [math.ceil((neurons + kept.get(j, (0, 0))[1]) / 2) for j in range(depth)],
+    }
+
+
+def _gradual(search: OSESearch, arch, one_shot, parent, rows, tokenizer, config: CompressConfig, folder: Path):
+    """Gradual compression in two steps: the halfway model (`halfway_sizes`, cut from the parent by its scores) learns
+    the parent's predictions for `halfway_epochs`, is scored again on the search's rows, and the student of `arch` is
+    cut from it (`place_subnetwork` puts it back in the parent's shape, where extraction can read it).
+
+    Measured against one step (`benchmarks/results/compress_gradual/`): the re-scored importance moves heads and
+    neurons to where the recovered model needs them."""
+    started = time.perf_counter()
+    scores = search.importance()
+    depth, heads, hidden, intermediate = (read_dimension(parent.config, d) for d in ("depth", "heads", "hidden",
+                                                                                     "intermediate"))  # fmt: skip
+    head_dim = getattr(parent.config, "head_dim", None) or hidden // heads  # the parent's head width, kept
+    full = extract_subnetwork(parent, Architecture(depth, heads, hidden, intermediate, head_dim), as_bort=True,
+                              importance=scores)  # fmt: skip  # the parent as a Bort model: the same function
+    sizes = halfway_sizes(parent.config, one_shot.config)
+    mean = Architecture(depth, max(1, sum(sizes["heads"]) // depth), hidden,
+                        max(1, sum(sizes["intermediate"]) // depth), head_dim)  # fmt: skip
+    halfway = extract_subnetwork(full, mean, importance=scores, allocation=sizes)
+    trained = _recover(halfway, parent, rows, tokenizer, replace(config, recovery_epochs=config.halfway_epochs),
+                       folder)  # fmt: skip
+    placed = place_subnetwork(full, halfway.eval(), scores)
+    rescored = search.importance(placed)
+    student = extract_subnetwork(placed, arch, importance=rescored, allocation=search.space.allocation)
+    return student.train(one_shot.training), {
+        "halfway_epochs": config.halfway_epochs,
+        "halfway_layers": sizes,
+        "steps": trained["steps"],
+        "seconds": round(time.perf_counter() - started, 1),
+    }
 
 
 def _recover(student, parent, rows: dict[str, torch.Tensor], tokenizer, config: CompressConfig, folder: Path) -> dict:

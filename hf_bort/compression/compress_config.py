@@ -57,6 +57,14 @@ class CompressConfig:
         default=None, metadata={"help": "FFN widths to search (default: multiples of `step`)."}
     )
     step: int = field(default=64, metadata={"help": "Spacing of the default hidden and FFN grids."})
+    halfway_epochs: float = field(
+        default=0.0,
+        metadata={
+            "help": "Gradual compression: epochs of task distillation on a halfway model (every layer keeps half-way "
+            "between the parent's and the student's heads and FFN neurons) before the student is cut from it, "
+            "re-scored (0: cut in one step; BERT-layout parents)."
+        },
+    )
     # --- the recovery ---
     recovery_epochs: float = field(
         default=2.0, metadata={"help": "Epochs of task distillation after extraction (0: ship the extracted model)."}
@@ -112,8 +120,8 @@ class CompressConfig:
             raise ValueError(f"max_candidates must be a positive integer or unset, got {self.max_candidates!r}.")
         if not 0 <= self.kd_alpha <= 1:
             raise ValueError(f"kd_alpha must lie in [0, 1], got {self.kd_alpha!r}.")
-        if self.recovery_epochs < 0 or self.layer_weight < 0:
-            raise ValueError("recovery_epochs and layer_weight must be at least 0.")
+        if self.recovery_epochs < 0 or self.layer_weight < 0 or self.halfway_epochs < 0:
+            raise ValueError("recovery_epochs, halfway_epochs and layer_weight must be at least 0.")
         if self.export is not None and self.export not in EXPORTS:
             raise ValueError(f"export must be one of {', '.join(EXPORTS)} or unset, got {self.export!r}.")
 

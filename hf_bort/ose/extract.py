@@ -24,6 +24,7 @@ width (Bort's `head_dim` allows heads x d != hidden).
 
 from __future__ import annotations
 
+import copy
 import inspect
 import math
 from collections.abc import Callable, Iterable
@@ -35,7 +36,15 @@ from transformers.utils import logging
 
 from ..convert import bert_state_dict_to_bort
 from .families import WeightLayout, family_layout
-from .space import Architecture, candidate_config, config_shape, head_width, parent_architecture, read_dimension
+from .space import (
+    Architecture,
+    candidate_config,
+    config_shape,
+    head_width,
+    layer_sizes,
+    parent_architecture,
+    read_dimension,
+)
 
 
 logger = logging.get_logger(__name__)
@@ -684,6 +693,24 @@ def _bort_head_name(name: str, renames: dict[str, str]) -> str | None:
     return None
 
 
+def _kept_blocks(importance: ImportanceScores, g: _Geometry, shape, arch: Architecture) -> list[int]:
+    """The blocks a candidate keeps: its depth's most important (ALBERT: at most the parent's layer groups)."""
+    n_blocks = min(shape.layer_groups, arch.depth) if g.shared_layers else arch.depth
+    return _top_sorted(importance.layers, n_blocks).tolist()
+
+
+def layer_allocation(
+    parent_model: PreTrainedModel, arch: Architecture, allocation: str | dict, importance: ImportanceScores
+) -> dict[str, list[int]]:
+    """The heads and FFN neurons of each layer `extract_subnetwork` gives `arch` with this `allocation` and these
+    scores, without building the student (what the search times a candidate with before it trains it)."""
+    g = _geometry(parent_model)
+    blocks = _kept_blocks(importance, g, config_shape(parent_model.config, parent_architecture(parent_model.config)),
+                          arch)  # fmt: skip
+    heads, neurons = _layer_counts(allocation, importance, g, arch, blocks)
+    return {"heads": heads, "intermediate": neurons}
+
+
 def extract_subnetwork(
     parent_model: PreTrainedModel,
     arch: Architecture,
@@ -751,8 +778,7 @@ def extract_subnetwork(
         )
     if isinstance(importance, str):
         importance = compute_importance(parent_model, data if importance != "magnitude" else None, method=importance)
-    n_blocks = min(shape.layer_groups, arch.depth) if g.shared_layers else arch.depth
-    blocks = _top_sorted(importance.layers, n_blocks).tolist()
+    blocks = _kept_blocks(importance, g, shape, arch)
     heads, neurons = _layer_counts(allocation, importance, g, arch, blocks)
     alike = len(set(heads)) == 1 and len(set(neurons)) == 1 and min(heads) > 0 and min(neurons) > 0
     # the parent's class holds layers alike whose heads fill the hidden size, or any head width if it has `head_dim`
@@ -808,6 +834,66 @@ def extract_subnetwork(
     return target.to(device=reference.device, dtype=reference.dtype).train(parent_model.training)
 
 
+def _put_kind(tensor: torch.Tensor, axis: int, kind: str, index: dict, size: int, g: _Geometry) -> torch.Tensor:
+    """`_take_kind` undone: `tensor` spread along `axis` to `size` slots, at the kept indices, zeros elsewhere."""
+    if kind == "qkv":
+        parts = tensor.split([len(index[k]) for k in "qkv"], dim=axis)
+        placed = [_put_kind(p, axis, k, index, width, g) for k, p, width in zip("qkv", parts, g.part_sizes())]
+        return torch.cat(placed, axis)
+    shape = list(tensor.shape)
+    shape[axis] = size
+    return tensor.new_zeros(shape).index_copy(axis, index[kind].to(tensor.device), tensor)
+
+
+def place_subnetwork(
+    parent_model: PreTrainedModel, sub_model: PreTrainedModel, importance: ImportanceScores
+) -> PreTrainedModel:
+    """`parent_model`'s shape holding `sub_model`'s weights where extraction took them from, zeros elsewhere.
+
+    `sub_model` was extracted from `parent_model` with these `importance` scores and explicit per-layer counts, kept
+    every layer, the hidden size and the head width, and may have been trained since. The result computes exactly
+    what `sub_model` computes (a zeroed head or neuron adds nothing), and scoring and extracting from it again is
+    gradual compression: each step cuts from the previous step's trained weights.
+    """
+    g = _geometry(parent_model)
+    sizes = layer_sizes(sub_model.config)
+    everything = _layer_indices(g, list(range(len(g.blocks))))
+    if (
+        type(sub_model) is not type(parent_model)
+        or g.shared_layers
+        or getattr(sub_model.config, "parent_layers", None) != everything
+        or sub_model.config.hidden_size != g.hidden
+        or min(sizes["heads"] + sizes["intermediate"]) < 1
+    ):
+        raise ValueError(
+            f"place_subnetwork takes a {type(parent_model).__name__} extracted from this parent that keeps all its "
+            f"{len(everything)} layers, hidden size {g.hidden} and head width {g.head_dim}, with at least one head and "
+            f"FFN neuron per layer; got a {type(sub_model).__name__} with layer sizes {sizes}."
+        )
+    blocks = list(range(len(g.blocks)))
+    selection = _select(importance, g, g.hidden, blocks, sizes["heads"], sizes["intermediate"], g.head_dim)
+    layout, prefix = g.layout, _base_prefix(parent_model)
+    sub_state = sub_model.state_dict()
+    full_shapes = {name: tensor.shape for name, tensor in parent_model.state_dict().items()}
+    state = {}
+    for layer_prefix, index in zip(g.layers, selection.layers):
+        for module, kinds in layout.modules.items():
+            for suffix in ("weight", "bias"):
+                name = f"{prefix}{layer_prefix}{module}.{suffix}"
+                if name not in sub_state:
+                    continue
+                full = _as_out_in(torch.empty(full_shapes[name], device="meta"), layout, len(kinds)).shape
+                tensor = _as_out_in(sub_state[name], layout, len(kinds))
+                for axis, kind in enumerate(kinds if suffix == "weight" else kinds[:1]):
+                    tensor = _put_kind(tensor, axis, kind, index, full[axis], g)
+                state[name] = _as_out_in(tensor, layout, len(kinds)).contiguous()
+    state.update({name: tensor for name, tensor in sub_state.items() if name not in state})
+    placed = type(parent_model)(copy.deepcopy(parent_model.config))
+    placed.load_state_dict(state, strict=True)
+    reference = next(sub_model.parameters())
+    return placed.to(device=reference.device, dtype=reference.dtype).train(sub_model.training)
+
+
 def _own_class_state(parent_state, prefix, blocks_state, rest, target, selection, parent) -> dict:
     """The student's state dict in the parent's own class: sliced blocks, embeddings and norms, and task heads."""
     target_state = target.state_dict()
@@ -858,5 +944,7 @@ __all__ = [
     "ImportanceScores",
     "compute_importance",
     "extract_subnetwork",
+    "layer_allocation",
+    "place_subnetwork",
     "spread_by_importance",
 ]

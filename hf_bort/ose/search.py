@@ -47,7 +47,7 @@ from transformers.utils import logging
 
 from ..errors import load_checkpoint
 from .costs import LatencyModel, inference_flops, parameter_count, pareto_front
-from .extract import compute_importance, extract_subnetwork
+from .extract import ImportanceScores, compute_importance, extract_subnetwork, layer_allocation
 from .journal import (
     Journal,
     arch_key,
@@ -57,7 +57,7 @@ from .journal import (
     fingerprint_tensors,
     fingerprint_tokenizer,
 )
-from .latency import measure_latency_ms, measure_speedup
+from .latency import measure_latency_ms, measure_speedups
 from .objectives import OBJECTIVES, Targets
 from .ose_config import OSEConfig
 from .result import CandidateRecord, OSEResult
@@ -438,7 +438,7 @@ class OSESearch:
             capped_params=params[kept] if capped else None,
         )
         targets = self._prepare_targets()
-        scores = self._importance()
+        scores = self.importance()
         evaluated: dict[int, CandidateRecord] = {}  # kept position -> record
         bar = tqdm(
             total=len(kept),
@@ -575,7 +575,9 @@ class OSESearch:
         candidates = []
         for position in todo:
             arch = self.space[indices[position]]
-            candidates.append((arch, layer_sizes(self.extract(arch).config)))
+            per_layer = self.space.allocation != "uniform"
+            candidates.append((arch, layer_allocation(self.parent, arch, self.space.allocation, self.importance())
+                                     if per_layer else None))  # fmt: skip
         timings, _ = self._time_candidates(candidates, sizes=self.args.latency_batch_sizes)
         fails = [False] * len(indices)
         for position, (latency, speedup) in zip(todo, timings):
@@ -602,20 +604,25 @@ class OSESearch:
             sizes = sizes or [protocol["batch_size"]]
             enough = self.args.min_speedup or 0.0
             timings, parent_ms = [None] * len(candidates), None
-            for position, (arch, allocation) in enumerate(candidates):
-                model = AutoModel.from_config(self.space.to_config(arch, allocation))
-                speeds = []
+            # without `accept` every candidate is timed, so all share the parent's calls (round-robin); with it, one
+            # at a time until one is accepted
+            for chunk in [[p] for p in range(len(candidates))] if accept else [list(range(len(candidates)))]:
+                models = {p: AutoModel.from_config(self.space.to_config(*candidates[p])) for p in chunk}
+                speeds: dict[int, list] = {p: [] for p in chunk}
                 for size in sizes:
                     repeats = (
                         protocol["repeats"] if size == sizes[0] else max(5, math.ceil(protocol["repeats"] / size))
                     )
                     shape = [(size, protocol["seq_len"])]
-                    speeds.append(measure_speedup(model, self.parent.base_model, shape, protocol["threads"], repeats))
-                    if speeds[-1].value < enough:
-                        break
-                parent_ms = next(iter(speeds[0].reference_ms.values()))
-                timings[position] = (next(iter(speeds[0].latency_ms.values())), min(s.value for s in speeds))
-                if accept is not None and accept(position, timings[position]):
+                    timed = [p for p in chunk if all(s.value >= enough for s in speeds[p])]  # short already: done
+                    measured = measure_speedups([models[p] for p in timed], self.parent.base_model, shape,
+                                                protocol["threads"], repeats)  # fmt: skip
+                    for p, speed in zip(timed, measured):
+                        speeds[p].append(speed)
+                for p in chunk:
+                    parent_ms = next(iter(speeds[p][0].reference_ms.values()))
+                    timings[p] = (next(iter(speeds[p][0].latency_ms.values())), min(s.value for s in speeds[p]))
+                if accept is not None and accept(chunk[0], timings[chunk[0]]):
                     break
             found = [(timings, parent_ms)]
         if state.num_processes > 1:
@@ -661,7 +668,7 @@ class OSESearch:
             self.parent,
             arch,
             as_bort,
-            importance=self._importance(),
+            importance=self.importance(),
             allocation=self.space.allocation,
             seed=_candidate_seed(arch, self.args.seed),
         )
@@ -720,19 +727,22 @@ class OSESearch:
                 self._costs()
             cost = self.latency_model.predict(chosen)
         targets = self._prepare_targets()
-        scores = self._importance()
+        scores = self.importance()
         return [
             self._evaluate(arch, float(p), float(c), targets, scores)
             for arch, p, c in zip(architectures, params, cost)
         ]
 
-    def _importance(self):
-        """The parent's importance scores for extraction, by `args.importance`, on a few fitting batches (once)."""
-        if getattr(self, "_scores", None) is not None:
+    def importance(self, model: PreTrainedModel | None = None) -> ImportanceScores:
+        """Importance scores by `args.importance` on the search's few fitting batches: the parent's (computed once,
+        what extraction ranks by), or `model`'s (e.g. a trained halfway model, for gradual compression)."""
+        if model is None and getattr(self, "_scores", None) is not None:
             return self._scores
         batches = None if self.args.importance == "magnitude" else self._importance_batches()
-        self._scores = compute_importance(self.parent, batches, method=self.args.importance)
-        return self._scores
+        scores = compute_importance(model if model is not None else self.parent, batches, method=self.args.importance)
+        if model is None:
+            self._scores = scores
+        return scores
 
     def _importance_batches(self) -> list[dict[str, torch.Tensor]]:
         """The few fitting batches importance is scored on; with labels, a model's own task loss ranks its weights."""
