@@ -8,7 +8,8 @@
 
 Candidates: those compress's search trained for the leaderboard's hf_bort cell at this task and budget (its journal
 in the leaderboard's `--cache-dir`; run the leaderboard's hf_bort cell first). Each is extracted exactly as the
-search built it (`compress_search(...).extract`), then given the leaderboard's one post-compression training (KD from
+search built it (`compress_search(...).extract`: in one cut, even where compress adds its gradual step, which would
+cost an epoch per candidate; ê ranks the one-cut candidates it was estimated on), then given the leaderboard's one post-compression training (KD from
 the fine-tuned parent, 0.5 CE + 0.5 T² KL, 3,000 rows, 2 epochs, lr 3e-4: `benchmarks.leaderboard.finetune`) and
 scored on the official dev set, per seed. ê is read twice over: as the search ran (its journal) and under each
 `--variant`'s CompressConfig fields (`compress_search(...).estimate`, on the same held-out rows of the same split).
