@@ -142,9 +142,8 @@ class Settings:
     # Raised when hf_bort.compress's search changes (2: ê alone, maximal candidates across depths first under the
     # cap; 3: and each candidate timed before it trains; 4: its short runs at lr 3e-4, not 5e-5; 5: timed before
     # training at 1x128 and 8x128, as the choice checks; 6: and with its per-layer sizes; 7: a candidate measured
-    # too slow gives its turn to the largest ones inside it; 8: candidates timed round-robin against one stream of
-    # the parent's calls, and gradual compression through a halfway model), so a cached hf_bort student of an older
-    # search is not reused; it decides nothing else.
+    # too slow gives its turn to the largest ones inside it; 8: and gradual compression through a halfway model), so
+    # a cached hf_bort student of an older search is not reused; it decides nothing else.
     compress_revision: int = 8
 
     def rows(self, task: str) -> int:

@@ -212,6 +212,11 @@ def test_gradual_compression_cuts_the_student_from_the_trained_halfway_model(par
     assert sum(p.numel() for p in two.model.parameters()) == one.results["parameters"]["student"]
     assert not torch.equal(two.model.classifier.out_proj.weight, one.model.classifier.out_proj.weight)
     assert r["speedup"]["speedup"] >= 1.0 and r["eval"]["student"]["accuracy"] > 0
+    card = (tmp_path / "two" / "out" / "model" / "README.md").read_text()
+    halfway = r["gradual"]["halfway_layers"]
+    assert "cut\nin two steps through a halfway model." in card and "distilled from the parent" not in card
+    assert f"keeping {'/'.join(map(str, halfway['heads']))} heads and" in card and "1.0 epoch(s) (6 steps)" in card
+    assert "halfway" not in (tmp_path / "one" / "out" / "model" / "README.md").read_text()
 
 
 def test_cli_compress_on_a_glue_task(parent, tokenizer, glue_dir, tmp_path, capsys):

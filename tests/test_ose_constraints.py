@@ -19,7 +19,7 @@ from hf_bort.ose import (
     parameter_count,
     read_text_lines,
 )
-from hf_bort.ose.latency import measure_latency_ms, measure_speedups
+from hf_bort.ose.latency import measure_latency_ms
 from hf_bort.ose.space import layer_sizes
 from tests.conftest import TINY_DIMS
 
@@ -187,23 +187,6 @@ def test_measure_latency_ms_restores_threads_and_rejects_bad_protocols():
         measure_latency_ms(model, repeats=0)
 
 
-def test_measure_speedups_shares_the_reference_calls_round_robin():
-    """Several candidates timed against one parent: each model and the parent run warm-up + repeats calls per shape
-    (the parent's calls are shared, not repeated per candidate), and a model 8x deeper is measured slower."""
-    torch.manual_seed(0)
-    small = tr.BertModel(tr.BertConfig(**{**CONFIG, "num_hidden_layers": 1}))
-    big = tr.BertModel(tr.BertConfig(**{**CONFIG, "num_hidden_layers": 8}))
-    reference = tr.BertModel(tr.BertConfig(**{**CONFIG, "num_hidden_layers": 8}))
-    calls = {id(m): 0 for m in (small, big, reference)}
-    for model in (small, big, reference):
-        model.register_forward_hook(lambda module, args, output: calls.__setitem__(id(module), calls[id(module)] + 1))
-    fast, slow = measure_speedups([small, big], reference, [(1, 16), (2, 16)], repeats=5, warmup=1)
-    assert list(calls.values()) == [2 * (1 + 5)] * 3
-    assert fast.reference_ms == slow.reference_ms and set(fast.ratios) == {"1x16", "2x16"}
-    assert fast.value > 2 * slow.value
-    assert measure_speedups([], reference) == []
-
-
 def test_cli_search_under_a_speedup_constraint(minilm_path, wikitext_dir, tmp_path, capsys):
     from hf_bort.cli import main
 
@@ -240,23 +223,20 @@ class Optimistic:
 
 
 def _flop_timer(monkeypatch):
-    """`measure_speedups` as the search calls it, made deterministic: a model's "milliseconds" are its parameter
-    count / 1000 (a busy test machine cannot flip a decision), and every timed model is recorded."""
+    """`measure_speedup` as the search calls it, made deterministic: a model's "milliseconds" are its parameter
+    count / 1000 (a busy test machine cannot flip a decision), and every call is recorded."""
     from hf_bort.ose import search as search_module
     from hf_bort.ose.latency import Speedup
 
     timed = []
 
-    def fake(models, reference, shapes, threads=1, repeats=11):
+    def fake(model, reference, shapes, threads=1, repeats=11):
+        ms = {f"{b}x{n}": sum(p.numel() for p in model.parameters()) / 1000 for b, n in shapes}
         ref = {f"{b}x{n}": sum(p.numel() for p in reference.parameters()) / 1000 for b, n in shapes}
-        speeds = []
-        for model in models:
-            ms = {f"{b}x{n}": sum(p.numel() for p in model.parameters()) / 1000 for b, n in shapes}
-            timed.append(model.config)
-            speeds.append(Speedup(ms, ref, threads, repeats))
-        return speeds
+        timed.append(model.config)
+        return Speedup(ms, ref, threads, repeats)
 
-    monkeypatch.setattr(search_module, "measure_speedups", fake)
+    monkeypatch.setattr(search_module, "measure_speedup", fake)
     return timed
 
 
@@ -293,14 +273,14 @@ def test_a_speedup_checked_on_several_batch_sizes_is_the_smallest_ratio_before_t
     monkeypatch.setattr(LatencyModel, "fit", classmethod(lambda cls, *args, **kwargs: Optimistic()))
     calls = []
 
-    def fake(models, reference, shapes, threads=1, repeats=11):
+    def fake(model, reference, shapes, threads=1, repeats=11):
         ((batch, tokens),) = shapes
         calls.append((batch, repeats))
-        reference_ms = {f"{batch}x{tokens}": sum(p.numel() for p in reference.parameters()) / 1000}
-        return [Speedup({f"{batch}x{tokens}": 1e-3 if batch == 1 else sum(p.numel() for p in m.parameters()) / 1000},
-                        reference_ms, threads, repeats) for m in models]  # fmt: skip
+        size = sum(p.numel() for p in model.parameters()) / 1000
+        return Speedup({f"{batch}x{tokens}": 1e-3 if batch == 1 else size},
+                       {f"{batch}x{tokens}": sum(p.numel() for p in reference.parameters()) / 1000}, threads, repeats)  # fmt: skip
 
-    monkeypatch.setattr(search_module, "measure_speedups", fake)
+    monkeypatch.setattr(search_module, "measure_speedup", fake)
     one = tiny_search(min_speedup=1.5, max_candidates=3, latency_repeats=20, output_dir=tmp_path / "one").run()
     assert {batch for batch, _ in calls} == {1} and one.guarantee["measured_infeasible"] == 0
     calls.clear()

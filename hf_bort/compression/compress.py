@@ -10,12 +10,16 @@
    (`hf_bort.ose.search.capped_order`).
 2. **Choice** (`hf_bort.ose.selection.choose_under_budget`): the lowest ê among the candidates measured to meet the
    budget (CPU time, 1 thread, alternating with the parent, at 1x128 and 8x128 tokens).
-3. **Recovery** (`TaskDistillationTrainer`): task distillation from the parent with layer-wise hidden-state matching.
-4. **Report**: parent and student scored on `eval_dataset` (which no step above saw), the final speed-up measured
+3. **Gradual cut** (`halfway_epochs` > 0): a halfway model (every parent layer keeps half-way between the parent's
+   and the chosen student's heads and FFN neurons) learns the parent's predictions, is ranked again, and the student
+   is cut from it rather than from the parent (`_gradual`).
+4. **Recovery** (`TaskDistillationTrainer`): task distillation from the parent with layer-wise hidden-state matching.
+5. **Report**: parent and student scored on `eval_dataset` (which no step above saw), the final speed-up measured
    again, the student saved with its tokenizer, `results.json` and a model card; optionally an ONNX Runtime folder.
 
 A rerun into the same `output_dir` with the same parent, data and settings resumes: the finished search is reused
-(its journal) and an unfinished recovery repeats from its start, so the result equals an uninterrupted run's.
+(its journal) and an unfinished gradual step or recovery repeats from its start, so the result equals an uninterrupted
+run's.
 """
 
 from __future__ import annotations
@@ -59,7 +63,7 @@ logger = logging.get_logger(__name__)
 
 RECIPE = "compress"
 # What a compress run writes in its output folder; an overwrite removes exactly these.
-OUTPUTS = ("ose", "recovery", "model", "onnx", "results.json", "README.md", "run_args.json")
+OUTPUTS = ("ose", "halfway", "recovery", "model", "onnx", "results.json", "README.md", "run_args.json")
 
 
 @dataclass

@@ -6,8 +6,7 @@ and 9 ms in three runs), so every latency that a constraint or a report relies o
 * `measure_latency_ms`: one model's median milliseconds per forward pass;
 * `measure_speedup`: a model against a reference (the parent), timed alternately call by call on each input shape,
   so that a change in the machine's load hits both and their ratio stays honest; the speed-up is the smallest
-  ratio over the shapes. `measure_speedups` times several models round-robin against one reference, sharing its
-  calls.
+  ratio over the shapes.
 
 On a CPU with one thread the clock is `time.process_time`, this process's CPU time, which other jobs on a shared
 machine inflate far less than wall time (they still share caches and memory bandwidth); with several threads, or on
@@ -127,42 +126,6 @@ class Speedup:
         }
 
 
-def measure_speedups(
-    models: Sequence[nn.Module],
-    reference: nn.Module,
-    shapes: Sequence[tuple[int, int]] = DEFAULT_SHAPES,
-    threads: int = 1,
-    repeats: int = 11,
-    warmup: int = 2,
-) -> list[Speedup]:
-    """Each of `models` against `reference` on each (batch, tokens) shape, timed round-robin call by call after
-    warm-up (every round: each model once, then the reference), each keeping its median (see the module docstring).
-
-    The reference's calls are shared: k models cost k + 1 timed streams instead of 2k, and a change in the machine's
-    load still hits every model and the reference within the same rounds."""
-    _check_positive(threads=threads, repeats=repeats)
-    if not models:
-        return []
-    latency, reference_ms = [{} for _ in models], {}
-    with _protocol([*models, reference], threads):
-        for batch_size, seq_len in shapes:
-            _check_positive(batch_size=batch_size, seq_len=seq_len)
-            name = f"{batch_size}x{seq_len}"
-            inputs = _inputs([*models, reference], batch_size, seq_len)
-            for _ in range(max(0, warmup)):
-                for model in (*models, reference):
-                    model(**inputs)
-            runs, reference_runs = [[] for _ in models], []
-            for _ in range(repeats):
-                for model, model_runs in zip(models, runs):
-                    model_runs.append(_timed_call(model, inputs, threads))
-                reference_runs.append(_timed_call(reference, inputs, threads))
-            reference_ms[name] = float(statistics.median(reference_runs))
-            for model_latency, model_runs in zip(latency, runs):
-                model_latency[name] = float(statistics.median(model_runs))
-    return [Speedup(model_latency, dict(reference_ms), threads, repeats) for model_latency in latency]
-
-
 def measure_speedup(
     model: nn.Module,
     reference: nn.Module,
@@ -173,7 +136,23 @@ def measure_speedup(
 ) -> Speedup:
     """`model` against `reference` on each (batch, tokens) shape: the two run alternately, call by call, after
     warm-up, and each keeps its median (see the module docstring)."""
-    return measure_speedups([model], reference, shapes, threads, repeats, warmup)[0]
+    _check_positive(threads=threads, repeats=repeats)
+    latency, reference_ms = {}, {}
+    with _protocol([model, reference], threads):
+        for batch_size, seq_len in shapes:
+            _check_positive(batch_size=batch_size, seq_len=seq_len)
+            name = f"{batch_size}x{seq_len}"
+            inputs = _inputs([model, reference], batch_size, seq_len)
+            for _ in range(max(0, warmup)):
+                model(**inputs)
+                reference(**inputs)
+            runs = {"model": [], "reference": []}
+            for _ in range(repeats):
+                runs["model"].append(_timed_call(model, inputs, threads))
+                runs["reference"].append(_timed_call(reference, inputs, threads))
+            latency[name] = float(statistics.median(runs["model"]))
+            reference_ms[name] = float(statistics.median(runs["reference"]))
+    return Speedup(latency, reference_ms, threads, repeats)
 
 
-__all__ = ["DEFAULT_SHAPES", "Speedup", "measure_latency_ms", "measure_speedup", "measure_speedups"]
+__all__ = ["DEFAULT_SHAPES", "Speedup", "measure_latency_ms", "measure_speedup"]

@@ -57,7 +57,7 @@ from .journal import (
     fingerprint_tensors,
     fingerprint_tokenizer,
 )
-from .latency import measure_latency_ms, measure_speedups
+from .latency import measure_latency_ms, measure_speedup
 from .objectives import OBJECTIVES, Targets
 from .ose_config import OSEConfig
 from .result import CandidateRecord, OSEResult
@@ -604,25 +604,20 @@ class OSESearch:
             sizes = sizes or [protocol["batch_size"]]
             enough = self.args.min_speedup or 0.0
             timings, parent_ms = [None] * len(candidates), None
-            # without `accept` every candidate is timed, so all share the parent's calls (round-robin); with it, one
-            # at a time until one is accepted
-            for chunk in [[p] for p in range(len(candidates))] if accept else [list(range(len(candidates)))]:
-                models = {p: AutoModel.from_config(self.space.to_config(*candidates[p])) for p in chunk}
-                speeds: dict[int, list] = {p: [] for p in chunk}
+            for position, (arch, allocation) in enumerate(candidates):
+                model = AutoModel.from_config(self.space.to_config(arch, allocation))
+                speeds = []
                 for size in sizes:
                     repeats = (
                         protocol["repeats"] if size == sizes[0] else max(5, math.ceil(protocol["repeats"] / size))
                     )
                     shape = [(size, protocol["seq_len"])]
-                    timed = [p for p in chunk if all(s.value >= enough for s in speeds[p])]  # short already: done
-                    measured = measure_speedups([models[p] for p in timed], self.parent.base_model, shape,
-                                                protocol["threads"], repeats)  # fmt: skip
-                    for p, speed in zip(timed, measured):
-                        speeds[p].append(speed)
-                for p in chunk:
-                    parent_ms = next(iter(speeds[p][0].reference_ms.values()))
-                    timings[p] = (next(iter(speeds[p][0].latency_ms.values())), min(s.value for s in speeds[p]))
-                if accept is not None and accept(chunk[0], timings[chunk[0]]):
+                    speeds.append(measure_speedup(model, self.parent.base_model, shape, protocol["threads"], repeats))
+                    if speeds[-1].value < enough:
+                        break
+                parent_ms = next(iter(speeds[0].reference_ms.values()))
+                timings[position] = (next(iter(speeds[0].latency_ms.values())), min(s.value for s in speeds))
+                if accept is not None and accept(position, timings[position]):
                     break
             found = [(timings, parent_ms)]
         if state.num_processes > 1:
