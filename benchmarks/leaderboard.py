@@ -811,7 +811,7 @@ def compress_hf_bort(board: Leaderboard, budget: float, task: str):
         max_candidates=s.compress_max_candidates or s.ose_max_candidates,
         search_rows=min(2000, len(data.train_rows)),
         max_length=s.length(task),
-        halfway_epochs=s.compress_halfway_epochs,
+        halfway_epochs=s.compress_halfway_epochs if s.compress_revision >= 8 else 0.0,
         recovery_epochs=0,
         selection_margin=SELECTION_MARGIN,
         latency_repeats=s.latency_repeats["1x128"],
@@ -1315,9 +1315,18 @@ def main(argv: list[str] | None = None) -> dict:
         default=None,
         help="hf_bort.compress's gradual step, in epochs on the halfway model (0: one cut; default: the settings').",
     )
+    parser.add_argument(
+        "--compress-revision",
+        type=int,
+        default=None,
+        help="Whose hf_bort.compress cells to make or read (e.g. 7: one cut, before the gradual step; default: "
+        "the current revision).",
+    )
     args = parser.parse_args(argv)
     settings = copy.deepcopy(QUICK if args.quick else Settings())
     settings.compress_max_candidates = args.compress_max_candidates
+    if args.compress_revision is not None:
+        settings.compress_revision = args.compress_revision
     if args.compress_halfway_epochs is not None:
         settings.compress_halfway_epochs = args.compress_halfway_epochs
     for name in ("methods", "tasks", "seeds", "budgets"):

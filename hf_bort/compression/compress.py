@@ -236,17 +236,18 @@ def compress(
     choice = choice[0]
     arch = choice.record.architecture
     student = search.extract(arch)  # the parent's classifier carried over
+    # 3. the gradual cut: the student cut again from a trained halfway model
     gradual = {"halfway_epochs": config.halfway_epochs}
     if config.halfway_epochs > 0:
         student, gradual = _gradual(search, arch, student, parent, train_rows, tokenizer, config, out / "halfway")
     search_seconds = time.perf_counter() - started
 
-    # 3. recovery: task distillation from the parent
+    # 4. recovery: task distillation from the parent
     recovery = {"epochs": config.recovery_epochs}
     if config.recovery_epochs > 0:
         recovery = _recover(student, parent, train_rows, tokenizer, config, out / "recovery")
 
-    # 4. the report, on the main process (one process times and scores)
+    # 5. the report, on the main process (one process times and scores)
     results = [None]
     if state.is_main_process:
         search_rows = min(config.search_rows, len(train_dataset))
