@@ -53,7 +53,7 @@ from ..ose.journal import fingerprint_state_dict, fingerprint_tensors
 from ..ose.latency import DEFAULT_SHAPES, measure_speedup
 from ..ose.search import find_text_columns, ose_state
 from ..ose.selection import choose_under_budget
-from ..ose.space import Architecture, layer_sizes, read_dimension
+from ..ose.space import layer_sizes, parent_architecture, read_dimension
 from ..output_dir import check_output_dir, record_run
 from .compress_config import CompressConfig
 from .task_distillation import TaskDistillationTrainer
@@ -373,14 +373,13 @@ def _gradual(search: OSESearch, arch, one_shot, parent, rows, tokenizer, config:
     neurons to where the recovered model needs them."""
     started = time.perf_counter()
     scores = search.importance()
-    depth, heads, hidden, intermediate = (read_dimension(parent.config, d) for d in ("depth", "heads", "hidden",
-                                                                                     "intermediate"))  # fmt: skip
-    head_dim = getattr(parent.config, "head_dim", None) or hidden // heads  # the parent's head width, kept
-    full = extract_subnetwork(parent, Architecture(depth, heads, hidden, intermediate, head_dim), as_bort=True,
-                              importance=scores)  # fmt: skip  # the parent as a Bort model: the same function
+    whole = parent_architecture(parent.config)
+    # the parent as a Bort model (the same function), the container the halfway model is cut from and placed back in
+    full = extract_subnetwork(parent, whole, as_bort=True, importance=scores)
     sizes = halfway_sizes(parent.config, one_shot.config)
-    mean = Architecture(depth, max(1, sum(sizes["heads"]) // depth), hidden,
-                        max(1, sum(sizes["intermediate"]) // depth), head_dim)  # fmt: skip
+    mean = replace(whole, heads=max(1, sum(sizes["heads"]) // whole.depth),
+                   intermediate=max(1, sum(sizes["intermediate"]) // whole.depth),
+                   head_dim=whole.head_dim or whole.hidden // whole.heads)  # fmt: skip  # the parent's head width
     halfway = extract_subnetwork(full, mean, importance=scores, allocation=sizes)
     trained = _recover(halfway, parent, rows, tokenizer, replace(config, recovery_epochs=config.halfway_epochs),
                        folder)  # fmt: skip

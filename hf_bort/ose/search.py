@@ -572,12 +572,11 @@ class OSESearch:
         todo = [position for position, index in enumerate(indices) if self.space[index] not in finished]
         # timed as it will be built, its per-layer sizes included: uneven layers run a few percent slower than even
         # ones of the same totals (MiniLM, 6 layers of 4 heads and FFN 320: 3.44x/3.84x even, 3.35x/3.57x as allocated)
+        scores = self.importance()
         candidates = []
         for position in todo:
             arch = self.space[indices[position]]
-            per_layer = self.space.allocation != "uniform"
-            candidates.append((arch, layer_allocation(self.parent, arch, self.space.allocation, self.importance())
-                                     if per_layer else None))  # fmt: skip
+            candidates.append((arch, layer_allocation(self.parent, arch, self.space.allocation, scores)))
         timings, _ = self._time_candidates(candidates, sizes=self.args.latency_batch_sizes)
         fails = [False] * len(indices)
         for position, (latency, speedup) in zip(todo, timings):
