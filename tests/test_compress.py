@@ -188,6 +188,8 @@ def test_bad_inputs_are_refused_before_any_work(parent, tokenizer, sst2, tmp_pat
     assert not list((tmp_path / "o2" / "ose").glob("candidates-*.jsonl"))  # refused before any candidate trained
     with pytest.raises(ValueError, match="min_speedup must be at least 1"):
         CompressConfig(output_dir=str(tmp_path), min_speedup=0.5)
+    with pytest.raises(ValueError, match="recovery_epochs, halfway_epochs and layer_weight must be at least 0"):
+        CompressConfig(output_dir=str(tmp_path), halfway_epochs=-1.0)
     distilbert = tr.DistilBertForSequenceClassification(tr.DistilBertConfig(vocab_size=30522, dim=32, n_layers=1,
                                                                             n_heads=2, hidden_dim=37))  # fmt: skip
     with pytest.raises(ValueError, match="halfway_epochs .* needs a parent whose layers may differ.*'distilbert'"):
