@@ -79,7 +79,7 @@ sys.path.insert(0, str(REPO))
 
 from hf_bort import BortConfig, BortForSequenceClassification  # noqa: E402
 from hf_bort.compression.task_distillation import layer_matching_loss  # noqa: E402
-from hf_bort.convert import bert_state_dict_to_bort, bort_config_from_bert  # noqa: E402
+from hf_bort.convert import BERT_CLASSIFIER_TO_BORT, bert_state_dict_to_bort, bort_config_from_bert  # noqa: E402
 from hf_bort.glue import GLUE_TASKS, get_task, load_glue  # noqa: E402
 from hf_bort.metrics.scores import score as metric_score  # noqa: E402
 from hf_bort.ose.costs import config_costs  # noqa: E402
@@ -834,11 +834,9 @@ def compress_hf_bort(board: Leaderboard, budget: float, task: str):
     return bert_form(result.model, board.base_config), info
 
 
-# BERT's pooler (dense + tanh on the first token) and classifier are Bort's classification head, weight for weight.
+# The BertForSequenceClassification names of Bort's classification head (BERT's pooler and classifier).
 _BERT_TO_BORT_HEAD = {
-    f"{bert}.{suffix}": f"{bort}.{suffix}"
-    for bert, bort in (("bert.pooler.dense", "classifier.dense"), ("classifier", "classifier.out_proj"))
-    for suffix in ("weight", "bias")
+    f"bert.{bert}" if bert.startswith("pooler.") else bert: bort for bert, bort in BERT_CLASSIFIER_TO_BORT.items()
 }
 
 

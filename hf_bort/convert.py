@@ -55,6 +55,15 @@ def bort_config_from_bert(bert_config: BertConfig, **overrides) -> BortConfig:
     return BortConfig(**{**settings, **overrides})
 
 
+# BERT's pooler (dense + tanh on the first token) and classifier compute exactly Bort's classification head. Names as
+# a BertForSequenceClassification holds them, the pooler's without its base model's prefix ("bert.").
+BERT_CLASSIFIER_TO_BORT = {
+    f"{bert}.{suffix}": f"{bort}.{suffix}"
+    for bert, bort in (("pooler.dense", "classifier.dense"), ("classifier", "classifier.out_proj"))
+    for suffix in ("weight", "bias")
+}
+
+
 def bert_state_dict_to_bort(bert_state: dict[str, torch.Tensor], prefix: str = "bert.") -> dict[str, torch.Tensor]:
     """Rename a BERT encoder (+ optional MLM head) state dict to Bort's names, folding token type 0 into positions."""
     bort_state: dict[str, torch.Tensor] = {}
@@ -152,4 +161,4 @@ def convert_bert_checkpoint(
     return bort
 
 
-__all__ = ["bert_state_dict_to_bort", "bort_config_from_bert", "convert_bert_checkpoint"]
+__all__ = ["BERT_CLASSIFIER_TO_BORT", "bert_state_dict_to_bort", "bort_config_from_bert", "convert_bert_checkpoint"]

@@ -34,7 +34,7 @@ import torch
 from transformers import PreTrainedModel
 from transformers.utils import logging
 
-from ..convert import bert_state_dict_to_bort
+from ..convert import BERT_CLASSIFIER_TO_BORT, bert_state_dict_to_bort
 from .families import WeightLayout, family_layout
 from .space import (
     Architecture,
@@ -660,14 +660,11 @@ def _layer_counts(
 
 
 # What a BERT-layout parent's task head becomes in a Bort student: (Bort class, renaming of the head's weights).
-# BERT's pooler (dense + tanh on the first token) and classifier compute exactly Bort's classification head.
 _BORT_HEADS = {
     "ForSequenceClassification": (
         "BortForSequenceClassification",
         {
-            "pooler.dense.": "classifier.dense.",  # BERT
-            "classifier.weight": "classifier.out_proj.weight",
-            "classifier.bias": "classifier.out_proj.bias",
+            **BERT_CLASSIFIER_TO_BORT,
             "classifier.dense.": "classifier.dense.",  # RoBERTa's head already has Bort's shape
             "classifier.out_proj.": "classifier.out_proj.",
         },
