@@ -144,7 +144,7 @@ class Settings:
     # training at 1x128 and 8x128, as the choice checks; 6: and with its per-layer sizes; 7: a candidate measured
     # too slow gives its turn to the largest ones inside it; 8: and gradual compression through a halfway model), so
     # a cached hf_bort student of an older search is not reused; it decides nothing else.
-    compress_revision: int = 8
+    compress_revision: int = 9
 
     def rows(self, task: str) -> int:
         return self.train_rows.get(task, DEFAULT_TRAIN_ROWS)
@@ -815,6 +815,8 @@ def compress_hf_bort(board: Leaderboard, budget: float, task: str):
         recovery_epochs=0,
         selection_margin=SELECTION_MARGIN,
         latency_repeats=s.latency_repeats["1x128"],
+        # from revision 9 the search's latency prediction is made once on this machine and shared by every cell
+        latency_cache_dir=str(board.cache / "latency") if s.compress_revision >= 9 else None,
         seed=0,
         show_progress=False,
         **(quick if s.quick else {}),

@@ -1,7 +1,9 @@
 """Heads as a real search dimension, latency fits, and the user's constraints: decided before anything is trained,
 and met by the chosen point."""
 
+import json
 from collections import defaultdict
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -74,6 +76,49 @@ def test_a_latency_fit_prices_heads():
             n_fitted=0,
             n_holdout=0,
         )
+
+
+def test_a_latency_fit_timed_against_the_parent_is_not_skewed_by_a_drifting_machine(monkeypatch):
+    """A machine that slows down while the fit runs (each candidate timed 5% slower than the one before) skews a fit
+    that times each candidate on its own; timed alternately with the parent, every ratio is the machine's truth, so
+    the fit predicts the true speed-ups exactly."""
+    from hf_bort.ose import latency as latency_module
+    from hf_bort.ose.latency import Speedup
+
+    space = SearchSpace.from_config(tr.BertConfig(**CONFIG), step=16)
+    truth = LatencyModel(coefficients=[0.5, 2e-8, 1e-7, 4e-7, 5e-8, 0.05], seq_len=16, batch_size=1,
+                         holdout_error=0.0, n_fitted=0, n_holdout=0)  # fmt: skip
+
+    def key(config) -> str:
+        return json.dumps(config.to_dict(), sort_keys=True)
+
+    true_ms = {key(space.to_config(arch)): ms for arch, ms in zip(space, truth.predict(space))}
+    parent_ms, calls = 20.0, []
+    monkeypatch.setattr(tr.AutoModel, "from_config", lambda config: SimpleNamespace(config=config))
+
+    def true_latency(model):
+        return true_ms[key(model.config)]
+
+    def drifting_alone(model, **_):
+        calls.append(model)
+        return true_latency(model) * 1.05 ** len(calls)
+
+    def drifting_alternately(model, reference, shapes, threads=1, repeats=11, warmup=2):
+        calls.append(model)
+        ((batch, tokens),) = shapes
+        slow = 1.05 ** len(calls)
+        return Speedup({f"{batch}x{tokens}": true_latency(model) * slow}, {f"{batch}x{tokens}": parent_ms * slow},
+                       threads, repeats)  # fmt: skip
+
+    monkeypatch.setattr(latency_module, "measure_latency_ms", drifting_alone)
+    monkeypatch.setattr(latency_module, "measure_speedup", drifting_alternately)
+    true_speedup = parent_ms / truth.predict(space)
+    alone = LatencyModel.fit(space, n_samples=12, seq_len=16)
+    assert alone.reference_ms is None and alone.holdout_error > 0.05
+    calls.clear()
+    against = LatencyModel.fit(space, n_samples=12, seq_len=16, reference=tr.BertModel(tr.BertConfig(**CONFIG)))
+    assert len(calls) == 12 and against.holdout_error < 1e-6
+    np.testing.assert_allclose(against.reference_ms / against.predict(space), true_speedup, rtol=1e-6)
 
 
 @pytest.fixture
@@ -218,6 +263,8 @@ class Optimistic:
     """A latency prediction that calls every candidate 1000x faster than the parent, as a fit can err on shapes
     unlike the ones it was fitted on: only the measurement before training stands between it and the constraint."""
 
+    reference_ms = 1.0  # the parent's latency over the fit
+
     def predict(self, space: SearchSpace) -> np.ndarray:
         return np.full(len(space), 1e-9)
 
@@ -243,7 +290,7 @@ def _flop_timer(monkeypatch):
 def test_candidates_measured_to_miss_a_speedup_are_not_trained(tiny_search, tmp_path, monkeypatch):
     monkeypatch.setattr(LatencyModel, "fit", classmethod(lambda cls, *args, **kwargs: Optimistic()))
     _flop_timer(monkeypatch)
-    search = tiny_search(min_speedup=1.5, max_candidates=3)
+    search = tiny_search(min_speedup=1.5, max_candidates=3, latency_calibration_probes=0)  # the fit alone
     result = search.run()
     parent_params = sum(p.numel() for p in search.parent.parameters())
     fast_enough = parameter_count(search.space) * 1.5 <= parent_params
@@ -257,8 +304,51 @@ def test_candidates_measured_to_miss_a_speedup_are_not_trained(tiny_search, tmp_
     with pytest.raises(ValueError, match=r"No candidate meets the constraints \{'min_speedup': 1000000.0\} as "
                                          r"measured: the \d+ predicted to meet them were timed before training and "
                                          r"all missed.*Nothing was trained"):  # fmt: skip
-        tiny_search(min_speedup=1e6, output_dir=tmp_path / "other").run()
+        tiny_search(min_speedup=1e6, output_dir=tmp_path / "other", latency_calibration_probes=0).run()
     assert not list((tmp_path / "other").glob("candidates-*.jsonl"))
+
+
+class TwiceTooFast:
+    """A latency fit that calls every candidate twice as fast as `_flop_timer` measures it."""
+
+    def __init__(self, reference):
+        self.reference_ms = reference.num_parameters() / 1000
+
+    def predict(self, space: SearchSpace) -> np.ndarray:
+        return parameter_count(space) / 1000 / 2  # `_flop_timer`'s milliseconds, halved
+
+
+def test_an_optimistic_latency_fit_is_calibrated_on_the_candidates_nearest_the_limit(
+    tiny_search, tmp_path, monkeypatch
+):
+    """The fit times uniform candidates at one batch size; the check before training times each as built, at every
+    batch size, alternating with the parent, and on MRPC >=3x measured 9% slower at the limit, so half of what the
+    fit let through was measured too slow. Here the fit calls every candidate twice as fast as the (deterministic)
+    check does: the probes nearest the limit find the factor 1/2, and then every candidate let through is trained."""
+
+    monkeypatch.setattr(LatencyModel, "fit", classmethod(lambda cls, *_, reference, **__: TwiceTooFast(reference)))
+    timed = _flop_timer(monkeypatch)
+    fit_alone = tiny_search(min_speedup=1.5, max_candidates=4, latency_calibration_probes=0).run()
+    assert fit_alone.guarantee["measured_infeasible"] > 0  # timed in vain: the fit was optimistic
+    timed.clear()
+    search = tiny_search(min_speedup=1.5, max_candidates=4, latency_calibration_probes=3, output_dir=tmp_path / "c")
+    result = search.run()
+    calibration = result.guarantee["latency_calibration"]
+    assert calibration["speedup_factor"] == pytest.approx(0.5) and calibration["latency_factor"] == pytest.approx(2)
+    # the probes: the three candidates the fit put nearest 1.5x, timed first
+    parent_params = search.parent.num_parameters()
+    predicted = 2 * parent_params / parameter_count(search.space)
+    nearest = np.argsort(np.abs(np.log(predicted / 1.5)), kind="stable")[:3]
+    assert calibration["probes"] == [search.space[i].as_dict() for i in nearest]
+    assert [layer_sizes(c) for c in timed[:3]] == [
+        layer_sizes(search.extract(search.space[i]).config) for i in nearest
+    ]
+    assert result.guarantee["measured_infeasible"] == 0 and result.guarantee["evaluated"] >= 1
+    assert all(1.5 * record.params <= parent_params for record in result.records)
+    with pytest.raises(ValueError, match=r"latency_calibration_probes must be a non-negative integer .* got -1"):
+        OSEConfig(latency_calibration_probes=-1)
+    with pytest.raises(ValueError, match=r"latency_fit_samples must be an integer of at least 4 .* got 3"):
+        OSEConfig(latency_fit_samples=3)
 
 
 def test_a_speedup_checked_on_several_batch_sizes_is_the_smallest_ratio_before_training(
@@ -309,3 +399,32 @@ def test_a_candidate_is_timed_before_training_as_it_will_be_built(tiny_search, m
     built = [layer_sizes(search.extract(search.space[i]).config) for i in indices]
     assert [layer_sizes(config) for config in timed] == built
     assert any(len(set(shape["heads"])) > 1 or len(set(shape["intermediate"])) > 1 for shape in built)
+
+
+def test_a_latency_prediction_is_made_once_per_machine_and_reused(tiny_search, tmp_path, monkeypatch):
+    """A fresh fit moves every prediction a little, and the epsilon-cover then keeps other candidates near the limit:
+    a resumed search, or one sharing `latency_cache_dir`, reads the prediction saved with its key instead, and cuts
+    the space alike. A search with other limits makes and saves its own, leaving the first file as it was."""
+    fits = []
+
+    def counted(cls, *_, reference, **kwargs):
+        fits.append(kwargs)
+        return TwiceTooFast(reference)
+
+    monkeypatch.setattr(LatencyModel, "fit", classmethod(counted))
+    _flop_timer(monkeypatch)  # the check and the probes: deterministic
+    first = tiny_search(min_speedup=1.5, max_candidates=3, latency_repeats=2).run()
+    saved = sorted((tmp_path / "run" / "latency").glob("latency-*.json"))
+    assert len(fits) == 1 and len(saved) == 1
+    text = saved[0].read_text()
+    again = tiny_search(min_speedup=1.5, max_candidates=3, latency_repeats=2).run()  # a resume into the folder
+    assert len(fits) == 1  # nothing timed for the fit again
+    assert again.guarantee == first.guarantee  # the same cut, calibration and verdicts
+    shared = tmp_path / "profiles"
+    elsewhere = tiny_search(min_speedup=1.5, max_candidates=3, latency_repeats=2, latency_cache_dir=shared,
+                            output_dir=tmp_path / "other").run()  # fmt: skip
+    assert len(fits) == 2 and elsewhere.guarantee["latency_calibration"] is not None
+    tiny_search(min_speedup=1.2, max_candidates=3, latency_repeats=2, latency_cache_dir=shared,
+                output_dir=tmp_path / "third").run()  # fmt: skip
+    assert len(fits) == 3 and len(list(shared.glob("latency-*.json"))) == 2
+    assert saved[0].read_text() == text

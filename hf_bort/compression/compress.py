@@ -300,6 +300,7 @@ def compress_search(
         latency_seq_len=DEFAULT_SHAPES[0][1],
         latency_batch_sizes=[batch for batch, _ in DEFAULT_SHAPES],
         latency_repeats=config.latency_repeats,
+        latency_cache_dir=config.latency_cache_dir,
         text_column=text_column,
         seed=config.seed,
         output_dir=str(Path(config.output_dir) / "ose") if journal else None,

@@ -14,7 +14,14 @@ from typing import Literal
 
 EXPORTS = ("onnx", "int8")
 # Fields that change how the run reports or where it writes, never the student: a resume may differ in them.
-_RUN_ONLY_FIELDS = ("output_dir", "overwrite_output_dir", "show_progress", "export", "latency_repeats")
+_RUN_ONLY_FIELDS = (
+    "output_dir",
+    "overwrite_output_dir",
+    "show_progress",
+    "export",
+    "latency_repeats",
+    "latency_cache_dir",
+)
 
 
 @dataclass
@@ -87,6 +94,13 @@ class CompressConfig:
     selection_margin: float = field(
         default=1.1,
         metadata={"help": "A candidate is chosen only if measured at least min_speedup x this (timings drift)."},
+    )
+    latency_cache_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "Folder of the search's latency predictions made on this machine, shared by compress runs into "
+            "other output folders so they cut the search space alike (default: inside output_dir)."
+        },
     )
     export: Literal["onnx", "int8"] | None = field(
         default=None, metadata={"help": "Also write an ONNX Runtime folder of the student: fp32 or dynamic int8."}

@@ -281,6 +281,7 @@ class LatencyModel:
     holdout_error: float
     n_fitted: int
     n_holdout: int
+    reference_ms: float | None = None  # fitted against a reference model: its median latency over the fit
 
     _FEATURES = ("matmul", "attention", "softmax", "elementwise", "layers")
 
@@ -310,34 +311,47 @@ class LatencyModel:
         repeats: int = 3,
         threads: int | None = None,
         seed: int = 0,
+        reference: torch.nn.Module | None = None,
     ) -> LatencyModel:
         """Time `n_samples` random candidates of `space` (base models, random weights) and fit the model.
 
         Every timing is `hf_bort.ose.latency.measure_latency_ms` (warm-up, `repeats` passes, median) with `threads`
-        torch threads (default: the current number), the protocol every latency in hf_bort uses."""
+        torch threads (default: the current number), the protocol every latency in hf_bort uses.
+
+        With a `reference` model (the parent a speed-up is measured against), each candidate is instead timed
+        alternately with it (`measure_speedup`) and its latency taken as the reference's median over the whole fit
+        divided by the candidate's ratio: a machine whose speed drifts while the fit runs (a shared 2-core machine
+        moved the parent's latency from 37 to 42 ms between fits a minute apart) then skews no candidate's timing
+        against another's. `reference_ms` on the returned model is that median."""
         from transformers import AutoModel
 
-        from .latency import measure_latency_ms
+        from .latency import measure_latency_ms, measure_speedup
 
         if n_samples < 4:
             raise ValueError(f"n_samples must be at least 4 (a fit and a held-out check), got {n_samples}.")
         rng = np.random.default_rng(seed)
         sample = space.subset(rng.choice(len(space), size=min(n_samples, len(space)), replace=False))
         threads = threads or torch.get_num_threads()
-        times = [
-            measure_latency_ms(
-                AutoModel.from_config(space.to_config(arch)),
-                batch_size=batch_size,
-                seq_len=seq_len,
-                threads=threads,
-                repeats=repeats,
-                warmup=1,
+        models = (AutoModel.from_config(space.to_config(arch)) for arch in sample)
+        if reference is None:
+            times = [
+                measure_latency_ms(
+                    model, batch_size=batch_size, seq_len=seq_len, threads=threads, repeats=repeats, warmup=1
+                )
+                for model in models
+            ]
+            return cls.from_timings(
+                sample, times, seq_len=seq_len, batch_size=batch_size, holdout_fraction=holdout_fraction
             )
-            for arch in sample
-        ]
-        return cls.from_timings(
+        shape = [(batch_size, seq_len)]
+        speeds = [measure_speedup(model, reference, shape, threads, repeats, warmup=1) for model in models]
+        reference_ms = float(np.median([next(iter(s.reference_ms.values())) for s in speeds]))
+        times = [reference_ms / s.value for s in speeds]
+        fitted = cls.from_timings(
             sample, times, seq_len=seq_len, batch_size=batch_size, holdout_fraction=holdout_fraction
         )
+        fitted.reference_ms = reference_ms
+        return fitted
 
     @classmethod
     def from_timings(

@@ -7,6 +7,8 @@ let several searches (or processes) share the work.
   all or nothing); a line that a crash cut short is repaired on the next start.
 * `claims/<candidate>.json` marks a candidate that a live process is evaluating; a claim of a dead process, of an
   earlier run of this process, or older than 24 h is taken over.
+* `latency/<key>.json` (or `OSEConfig.latency_cache_dir`) holds a latency prediction made on this machine, named by
+  everything it depends on, so a resumed search, or another one sharing the folder, cuts the space alike.
 """
 
 from __future__ import annotations
@@ -324,6 +326,29 @@ def _create_exclusively(path: Path, text: str) -> bool:
         temp.unlink()
 
 
+def latency_entry_path(folder: str | os.PathLike, key: dict) -> Path:
+    """Where the latency prediction for `key` (what it depends on: space, protocol, limits, machine) is kept."""
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    return Path(folder) / f"latency-{digest}.json"
+
+
+def read_latency_entry(folder: str | os.PathLike, key: dict) -> dict | None:
+    """The saved prediction for `key`, or None; a file whose key differs (a hash collision) is not used."""
+    path = latency_entry_path(folder, key)
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return saved.get("entry") if isinstance(saved, dict) and saved.get("key") == key else None
+
+
+def write_latency_entry(folder: str | os.PathLike, key: dict, entry: dict) -> None:
+    """Save a prediction once: an existing file for the key is left as it is (the first search's stands)."""
+    path = latency_entry_path(folder, key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _create_exclusively(path, json.dumps({"key": key, "entry": entry}, indent=1))
+
+
 def _parse_record(line: str) -> CandidateRecord | None:
     """A journal line's record; a line that a crash cut short and the next record swallowed yields that record."""
     for start in (0, line.rfind('{"architecture"')):
@@ -378,4 +403,7 @@ __all__ = [
     "fingerprint_state_dict",
     "fingerprint_tensors",
     "fingerprint_tokenizer",
+    "latency_entry_path",
+    "read_latency_entry",
+    "write_latency_entry",
 ]

@@ -35,6 +35,9 @@ _RUN_ONLY_FIELDS = (
     "latency_seq_len",
     "latency_batch_sizes",
     "latency_repeats",
+    "latency_fit_samples",
+    "latency_calibration_probes",
+    "latency_cache_dir",
     "wait_timeout",
 )
 
@@ -144,6 +147,29 @@ class OSEConfig:
     latency_repeats: int = field(
         default=10, metadata={"help": "Timed passes per model (after 2 warm-up passes); the median is kept."}
     )
+    latency_fit_samples: int = field(
+        default=24,
+        metadata={
+            "help": "Candidates timed to fit the latency model that predicts which candidates meet a latency limit."
+        },
+    )
+    latency_calibration_probes: int = field(
+        default=8,
+        metadata={
+            "help": "Candidates predicted nearest a latency or speed-up limit, timed as each candidate is before it "
+            "trains (its per-layer sizes, every batch size, alternating with the parent), to scale the fitted "
+            "prediction to those measurements (0: the fit alone)."
+        },
+    )
+    latency_cache_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "Folder of latency predictions made on this machine (the fit and its calibration), one file per "
+            "space, protocol, limits and machine: a search that finds its own reuses it instead of timing again, so "
+            "searches sharing the folder cut the space alike. Default: latency/ in output_dir (a resumed search cuts "
+            "as the interrupted one did); none without an output_dir."
+        },
+    )
     wait_timeout: float = field(
         default=3600.0,
         metadata={
@@ -177,6 +203,8 @@ class OSEConfig:
         self.epsilon = float(self.epsilon)
         if self.output_dir is not None:
             self.output_dir = os.fspath(self.output_dir)
+        if self.latency_cache_dir is not None:
+            self.latency_cache_dir = os.fspath(self.latency_cache_dir)
         _check_positive_int("interval", self.interval)
         for name in ("seq_len", "batch_size"):
             _check_positive_int(name, getattr(self, name))
@@ -203,6 +231,16 @@ class OSEConfig:
             _check_positive_int(name, getattr(self, name))
         if self.latency_seq_len is not None:
             _check_positive_int("latency_seq_len", self.latency_seq_len)
+        if not (isinstance(self.latency_fit_samples, int) and self.latency_fit_samples >= 4):
+            raise ValueError(
+                f"latency_fit_samples must be an integer of at least 4 (a fit and a held-out check), got "
+                f"{self.latency_fit_samples!r}."
+            )
+        if not (isinstance(self.latency_calibration_probes, int) and self.latency_calibration_probes >= 0):
+            raise ValueError(
+                f"latency_calibration_probes must be a non-negative integer (0: no calibration), got "
+                f"{self.latency_calibration_probes!r}."
+            )
         if self.latency_batch_sizes is not None:
             if not self.latency_batch_sizes:
                 raise ValueError(
