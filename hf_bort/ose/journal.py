@@ -7,7 +7,7 @@ let several searches (or processes) share the work.
   all or nothing); a line that a crash cut short is repaired on the next start.
 * `claims/<candidate>.json` marks a candidate that a live process is evaluating; a claim of a dead process, of an
   earlier run of this process, or older than 24 h is taken over.
-* `latency/<key>.json` (or `OSEConfig.latency_cache_dir`) holds a latency prediction made on this machine, named by
+* `latency/latency-<key hash>.json` (or `OSEConfig.latency_cache_dir`) holds a latency prediction made on this machine, named by
   everything it depends on, so a resumed search, or another one sharing the folder, cuts the space alike.
 """
 
@@ -326,7 +326,7 @@ def _create_exclusively(path: Path, text: str) -> bool:
         temp.unlink()
 
 
-def latency_entry_path(folder: str | os.PathLike, key: dict) -> Path:
+def _latency_entry_path(folder: str | os.PathLike, key: dict) -> Path:
     """Where the latency prediction for `key` (what it depends on: space, protocol, limits, machine) is kept."""
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     return Path(folder) / f"latency-{digest}.json"
@@ -334,7 +334,7 @@ def latency_entry_path(folder: str | os.PathLike, key: dict) -> Path:
 
 def read_latency_entry(folder: str | os.PathLike, key: dict) -> dict | None:
     """The saved prediction for `key`, or None; a file whose key differs (a hash collision) is not used."""
-    path = latency_entry_path(folder, key)
+    path = _latency_entry_path(folder, key)
     try:
         saved = json.loads(path.read_text(encoding="utf-8"))
     except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
@@ -344,7 +344,7 @@ def read_latency_entry(folder: str | os.PathLike, key: dict) -> dict | None:
 
 def write_latency_entry(folder: str | os.PathLike, key: dict, entry: dict) -> None:
     """Save a prediction once: an existing file for the key is left as it is (the first search's stands)."""
-    path = latency_entry_path(folder, key)
+    path = _latency_entry_path(folder, key)
     path.parent.mkdir(parents=True, exist_ok=True)
     _create_exclusively(path, json.dumps({"key": key, "entry": entry}, indent=1))
 
@@ -403,7 +403,6 @@ __all__ = [
     "fingerprint_state_dict",
     "fingerprint_tensors",
     "fingerprint_tokenizer",
-    "latency_entry_path",
     "read_latency_entry",
     "write_latency_entry",
 ]
