@@ -45,7 +45,6 @@ from benchmarks.compress_fidelity import compress_folder, the_search_config  # n
 from benchmarks.leaderboard import Leaderboard, Settings, log  # noqa: E402
 from hf_bort import compress_search  # noqa: E402
 from hf_bort.ose.costs import inference_flops, parameter_count  # noqa: E402
-from hf_bort.ose.extract import layer_allocation  # noqa: E402
 from hf_bort.ose.search import epsilon_cover, ose_state  # noqa: E402
 from hf_bort.ose.selection import choose_under_budget  # noqa: E402
 
@@ -95,11 +94,7 @@ def repeated_predictions(search, args) -> tuple[dict, list[dict]]:
     # the kept candidates of the first fit near the threshold, closest first
     near = [int(i) for i in fits[0]["kept"] if args.band[0] <= mean_prediction[i] / threshold <= args.band[1]]
     near = sorted(near, key=lambda i: abs(mean_prediction[i] / threshold - 1))[: args.max_candidates]
-    scores = search.importance()
-    candidates = [
-        (search.space[i], layer_allocation(search.parent, search.space[i], search.space.allocation, scores))
-        for i in near
-    ]
+    candidates = search._as_built(near)
     rounds = []
     for r in range(args.rounds):
         started = time.perf_counter()

@@ -566,10 +566,11 @@ class OSESearch:
         protocol = self._latency_protocol()
         key = self._latency_key(protocol)
         folder = self.args.latency_cache_dir or (self.output_dir / "latency" if self.output_dir else None)
-        found = [None]
+        found, fresh = [None], False
         if state.is_main_process:  # one process times (parallel timings would slow each other down)
             entry = read_latency_entry(folder, key) if folder else None
             if entry is None:
+                fresh = True
                 model = LatencyModel.fit(
                     self.space,
                     n_samples=self.args.latency_fit_samples,
@@ -581,7 +582,7 @@ class OSESearch:
                     reference=self.parent.base_model,
                 )
                 latency = model.predict(self.space).tolist()
-                entry = {"reference_ms": model.reference_ms, "latency": latency, "calibration": None, "saved": False}
+                entry = {"reference_ms": model.reference_ms, "latency": latency, "calibration": None}
             found = [entry]
         if state.num_processes > 1:
             broadcast_object_list(found)
@@ -590,7 +591,7 @@ class OSESearch:
         speedup = parent_ms / latency
         if self.args.latency_calibration_probes and entry["calibration"] is None:
             entry["calibration"] = self._calibration(latency, speedup)
-        if folder and state.is_main_process and not entry.pop("saved", True):
+        if folder and fresh:  # only the main process made it
             write_latency_entry(folder, key, entry)
         self.latency_calibration = entry["calibration"]
         if not self.latency_calibration:
@@ -621,14 +622,8 @@ class OSESearch:
         gaps = [np.abs(np.log(latency / limits["max_latency_ms"]))] if "max_latency_ms" in limits else []
         gaps += [np.abs(np.log(speedup / limits["min_speedup"]))] if "min_speedup" in limits else []
         probes = np.argsort(np.min(gaps, axis=0), kind="stable")[: self.args.latency_calibration_probes]
-        scores = self.importance()
         timings, _ = self._time_candidates(
-            [
-                (self.space[i], layer_allocation(self.parent, self.space[i], self.space.allocation, scores))
-                for i in probes
-            ],
-            sizes=self.args.latency_batch_sizes,
-            stop_early=False,
+            self._as_built(probes), sizes=self.args.latency_batch_sizes, stop_early=False
         )
         return {
             "probes": [self.space[i].as_dict() for i in probes],
@@ -646,13 +641,7 @@ class OSESearch:
         if not {"max_latency_ms", "min_speedup"} & set(limits):
             return [False] * len(indices)
         todo = [position for position, index in enumerate(indices) if self.space[index] not in finished]
-        # timed as it will be built, its per-layer sizes included: uneven layers run a few percent slower than even
-        # ones of the same totals (MiniLM, 6 layers of 4 heads and FFN 320: 3.44x/3.84x even, 3.35x/3.57x as allocated)
-        scores = self.importance()
-        candidates = []
-        for position in todo:
-            arch = self.space[indices[position]]
-            candidates.append((arch, layer_allocation(self.parent, arch, self.space.allocation, scores)))
+        candidates = self._as_built([indices[position] for position in todo])
         timings, _ = self._time_candidates(candidates, sizes=self.args.latency_batch_sizes)
         fails = [False] * len(indices)
         for position, (latency, speedup) in zip(todo, timings):
@@ -660,6 +649,16 @@ class OSESearch:
                 "min_speedup", 0.0
             )
         return fails
+
+    def _as_built(self, indices) -> list[tuple[Architecture, dict]]:
+        """(architecture, per-layer allocation) of each space index: what a candidate is timed as, since uneven layers
+        run a few percent slower than even ones of the same totals (MiniLM, 6 layers of 4 heads and FFN 320:
+        3.44x/3.84x even, 3.35x/3.57x as allocated)."""
+        scores = self.importance()
+        return [
+            (self.space[i], layer_allocation(self.parent, self.space[i], self.space.allocation, scores))
+            for i in indices
+        ]
 
     def _time_candidates(
         self, candidates: list[tuple[Architecture, dict | None]], accept=None, sizes=None, stop_early: bool = True
