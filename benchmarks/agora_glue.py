@@ -517,6 +517,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     active.add_argument("--teacher-weight", default="1", help="teacher_row_weight: a number or 'confidence'.")
     active.add_argument(
+        "--selection-tolerance",
+        type=float,
+        default=1.0,
+        help="agora_selection_tolerance: a later round's model is kept unless the peak leads it by more standard "
+        "errors than this (0: the highest selection score wins).",
+    )
+    active.add_argument(
         "--mlm", default=None, help="Masked LM folder for kd_agora_contextual (MiniLM + trained head)."
     )
     active.add_argument(
@@ -589,6 +596,7 @@ DEFAULT_BUDGETS = (250, 500, 1000, 2000)
 _ACTIVE_DECISIVE = (
     *("train_rows", "dev_fraction", "selection_fraction", "max_length", "lr", "theta", "metric", "rounds"),
     *("epochs_per_round", "student_layers", "pool_rows", "teacher_weight", "allow_weak_teacher"),
+    "selection_tolerance",
 )
 # and those that decide one arm's rows only
 _ARM_DECISIVE = {
@@ -669,6 +677,24 @@ def _fixed_pool_sampler(pool, space: tuple, positions, args) -> PoolSampler:
     )
 
 
+class _HeldOutPerSetting(AgoraTrainer):
+    """Agora as the library runs it, plus every trained model's score on the official dev set, for analysis only:
+    it lets selection rules be compared on the same runs (nothing in the run reads it)."""
+
+    def __init__(self, *args, agora_held_out_dataset, **kwargs):
+        super().__init__(*args, agora_held_out_dataset=agora_held_out_dataset, **kwargs)
+        self.held_out, self.per_setting = agora_held_out_dataset, []
+
+    def _score_setting(self, setting_index: int) -> None:
+        super()._score_setting(setting_index)
+        result = self.agora_state.results[-1]
+        held_out = self._agora_score(self.held_out)[0]
+        self.per_setting.append(
+            {"round": self.agora_state.round, "setting": setting_index, "selection": result["selection_metric"]}
+            | {"held_out": held_out}
+        )
+
+
 def run_cell(task, data, tokenizer, teacher_dir: Path, arm: str, budget: int, seed: int, args, space) -> dict:
     """One arm at one label budget and seed: Agora's rounds, Θ and splits, the arm's sampler picking the rows."""
     start = time.time()
@@ -700,12 +726,13 @@ def run_cell(task, data, tokenizer, teacher_dir: Path, arm: str, budget: int, se
         replace_fraction=args.replace_fraction,  # the token samplers' (kd_agora_contextual's) own settings
         num_neighbours=args.num_neighbours,
         teacher_row_weight=args.teacher_weight,
+        agora_selection_tolerance=args.selection_tolerance,
         soft_labels=True,
         distill_train_rows=True,
         distill_alpha=1.0,
         **common_args(seed, args),
     )
-    trainer = AgoraTrainer(
+    trainer = _HeldOutPerSetting(
         model=student,
         args=agora_args,
         train_dataset=train,
@@ -753,6 +780,7 @@ def run_cell(task, data, tokenizer, teacher_dir: Path, arm: str, budget: int, se
             float(np.mean([gold[r] == y for r, y in zip(added, generated["label"])])) if gold else None
         ),
         "history": [r.to_dict() for r in trainer.agora_history],
+        "per_setting": trainer.per_setting,
         "teacher_report": trainer.agora_teacher_report,
         "selected_by": trainer.agora_selected_by,
         "best": list(trainer.agora_best),
@@ -998,6 +1026,7 @@ _NOT_DECISIVE = (
     *("tasks", "seeds", "out", "plots", "no_bars", "report", "teachers_only", "data_dir"),
     *("teacher", "teacher_dir", "teacher_rows", "teacher_epochs"),
     *("active", "arms", "budgets", "cache_dir", "selection_fraction", "pool_rows", "pool_space", "teacher_weight"),
+    "selection_tolerance",
     *("mlm", "report_only", "agreement", "band", "variant"),  # the active comparison's own settings
 )
 

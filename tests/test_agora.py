@@ -205,10 +205,10 @@ def test_agora_rounds_expand_data_with_teacher_labels_and_provenance(tmp_path, r
     errors_seen = []
     real_score = trainer._agora_score
 
-    def evaluate(dataset, errors=False):
-        metric, wrong = real_score(dataset, errors)
+    def evaluate(dataset):
+        metric, predicted, wrong = real_score(dataset)
         errors_seen.append(wrong)
-        return metric, wrong
+        return metric, predicted, wrong
 
     trainer._agora_score = evaluate
     trainer.train()
@@ -245,11 +245,18 @@ def test_agora_rounds_expand_data_with_teacher_labels_and_provenance(tmp_path, r
     assert (tmp_path / "history.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def _predictions_wrong_on(dataset, wrong: np.ndarray) -> np.ndarray:
+    """Binary predictions that match the labels except on the rows `wrong`."""
+    predicted = np.asarray(dataset["label"]).copy()
+    predicted[wrong] = 1 - predicted[wrong]
+    return predicted
+
+
 def test_replay_restarts_from_the_best_weights(tmp_path, rte, tokenizer):
     recorder = _RecordRounds()
     trainer = AgoraTrainer(
         model=tiny_classifier(0),
-        args=agora_args(tmp_path, agora_rounds=3, agora_replay=True),
+        args=agora_args(tmp_path, agora_rounds=3, agora_replay=True, agora_selection_tolerance=0),
         train_dataset=rte["train"].select(range(16)),
         agora_dev_dataset=rte["dev"],
         teacher=tiny_classifier(1),
@@ -259,11 +266,11 @@ def test_replay_restarts_from_the_best_weights(tmp_path, rte, tokenizer):
     scripted = iter([np.arange(3), np.arange(6), np.arange(5)])  # round 2 is worse than round 1
     best = {}
 
-    def evaluate(dataset, errors=False):
+    def evaluate(dataset):
         if len(recorder.starts) == 1:
             best.update({k: v.detach().clone() for k, v in trainer.model.state_dict().items()})
         wrong = next(scripted)
-        return 1 - len(wrong) / len(dataset), wrong
+        return 1 - len(wrong) / len(dataset), _predictions_wrong_on(dataset, wrong), wrong
 
     trainer._agora_score = evaluate
     trainer.train()
@@ -278,7 +285,7 @@ def test_replay_restarts_from_the_best_weights(tmp_path, rte, tokenizer):
 
 
 def test_resume_mid_round_restores_expanded_set_and_round(tmp_path, rte, tokenizer):
-    kwargs = dict(agora_rounds=2, epochs_per_round=2, save_strategy="epoch")
+    kwargs = dict(agora_rounds=2, epochs_per_round=2, save_strategy="epoch", agora_selection_tolerance=0)
     first = AgoraTrainer(
         model=tiny_classifier(0),
         args=agora_args(tmp_path, **kwargs),

@@ -8,7 +8,7 @@ from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
 from hf_bort.glue import GLUE_TASKS
 from hf_bort.metrics import GLUE_METRIC_PATH, load_glue_metric
-from hf_bort.metrics.scores import GLUE_METRICS, METRICS, score
+from hf_bort.metrics.scores import GLUE_METRICS, METRICS, paired_standard_error, score
 
 
 _RNG = np.random.default_rng(0)
@@ -77,3 +77,20 @@ def test_every_metric_is_defined_once_and_a_constant_prediction_scores_zero():
     assert {name for names in GLUE_METRICS.values() for name in names} == set(METRICS)
     with pytest.raises(ValueError, match="Unknown metric 'f2'"):
         score("f2", [0], [0])
+
+
+def test_paired_standard_error_matches_the_closed_form_for_accuracy_and_refuses_unequal_lengths():
+    """For accuracy the paired difference is a mean of per-row differences d_i in {-1, 0, 1}: its standard error is
+    std(d) / sqrt(n). The bootstrap must agree within its own sampling error (~1.6% at 2,000 resamples)."""
+    rng = np.random.default_rng(0)
+    references = rng.integers(0, 2, 120)
+    first = np.where(rng.random(120) < 0.8, references, 1 - references)
+    second = np.where(rng.random(120) < 0.7, references, 1 - references)
+    difference = (first == references).astype(float) - (second == references).astype(float)
+    closed_form = difference.std() / np.sqrt(len(references))
+    bootstrap = paired_standard_error("accuracy", first, second, references, resamples=2000)
+    assert bootstrap == pytest.approx(closed_form, rel=0.06)
+    assert paired_standard_error("accuracy", first, first, references) == 0.0  # identical models never differ
+    assert paired_standard_error("f1", first, second, references) > 0
+    with pytest.raises(ValueError, match="of one length"):
+        paired_standard_error("accuracy", first, second[:-1], references)

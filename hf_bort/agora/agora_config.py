@@ -116,6 +116,17 @@ class AgoraArguments(TrainingArguments):
             "weights (and their dev errors) before the next round. Every run ends on the best weights either way."
         },
     )
+    # MRPC at 1,000 teacher labels (benchmarks/results/agora_glue/ACTIVE.md): an 80-row selection split kept the
+    # round-1 model, trained before any teacher row, in 2 of 3 seeds by a lead of one pair.
+    agora_selection_tolerance: float = field(
+        default=1.0,
+        metadata={
+            "help": "A later round's model replaces the chosen one unless the best selection score so far leads it by "
+            "more than this many standard errors of their difference (a paired bootstrap on the selection split): "
+            "later rounds trained on more rows, and a small split cannot tell a lead of a row or two from noise. "
+            "Within a round the highest score wins. 0: the highest score of any round wins."
+        },
+    )
     agora_hyperparameter_space: str | None = field(
         default=None,
         metadata={
@@ -207,6 +218,7 @@ class AgoraArguments(TrainingArguments):
             "replace_fraction": 0 < self.replace_fraction <= 1,
             "num_neighbours": self.num_neighbours >= 1,
             "agora_patience": self.agora_patience >= 0,
+            "agora_selection_tolerance": self.agora_selection_tolerance >= 0,
             "distill_alpha": 0 <= self.distill_alpha <= 1,
             "distill_temperature": self.distill_temperature > 0,
             "agora_regression_tolerance": self.agora_regression_tolerance >= 0,

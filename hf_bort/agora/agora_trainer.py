@@ -533,11 +533,11 @@ class AgoraTrainer(Trainer):
     def _score_setting(self, setting_index: int) -> None:
         """Score the model just trained: on the Agora dev split (ranking) and the selection split (best model)."""
         state = self.agora_state
-        dev_metric, wrong = self._agora_score(self.agora_dev_dataset, errors=True)
+        dev_metric, dev_predicted, wrong = self._agora_score(self.agora_dev_dataset)
         if self.agora_selection_dataset is not None:
-            selection_metric, _ = self._agora_score(self.agora_selection_dataset)
+            selection_metric, selection_predicted, _ = self._agora_score(self.agora_selection_dataset)
         else:
-            selection_metric = dev_metric
+            selection_metric, selection_predicted = dev_metric, dev_predicted
         result = {
             "setting": setting_index,
             "steps": self.state.global_step,
@@ -549,15 +549,48 @@ class AgoraTrainer(Trainer):
         if state.round_best is None or dev_metric > state.round_best["dev_metric"]:
             state.round_best = dict(result, wrong=wrong.tolist())
             self._weights["round_best"] = _clone(self.model)
-        if state.best["metric"] is None or selection_metric > state.best["metric"]:
+        peak = state.best.get("peak_metric", state.best["metric"])
+        if self._selects(selection_metric, selection_predicted):
             state.best = {
                 "metric": selection_metric,
                 "round": state.round,
                 "setting": setting_index,
                 "wrong": wrong.tolist(),
+                "peak_metric": state.best.get("peak_metric"),
+                "peak_predictions": state.best.get("peak_predictions"),
             }
-            state.improved = True
             self._weights["best"] = _clone(self.model)
+        if peak is None or selection_metric > peak:
+            state.best["peak_metric"] = selection_metric
+            state.best["peak_predictions"] = selection_predicted.tolist()
+            state.improved = True
+
+    def _selects(self, metric: float, predicted: np.ndarray) -> bool:
+        """Whether the model just scored becomes the one the run ends on (`agora_selection_tolerance`).
+
+        Within a round the highest selection score wins. A later round's model wins unless the highest score so far
+        (the peak) leads it by more than the tolerance in standard errors of the pair's difference: later rounds
+        trained on more rows, and on a split of 50-80 rows one row is 1-2 points. Comparing with the peak, not the
+        current choice, keeps a run of slightly worse rounds from drifting down.
+        """
+        best = self.agora_state.best
+        if best["metric"] is None:
+            return True
+        if best["round"] == self.agora_state.round:
+            return metric > best["metric"]
+        peak = best.get("peak_metric", best["metric"])
+        tolerance = self.args.agora_selection_tolerance
+        if tolerance == 0 or best.get("peak_predictions") is None:  # a state saved before the tolerance existed
+            return metric > peak
+        split = self.agora_selection_dataset if self.agora_selection_dataset is not None else self.agora_dev_dataset
+        error = scores.paired_standard_error(
+            self.agora_metric,
+            best["peak_predictions"],
+            predicted,
+            list(split[self.args.agora_label_column]),
+            seed=self.args.seed,
+        )
+        return metric > peak - tolerance * error
 
     def _end_round(self, round_index: int) -> AgoraRound:
         """Rank the round's settings, keep the best half, decide whether to stop, and expand the data."""
@@ -609,15 +642,15 @@ class AgoraTrainer(Trainer):
         logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
         return logits[:, 0] if self.agora_regression else logits.argmax(-1)
 
-    def _agora_score(self, dataset: datasets.Dataset, errors: bool = False) -> tuple[float, np.ndarray]:
-        """`agora_metric` on a split and, with `errors`, the indices of its rows the model gets wrong."""
+    def _agora_score(self, dataset: datasets.Dataset) -> tuple[float, np.ndarray, np.ndarray]:
+        """`agora_metric` on a split, the predictions, and the indices of the rows the model gets wrong."""
         predicted = self._predict(dataset)
         labels = np.asarray(list(dataset[self.args.agora_label_column]))
         if self.agora_regression:
             wrong = np.flatnonzero(np.abs(predicted - labels) > self.args.agora_regression_tolerance)
         else:
             wrong = np.flatnonzero(predicted != labels)
-        return scores.score(self.agora_metric, predicted, labels), wrong
+        return scores.score(self.agora_metric, predicted, labels), predicted, wrong
 
     def _expand(self, round_index: int, wrong: np.ndarray) -> tuple[int, int, float, int, int]:
         """Generate and label rows near the dev errors on the main process; every process gets the same rows."""

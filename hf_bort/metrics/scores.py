@@ -55,4 +55,22 @@ def score(name: str, predictions, references) -> float:
     return float(correlation(predictions, references)[0])
 
 
-__all__ = ["GLUE_METRICS", "METRICS", "REGRESSION_METRICS", "score"]
+def paired_standard_error(name: str, first, second, references, resamples: int = 200, seed: int = 0) -> float:
+    """The standard error of `score(name, first) - score(name, second)` on the same rows, by a paired bootstrap.
+
+    Why paired: two models scored on one small split share most of their right and wrong rows, so their difference
+    varies far less than either score does; resampling rows (not models) keeps that pairing. Works for every metric
+    in `METRICS`, where a closed form exists only for accuracy.
+    """
+    first, second, references = np.asarray(first), np.asarray(second), np.asarray(references)
+    if not len(first) == len(second) == len(references) or len(references) < 2:
+        raise ValueError(
+            f"paired_standard_error needs two prediction arrays and references of one length >= 2, got "
+            f"{len(first)}, {len(second)} and {len(references)}."
+        )
+    rows = np.random.default_rng(seed).integers(0, len(references), size=(resamples, len(references)))
+    differences = [score(name, first[r], references[r]) - score(name, second[r], references[r]) for r in rows]
+    return float(np.std(differences, ddof=1))
+
+
+__all__ = ["GLUE_METRICS", "METRICS", "REGRESSION_METRICS", "paired_standard_error", "score"]
