@@ -781,6 +781,12 @@ def run_cell(task, data, tokenizer, teacher_dir: Path, arm: str, budget: int, se
         ),
         "history": [r.to_dict() for r in trainer.agora_history],
         "per_setting": trainer.per_setting,
+        "added_label_counts": np.bincount(np.asarray(generated["label"], dtype=np.int64), minlength=2).tolist()
+        if len(generated)
+        else [],
+        "added_gold_label_counts": np.bincount([gold[r] for r in added if r in gold], minlength=2).tolist()
+        if gold
+        else [],
         "teacher_report": trainer.agora_teacher_report,
         "selected_by": trainer.agora_selected_by,
         "best": list(trainer.agora_best),
@@ -964,6 +970,18 @@ def summarise_active(cells: list[dict], arms, budgets) -> str:
                         f"{sum(g > 0 for g in gains)}/{len(seeds)} (goal >= {need:+g}){goal}"
                     )
         for arm in arms:
+            runs = [c for c in cells if c["task"] == task and c["arm"] == arm and c.get("per_setting")]
+            if runs:
+                rules = [_selection_rules(c) for c in runs]
+                lines.append(
+                    f"selection rules, {arm} ({len(runs)} runs, official dev {headline}): "
+                    + "; ".join(
+                        f"{rule} {statistics.mean(r[rule][1] for r in rules):.2f} "
+                        f"(rounds {','.join(str(r[rule][0]) for r in rules)})"
+                        for rule in rules[0]
+                    )
+                )
+        for arm in arms:
             runs = [c for c in cells if c["task"] == task and c["arm"] == arm]
             source = [c["source_agreement"] for c in runs if c.get("source_agreement") is not None]
             gold = [c["gold_agreement"] for c in runs if c.get("gold_agreement") is not None]
@@ -974,6 +992,21 @@ def summarise_active(cells: list[dict], arms, budgets) -> str:
                     f"{statistics.mean(gold) if gold else float('nan'):.3f} ({len(runs)} runs)"
                 )
     return "\n".join(lines)
+
+
+def _selection_rules(cell: dict) -> dict[str, tuple[int, float]]:
+    """(round, official dev score in %) of the model each rule keeps, from one run's record of every trained model:
+    what it shipped (`selection_tolerance`), the highest selection score of any round (tolerance 0: the first
+    of equals, as the library breaks ties), and the last round's best by the selection split."""
+    models = cell["per_setting"]
+    highest = max(models, key=lambda m: m["selection"])  # max keeps the first of equals
+    last = max((m for m in models if m["round"] == models[-1]["round"]), key=lambda m: m["selection"])
+    headline = _headline(cell["task"])
+    return {
+        "shipped": (cell["best"][0], cell[headline] * 100),
+        "tolerance 0": (highest["round"], highest["held_out"] * 100),
+        "last round": (last["round"], last["held_out"] * 100),
+    }
 
 
 def plot_active(cells: list[dict], arms, prefix: str) -> None:

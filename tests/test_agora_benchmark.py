@@ -110,8 +110,14 @@ def test_quick_active_comparison_gives_every_arm_the_same_labels_steps_and_split
     assert all(at[arm]["gold_agreement"] is not None for arm in ("kd_random", "kd_uncertainty", "kd_agora_pool"))
     assert at["kd_random"]["source_agreement"] is None and at["kd_agora_pool"]["source_agreement"] is not None
     assert all(c["selected_by"] == "agora_selection" for c in cells)
+    for c in cells:  # every trained model's official dev score is kept; the shipped one's is the cell's own score
+        shipped = [m for m in c["per_setting"] if [m["round"], m["setting"]] == c["best"]]
+        assert len(c["per_setting"]) == 3 and shipped[0]["held_out"] == pytest.approx(c["accuracy"])
+    assert sum(at["kd_random"]["added_label_counts"]) == 12 == sum(at["kd_random"]["added_gold_label_counts"])
+    assert at["kd"]["added_label_counts"] == []
     summary = out.with_suffix(".txt").read_text()
     assert "kd_agora_pool - kd_random at 12" in summary and "teacher agreement kd_agora_pool" in summary
+    assert "selection rules, kd_agora_pool (1 runs" in summary
     assert (tmp_path / "active_budget.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # a rerun reuses every cell (nothing retrained: the files stay as they were); other settings are refused
     stamps = {p: p.stat().st_mtime_ns for p in cache.rglob("budget*.json")}
