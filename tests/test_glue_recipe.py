@@ -455,6 +455,9 @@ def test_agora_end_to_end_reports_the_official_dev_as_test(tmp_path, tiny_bert, 
     assert results["agora_metric"] == "accuracy" and 0 <= results["agora_teacher_report"]["score"] <= 1
     card = (out / "README.md").read_text()
     assert ("separate selection split" in card) == selection and "never trained on" not in card
+    assert results["agora_selection_tolerance"] == 1.0 and results["agora_best_round"] in (1, 2)
+    assert f"The model comes from round {results['agora_best_round']}, chosen on the" in card
+    assert "unless the best score of an earlier round leads it by more than 1.0 standard error(s)" in card
     comparison = results["agora_teacher_report"]["student_comparison"]  # the teacher against the round-1 student
     assert comparison["split"] == ("agora_selection" if selection else "agora_dev")
     split_name = "selection" if selection else "carved dev"
