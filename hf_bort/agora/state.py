@@ -34,9 +34,11 @@ class AgoraState:
 
     `round`/`position`/`remaining`: the current round, the rank of the setting training now, and the settings of Θ
     still in the race. `results`: this round's scored settings; `round_best`: the best of them so far (with its dev
-    errors); `best`: the best model so far by the selection score. `stale`: rounds in a row without improvement.
-    `total_steps`/`loss_sum`: optimisation steps (and summed loss) of every finished setting. `labels_spent`: teacher
-    labels spent on generated rows (what `agora_label_budget` counts). `history`: one `AgoraRound` per finished
+    errors); `best`: the model the run ends on so far (`agora_selection_tolerance`), with the peak selection score
+    and the peak model's selection predictions (`peak_metric`, `peak_predictions`) that later rounds are compared
+    with. `stale`: rounds in a row without a new peak. `total_steps`/`loss_sum`: optimisation steps (and summed
+    loss) of every finished setting. `labels_spent`: teacher labels spent on generated rows (what
+    `agora_label_budget` counts). `history`: one `AgoraRound` per finished
     round. `teacher_report`: the gate's numbers (before round one, and the comparison with the student after it).
     `weights`, `generated_rows`, `settings`: what the checkpoint holds beside this file, checked on load.
     """
