@@ -985,6 +985,13 @@ def summarise_active(cells: list[dict], arms, budgets) -> str:
             runs = [c for c in cells if c["task"] == task and c["arm"] == arm]
             source = [c["source_agreement"] for c in runs if c.get("source_agreement") is not None]
             gold = [c["gold_agreement"] for c in runs if c.get("gold_agreement") is not None]
+            counts = [c["added_label_counts"] for c in runs if c.get("added_label_counts")]
+            if counts:
+                shares = [count[1] / sum(count) for count in counts]
+                lines.append(
+                    f"label 1 among the rows {arm} added (teacher's labels): {statistics.mean(shares):.3f} "
+                    f"({min(shares):.3f}-{max(shares):.3f}, {len(counts)} runs)"
+                )
             if source or gold:
                 lines.append(
                     f"teacher agreement {arm}: with the source row's gold label "

@@ -118,6 +118,8 @@ def test_quick_active_comparison_gives_every_arm_the_same_labels_steps_and_split
     summary = out.with_suffix(".txt").read_text()
     assert "kd_agora_pool - kd_random at 12" in summary and "teacher agreement kd_agora_pool" in summary
     assert "selection rules, kd_agora_pool (1 runs" in summary
+    share = at["kd_random"]["added_label_counts"][1] / 12
+    assert f"label 1 among the rows kd_random added (teacher's labels): {share:.3f}" in summary
     assert (tmp_path / "active_budget.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # a rerun reuses every cell (nothing retrained: the files stay as they were); other settings are refused
     stamps = {p: p.stat().st_mtime_ns for p in cache.rglob("budget*.json")}
