@@ -550,7 +550,7 @@ class AgoraTrainer(Trainer):
             state.round_best = dict(result, wrong=wrong.tolist())
             self._weights["round_best"] = _clone(self.model)
         peak = state.best.get("peak_metric", state.best["metric"])
-        if self._selects(selection_metric, selection_predicted):
+        if self._selects(selection_metric, selection_predicted, peak):
             state.best = {
                 "metric": selection_metric,
                 "round": state.round,
@@ -565,7 +565,7 @@ class AgoraTrainer(Trainer):
             state.best["peak_predictions"] = selection_predicted.tolist()
             state.improved = True
 
-    def _selects(self, metric: float, predicted: np.ndarray) -> bool:
+    def _selects(self, metric: float, predicted: np.ndarray, peak: float | None) -> bool:
         """Whether the model just scored becomes the one the run ends on (`agora_selection_tolerance`).
 
         Within a round the highest selection score wins. A later round's model wins unless the highest score so far
@@ -578,7 +578,6 @@ class AgoraTrainer(Trainer):
             return True
         if best["round"] == self.agora_state.round:
             return metric > best["metric"]
-        peak = best.get("peak_metric", best["metric"])
         tolerance = self.args.agora_selection_tolerance
         if tolerance == 0 or best.get("peak_predictions") is None:  # a state saved before the tolerance existed
             return metric > peak
