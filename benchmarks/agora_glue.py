@@ -515,6 +515,11 @@ def main(argv: list[str] | None = None) -> None:
         help="kd_agora_pool's space: the student's states (re-embedded every expansion), the MiniLM sentence encoder "
         "or the teacher's encoder (both fixed: embedded once).",
     )
+    active.add_argument(
+        "--pool-balance",
+        action="store_true",
+        help="agora_pool_balance: kd_agora_pool draws its rows in the pool's class proportions (the teacher's labels).",
+    )
     active.add_argument("--teacher-weight", default="1", help="teacher_row_weight: a number or 'confidence'.")
     active.add_argument(
         "--selection-tolerance",
@@ -600,9 +605,13 @@ _ACTIVE_DECISIVE = (
 )
 # and those that decide one arm's rows only
 _ARM_DECISIVE = {
-    "kd_agora_pool": ("pool_space",),
+    "kd_agora_pool": ("pool_space", "pool_balance"),
     "kd_agora_contextual": ("band", "replace_fraction", "num_neighbours"),
 }
+
+
+# what a cell computed before a setting existed ran with
+_SETTING_DEFAULTS = {"pool_balance": False}
 
 
 def labelled_and_pool(train: datasets.Dataset, seed: int, train_rows: int, pool_rows: int, text_columns):
@@ -727,6 +736,7 @@ def run_cell(task, data, tokenizer, teacher_dir: Path, arm: str, budget: int, se
         num_neighbours=args.num_neighbours,
         teacher_row_weight=args.teacher_weight,
         agora_selection_tolerance=args.selection_tolerance,
+        agora_pool_balance=args.pool_balance and sampler_name == "pool",
         soft_labels=True,
         distill_train_rows=True,
         distill_alpha=1.0,
@@ -871,7 +881,9 @@ def main_active(args, data, tokenizer, tasks, teachers) -> None:
                     settings = _cell_settings(args, fingerprints, task.name, arm)
                     if path.is_file():
                         cell = json.loads(path.read_text())
-                        changed = sorted(k for k in settings if cell["settings"].get(k) != settings[k])
+                        changed = sorted(
+                            k for k in settings if cell["settings"].get(k, _SETTING_DEFAULTS.get(k)) != settings[k]
+                        )
                         if changed:
                             raise SystemExit(
                                 f"{path} was computed with other settings ({', '.join(changed)}); pass another "
@@ -1065,7 +1077,8 @@ def plot_active(cells: list[dict], arms, prefix: str) -> None:
 _NOT_DECISIVE = (
     *("tasks", "seeds", "out", "plots", "no_bars", "report", "teachers_only", "data_dir"),
     *("teacher", "teacher_dir", "teacher_rows", "teacher_epochs"),
-    *("active", "arms", "budgets", "cache_dir", "selection_fraction", "pool_rows", "pool_space", "teacher_weight"),
+    *("active", "arms", "budgets", "cache_dir", "selection_fraction", "pool_rows", "pool_space", "pool_balance"),
+    "teacher_weight",
     "selection_tolerance",
     *("mlm", "report_only", "agreement", "band", "variant"),  # the active comparison's own settings
 )

@@ -21,7 +21,7 @@ from hf_bort.agora import (
     build_sampler,
     carve_dev_split,
 )
-from hf_bort.agora.pool import nearest_rows
+from hf_bort.agora.pool import _nearest_in_proportion, nearest_rows
 from hf_bort.agora.samplers import row_key
 from hf_bort.glue import load_glue
 from tests.conftest import GLUE_DIR
@@ -102,6 +102,69 @@ def test_errors_take_their_neighbours_in_turns_and_a_row_serves_one_error():
     available = torch.tensor([True, False, True, True, True])  # row 1 is in the training set already
     assert nearest_rows(queries, pool, 3, available) == [[0, 4], [2, 3]]  # the pool runs out: fewer rows, no repeats
     assert nearest_rows(queries, pool, 5, torch.zeros(5, dtype=torch.bool)) == [[], []]
+
+
+def test_balanced_draws_split_the_rows_over_the_classes_in_the_pools_proportions():
+    pool = torch.nn.functional.normalize(
+        torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.8, 0.3], [0.0, 1.0], [0.2, 0.9]]), dim=-1
+    )
+    queries = torch.nn.functional.normalize(torch.tensor([[1.0, 0.05], [0.95, 0.0]]), dim=-1)
+    classes = torch.tensor([0, 0, 0, 1, 1])
+    everything = torch.ones(5, dtype=torch.bool)
+    # 4 rows at 3:2 (2.4 and 1.6): the turns' classes are 0, 1 | 0, 1, rotated in the second rank to 1, 0. Class 0:
+    # the first query (rank 0) takes row 0, the second (rank 1) row 1; class 1: the second query, whose turn comes
+    # first (rank 0), takes its nearest, row 4, and the first row 3
+    assert _nearest_in_proportion(queries, pool, 2, everything, "exact", classes) == [[0, 3], [4, 1]]
+    # unbalanced, the same queries take rows 0, 1, 2 of class 0 and one of class 1
+    assert nearest_rows(queries, pool, 2, everything) == [[0, 2], [1, 4]]
+    # the proportions are those of the rows still available: rows 1 and 2 are in train, 1 of class 0 : 2 of class 1,
+    # so the first turn goes to class 1
+    available = torch.tensor([True, False, False, True, True])
+    assert _nearest_in_proportion(queries, pool, 1, available, "exact", classes) == [[4], [0]]
+    sampler = PoolSampler(
+        datasets.Dataset.from_dict({"text": ["a", "b"]}), encoder=torch.nn.Linear(1, 1), encoder_tokenizer=object()
+    )
+    sampler.rows = [("a",), ("b",)]
+    with pytest.raises(ValueError, match=r"balance_by needs one class per usable pool row \(2\), got shape \(3,\)"):
+        sampler.balance_by([0, 1, 1])
+
+
+def test_agora_balances_pool_rows_by_the_teachers_labels_of_the_pool(tmp_path, rte_rows, tokenizer):
+    def teacher(rows):  # a scripted teacher: label 1 for 29% of the pool
+        return [int(len(first) % 3 == 0) for first, _ in rows]
+
+    def run(balance: bool) -> AgoraTrainer:
+        trainer = AgoraTrainer(
+            model=tiny_classifier(0),
+            args=agora_args(
+                tmp_path, agora_rounds=2, agora_sampler="pool", agora_label_budget=8, agora_pool_balance=balance
+            ),
+            train_dataset=rte_rows["train"].select(range(16)),
+            agora_dev_dataset=rte_rows["dev"],
+            agora_pool=rte_rows["pool"],
+            teacher=teacher,
+            processing_class=tokenizer,
+        )
+        trainer.train()
+        return trainer
+
+    balanced = run(True)
+    expected = teacher(balanced.agora_sampler.rows)
+    assert balanced.agora_sampler.row_classes.tolist() == expected  # the teacher's labels of every usable pool row
+    share = 8 * np.mean(expected)  # 2.3 of the 8 rows
+    assert sum(balanced.agora_generated["label"]) == round(share)
+    assert sum(run(False).agora_generated["label"]) == 5  # unbalanced, the rows nearest the errors: 5 of 8
+    for bad in ({"agora_sampler": "pool_random"}, {"agora_sampler": "embedding_neighbours"}):
+        with pytest.raises(ValueError, match=r"agora_pool_balance draws the 'pool' sampler's rows .* needs"):
+            AgoraTrainer(
+                model=tiny_classifier(0),
+                args=agora_args(tmp_path, agora_pool_balance=True, **bad),
+                train_dataset=rte_rows["train"].select(range(16)),
+                agora_dev_dataset=rte_rows["dev"],
+                **({"agora_pool": rte_rows["pool"]} if bad["agora_sampler"] == "pool_random" else {}),
+                teacher=teacher,
+                processing_class=tokenizer,
+            )
 
 
 def test_a_fixed_encoder_embeds_the_pool_once_the_student_space_at_every_expansion(rte_rows, tokenizer):

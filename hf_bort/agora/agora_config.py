@@ -65,6 +65,15 @@ class AgoraArguments(TrainingArguments):
             "agora_sampler_kwargs={'encoder': path}."
         },
     )
+    agora_pool_balance: bool = field(
+        default=False,
+        metadata={
+            "help": "The 'pool' sampler draws the rows near the errors in the pool's class proportions, by the "
+            "teacher's labels of the whole pool (computed once, on the first expansion; only the rows added count "
+            "against agora_label_budget). Without it a weak student's errors, mostly of one class, pull in rows of "
+            "that class and tilt the training set. Classification only."
+        },
+    )
     agora_label_budget: int | None = field(
         default=None,
         metadata={

@@ -30,6 +30,7 @@ from ..metrics import scores
 from .agora_config import AgoraArguments
 from .data import TEACHER_PROBS, AgoraDataCollator, model_input_names
 from .history import AgoraRound, plot_agora_history
+from .pool import PoolSampler
 from .samplers import AgoraSampler, build_sampler, row_key
 from .state import AgoraState
 from .teacher import AgoraTeacher, check_is_classifier, check_label_behaviour, unwrap_classifier
@@ -210,6 +211,11 @@ class AgoraTrainer(Trainer):
             **self._pool_space(args, sampler, teacher_tokenizer),
             **args.agora_sampler_kwargs,
         )
+        if args.agora_pool_balance and not (isinstance(self.agora_sampler, PoolSampler) and not self.agora_regression):
+            raise ValueError(
+                "agora_pool_balance draws the 'pool' sampler's rows in the pool's class proportions: it needs "
+                f"agora_sampler='pool' (got {type(self.agora_sampler).__name__}) and a classification task."
+            )
         held_out = agora_held_out_dataset
         held_out = [] if held_out is None else [held_out] if isinstance(held_out, datasets.Dataset) else held_out
         own = [train_dataset, agora_dev_dataset, *([agora_selection_dataset] if agora_selection_dataset else [])]
@@ -685,6 +691,8 @@ class AgoraTrainer(Trainer):
         existing = set(self._rows(self.train_dataset))
         per_error = args.samples_per_error if share is None else math.ceil(share / len(wrong))
         dev_rows = self._rows(dev)
+        if args.agora_pool_balance and self.agora_sampler.row_classes is None:  # the teacher is fixed: once per run
+            self.agora_sampler.balance_by(self.agora_teacher(self.agora_sampler.rows).labels)
         found = self.agora_sampler.sample(
             [dev_rows[i] for i in wrong.tolist()], per_error, generator, args.pair_perturbation, existing
         )

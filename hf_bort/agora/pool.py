@@ -201,6 +201,37 @@ def _ranked(queries: torch.Tensor, pool: torch.Tensor, depth: int, available: to
     return ranked
 
 
+def _nearest_in_proportion(
+    queries: torch.Tensor, pool: torch.Tensor, k: int, available: torch.Tensor, index: str, classes: torch.Tensor
+) -> list[list[int]]:
+    """`nearest_rows`, with the k x queries rows split over the classes in the available rows' proportions.
+
+    A caller reads the rows in turns (rank 0 of every query, then rank 1, ...) and may keep only the first ones, so
+    the turns are given classes such that every prefix of whole ranks is as near the proportions as whole rows allow;
+    within a rank the classes rotate over the queries, so each query gets rows of every class. Each class's rows are
+    then taken in turns by the queries given that class (every query's nearest of that class first)."""
+    n, total = len(queries), k * len(queries)
+    counts = torch.bincount(classes[available], minlength=int(classes.max()) + 1).double()
+    share, dealt = counts / counts.sum(), torch.zeros(len(counts))
+    turn_class = []
+    for turn in range(total):  # the class furthest behind its share of the turns so far
+        c = int(torch.argmax(share * (turn + 1) - dealt))
+        turn_class.append(c)
+        dealt[c] += 1
+    slots: dict[int, dict[int, list[int]]] = {}  # class -> query -> the ranks at which it takes a row of that class
+    for rank in range(k):
+        for q in range(n):
+            slots.setdefault(turn_class[rank * n + (q + rank) % n], {}).setdefault(q, []).append(rank)
+    out: list[list[int | None]] = [[None] * k for _ in range(n)]
+    for c, ranks in sorted(slots.items()):
+        takers = list(ranks)
+        found = nearest_rows(queries[takers], pool, max(map(len, ranks.values())), available & (classes == c), index)
+        for q, rows in zip(takers, found):
+            for rank, row in zip(ranks[q], rows):
+                out[q][rank] = row
+    return [[row for row in rows if row is not None] for rows in out]
+
+
 def _in_turns_by_rank(ranked: list[list[int]], k: int) -> tuple[list[list[int]], bool]:
     """Queries take their next untaken row in turns, k times; also whether one ran out of its ranking."""
     taken: set[int] = set()
@@ -337,6 +368,18 @@ class PoolSampler(_PoolSampler):
         self.encoder, self.encoder_tokenizer = encoder, encoder_tokenizer
         self.given_embeddings = None if embeddings is None else torch.as_tensor(np.asarray(embeddings)).float()
         self.pool_embeddings: torch.Tensor | None = None
+        self.row_classes: torch.Tensor | None = None
+
+    def balance_by(self, classes: list[int] | np.ndarray | torch.Tensor) -> None:
+        """Draw the rows near the errors in the pool's class proportions from now on: `classes` holds one class per
+        usable pool row (`self.rows`, e.g. the teacher's labels of them). Near the errors of a small student the
+        neighbours are mostly of the class it misses, which tilts the training set (MRPC, ACTIVE.md update 3)."""
+        classes = torch.as_tensor(np.asarray(classes), dtype=torch.long)
+        if classes.shape != (len(self.rows),):
+            raise ValueError(
+                f"balance_by needs one class per usable pool row ({len(self.rows)}), got shape {tuple(classes.shape)}."
+            )
+        self.row_classes = classes
 
     def prepare(self, *, text_columns, known_rows, held_out_rows, min_rows) -> None:
         super().prepare(
@@ -372,7 +415,11 @@ class PoolSampler(_PoolSampler):
         index = self.index
         if index == "auto":
             index = "faiss" if len(examples) >= FAISS_FROM_QUERIES and _has_faiss() else "exact"
-        found = nearest_rows(self.embed(examples), pool, num_samples, self._available(exclude), index)
+        queries, available = self.embed(examples), self._available(exclude)
+        if self.row_classes is None:
+            found = nearest_rows(queries, pool, num_samples, available, index)
+        else:
+            found = _nearest_in_proportion(queries, pool, num_samples, available, index, self.row_classes)
         return [[self.rows[i] for i in rows] for rows in found]
 
 
