@@ -610,8 +610,11 @@ _ARM_DECISIVE = {
 }
 
 
+# The library code a cell ran: raised when a change to Agora or this benchmark changes any arm's numbers, so cells
+# cached across sessions never mix code versions (they did before update 3 of ACTIVE.md, which is revision 3).
+ACTIVE_REVISION = 3
 # what a cell computed before a setting existed ran with
-_SETTING_DEFAULTS = {"pool_balance": False}
+_SETTING_DEFAULTS = {"pool_balance": False, "revision": 3}
 
 
 def labelled_and_pool(train: datasets.Dataset, seed: int, train_rows: int, pool_rows: int, text_columns):
@@ -644,6 +647,7 @@ def _cell_path(args, task: str, arm: str, budget: int, seed: int) -> Path:
 def _cell_settings(args, fingerprints: dict[str, str], task: str, arm: str) -> dict:
     settings = {key: getattr(args, key) for key in (*_ACTIVE_DECISIVE, *_ARM_DECISIVE.get(arm, ()))}
     settings["teacher"] = fingerprints[task]
+    settings["revision"] = ACTIVE_REVISION
     if arm == "kd_agora_contextual":
         settings["mlm"] = fingerprints["mlm"]
     return settings

@@ -128,6 +128,22 @@ def test_quick_active_comparison_gives_every_arm_the_same_labels_steps_and_split
     assert json.loads(out.read_text())["cells"] == cells
     with pytest.raises(SystemExit, match=r"computed with other settings \(lr\); pass another --cache-dir"):
         agora_glue.main([*argv, "--lr", "1e-3"])
+    # a cell cached before `revision` and `pool_balance` were recorded ran revision 3, unbalanced: reused as such
+    path = cache / "sst2" / "kd_agora_pool" / "budget12_seed0.json"
+    cell = json.loads(path.read_text())
+    assert cell["settings"]["revision"] == agora_glue.ACTIVE_REVISION and cell["settings"]["pool_balance"] is False
+    del cell["settings"]["revision"], cell["settings"]["pool_balance"]
+    path.write_text(json.dumps(cell))
+    stamps[path] = path.stat().st_mtime_ns
+    agora_glue.main([*argv, "--arms", "kd_agora_pool"])
+    assert path.stat().st_mtime_ns == stamps[path]  # not trained again
+    with pytest.raises(SystemExit, match=r"computed with other settings \(pool_balance\)"):
+        agora_glue.main([*argv, "--arms", "kd_agora_pool", "--pool-balance"])
+    path.write_text(json.dumps(cell | {"settings": cell["settings"] | {"revision": 2}}))
+    with pytest.raises(SystemExit, match=r"computed with other settings \(revision\)"):
+        agora_glue.main([*argv, "--arms", "kd_agora_pool"])
+    path.write_text(json.dumps(cell))
+    stamps[path] = path.stat().st_mtime_ns
     # replace_fraction decides kd_agora_contextual's rows only: the other arms' cells are reused under another
     agora_glue.main([*argv, "--arms", "kd", "kd_agora_pool", "--replace-fraction", "0.5"])
     assert {p: p.stat().st_mtime_ns for p in cache.rglob("budget*.json")} == stamps

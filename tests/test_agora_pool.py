@@ -121,6 +121,7 @@ def test_balanced_draws_split_the_rows_over_the_classes_in_the_pools_proportions
     # so the first turn goes to class 1
     available = torch.tensor([True, False, False, True, True])
     assert _nearest_in_proportion(queries, pool, 1, available, "exact", classes) == [[4], [0]]
+    assert _nearest_in_proportion(queries, pool, 2, ~everything, "exact", classes) == [[], []]  # nothing left
     sampler = PoolSampler(
         datasets.Dataset.from_dict({"text": ["a", "b"]}), encoder=torch.nn.Linear(1, 1), encoder_tokenizer=object()
     )

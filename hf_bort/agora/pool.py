@@ -211,6 +211,8 @@ def _nearest_in_proportion(
     within a rank the classes rotate over the queries, so each query gets rows of every class. Each class's rows are
     then taken in turns by the queries given that class (every query's nearest of that class first)."""
     n, total = len(queries), k * len(queries)
+    if not bool(available.any()):
+        return [[] for _ in range(n)]
     counts = torch.bincount(classes[available], minlength=int(classes.max()) + 1).double()
     share, dealt = counts / counts.sum(), torch.zeros(len(counts))
     turn_class = []
