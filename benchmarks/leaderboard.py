@@ -142,9 +142,10 @@ class Settings:
     # Raised when hf_bort.compress's search changes (2: ê alone, maximal candidates across depths first under the
     # cap; 3: and each candidate timed before it trains; 4: its short runs at lr 3e-4, not 5e-5; 5: timed before
     # training at 1x128 and 8x128, as the choice checks; 6: and with its per-layer sizes; 7: a candidate measured
-    # too slow gives its turn to the largest ones inside it; 8: and gradual compression through a halfway model), so
-    # a cached hf_bort student of an older search is not reused; it decides nothing else.
-    compress_revision: int = 9
+    # too slow gives its turn to the largest ones inside it; 8: and gradual compression through a halfway model; 9:
+    # one latency prediction per machine; 10: an unresolved search, median ê >= 0.9, estimated again in 4x the
+    # steps), so a cached hf_bort student of an older search is not reused; it decides nothing else.
+    compress_revision: int = 10
 
     def rows(self, task: str) -> int:
         return self.train_rows.get(task, DEFAULT_TRAIN_ROWS)
@@ -817,6 +818,7 @@ def compress_hf_bort(board: Leaderboard, budget: float, task: str):
         latency_repeats=s.latency_repeats["1x128"],
         # from revision 9 the search's latency prediction is made once on this machine and shared by every cell
         latency_cache_dir=str(board.cache / "latency") if s.compress_revision >= 9 else None,
+        rescore_above=CompressConfig.rescore_above if s.compress_revision >= 10 else None,
         seed=0,
         show_progress=False,
         **(quick if s.quick else {}),
@@ -832,6 +834,7 @@ def compress_hf_bort(board: Leaderboard, budget: float, task: str):
         "guarantee": r["search"]["guarantee"],
         "speedup_at_choice": r["speedup_at_choice"],
         "candidates_measured": r["search"]["measured"],
+        "rescored": r["search"]["rescored"],
     }
     return bert_form(result.model, board.base_config), info
 

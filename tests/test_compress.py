@@ -3,6 +3,7 @@ honest numbers, a resume that reuses the search, and clear refusals."""
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 
@@ -78,6 +79,7 @@ def _config(tmp_path, **overrides) -> CompressConfig:
         max_length=32,
         latency_repeats=3,
         selection_margin=1.0,
+        rescore_above=None,
         show_progress=False,
     )
     return CompressConfig(**{**settings, **overrides})
@@ -85,7 +87,9 @@ def _config(tmp_path, **overrides) -> CompressConfig:
 
 def test_compress_writes_a_student_that_meets_its_budget_and_scores_what_it_reports(parent, tokenizer, sst2, tmp_path):
     train, dev = sst2
-    result = compress(parent, train, dev, _config(tmp_path), tokenizer=tokenizer)
+    # rescore_above=1e-6: every search counts as unresolved, so the candidates are estimated again in 4x the steps
+    config = _config(tmp_path, rescore_above=1e-6)
+    result = compress(parent, train, dev, config, tokenizer=tokenizer)
     r = result.results
     out = tmp_path / "out"
     saved = json.loads((out / "results.json").read_text())
@@ -120,18 +124,31 @@ def test_compress_writes_a_student_that_meets_its_budget_and_scores_what_it_repo
     # a rerun with the same parent, data and settings reuses the search and repeats the recovery: the same student
     journal = sorted((out / "ose").glob("candidates-*.jsonl"))
     lines = [path.read_text() for path in journal]
-    again = compress(parent, train, dev, _config(tmp_path), tokenizer=tokenizer)
+    again = compress(parent, train, dev, config, tokenizer=tokenizer)
     assert [path.read_text() for path in journal] == lines
     assert again.results["architecture"] == r["architecture"] and again.results["eval"] == r["eval"]
+    untimed = [
+        {k: v for k, v in run.results["search"]["rescored"].items() if k != "seconds"} for run in (again, result)
+    ]
+    assert untimed[0] == untimed[1]
     with pytest.raises(ValueError, match="settings differ.*min_speedup"):
-        compress(parent, train, dev, _config(tmp_path, min_speedup=2.0), tokenizer=tokenizer)
+        compress(parent, train, dev, _config(tmp_path, rescore_above=1e-6, min_speedup=2.0), tokenizer=tokenizer)
 
-    # the search compress ran, rebuilt without a journal: it re-estimates the chosen candidate's ê exactly, writing
-    # nothing (benchmarks/compress_fidelity.py re-scores candidates this way)
+    # the search compress ran, rebuilt without a journal: it re-estimates the chosen candidate's ê exactly, in the
+    # search's steps and in the longer ones that chose it, writing nothing (benchmarks/compress_fidelity.py re-scores
+    # candidates this way)
     files = sorted(path for path in out.rglob("*"))
-    search = compress_search(parent, train, _config(tmp_path), tokenizer, journal=False)
-    (record,) = search.estimate([Architecture(**r["architecture"])])
-    assert record.error == r["search"]["error"]
+    search = compress_search(parent, train, config, tokenizer, journal=False)
+    rescored, chosen = r["search"]["rescored"], Architecture(**r["architecture"])
+    journaled = [json.loads(line) for text in lines for line in text.splitlines() if line.strip()]
+    assert sorted(rescored["short_errors"]) == sorted(c["error"] for c in journaled if "error" in c)
+    assert rescored["median_error"] == pytest.approx(statistics.median(rescored["short_errors"]))
+    assert rescored["steps"] == 4 * search.steps
+    (short,) = search.estimate([chosen])
+    (longer,) = search.estimate([chosen], steps=rescored["steps"])
+    assert longer.steps == rescored["steps"] and longer.error == r["search"]["error"] != short.error
+    assert short.error in rescored["short_errors"]
+    assert f"estimated again in {rescored['steps']} steps" in card
     assert sorted(path for path in out.rglob("*")) == files
 
 
@@ -186,6 +203,10 @@ def test_bad_inputs_are_refused_before_any_work(parent, tokenizer, sst2, tmp_pat
         compress(parent, train, dev, _config(tmp_path, output_dir=str(tmp_path / "o2"), min_speedup=1000.0),
                  tokenizer=tokenizer)  # fmt: skip
     assert not list((tmp_path / "o2" / "ose").glob("candidates-*.jsonl"))  # refused before any candidate trained
+    with pytest.raises(ValueError, match=r"rescore_factor must be at least 1, got 0.5"):
+        _config(tmp_path, rescore_factor=0.5)
+    with pytest.raises(ValueError, match=r"rescore_above must be a positive number or unset, got 0"):
+        _config(tmp_path, rescore_above=0)
     with pytest.raises(ValueError, match="min_speedup must be at least 1"):
         CompressConfig(output_dir=str(tmp_path), min_speedup=0.5)
     with pytest.raises(ValueError, match="recovery_epochs, halfway_epochs and layer_weight must be at least 0"):

@@ -215,6 +215,7 @@ def compress(
     # 1. the search, within the budget (candidates predicted to meet it on this device)
     search = compress_search(parent, train_dataset, config, tokenizer, text_column=list(c for c in columns if c))
     search_result = search.run()
+    estimates, rescored = _rescore(search, search_result, config)
     parent.cpu()
 
     # 2. the choice: lowest ê among the candidates measured to meet the budget (timed on one process)
@@ -224,7 +225,7 @@ def compress(
     if state.is_main_process:
         choice = [
             choose_under_budget(
-                search_result,
+                estimates,
                 parent,
                 config.min_speedup,
                 repeats=config.latency_repeats,
@@ -253,6 +254,7 @@ def compress(
         search_rows = min(config.search_rows, len(train_dataset))
         results = [_report(student, parent, choice, search_result, search.args, search_rows, eval_rows, metric,
                            gradual, recovery, (search_seconds, time.perf_counter() - started), config)]  # fmt: skip
+        results[0]["search"]["rescored"] = rescored
         search_result.save(out / "ose" / "result.json", overwrite=True)  # every candidate's numbers, for reading
         _save(student, tokenizer, results[0], config, out)
     if state.num_processes > 1:
@@ -307,6 +309,25 @@ def compress_search(
         show_progress=config.show_progress,
     )
     return OSESearch(parent, ose_config, space=space, train_dataset=search_rows, tokenizer=tokenizer)
+
+
+def _rescore(search: OSESearch, result, config: CompressConfig) -> tuple:
+    """The result the choice reads, and what was done: the search's own, or, when the median ê is at least
+    `rescore_above` (the short runs did not separate the candidates from a constant predictor), a copy whose every
+    candidate is estimated again on `rescore_factor` times longer runs (the search's saved result, front and W stay as
+    searched). The estimates are deterministic (seeded per candidate), so a resumed run gets the same ones."""
+    median = float(np.median([r.error for r in result.records]))
+    done = {"median_error": median, "above": config.rescore_above, "steps": None}
+    if config.rescore_above is None or median < config.rescore_above:
+        return result, done
+    steps = math.ceil(result.steps * config.rescore_factor)
+    start = time.perf_counter()
+    records = search.estimate([r.architecture for r in result.records], steps=steps)
+    logger.info(f"ê's median {median:.3f} >= {config.rescore_above}: the candidates estimated again in {steps} steps")
+    done.update(
+        steps=steps, seconds=round(time.perf_counter() - start, 1), short_errors=[r.error for r in result.records]
+    )
+    return replace(result, records=records), done
 
 
 def _report(student, parent, choice, search_result, ose_config, search_rows, eval_rows, metric, gradual, recovery,

@@ -783,12 +783,23 @@ class OSESearch:
 
     # ----- step 3: error estimates -----
 
-    def estimate(self, architectures: Sequence[Architecture]) -> list[CandidateRecord]:
+    def estimate(self, architectures: Sequence[Architecture], steps: int | None = None) -> list[CandidateRecord]:
         """Step 3 alone: the error estimate of each of `architectures` (any members of the space's grid or not).
 
         The same numbers `run()` records for them, without buckets, resume files or processes: for benchmarks that
-        check what ê predicts, and for re-scoring a handful of candidates under other settings.
+        check what ê predicts, and for re-scoring a handful of candidates under other settings (`steps`: short runs
+        of that many steps instead of the search's own).
         """
+        if steps is not None:
+            if steps < self.args.interval:
+                raise ValueError(
+                    f"steps={steps} is shorter than the averaging window (interval={self.args.interval})."
+                )
+            searched, self.steps = self.steps, steps
+            try:
+                return self.estimate(architectures)
+            finally:
+                self.steps = searched
         chosen = SearchSpace.from_architectures(self.space, list(architectures))
         params = parameter_count(chosen)
         if self.args.inference_cost == "flops":
