@@ -43,7 +43,7 @@ transformers-tests: install
 	$(PY) tests/scripts/fetch_transformers_tests.py
 
 test: install transformers-tests
-	$(PY) -m pytest -q -ra --durations=25
+	$(PY) -m pytest -q -ra --durations=25 -n 2 --dist loadfile
 
 test-fast: install transformers-tests
 	$(PY) -m pytest -q -m "not slow"

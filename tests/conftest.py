@@ -12,7 +12,13 @@ from hf_bort.testing import MINILM_INSTALL, offline_minilm_dir
 
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# Under `pytest -n 2` (make test) each worker has one core: one thread each, passed on to the processes tests start,
+# so two workers do not oversubscribe the two cores CI has.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+else:
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("HF_BORT_SHARED", REPO_ROOT.parent / "shared"))
