@@ -144,8 +144,9 @@ class Settings:
     # training at 1x128 and 8x128, as the choice checks; 6: and with its per-layer sizes; 7: a candidate measured
     # too slow gives its turn to the largest ones inside it; 8: and gradual compression through a halfway model; 9:
     # one latency prediction per machine; 10: an unresolved search, median ê >= 0.9, estimated again in 4x the
-    # steps), so a cached hf_bort student of an older search is not reused; it decides nothing else.
-    compress_revision: int = 10
+    # steps; 11: the gradual cut kept only when its ê in those longer runs is below the one cut's), so a cached
+    # hf_bort student of an older search is not reused; it decides nothing else.
+    compress_revision: int = 11
 
     def rows(self, task: str) -> int:
         return self.train_rows.get(task, DEFAULT_TRAIN_ROWS)
@@ -819,6 +820,7 @@ def compress_hf_bort(board: Leaderboard, budget: float, task: str):
         # from revision 9 the search's latency prediction is made once on this machine and shared by every cell
         latency_cache_dir=str(board.cache / "latency") if s.compress_revision >= 9 else None,
         rescore_above=CompressConfig.rescore_above if s.compress_revision >= 10 else None,
+        gradual_check=s.compress_revision >= 11,
         seed=0,
         show_progress=False,
         **(quick if s.quick else {}),
@@ -835,6 +837,7 @@ def compress_hf_bort(board: Leaderboard, budget: float, task: str):
         "speedup_at_choice": r["speedup_at_choice"],
         "candidates_measured": r["search"]["measured"],
         "rescored": r["search"]["rescored"],
+        "gradual": r["gradual"],
     }
     return bert_form(result.model, board.base_config), info
 

@@ -6,6 +6,7 @@ import os
 import statistics
 import subprocess
 import sys
+from dataclasses import replace
 
 import datasets
 import pytest
@@ -220,13 +221,18 @@ def test_bad_inputs_are_refused_before_any_work(parent, tokenizer, sst2, tmp_pat
 def test_gradual_compression_cuts_the_student_from_the_trained_halfway_model(parent, tokenizer, sst2, tmp_path):
     train, dev = sst2
     result = compress(
-        parent, train, dev, _config(tmp_path, recovery_epochs=0, halfway_epochs=1.0), tokenizer=tokenizer
+        parent,
+        train,
+        dev,
+        _config(tmp_path, recovery_epochs=0, halfway_epochs=1.0, gradual_check=False, latency_cache_dir=str(tmp_path)),
+        tokenizer=tokenizer,
     )
     r = result.results
     # the one-cut student of the chosen architecture, as the search extracts it (which one is chosen depends on
     # timings, so it is read from this run rather than from a second compress)
     search = compress_search(parent, train, _config(tmp_path), tokenizer, journal=False)
-    one_cut = search.extract(Architecture(**r["architecture"]))
+    arch = Architecture(**r["architecture"])
+    one_cut = search.extract(arch)
     sizes = layer_sizes(one_cut.config)
     kept = dict(zip(one_cut.config.parent_layers, zip(sizes["heads"], sizes["intermediate"])))
     heads, ffn = PARENT["num_attention_heads"], PARENT["intermediate_size"]
@@ -246,6 +252,32 @@ def test_gradual_compression_cuts_the_student_from_the_trained_halfway_model(par
     halfway = r["gradual"]["halfway_layers"]
     assert "cut\nin two steps through a halfway model." in card and "distilled from the parent" not in card
     assert f"keeping {'/'.join(map(str, halfway['heads']))} heads and" in card and "1.0 epoch(s) (6 steps)" in card
+    assert "check" not in r["gradual"] and "short runs" not in card
+
+    # gradual_check (the default): both cuts estimated in 4x the search's steps, the lower ê kept
+    config = _config(tmp_path, recovery_epochs=0, halfway_epochs=1.0, latency_cache_dir=str(tmp_path))
+    checked = compress(parent, train, dev, replace(config, output_dir=str(tmp_path / "c")), tokenizer=tokenizer)
+    check = checked.results["gradual"]["check"]
+    assert checked.results["architecture"] == r["architecture"] and check["steps"] == 4 * search.steps
+    # the same numbers as short runs from each student's weights: the parent's cut, and the first run's student
+    assert check["errors"] == {
+        "one cut": search.estimate_model(one_cut, arch, check["steps"]),
+        "gradual": search.estimate_model(result.model, arch, check["steps"]),
+    }
+    assert (
+        check["errors"]["one cut"] == search.estimate([arch], steps=check["steps"])[0].error
+    )  # cut as the search cuts
+    kept = min(check["errors"], key=check["errors"].get)
+    assert check["kept"] == kept
+    reference = one_cut if kept == "one cut" else result.model
+    with torch.no_grad():
+        assert torch.equal(checked.model.eval()(**batch).logits, reference.eval()(**batch).logits)
+    card = (tmp_path / "c" / "model" / "README.md").read_text()
+    errors = (
+        f"ê was {check['errors']['gradual']:.4f} and the one cut from the parent's {check['errors']['one cut']:.4f}"
+    )
+    assert f"In {check['steps']}-step short runs that student's {errors}" in card
+    assert ("It was cut in two steps." in card) == (kept == "gradual") == ("cut\nin two steps through" in card)
 
 
 def test_cli_compress_on_a_glue_task(parent, tokenizer, glue_dir, tmp_path, capsys):

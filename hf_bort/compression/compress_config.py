@@ -85,6 +85,16 @@ class CompressConfig:
             "re-scored (0: cut in one step; BERT-layout parents)."
         },
     )
+    # MRPC >=6x, the same chosen shape cut both ways (benchmarks/results/leaderboard_compress/rev11/): ê in 36 steps
+    # 0.580 (one cut) against 0.602 (gradual), and trained the one cut scored 1.5 F1 higher; in 9 steps ê ranked them
+    # the other way.
+    gradual_check: bool = field(
+        default=True,
+        metadata={
+            "help": "With halfway_epochs > 0: estimate the gradual and the one-cut student in short runs of "
+            "rescore_factor x the search's steps, and keep the gradual one only when its ê is lower (False: always)."
+        },
+    )
     # --- the recovery ---
     recovery_epochs: float = field(
         default=2.0, metadata={"help": "Epochs of task distillation after extraction (0: ship the extracted model)."}

@@ -31,6 +31,7 @@ process (`ose_state()`): an accelerator when there is one, else the CPU.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import os
@@ -791,15 +792,8 @@ class OSESearch:
         of that many steps instead of the search's own).
         """
         if steps is not None:
-            if steps < self.args.interval:
-                raise ValueError(
-                    f"steps={steps} is shorter than the averaging window (interval={self.args.interval})."
-                )
-            searched, self.steps = self.steps, steps
-            try:
+            with self._steps(steps):
                 return self.estimate(architectures)
-            finally:
-                self.steps = searched
         chosen = SearchSpace.from_architectures(self.space, list(architectures))
         params = parameter_count(chosen)
         if self.args.inference_cost == "flops":
@@ -814,6 +808,26 @@ class OSESearch:
             self._evaluate(arch, float(p), float(c), targets, scores)
             for arch, p, c in zip(architectures, params, cost)
         ]
+
+    def estimate_model(self, model: PreTrainedModel, arch: Architecture, steps: int | None = None) -> float:
+        """ê of a model already of shape `arch` that was not cut from the parent as it is (gradual compression's
+        student, cut from a trained halfway model): the short runs `estimate` makes for `arch`, with its seed, from
+        `model`'s weights. `model` is not modified."""
+        if steps is not None:
+            with self._steps(steps):
+                return self.estimate_model(model, arch)
+        return self._short_runs(model, arch, self._prepare_targets(), _candidate_seed(arch, self.args.seed))[0]
+
+    @contextlib.contextmanager
+    def _steps(self, steps: int):
+        """Short runs of `steps` steps instead of the search's own, for the calls inside."""
+        if steps < self.args.interval:
+            raise ValueError(f"steps={steps} is shorter than the averaging window (interval={self.args.interval}).")
+        searched, self.steps = self.steps, steps
+        try:
+            yield
+        finally:
+            self.steps = searched
 
     def importance(self, model: PreTrainedModel | None = None) -> ImportanceScores:
         """Importance scores by `args.importance` on the search's few fitting batches: the parent's (computed once,
@@ -900,13 +914,7 @@ class OSESearch:
             self.parent, arch, importance=scores, seed=seed, allocation=self.space.allocation
         )
         allocation = layer_sizes(extracted.config)
-        extracted = extracted if self.objective.keeps_head else extracted.base_model
-        runs = []
-        for setting in self.args.hyperparameter_space:
-            torch.manual_seed(seed)
-            student = copy.deepcopy(extracted)
-            runs.append((*self._short_run(student, arch, targets, setting), setting))
-        held_out, in_sample, raw_loss, setting = min(runs, key=lambda run: run[0])
+        held_out, in_sample, raw_loss, setting = self._short_runs(extracted, arch, targets, seed)
         return CandidateRecord(
             architecture=arch,
             params=params,
@@ -921,6 +929,16 @@ class OSESearch:
             setting=dict(setting),
             allocation=allocation,
         )
+
+    def _short_runs(self, model, arch, targets: Targets, seed: int) -> tuple[float, float, float, dict]:
+        """One short run of a copy of `model` under each setting of Θ: the best (held-out ê, in-sample ê, raw loss,
+        setting)."""
+        model = model if self.objective.keeps_head else model.base_model
+        runs = []
+        for setting in self.args.hyperparameter_space:
+            torch.manual_seed(seed)
+            runs.append((*self._short_run(copy.deepcopy(model), arch, targets, setting), setting))
+        return min(runs, key=lambda run: run[0])
 
     def _short_run(self, student, arch, targets: Targets, setting: dict) -> tuple[float, float, float]:
         """Train `student` for `steps` steps under one setting of Θ: (held-out ê, in-sample ê, raw in-sample loss).
