@@ -134,6 +134,8 @@ class Settings:
     compress_max_candidates: int | None = None
     # hf_bort.compress's gradual step (CompressConfig.halfway_epochs; 0: one cut), from compress revision 8
     compress_halfway_epochs: float = 1.0
+    # hf_bort.compress's per-layer allocation (CompressConfig.allocation; None: by importance, BERT layout's default)
+    compress_allocation: str | None = None
     latency_repeats: dict = field(default_factory=lambda: {"1x128": 21, "8x128": 5})
     # "measured": CPU time per call (the real benchmark); "flops": the forward FLOPs of each model's own modules, a
     # deterministic stand-in that lets the quick run's budgets be checked on a busy machine.
@@ -157,7 +159,9 @@ class Settings:
     def key(self, task: str) -> str:
         """The settings that decide a (task) cell, hashed."""
         values = asdict(self)
-        compression_only = ("compress_revision", "compress_max_candidates", "compress_halfway_epochs")
+        compression_only = (
+            *("compress_revision", "compress_max_candidates", "compress_halfway_epochs", "compress_allocation"),
+        )
         for name in ("tasks", "budgets", "seeds", "methods", "latency_repeats", "quick", *compression_only):
             values.pop(name)
         values["train_rows"] = self.rows(task)
@@ -172,6 +176,8 @@ class Settings:
             values["compress_revision"] = self.compress_revision
         if self.compress_max_candidates is not None:  # so are the keys of every run that leaves it unset
             values["compress_max_candidates"] = self.compress_max_candidates
+        if self.compress_allocation is not None:
+            values["compress_allocation"] = self.compress_allocation
         if self.compress_revision >= 8:  # the gradual step exists from revision 8
             values["compress_halfway_epochs"] = self.compress_halfway_epochs
         return _digest(values)
@@ -811,6 +817,7 @@ def compress_hf_bort(board: Leaderboard, budget: float, task: str):
         epsilon=s.ose_epsilon,
         interval=s.ose_interval,
         max_candidates=s.compress_max_candidates or s.ose_max_candidates,
+        allocation=s.compress_allocation,
         search_rows=min(2000, len(data.train_rows)),
         max_length=s.length(task),
         halfway_epochs=s.compress_halfway_epochs if s.compress_revision >= 8 else 0.0,
@@ -1322,6 +1329,12 @@ def main(argv: list[str] | None = None) -> dict:
         help="hf_bort.compress's gradual step, in epochs on the halfway model (0: one cut; default: the settings').",
     )
     parser.add_argument(
+        "--compress-allocation",
+        choices=("importance", "uniform"),
+        default=None,
+        help="hf_bort.compress's heads and FFN width per layer: by importance (default) or every layer alike.",
+    )
+    parser.add_argument(
         "--compress-revision",
         type=int,
         default=None,
@@ -1331,6 +1344,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     settings = copy.deepcopy(QUICK if args.quick else Settings())
     settings.compress_max_candidates = args.compress_max_candidates
+    settings.compress_allocation = args.compress_allocation
     if args.compress_revision is not None:
         settings.compress_revision = args.compress_revision
     if args.compress_halfway_epochs is not None:

@@ -347,6 +347,7 @@ def test_the_shared_hf_bort_compression_is_keyed_by_the_settings_that_decide_it(
         {"compress_revision": base.compress_revision + 1},
         {"compress_max_candidates": 32},
         {"compress_halfway_epochs": 0.5},
+        {"compress_allocation": "uniform"},
     )
     for change in (*changes, *compress_only):
         assert dataclasses.replace(base, **change).compression_key() != base.compression_key(), change
