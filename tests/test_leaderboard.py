@@ -351,6 +351,10 @@ def test_the_shared_hf_bort_compression_is_keyed_by_the_settings_that_decide_it(
     )
     for change in (*changes, *compress_only):
         assert dataclasses.replace(base, **change).compression_key() != base.compression_key(), change
+    # revision 11 changed only the gradual step: its one-cut runs are revision 10's cells, its gradual ones are not
+    assert dataclasses.replace(base, compress_revision=10).compression_key() == base.compression_key()
+    gradual = dataclasses.replace(base, compress_halfway_epochs=1.0)
+    assert dataclasses.replace(gradual, compress_revision=10).compression_key() != gradual.compression_key()
     # a new compress revision or cap re-runs hf_bort's compression only: the parent and the peers' cells stay cached
     for change in compress_only:
         assert dataclasses.replace(base, **change).key("sst2") == base.key("sst2"), change

@@ -85,7 +85,7 @@ class CompressConfig:
             "re-scored (0: cut in one step; BERT-layout parents)."
         },
     )
-    # MRPC >=6x, the same chosen shape cut both ways (benchmarks/results/leaderboard_compress/rev11/): ê in 36 steps
+    # MRPC >=6x, the same chosen shape cut both ways (benchmarks/results/compress_gradual/check/): ê in 36 steps
     # 0.580 (one cut) against 0.602 (gradual), and trained the one cut scored 1.5 F1 higher; in 9 steps ê ranked them
     # the other way.
     gradual_check: bool = field(
