@@ -162,7 +162,10 @@ class Settings:
         """The settings that decide a (task) cell, hashed."""
         values = asdict(self)
         compression_only = (
-            *("compress_revision", "compress_max_candidates", "compress_halfway_epochs", "compress_allocation"),
+            "compress_revision",
+            "compress_max_candidates",
+            "compress_halfway_epochs",
+            "compress_allocation",
         )
         for name in ("tasks", "budgets", "seeds", "methods", "latency_repeats", "quick", *compression_only):
             values.pop(name)
