@@ -822,6 +822,7 @@ def compress_hf_bort(board: Leaderboard, budget: float, task: str):
     config = CompressConfig(
         output_dir=str(board.compress_output(budget, task)),
         min_speedup=budget,
+        speed=s.speed,  # --quick's FLOPs: its choice, too, holds on a busy machine
         epsilon=s.ose_epsilon,
         interval=s.ose_interval,
         max_candidates=s.compress_max_candidates or s.ose_max_candidates,

@@ -13,10 +13,12 @@ import pytest
 import torch
 import transformers as tr
 
-from hf_bort import Architecture, CompressConfig, compress, compress_search
+from hf_bort import Architecture, CompressConfig, SearchSpace, compress, compress_search
 from hf_bort.cli import main
 from hf_bort.compression import TaskDistillationTrainer
 from hf_bort.glue import load_glue
+from hf_bort.ose.costs import flops_speedup
+from hf_bort.ose.latency import DEFAULT_SHAPES
 from hf_bort.ose.space import layer_sizes
 from tests.conftest import GLUE_DIR, REPO_ROOT, two_process_launcher
 
@@ -122,12 +124,18 @@ def test_compress_writes_a_student_that_meets_its_budget_and_scores_what_it_repo
     assert "halfway" not in card and r["gradual"] == {"halfway_epochs": 0.0}  # one cut by default
     assert f"{100 * r['share_of_parent']:.1f}%" in card and "carved from the training rows" in card
 
-    # a rerun with the same parent, data and settings reuses the search and repeats the recovery: the same student
+    # a rerun with the same parent, data and settings reuses the search and the choice (its timings are not taken
+    # again: choice.json) and repeats the recovery: the same student
     journal = sorted((out / "ose").glob("candidates-*.jsonl"))
     lines = [path.read_text() for path in journal]
+    choice = json.loads((out / "choice.json").read_text())
+    assert choice == {"architecture": r["architecture"], "speedup": r["speedup_at_choice"],
+                      "tried": r["search"]["measured"]}  # fmt: skip
     again = compress(parent, train, dev, config, tokenizer=tokenizer)
     assert [path.read_text() for path in journal] == lines
     assert again.results["architecture"] == r["architecture"] and again.results["eval"] == r["eval"]
+    assert again.results["speedup_at_choice"] == r["speedup_at_choice"]
+    assert again.results["search"]["measured"] == r["search"]["measured"]
     untimed = [
         {k: v for k, v in run.results["search"]["rescored"].items() if k != "seconds"} for run in (again, result)
     ]
@@ -210,6 +218,11 @@ def test_bad_inputs_are_refused_before_any_work(parent, tokenizer, sst2, tmp_pat
         _config(tmp_path, rescore_above=0)
     with pytest.raises(ValueError, match="min_speedup must be at least 1"):
         CompressConfig(output_dir=str(tmp_path), min_speedup=0.5)
+    with pytest.raises(ValueError, match=r"speed must be 'measured' \(CPU time\) or 'flops'.*got 'wall'"):
+        CompressConfig(output_dir=str(tmp_path), speed="wall")
+    with pytest.raises(ValueError, match=r"The search space is empty after the constraints \(max_params=None, max_fl"):
+        compress(parent, train, dev, _config(tmp_path, output_dir=str(tmp_path / "o3"), min_speedup=1000.0,
+                                              speed="flops"), tokenizer=tokenizer)  # fmt: skip
     with pytest.raises(ValueError, match="recovery_epochs, halfway_epochs and layer_weight must be at least 0"):
         CompressConfig(output_dir=str(tmp_path), halfway_epochs=-1.0)
     distilbert = tr.DistilBertForSequenceClassification(tr.DistilBertConfig(vocab_size=30522, dim=32, n_layers=1,
@@ -220,17 +233,12 @@ def test_bad_inputs_are_refused_before_any_work(parent, tokenizer, sst2, tmp_pat
 
 def test_gradual_compression_cuts_the_student_from_the_trained_halfway_model(parent, tokenizer, sst2, tmp_path):
     train, dev = sst2
-    result = compress(
-        parent,
-        train,
-        dev,
-        _config(tmp_path, recovery_epochs=0, halfway_epochs=1.0, gradual_check=False, latency_cache_dir=str(tmp_path)),
-        tokenizer=tokenizer,
-    )
+    # a budget in FLOPs: the same choice in every run, however busy the machine
+    config = _config(tmp_path, recovery_epochs=0, halfway_epochs=1.0, speed="flops")
+    result = compress(parent, train, dev, replace(config, gradual_check=False), tokenizer=tokenizer)
     r = result.results
-    # the one-cut student of the chosen architecture, as the search extracts it (which one is chosen depends on
-    # timings, so it is read from this run rather than from a second compress)
-    search = compress_search(parent, train, _config(tmp_path), tokenizer, journal=False)
+    # the one-cut student of the chosen architecture, as the search extracts it
+    search = compress_search(parent, train, config, tokenizer, journal=False)
     arch = Architecture(**r["architecture"])
     one_cut = search.extract(arch)
     sizes = layer_sizes(one_cut.config)
@@ -253,9 +261,20 @@ def test_gradual_compression_cuts_the_student_from_the_trained_halfway_model(par
     assert "cut\nin two steps through a halfway model." in card and "distilled from the parent" not in card
     assert f"keeping {'/'.join(map(str, halfway['heads']))} heads and" in card and "1.0 epoch(s) (6 steps)" in card
     assert "check" not in r["gradual"] and "short runs" not in card
+    # the FLOPs budget: counted from the candidate's config at the choice and from the saved student's, alike; the
+    # card gives it and the measured speed-up
+    assert r["speedup_at_choice"] == r["speedup_flops"] and r["speedup_flops"]["speedup"] >= 1.5
+    assert r["speedup_flops"]["protocol"] == {"measure": "flops", "shapes": ["1x128", "8x128"]}
+    assert f"**{r['speedup_flops']['speedup']:.2f}x fewer forward FLOPs** than the parent, the budget's" in card
+    assert f"**{r['speedup']['speedup']:.2f}x faster** than the parent in CPU time" in card
+    # the space holds exactly the candidates whose FLOPs (summed layer by layer from their configs) meet the budget
+    grids = dict(num_heads=[1, 2], hidden_sizes=[64], intermediate_sizes=[128, 256])
+    whole = SearchSpace.from_config(parent.config, **grids)
+    tight = compress_search(parent, train, replace(config, min_speedup=8.0), tokenizer, journal=False).space
+    meets = [a for a in whole if flops_speedup(whole.to_config(a), parent.config, DEFAULT_SHAPES)["speedup"] >= 8]
+    assert list(tight) == meets and 0 < len(meets) < len(whole)
 
     # gradual_check (the default): both cuts estimated in 4x the search's steps, the lower ê kept
-    config = _config(tmp_path, recovery_epochs=0, halfway_epochs=1.0, latency_cache_dir=str(tmp_path))
     checked = compress(parent, train, dev, replace(config, output_dir=str(tmp_path / "c")), tokenizer=tokenizer)
     check = checked.results["gradual"]["check"]
     assert checked.results["architecture"] == r["architecture"] and check["steps"] == 4 * search.steps

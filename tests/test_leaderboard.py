@@ -249,6 +249,12 @@ def test_quick_leaderboard_outputs_are_consistent(quick_run, glue_dir):
     layers = hf_bort_cell["shapes"]["layers"]
     assert sum(layer["intermediate"] for layer in layers) == arch["depth"] * arch["intermediate"]
     assert sum(layer["heads"] for layer in layers) == arch["depth"] * arch["heads"]
+    # compress chose by --quick's FLOPs too (not by timings a busy machine can sink), counted from the candidate's
+    # config: the leaderboard's own count of the trained student's modules gives the same ratio, up to BERT's pooler
+    # and token-type sum, which the BERT config counts and the Bort one lacks (about 1e-4 of the total)
+    chosen = hf_bort_cell["info"]["speedup_at_choice"]
+    assert chosen["protocol"]["measure"] == "flops" and chosen["speedup"] >= 3.0 * 1.1
+    assert hf_bort_cell["speedup"]["min"] == pytest.approx(chosen["speedup"], rel=1e-3)
     assert rows[("parent", None)]["params"] > rows[("hf_bort", 3.0)]["params"]
     png = (tmp_path / "leaderboard.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000

@@ -9,7 +9,8 @@
    `max_candidates`, tries the maximal candidates that meet the budget first, taking turns across depths
    (`hf_bort.ose.search.capped_order`).
 2. **Choice** (`hf_bort.ose.selection.choose_under_budget`): the lowest ê among the candidates measured to meet the
-   budget (CPU time, 1 thread, alternating with the parent, at 1x128 and 8x128 tokens).
+   budget (CPU time, 1 thread, alternating with the parent, at 1x128 and 8x128 tokens; or, with `speed="flops"`,
+   their forward FLOPs), saved in `choice.json`.
 3. **Gradual cut** (`halfway_epochs` > 0): a halfway model (every parent layer keeps half-way between the parent's
    and the chosen student's heads and FFN neurons) learns the parent's predictions, is ranked again, and the student
    is cut from it rather than from the parent (`_gradual`); with `gradual_check` it is kept only when its short-run ê
@@ -19,8 +20,8 @@
    again, the student saved with its tokenizer, `results.json` and a model card; optionally an ONNX Runtime folder.
 
 A rerun into the same `output_dir` with the same parent, data and settings resumes: the finished search is reused
-(its journal) and an unfinished gradual step or recovery repeats from its start, so the result equals an uninterrupted
-run's.
+(its journal) with the choice it made (`choice.json`: timings are not taken again), and an unfinished gradual step or
+recovery repeats from its start, so the result equals an uninterrupted run's.
 """
 
 from __future__ import annotations
@@ -48,12 +49,13 @@ from transformers.utils import logging
 from ..errors import load_checkpoint
 from ..metrics.scores import REGRESSION_METRICS, score
 from ..ose import OSEConfig, OSESearch, SearchSpace
+from ..ose.costs import config_costs, flops_speedup
 from ..ose.extract import extract_subnetwork, place_subnetwork
 from ..ose.families import family_layout
 from ..ose.journal import fingerprint_state_dict, fingerprint_tensors
 from ..ose.latency import DEFAULT_SHAPES, measure_speedup
 from ..ose.search import find_text_columns, ose_state
-from ..ose.selection import choose_under_budget
+from ..ose.selection import Choice, choose_under_budget
 from ..ose.space import layer_sizes, parent_architecture, read_dimension
 from ..output_dir import check_output_dir, record_run
 from .compress_config import CompressConfig
@@ -64,7 +66,7 @@ logger = logging.get_logger(__name__)
 
 RECIPE = "compress"
 # What a compress run writes in its output folder; an overwrite removes exactly these.
-OUTPUTS = ("ose", "halfway", "recovery", "model", "onnx", "results.json", "README.md", "run_args.json")
+OUTPUTS = ("ose", "halfway", "recovery", "model", "onnx", "choice.json", "results.json", "README.md", "run_args.json")
 
 
 @dataclass
@@ -224,15 +226,7 @@ def compress(
 
     choice = [None]
     if state.is_main_process:
-        choice = [
-            choose_under_budget(
-                estimates,
-                parent,
-                config.min_speedup,
-                repeats=config.latency_repeats,
-                margin=config.selection_margin,
-            )
-        ]
+        choice = [_choose(estimates, parent, config, out / "choice.json")]
     if state.num_processes > 1:
         broadcast_object_list(choice)
     choice = choice[0]
@@ -272,6 +266,21 @@ def compress(
     return CompressResult(student, out, results[0])
 
 
+def _choose(estimates, parent, config: CompressConfig, path: Path) -> Choice:
+    """`choose_under_budget`, or on a resume the choice the run already made (`path`): timings differ from run to
+    run, so taking them again could choose another student from the same search."""
+    if path.exists():
+        saved = json.loads(path.read_text())
+        record = next((r for r in estimates.records if r.architecture.as_dict() == saved["architecture"]), None)
+        if record is not None:
+            return Choice(record, saved["speedup"], saved["tried"])
+    choice = choose_under_budget(estimates, parent, config.min_speedup, repeats=config.latency_repeats,
+                                 margin=config.selection_margin, speed=config.speed)  # fmt: skip
+    saved = {"architecture": choice.record.architecture.as_dict(), "speedup": choice.speedup, "tried": choice.tried}
+    path.write_text(json.dumps(saved, indent=2) + "\n")
+    return choice
+
+
 def compress_search(
     parent: PreTrainedModel,
     train_dataset,
@@ -287,6 +296,12 @@ def compress_search(
     check what ê predicts under other search settings. `journal=False` writes nothing (no resumable journal).
     """
     search_rows = train_dataset.shuffle(seed=config.seed).select(range(min(config.search_rows, len(train_dataset))))
+    target = config.min_speedup * config.selection_margin  # searched with the margin the choice needs
+    # FLOPs are exact: the space keeps only what meets the budget at the choice's sequence length (the ratio falls
+    # with length); measured speed is predicted and timed before training on the shapes the choice checks
+    counted = config.speed == "flops"
+    max_flops = config_costs(parent.config, DEFAULT_SHAPES[0][1])[1] / target if counted else None
+    timed = {} if counted else dict(min_speedup=target, latency_batch_sizes=[batch for batch, _ in DEFAULT_SHAPES])
     space = SearchSpace.from_config(
         parent.config,
         num_heads=config.num_heads,
@@ -294,6 +309,8 @@ def compress_search(
         intermediate_sizes=config.intermediate_sizes,
         step=config.step,
         allocation=config.allocation,
+        max_flops=max_flops,
+        seq_len=DEFAULT_SHAPES[0][1],
     )
     ose_config = OSEConfig(
         objective="task_distill",
@@ -306,10 +323,8 @@ def compress_search(
         seq_len=config.search_seq_len,
         learning_rate=config.search_learning_rate,
         batch_size=config.search_batch_size,
-        min_speedup=config.min_speedup * config.selection_margin,  # searched with the margin the choice needs
-        # timed before training on the shapes the choice checks, so what passes here is what the choice can take
+        **timed,
         latency_seq_len=DEFAULT_SHAPES[0][1],
-        latency_batch_sizes=[batch for batch, _ in DEFAULT_SHAPES],
         latency_repeats=config.latency_repeats,
         latency_cache_dir=config.latency_cache_dir,
         text_column=text_column,
@@ -355,13 +370,15 @@ def _report(student, parent, choice, search_result, ose_config, search_rows, eva
             "parent": sum(p.numel() for p in parent.parameters()),
         },
         "speedup": speed.to_dict(),
+        "speedup_flops": flops_speedup(student.base_model.config, parent.base_model.config, DEFAULT_SHAPES),
         "speedup_at_choice": choice.speedup,
         "search": {
             "error": choice.record.error,
             "w": choice.record.w,
             "evaluated": len(search_result.records),
             "guarantee": search_result.guarantee,
-            "chosen_by": "the lowest held-out ê among candidates measured to meet the budget, ê on a split "
+            "chosen_by": f"the lowest held-out ê among candidates {'counted' if config.speed == 'flops' else 'measured'} "
+            "to meet the budget, ê on a split "
             f"carved from the training rows ({ose_config.holdout_fraction:.0%} of the {search_rows} the search used)",
             "measured": choice.tried,
         },

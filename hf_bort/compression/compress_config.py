@@ -33,6 +33,13 @@ class CompressConfig:
         default=3.0,
         metadata={"help": "The budget: the student is at least this many times faster than the parent, as measured."},
     )
+    speed: Literal["measured", "flops"] = field(
+        default="measured",
+        metadata={
+            "help": "How the budget is read: measured CPU time on this machine (1 thread, alternating with the "
+            "parent), or forward FLOPs (the same on every machine and under any load; the card states which)."
+        },
+    )
     # --- the search ---
     epsilon: float = field(default=0.5, metadata={"help": "OSE's ε in (0, 1]: the 1 + ε of its guarantee."})
     interval: int = field(default=5, metadata={"help": "OSE's s: final steps of each short run averaged into ê."})
@@ -139,6 +146,8 @@ class CompressConfig:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive number, got {value!r}.")
+        if self.speed not in ("measured", "flops"):
+            raise ValueError(f"speed must be 'measured' (CPU time) or 'flops' (forward FLOPs), got {self.speed!r}.")
         if self.min_speedup < 1:
             raise ValueError(f"min_speedup must be at least 1 (the parent's own speed), got {self.min_speedup}.")
         for name in (

@@ -236,6 +236,25 @@ def config_costs(config, seq_len: int = 128) -> tuple[float, float]:
     return float(params), float(flops)
 
 
+def flops_speedup(config, reference_config, shapes: Sequence[tuple[int, int]]) -> dict:
+    """How many times fewer forward FLOPs (`config_costs`) the base model of `config` needs than `reference_config`'s,
+    per (batch, tokens) shape, the budget being the smallest ratio: the deterministic, device-independent stand-in for
+    `measure_speedup` (`CompressConfig.speed="flops"`), laid out as its `Speedup.to_dict()`."""
+    mflops, reference = {}, {}
+    for batch_size, seq_len in shapes:
+        name = f"{batch_size}x{seq_len}"
+        mflops[name] = batch_size * config_costs(config, seq_len)[1] / 1e6
+        reference[name] = batch_size * config_costs(reference_config, seq_len)[1] / 1e6
+    ratios = {name: reference[name] / mflops[name] for name in mflops}
+    return {
+        "speedup": min(ratios.values()),
+        "ratios": ratios,
+        "mflops": mflops,
+        "reference_mflops": reference,
+        "protocol": {"measure": "flops", "shapes": list(mflops)},
+    }
+
+
 def costs_of(space: SearchSpace, arch: Architecture, seq_len: int = 128) -> tuple[float, float]:
     """(p, i) of one architecture of `space`'s family, which need not be on the space's grid."""
     single = type(space).from_architectures(space, [arch])
@@ -393,6 +412,7 @@ __all__ = [
     "config_costs",
     "costs_of",
     "flops_breakdown",
+    "flops_speedup",
     "inference_flops",
     "parameter_count",
     "pareto_front",
