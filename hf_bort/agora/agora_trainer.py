@@ -495,7 +495,9 @@ class AgoraTrainer(Trainer):
                     args.output_dir = self._setting_dir(base_output_dir, round_index, setting_index)
                     if resume_path is None:
                         self.model.load_state_dict(self._weights["start"])
-                        set_seed(args.seed + round_index - 1)
+                    # on a resume too: the shuffle order comes from this seed (accelerate's seedable sampler takes
+                    # torch's initial seed), and Trainer restores the checkpoint's RNG state for the rest
+                    set_seed(args.seed + round_index - 1)
                     if not self._user_optimizer:
                         self.optimizer = None  # fresh AdamW moments for the new data, like the fresh schedule
                     output = super().train(
@@ -574,8 +576,9 @@ class AgoraTrainer(Trainer):
     def _selects(self, metric: float, predicted: np.ndarray, peak: float | None) -> bool:
         """Whether the model just scored becomes the one the run ends on (`agora_selection_tolerance`).
 
-        Within a round the highest selection score wins. A later round's model wins unless the highest score so far
-        (the peak) leads it by more than the tolerance in standard errors of the pair's difference: later rounds
+        Within a round the highest selection score wins. A later round's model wins (always, at the default inf)
+        unless the highest score so far (the peak) leads it by more than the tolerance in standard errors of the
+        pair's difference: later rounds
         trained on more rows, and on a split of 50-80 rows one row is 1-2 points. Comparing with the peak, not the
         current choice, keeps a run of slightly worse rounds from drifting down.
         """
@@ -585,6 +588,8 @@ class AgoraTrainer(Trainer):
         if best["round"] == self.agora_state.round:
             return metric > best["metric"]
         tolerance = self.args.agora_selection_tolerance
+        if math.isinf(tolerance):  # the last round's model, however its score compares
+            return True
         if tolerance == 0 or best.get("peak_predictions") is None:  # a state saved before the tolerance existed
             return metric > peak
         split = self.agora_selection_dataset if self.agora_selection_dataset is not None else self.agora_dev_dataset
