@@ -32,6 +32,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import math
 import statistics
 import sys
 import time
@@ -615,7 +616,8 @@ def main(argv: list[str] | None = None) -> dict:
         results["agora_teacher"] = model_args.agora_teacher
         results["agora_history"] = [dataclasses.asdict(step) for step in trainer.agora_history]
         results["agora_selected_by"] = trainer.agora_selected_by
-        results["agora_selection_tolerance"] = trainer.args.agora_selection_tolerance
+        tolerance = trainer.args.agora_selection_tolerance  # inf: the last round (JSON has no inf, so null here)
+        results["agora_selection_tolerance"] = None if math.isinf(tolerance) else tolerance
         results["agora_best_round"] = trainer.agora_state.best["round"]
         results["agora_teacher_report"] = trainer.agora_teacher_report
         results["agora_metric"] = trainer.args.agora_metric

@@ -444,6 +444,7 @@ def test_agora_end_to_end_reports_the_official_dev_as_test(tmp_path, tiny_bert, 
             "2",
             "--agora_allow_weak_teacher",  # the random tiny teacher is below the bar (2/3 on the carved dev split)
             *([] if selection else ["--agora_selection_fraction", "0"]),  # a selection split is on by default
+            *([] if selection else ["--agora_selection_tolerance", "1"]),  # default inf: the last round's model
         )
     )
     results = json.loads((out / "results.json").read_text())
@@ -455,9 +456,13 @@ def test_agora_end_to_end_reports_the_official_dev_as_test(tmp_path, tiny_bert, 
     assert results["agora_metric"] == "accuracy" and 0 <= results["agora_teacher_report"]["score"] <= 1
     card = (out / "README.md").read_text()
     assert ("separate selection split" in card) == selection and "never trained on" not in card
-    assert results["agora_selection_tolerance"] == 1.0 and results["agora_best_round"] in (1, 2)
     assert f"The model comes from round {results['agora_best_round']}, chosen on the" in card
-    assert "unless the best score of an earlier round leads it by more than 1.0 standard error(s)" in card
+    if selection:  # the default rule: the last round's model
+        assert results["agora_selection_tolerance"] is None and results["agora_best_round"] == results["agora_rounds"]
+        assert "the last round's best setting on that split (a later round, trained on more rows, is always" in card
+    else:
+        assert results["agora_selection_tolerance"] == 1.0 and results["agora_best_round"] in (1, 2)
+        assert "unless the best score of an earlier round leads it by more than 1.0 standard error(s)" in card
     comparison = results["agora_teacher_report"]["student_comparison"]  # the teacher against the round-1 student
     assert comparison["split"] == ("agora_selection" if selection else "agora_dev")
     split_name = "selection" if selection else "carved dev"
