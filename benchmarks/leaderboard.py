@@ -1189,13 +1189,13 @@ def goals(rows: list[dict]) -> list[str]:
         need = GOAL_SHARE.get(task, {}).get(budget)
         share = row.get("share_of_parent")
         if need is not None:
-            if share is None:
-                verdict = "no parent result"
+            if share is None:  # the parent's cells were not asked for (--methods without parent)
+                lines.append(f"{task} ≥{budget:g}x {row['method']}: no parent result (goal {need:.0%} of it)")
             else:
                 verdict = "met" if share >= need else f"MISSED by {100 * (need - share):.1f} points of share"
-            lines.append(
-                f"{task} ≥{budget:g}x {row['method']}: {share:.1%} of the parent (goal {need:.0%}): {verdict}"
-            )
+                lines.append(
+                    f"{task} ≥{budget:g}x {row['method']}: {share:.1%} of the parent (goal {need:.0%}): {verdict}"
+                )
         elif share is not None:
             lines.append(f"{task} ≥{budget:g}x {row['method']}: {share:.1%} of the parent")
         if not row["meets_budget"]:

@@ -292,6 +292,9 @@ def test_goals_judge_each_hf_bort_variant_against_the_share_every_other_method_a
         "  vs textpruner (f1): 0.8100 vs 0.8000 -> at or above",
         "  vs textpruner (accuracy): 0.7000 vs 0.7200 -> BELOW by 0.0200",
     ]
+    # a run without the parent's cells (--methods hf_bort) has no share to judge, and says so
+    alone = [{**row("hf_bort", 3.0, 0.78), "share_of_parent": None}]
+    assert leaderboard.goals(alone) == ["sst2 ≥3x hf_bort: no parent result (goal 97% of it)"]
 
 
 def test_a_report_without_a_final_pass_refuses_hf_bort_cells_timed_in_their_bert_form():
