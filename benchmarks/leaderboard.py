@@ -82,7 +82,7 @@ from hf_bort.compression.task_distillation import layer_matching_loss  # noqa: E
 from hf_bort.convert import BERT_CLASSIFIER_TO_BORT, bert_state_dict_to_bort, bort_config_from_bert  # noqa: E402
 from hf_bort.glue import GLUE_TASKS, get_task, load_glue  # noqa: E402
 from hf_bort.metrics.scores import score as metric_score  # noqa: E402
-from hf_bort.ose.costs import config_costs  # noqa: E402
+from hf_bort.ose.costs import forward_mflops as count_mflops  # noqa: E402
 
 
 SHARED = Path(os.environ.get("HF_BORT_SHARED", REPO.parent / "shared"))
@@ -419,8 +419,7 @@ def cost_config(shapes: dict, base_config: BertConfig) -> BortConfig:
 def forward_mflops(model: BertForSequenceClassification) -> dict:
     """Forward MFLOPs per input shape of the model's own (possibly per-layer) module shapes, by OSE's cost formulas
     (the one FLOP count hf_bort has); `--speed flops`' deterministic cost."""
-    config = cost_config(model_shapes(model), model.config)
-    return {f"{batch}x{n}": batch * config_costs(config, seq_len=n)[1] / 1e6 for batch, n in SHAPES}
+    return count_mflops(cost_config(model_shapes(model), model.config), SHAPES)
 
 
 @torch.no_grad()

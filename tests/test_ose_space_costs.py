@@ -10,7 +10,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from hf_bort import BortConfig
 from hf_bort.ose import Architecture, LatencyModel, SearchSpace, inference_flops, parameter_count, pareto_front
-from hf_bort.ose.costs import config_costs, costs_of, flops_breakdown
+from hf_bort.ose.costs import config_costs, costs_of, flops_breakdown, flops_speedup, forward_mflops
 
 
 TINY = dict(vocab_size=99, max_position_embeddings=64)
@@ -274,3 +274,19 @@ def test_every_allocation_of_a_point_costs_the_point():
         assert student.is_heterogeneous
         assert config_costs(student, 16)[0] == parameter_count(single)[0]
         assert config_costs(student, 16)[1] == pytest.approx(inference_flops(single, 16)[0], rel=1e-12)
+
+
+def test_flops_speedup_is_the_smallest_ratio_of_forward_flops_and_refuses_other_shapes():
+    """A one-layer student of a three-layer parent needs more than a third of its FLOPs (the embeddings stay); the
+    budget is the ratio at the shape where it is smallest, and ratios of counts on different shapes are refused."""
+    parent = _configs()["bert"]
+    student = tr.BertConfig(**{**parent.to_dict(), "num_hidden_layers": 1})
+    shapes = ((1, 16), (2, 32))
+    counted = forward_mflops(student, shapes)
+    assert counted == {"1x16": config_costs(student, 16)[1] / 1e6, "2x32": 2 * config_costs(student, 32)[1] / 1e6}
+    speed = flops_speedup(counted, forward_mflops(parent, shapes))
+    ratios = [config_costs(parent, n)[1] / config_costs(student, n)[1] for n in (16, 32)]
+    assert speed["speedup"] == pytest.approx(min(ratios)) and 1 < speed["speedup"] < 3
+    assert speed["ratios"] == pytest.approx(dict(zip(("1x16", "2x32"), ratios)))
+    with pytest.raises(ValueError, match="different shapes"):
+        flops_speedup(counted, forward_mflops(parent, shapes[:1]))

@@ -49,7 +49,7 @@ from transformers.utils import logging
 from ..errors import load_checkpoint
 from ..metrics.scores import REGRESSION_METRICS, score
 from ..ose import OSEConfig, OSESearch, SearchSpace
-from ..ose.costs import config_costs, flops_speedup
+from ..ose.costs import config_costs, flops_speedup, forward_mflops
 from ..ose.extract import extract_subnetwork, place_subnetwork
 from ..ose.families import family_layout
 from ..ose.journal import fingerprint_state_dict, fingerprint_tensors
@@ -370,7 +370,10 @@ def _report(student, parent, choice, search_result, ose_config, search_rows, eva
             "parent": sum(p.numel() for p in parent.parameters()),
         },
         "speedup": speed.to_dict(),
-        "speedup_flops": flops_speedup(student.base_model.config, parent.base_model.config, DEFAULT_SHAPES),
+        "speedup_flops": flops_speedup(
+            forward_mflops(student.base_model.config, DEFAULT_SHAPES),
+            forward_mflops(parent.base_model.config, DEFAULT_SHAPES),
+        ),
         "speedup_at_choice": choice.speedup,
         "search": {
             "error": choice.record.error,

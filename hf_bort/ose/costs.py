@@ -236,21 +236,24 @@ def config_costs(config, seq_len: int = 128) -> tuple[float, float]:
     return float(params), float(flops)
 
 
-def flops_speedup(config, reference_config, shapes: Sequence[tuple[int, int]]) -> dict:
-    """How many times fewer forward FLOPs (`config_costs`) the base model of `config` needs than `reference_config`'s,
-    per (batch, tokens) shape, the budget being the smallest ratio: the deterministic, device-independent stand-in for
+def forward_mflops(config, shapes: Sequence[tuple[int, int]]) -> dict[str, float]:
+    """Forward MFLOPs (`config_costs`) of the base model of `config` per (batch, tokens) shape, named "BxN" as the
+    latency protocol names its shapes: the one FLOP count compress, the choice and the leaderboard share."""
+    return {f"{batch}x{seq_len}": batch * config_costs(config, seq_len)[1] / 1e6 for batch, seq_len in shapes}
+
+
+def flops_speedup(mflops: dict[str, float], reference_mflops: dict[str, float]) -> dict:
+    """How many times fewer forward FLOPs a model needs than the reference, both counted by `forward_mflops` on the
+    same shapes, the budget being the smallest ratio: the deterministic, device-independent stand-in for
     `measure_speedup` (`CompressConfig.speed="flops"`), laid out as its `Speedup.to_dict()`."""
-    mflops, reference = {}, {}
-    for batch_size, seq_len in shapes:
-        name = f"{batch_size}x{seq_len}"
-        mflops[name] = batch_size * config_costs(config, seq_len)[1] / 1e6
-        reference[name] = batch_size * config_costs(reference_config, seq_len)[1] / 1e6
-    ratios = {name: reference[name] / mflops[name] for name in mflops}
+    if mflops.keys() != reference_mflops.keys():
+        raise ValueError(f"Counted on different shapes: {list(mflops)} against {list(reference_mflops)}.")
+    ratios = {name: reference_mflops[name] / mflops[name] for name in mflops}
     return {
         "speedup": min(ratios.values()),
         "ratios": ratios,
-        "mflops": mflops,
-        "reference_mflops": reference,
+        "mflops": dict(mflops),
+        "reference_mflops": dict(reference_mflops),
         "protocol": {"measure": "flops", "shapes": list(mflops)},
     }
 
@@ -413,6 +416,7 @@ __all__ = [
     "costs_of",
     "flops_breakdown",
     "flops_speedup",
+    "forward_mflops",
     "inference_flops",
     "parameter_count",
     "pareto_front",

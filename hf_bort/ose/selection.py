@@ -19,7 +19,7 @@ from typing import Literal
 from torch import nn
 from transformers import AutoModel
 
-from .costs import flops_speedup
+from .costs import flops_speedup, forward_mflops
 from .latency import DEFAULT_SHAPES, measure_speedup
 from .result import CandidateRecord, OSEResult
 
@@ -55,11 +55,12 @@ def choose_under_budget(
     if speed not in ("measured", "flops"):
         raise ValueError(f"speed must be 'measured' (CPU time) or 'flops' (forward FLOPs), got {speed!r}.")
     reference = parent.base_model
+    reference_mflops = forward_mflops(reference.config, shapes) if speed == "flops" else None
     tried = []
     for record in sorted(result.records, key=lambda r: (r.error, r.params))[:max_measured]:
         config = result.to_config(record.architecture)
         if speed == "flops":
-            numbers = flops_speedup(config, reference.config, shapes)
+            numbers = flops_speedup(forward_mflops(config, shapes), reference_mflops)
         else:
             numbers = measure_speedup(AutoModel.from_config(config), reference, shapes, repeats=repeats).to_dict()
         tried.append({"architecture": record.architecture.as_dict(), "error": record.error, **numbers})
