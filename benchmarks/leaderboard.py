@@ -148,9 +148,10 @@ class Settings:
     # training at 1x128 and 8x128, as the choice checks; 6: and with its per-layer sizes; 7: a candidate measured
     # too slow gives its turn to the largest ones inside it; 8: and gradual compression through a halfway model; 9:
     # one latency prediction per machine; 10: an unresolved search, median ê >= 0.9, estimated again in 4x the
-    # steps; 11: the gradual cut kept only when its ê in those longer runs is below the one cut's), so a cached
+    # steps; 11: the gradual cut kept only when its ê in those longer runs is below the one cut's; 12: the choice
+    # reads each candidate's timing from the check before its training instead of timing it again), so a cached
     # hf_bort student of an older search is not reused; it decides nothing else.
-    compress_revision: int = 11
+    compress_revision: int = 12
 
     def rows(self, task: str) -> int:
         return self.train_rows.get(task, DEFAULT_TRAIN_ROWS)

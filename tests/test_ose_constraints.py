@@ -2,7 +2,7 @@
 and met by the chosen point."""
 
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from types import SimpleNamespace
 
 import numpy as np
@@ -428,3 +428,45 @@ def test_a_latency_prediction_is_made_once_per_machine_and_reused(tiny_search, t
                 output_dir=tmp_path / "third").run()  # fmt: skip
     assert len(fits) == 3 and len(list(shared.glob("latency-*.json"))) == 2
     assert saved[0].read_text() == text
+
+
+def test_the_choice_and_the_best_w_read_the_speed_measured_before_training(tiny_search, tmp_path, monkeypatch):
+    """Each candidate is timed once, by the check before its training: the record carries those numbers, so W's best
+    under the constraint and compress's choice do not time it again (on SST-2 >=3x the second and third timings of
+    the chosen student took 18 of compress's 191 s), and a saved result keeps them."""
+    from hf_bort.ose import selection
+
+    monkeypatch.setattr(LatencyModel, "fit", classmethod(lambda cls, *args, **kwargs: Optimistic()))
+    timed = _flop_timer(monkeypatch)
+    search = tiny_search(min_speedup=1.5, max_candidates=3, latency_calibration_probes=0, latency_batch_sizes=[1, 8])
+    result = search.run()
+
+    def shape(config) -> str:
+        return json.dumps([config.hidden_size, layer_sizes(config)])
+
+    calls = Counter(shape(config) for config in timed)  # one call per batch size; none after the check
+    assert len(calls) == result.guarantee["evaluated"] + result.guarantee["measured_infeasible"]
+    assert [calls[shape(result.to_config(r.architecture))] for r in result.records] == [2] * len(result.records)
+    parent_params = search.parent.num_parameters()
+    for record in result.records:
+        built = tr.AutoModel.from_config(result.to_config(record.architecture)).num_parameters()
+        timing = record.timing
+        assert timing["ratios"] == {
+            "1x16": pytest.approx(parent_params / built),
+            "8x16": pytest.approx(parent_params / built),
+        }
+        assert timing["speedup"] == record.speedup >= 1.5 and timing["protocol"]["repeats"] == {"1x16": 10, "8x16": 5}
+        assert record.latency_ms == timing["latency_ms"]["1x16"] == built / 1000
+    assert result.constraints["parent_latency_ms"] == parent_params / 1000
+    monkeypatch.setattr(selection, "measure_speedup", lambda *args, **kwargs: pytest.fail("timed a second time"))
+    choice = selection.choose_under_budget(result, search.parent, 1.5, shapes=((1, 16), (8, 16)))
+    best = min(result.records, key=lambda r: (r.error, r.params))
+    assert (
+        choice.record is best and choice.speedup == best.timing and choice.tried[0]["ratios"] == best.timing["ratios"]
+    )
+    result.save(tmp_path / "result.json")
+    assert [r.timing for r in OSEResult.load(tmp_path / "result.json").records] == [r.timing for r in result.records]
+    # on other shapes than the search timed, the choice times the candidate itself
+    monkeypatch.setattr(selection, "measure_speedup", lambda *args, **kwargs: pytest.fail("timed on (1, 16)"))
+    with pytest.raises(pytest.fail.Exception, match="timed on"):
+        selection.choose_under_budget(result, search.parent, 1.5, shapes=((1, 16),))

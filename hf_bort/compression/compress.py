@@ -347,6 +347,11 @@ def _rescore(search: OSESearch, result, config: CompressConfig) -> tuple:
     steps = math.ceil(result.steps * config.rescore_factor)
     start = time.perf_counter()
     records = search.estimate([r.architecture for r in result.records], steps=steps)
+    # only ê is estimated again: each candidate keeps the speed the search measured before training it
+    records = [
+        replace(new, latency_ms=old.latency_ms, speedup=old.speedup, timing=old.timing)
+        for new, old in zip(records, result.records)
+    ]
     logger.info(f"ê's median {median:.3f} >= {config.rescore_above}: the candidates estimated again in {steps} steps")
     done.update(
         steps=steps, seconds=round(time.perf_counter() - start, 1), short_errors=[r.error for r in result.records]

@@ -35,6 +35,7 @@ class CandidateRecord:
     in_sample_error: float | None = None  # ê on the rows the short run trained on (for reading; W uses `error`)
     setting: dict | None = None  # the setting of Θ whose run gave `error` (the best held-out one)
     allocation: dict | None = None  # the student's heads and FFN width per layer (`space.layer_sizes`)
+    timing: dict | None = None  # its speed-up per shape as measured before training (`Speedup.to_dict()` layout)
 
     def to_dict(self) -> dict:
         return {**asdict(self), "architecture": self.architecture.as_dict()}

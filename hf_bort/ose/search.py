@@ -348,6 +348,9 @@ class OSESearch:
         self.steps = args.steps
         self.latency_model = latency_model
         self.latency_calibration: dict | None = None  # how `_predicted_speed` scaled the fit, when it did
+        # each candidate timed as built (per-layer sizes) in this run, by architecture: its speed-up over the parent
+        # per shape, laid out as `Speedup.to_dict()`; a trained candidate carries it as `CandidateRecord.timing`
+        self.timings: dict[Architecture, dict] = {}
         self.output_dir = Path(args.output_dir) if args.output_dir is not None else None
         self._train = self._encode(train_dataset, "train_dataset")
         self._eval = self._encode(eval_dataset, "eval_dataset") if eval_dataset is not None else None
@@ -476,6 +479,12 @@ class OSESearch:
         self.reused_candidates = sum(r.architecture in at_start for r in records)
         for k, rec in evaluated.items():  # costs come from this run's space (closed form or this run's latency model)
             rec.params, rec.inference_cost = float(params[kept[k]]), float(cost[kept[k]])
+            if (timing := self.timings.get(rec.architecture)) is not None:  # measured before training: not again
+                rec.latency_ms, rec.speedup, rec.timing = (
+                    next(iter(timing["latency_ms"].values())),
+                    timing["speedup"],
+                    timing,
+                )
         certificate = bounds.certificate(
             {k: r.error for k, r in evaluated.items()}, self.args.epsilon, frozenset(excluded)
         )
@@ -680,7 +689,7 @@ class OSESearch:
             protocol = self._latency_protocol()
             sizes = sizes or [protocol["batch_size"]]
             enough = (self.args.min_speedup or 0.0) if stop_early else 0.0
-            timings, parent_ms = [None] * len(candidates), None
+            timings, parent_ms, measured = [None] * len(candidates), None, {}
             for position, (arch, allocation) in enumerate(candidates):
                 model = AutoModel.from_config(self.space.to_config(arch, allocation))
                 speeds = []
@@ -694,12 +703,15 @@ class OSESearch:
                         break
                 parent_ms = next(iter(speeds[0].reference_ms.values()))
                 timings[position] = (next(iter(speeds[0].latency_ms.values())), min(s.value for s in speeds))
+                measured[arch] = _merged(speeds)
                 if accept is not None and accept(position, timings[position]):
                     break
-            found = [(timings, parent_ms)]
+            found = [(timings, parent_ms, measured)]
         if state.num_processes > 1:
             broadcast_object_list(found)
-        return found[0]
+        timings, parent_ms, measured = found[0]
+        self.timings.update(measured)
+        return timings, parent_ms
 
     def _dims(self) -> np.ndarray:
         """Every candidate's dimensions as columns (depth, heads, hidden, intermediate, head width): containment is
@@ -1047,6 +1059,10 @@ class OSESearch:
             return max(ratios)
 
         static = [r for r in ranked if violation(r) <= 1.0]
+        if static and static[0].timing is not None:  # measured before it was trained (`_measured_to_fail`)
+            first = next(iter(static[0].timing["reference_ms"].values()))
+            applied.update(parent_latency_ms=first, latency_protocol=self._latency_protocol())
+            return static[0].architecture, applied
         if {"max_latency_ms", "min_speedup"} & set(limits) and static:
             # in W order until one meets the constraints: a search times only what it needs
 
@@ -1077,6 +1093,26 @@ class OSESearch:
             f"{closest.params:,.0f} parameters, {flops[closest.architecture]:.4g} FLOPs{measured}; relax the "
             "constraints, or search more candidates (a smaller epsilon, a finer grid, or no max_candidates)."
         )
+
+
+def _merged(speeds: list) -> dict:
+    """One candidate's `Speedup`s on several shapes (one `measure_speedup` call each) as one `Speedup.to_dict()`:
+    the speed-up is the smallest ratio; the repeats, which differ per shape, are given per shape."""
+    parts = [s.to_dict() for s in speeds]
+    merged = {
+        key: {name: v for part in parts for name, v in part[key].items()}
+        for key in ("ratios", "latency_ms", "reference_ms")
+    }
+    return {
+        "speedup": min(merged["ratios"].values()),
+        **merged,
+        "protocol": {
+            "threads": speeds[0].threads,
+            "repeats": {name: s.repeats for s in speeds for name in s.latency_ms},
+            "shapes": list(merged["latency_ms"]),
+            "when": "before training, by the search",
+        },
+    }
 
 
 def find_text_columns(columns: list[str], text_column, name: str) -> tuple[str, str | None]:

@@ -6,8 +6,9 @@ a budget it favours the cheapest candidate (a 12x model where 6x was asked). The
 lowest estimated error among the evaluated candidates that meet the budget as measured (`measure_speedup`: CPU time,
 1 thread, alternating with the parent), so a 5x model is shipped for a 3x budget only if no 3-4x candidate is
 estimated better. Candidates are measured in order of ê until one meets the budget times `margin` (a margin keeps a
-later measurement on a busier machine above the budget). With `speed="flops"` the budget is read in forward FLOPs
-(`flops_speedup`) instead: the same on every machine and under any load.
+later measurement on a busier machine above the budget); one the search already timed as built, alternately with the
+parent on the same shapes, before training it (`CandidateRecord.timing`), is not timed again. With `speed="flops"`
+the budget is read in forward FLOPs (`flops_speedup`) instead: the same on every machine and under any load.
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ def choose_under_budget(
         config = result.to_config(record.architecture)
         if speed == "flops":
             numbers = flops_speedup(forward_mflops(config, shapes), reference_mflops)
+        elif record.timing is not None and record.timing["protocol"]["shapes"] == [f"{b}x{n}" for b, n in shapes]:
+            numbers = record.timing  # the search timed it as built, by this protocol, before training it
         else:
             numbers = measure_speedup(AutoModel.from_config(config), reference, shapes, repeats=repeats).to_dict()
         tried.append({"architecture": record.architecture.as_dict(), "error": record.error, **numbers})
