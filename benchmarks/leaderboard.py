@@ -149,9 +149,10 @@ class Settings:
     # too slow gives its turn to the largest ones inside it; 8: and gradual compression through a halfway model; 9:
     # one latency prediction per machine; 10: an unresolved search, median ê >= 0.9, estimated again in 4x the
     # steps; 11: the gradual cut kept only when its ê in those longer runs is below the one cut's; 12: the choice
-    # reads each candidate's timing from the check before its training instead of timing it again), so a cached
-    # hf_bort student of an older search is not reused; it decides nothing else.
-    compress_revision: int = 12
+    # reads each candidate's timing from the check before its training instead of timing it again; 13: the check
+    # times a round's candidates in one loop with the parent, the parent once per round), so a cached hf_bort
+    # student of an older search is not reused; it decides nothing else.
+    compress_revision: int = 13
 
     def rows(self, task: str) -> int:
         return self.train_rows.get(task, DEFAULT_TRAIN_ROWS)

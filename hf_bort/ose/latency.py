@@ -6,7 +6,8 @@ and 9 ms in three runs), so every latency that a constraint or a report relies o
 * `measure_latency_ms`: one model's median milliseconds per forward pass;
 * `measure_speedup`: a model against a reference (the parent), timed alternately call by call on each input shape,
   so that a change in the machine's load hits both and their ratio stays honest; the speed-up is the smallest
-  ratio over the shapes.
+  ratio over the shapes;
+* `measure_speedups`: several models against one reference in one such loop, the reference timed once for all.
 
 On a CPU with one thread the clock is `time.process_time`, this process's CPU time, which other jobs on a shared
 machine inflate far less than wall time (they still share caches and memory bandwidth); with several threads, or on
@@ -138,21 +139,41 @@ def measure_speedup(
     warm-up, and each keeps its median (see the module docstring)."""
     _check_positive(threads=threads, repeats=repeats)
     latency, reference_ms = {}, {}
-    with _protocol([model, reference], threads):
-        for batch_size, seq_len in shapes:
-            _check_positive(batch_size=batch_size, seq_len=seq_len)
-            name = f"{batch_size}x{seq_len}"
-            inputs = _inputs([model, reference], batch_size, seq_len)
-            for _ in range(max(0, warmup)):
-                model(**inputs)
-                reference(**inputs)
-            runs = {"model": [], "reference": []}
-            for _ in range(repeats):
-                runs["model"].append(_timed_call(model, inputs, threads))
-                runs["reference"].append(_timed_call(reference, inputs, threads))
-            latency[name] = float(statistics.median(runs["model"]))
-            reference_ms[name] = float(statistics.median(runs["reference"]))
+    for shape in shapes:
+        (timed,) = measure_speedups([model], reference, shape, threads, repeats, warmup)
+        latency.update(timed.latency_ms)
+        reference_ms.update(timed.reference_ms)
     return Speedup(latency, reference_ms, threads, repeats)
 
 
-__all__ = ["DEFAULT_SHAPES", "Speedup", "measure_latency_ms", "measure_speedup"]
+def measure_speedups(
+    models: Sequence[nn.Module],
+    reference: nn.Module,
+    shape: tuple[int, int],
+    threads: int = 1,
+    repeats: int = 11,
+    warmup: int = 2,
+) -> list[Speedup]:
+    """Several models against one reference on one (batch, tokens) shape, in one alternating loop: each round calls
+    every model and then the reference, so the reference (the parent, the slowest model by far) is timed once for
+    all of them while a change in the machine's load still hits them all alike. The search times each round of
+    candidates so: the parent took three quarters of the time when timed once per candidate."""
+    _check_positive(threads=threads, repeats=repeats)
+    batch_size, seq_len = shape
+    _check_positive(batch_size=batch_size, seq_len=seq_len)
+    name = f"{batch_size}x{seq_len}"
+    timed = [*models, reference]
+    with _protocol(timed, threads):
+        inputs = _inputs(timed, batch_size, seq_len)
+        for _ in range(max(0, warmup)):
+            for model in timed:
+                model(**inputs)
+        runs = [[] for _ in timed]
+        for _ in range(repeats):
+            for model, calls in zip(timed, runs):
+                calls.append(_timed_call(model, inputs, threads))
+    *medians, reference_ms = (float(statistics.median(calls)) for calls in runs)
+    return [Speedup({name: ms}, {name: reference_ms}, threads, repeats) for ms in medians]
+
+
+__all__ = ["DEFAULT_SHAPES", "Speedup", "measure_latency_ms", "measure_speedup", "measure_speedups"]

@@ -61,7 +61,7 @@ from .journal import (
     read_latency_entry,
     write_latency_entry,
 )
-from .latency import measure_latency_ms, measure_speedup
+from .latency import measure_latency_ms, measure_speedups
 from .objectives import OBJECTIVES, Targets
 from .ose_config import OSEConfig
 from .result import CandidateRecord, OSEResult
@@ -674,9 +674,10 @@ class OSESearch:
         self, candidates: list[tuple[Architecture, dict | None]], accept=None, sizes=None, stop_early: bool = True
     ):
         """([(latency ms, speed-up over the parent) per candidate], the parent's latency ms): each (architecture,
-        allocation) built from its config and timed alternately with the parent by the latency protocol, on the main
-        process only (parallel timings would slow each other down), every rank getting the numbers. `accept(position,
-        timing)` stops at the first candidate it accepts; those after it stay None.
+        allocation) built from its config and timed by the latency protocol against the parent, on the main process
+        only (parallel timings would slow each other down), every rank getting the numbers. Without `accept` the
+        candidates are timed together, the parent once for all of them (`measure_speedups`); `accept(position,
+        timing)` times them one by one and stops at the first it accepts (those after it stay None).
 
         With several batch `sizes` the speed-up is the smallest ratio over them (the latency is the first size's);
         a batch of b rows is timed max(5, repeats / b) times (its calls are b times longer), and a candidate already
@@ -684,27 +685,38 @@ class OSESearch:
         from accelerate.utils import broadcast_object_list
 
         state = ose_state()
-        found = [([None] * len(candidates), None)]
+        found = [([None] * len(candidates), None, {})]
         if state.is_main_process:
             protocol = self._latency_protocol()
             sizes = sizes or [protocol["batch_size"]]
             enough = (self.args.min_speedup or 0.0) if stop_early else 0.0
             timings, parent_ms, measured = [None] * len(candidates), None, {}
-            for position, (arch, allocation) in enumerate(candidates):
-                model = AutoModel.from_config(self.space.to_config(arch, allocation))
-                speeds = []
+            together = max(1, len(candidates)) if accept is None else 1
+            for start in range(0, len(candidates), together):
+                group = candidates[start : start + together]
+                models = [AutoModel.from_config(self.space.to_config(arch, allocation)) for arch, allocation in group]
+                speeds, timing = [[] for _ in group], list(range(len(group)))
                 for size in sizes:
+                    if not timing:  # every candidate of the group already too slow
+                        break
                     repeats = (
                         protocol["repeats"] if size == sizes[0] else max(5, math.ceil(protocol["repeats"] / size))
                     )
-                    shape = [(size, protocol["seq_len"])]
-                    speeds.append(measure_speedup(model, self.parent.base_model, shape, protocol["threads"], repeats))
-                    if speeds[-1].value < enough:
-                        break
-                parent_ms = next(iter(speeds[0].reference_ms.values()))
-                timings[position] = (next(iter(speeds[0].latency_ms.values())), min(s.value for s in speeds))
-                measured[arch] = _merged(speeds)
-                if accept is not None and accept(position, timings[position]):
+                    shape = (size, protocol["seq_len"])
+                    timed = measure_speedups(
+                        [models[k] for k in timing], self.parent.base_model, shape, protocol["threads"], repeats
+                    )
+                    for k, speed in zip(timing, timed):
+                        speeds[k].append(speed)
+                    timing = [k for k in timing if speeds[k][-1].value >= enough]
+                parent_ms = next(iter(speeds[0][0].reference_ms.values()))
+                for k, (arch, _) in enumerate(group):
+                    timings[start + k] = (
+                        next(iter(speeds[k][0].latency_ms.values())),
+                        min(s.value for s in speeds[k]),
+                    )
+                    measured[arch] = _merged(speeds[k])
+                if accept is not None and accept(start, timings[start]):
                     break
             found = [(timings, parent_ms, measured)]
         if state.num_processes > 1:
@@ -1096,7 +1108,7 @@ class OSESearch:
 
 
 def _merged(speeds: list) -> dict:
-    """One candidate's `Speedup`s on several shapes (one `measure_speedup` call each) as one `Speedup.to_dict()`:
+    """One candidate's `Speedup`s on several shapes (one `measure_speedups` call each) as one `Speedup.to_dict()`:
     the speed-up is the smallest ratio; the repeats, which differ per shape, are given per shape."""
     parts = [s.to_dict() for s in speeds]
     merged = {
