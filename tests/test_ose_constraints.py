@@ -497,3 +497,5 @@ def test_several_models_share_one_alternating_loop_with_the_reference(monkeypatc
     assert calls == [id(models[0]), id(models[2])] * 10 and list(one.ratios) == ["1x8", "2x8"]
     with pytest.raises(ValueError, match="batch_size must be a positive integer, got 0"):
         latency_module.measure_speedups(models[:1], models[2], (0, 8))
+    with pytest.raises(ValueError, match=r"No shape was timed: name at least one \(batch, tokens\) shape"):
+        latency_module.measure_speedup(models[0], models[2], [])

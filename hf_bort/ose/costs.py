@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from .latency import shape_name
+
 
 if TYPE_CHECKING:  # space.py imports this module to filter by cost; costs read a space only through its methods
     from .space import Architecture, ConfigShape, SearchSpace
@@ -239,7 +241,7 @@ def config_costs(config, seq_len: int = 128) -> tuple[float, float]:
 def forward_mflops(config, shapes: Sequence[tuple[int, int]]) -> dict[str, float]:
     """Forward MFLOPs (`config_costs`) of the base model of `config` per (batch, tokens) shape, named "BxN" as the
     latency protocol names its shapes: the one FLOP count compress, the choice and the leaderboard share."""
-    return {f"{batch}x{seq_len}": batch * config_costs(config, seq_len)[1] / 1e6 for batch, seq_len in shapes}
+    return {shape_name(batch, seq_len): batch * config_costs(config, seq_len)[1] / 1e6 for batch, seq_len in shapes}
 
 
 def flops_speedup(mflops: dict[str, float], reference_mflops: dict[str, float]) -> dict:

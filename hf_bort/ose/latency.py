@@ -31,6 +31,11 @@ from torch import nn
 DEFAULT_SHAPES = ((1, 128), (8, 128))
 
 
+def shape_name(batch_size: int, seq_len: int) -> str:
+    """How an input shape is named in every timing and FLOP count (`Speedup`, `forward_mflops`): "1x128"."""
+    return f"{batch_size}x{seq_len}"
+
+
 def _check_positive(**values) -> None:
     for name, value in values.items():
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -106,7 +111,21 @@ class Speedup:
     latency_ms: dict[str, float]
     reference_ms: dict[str, float]
     threads: int
-    repeats: int
+    repeats: int | dict[str, int]  # per shape where the shapes were timed with different counts (`combine`)
+
+    @classmethod
+    def combine(cls, parts: Sequence[Speedup]) -> Speedup:
+        """One model's timings on several shapes, each from its own loop (`measure_speedups`), as one."""
+        if not parts:
+            raise ValueError("No shape was timed: name at least one (batch, tokens) shape.")
+        repeats = {name: part.repeats for part in parts for name in part.latency_ms}
+        counts = set(repeats.values())
+        return cls(
+            {name: ms for part in parts for name, ms in part.latency_ms.items()},
+            {name: ms for part in parts for name, ms in part.reference_ms.items()},
+            parts[0].threads,
+            counts.pop() if len(counts) == 1 else repeats,
+        )
 
     @property
     def ratios(self) -> dict[str, float]:
@@ -138,12 +157,9 @@ def measure_speedup(
     """`model` against `reference` on each (batch, tokens) shape: the two run alternately, call by call, after
     warm-up, and each keeps its median (see the module docstring)."""
     _check_positive(threads=threads, repeats=repeats)
-    latency, reference_ms = {}, {}
-    for shape in shapes:
-        (timed,) = measure_speedups([model], reference, shape, threads, repeats, warmup)
-        latency.update(timed.latency_ms)
-        reference_ms.update(timed.reference_ms)
-    return Speedup(latency, reference_ms, threads, repeats)
+    return Speedup.combine(
+        [measure_speedups([model], reference, shape, threads, repeats, warmup)[0] for shape in shapes]
+    )
 
 
 def measure_speedups(
@@ -161,7 +177,7 @@ def measure_speedups(
     _check_positive(threads=threads, repeats=repeats)
     batch_size, seq_len = shape
     _check_positive(batch_size=batch_size, seq_len=seq_len)
-    name = f"{batch_size}x{seq_len}"
+    name = shape_name(batch_size, seq_len)
     timed = [*models, reference]
     with _protocol(timed, threads):
         inputs = _inputs(timed, batch_size, seq_len)
@@ -176,4 +192,4 @@ def measure_speedups(
     return [Speedup({name: ms}, {name: reference_ms}, threads, repeats) for ms in medians]
 
 
-__all__ = ["DEFAULT_SHAPES", "Speedup", "measure_latency_ms", "measure_speedup", "measure_speedups"]
+__all__ = ["DEFAULT_SHAPES", "Speedup", "measure_latency_ms", "measure_speedup", "measure_speedups", "shape_name"]

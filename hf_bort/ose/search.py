@@ -61,7 +61,7 @@ from .journal import (
     read_latency_entry,
     write_latency_entry,
 )
-from .latency import measure_latency_ms, measure_speedups
+from .latency import Speedup, measure_latency_ms, measure_speedups
 from .objectives import OBJECTIVES, Targets
 from .ose_config import OSEConfig
 from .result import CandidateRecord, OSEResult
@@ -711,11 +711,10 @@ class OSESearch:
                     timing = [k for k in timing if speeds[k][-1].value >= enough]
                 parent_ms = next(iter(speeds[0][0].reference_ms.values()))
                 for k, (arch, _) in enumerate(group):
-                    timings[start + k] = (
-                        next(iter(speeds[k][0].latency_ms.values())),
-                        min(s.value for s in speeds[k]),
-                    )
-                    measured[arch] = _merged(speeds[k])
+                    speed = Speedup.combine(speeds[k])
+                    timings[start + k] = (next(iter(speed.latency_ms.values())), speed.value)
+                    measured[arch] = speed.to_dict()
+                    measured[arch]["protocol"]["when"] = "before training, by the search"
                 if accept is not None and accept(start, timings[start]):
                     break
             found = [(timings, parent_ms, measured)]
@@ -1105,26 +1104,6 @@ class OSESearch:
             f"{closest.params:,.0f} parameters, {flops[closest.architecture]:.4g} FLOPs{measured}; relax the "
             "constraints, or search more candidates (a smaller epsilon, a finer grid, or no max_candidates)."
         )
-
-
-def _merged(speeds: list) -> dict:
-    """One candidate's `Speedup`s on several shapes (one `measure_speedups` call each) as one `Speedup.to_dict()`:
-    the speed-up is the smallest ratio; the repeats, which differ per shape, are given per shape."""
-    parts = [s.to_dict() for s in speeds]
-    merged = {
-        key: {name: v for part in parts for name, v in part[key].items()}
-        for key in ("ratios", "latency_ms", "reference_ms")
-    }
-    return {
-        "speedup": min(merged["ratios"].values()),
-        **merged,
-        "protocol": {
-            "threads": speeds[0].threads,
-            "repeats": {name: s.repeats for s in speeds for name in s.latency_ms},
-            "shapes": list(merged["latency_ms"]),
-            "when": "before training, by the search",
-        },
-    }
 
 
 def find_text_columns(columns: list[str], text_column, name: str) -> tuple[str, str | None]:

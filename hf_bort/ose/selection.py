@@ -21,7 +21,7 @@ from torch import nn
 from transformers import AutoModel
 
 from .costs import flops_speedup, forward_mflops
-from .latency import DEFAULT_SHAPES, measure_speedup
+from .latency import DEFAULT_SHAPES, measure_speedup, shape_name
 from .result import CandidateRecord, OSEResult
 
 
@@ -62,7 +62,9 @@ def choose_under_budget(
         config = result.to_config(record.architecture)
         if speed == "flops":
             numbers = flops_speedup(forward_mflops(config, shapes), reference_mflops)
-        elif record.timing is not None and record.timing["protocol"]["shapes"] == [f"{b}x{n}" for b, n in shapes]:
+        elif record.timing is not None and record.timing["protocol"]["shapes"] == [
+            shape_name(*shape) for shape in shapes
+        ]:
             numbers = record.timing  # the search timed it as built, by this protocol, before training it
         else:
             numbers = measure_speedup(AutoModel.from_config(config), reference, shapes, repeats=repeats).to_dict()
